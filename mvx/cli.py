@@ -1,0 +1,57 @@
+"""The `mvx` command. Each subcommand lives in its own module exposing `register(subparsers)`;
+a subcommand's handler returns an exit status. MvxError becomes a one-line message and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mvx import MvxError, __version__
+
+# module name -> subcommand(s) it registers; imported lazily so `mvx --help` stays fast.
+SUBCOMMAND_MODULES = [
+    "mvx.cli_syscalls",
+    "mvx.trace",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mvx",
+        description="Run one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
+        "step on system calls; any difference between them is reported as a divergence.",
+    )
+    parser.add_argument("--version", action="version", version=f"mvx {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except MvxError as exc:
+        print(f"mvx: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mvx: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())
