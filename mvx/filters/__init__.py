@@ -1,0 +1,95 @@
+"""seccomp-BPF filters from a trap set, built with libseccomp (pyseccomp).
+
+One filter covers every arch the exec can land in (an x86_64 monitor exec'ing an i386 binary needs
+x86_64 and i386 rules); syscalls outside the trap set are allowed at native speed. Canonical names
+become raw selectors per arch through mvx.syscalls (i386 socketcall is matched on its sub-call)."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import TYPE_CHECKING
+
+import pyseccomp
+
+from mvx import MvxError
+from mvx.syscalls import raw_selectors
+
+if TYPE_CHECKING:
+    from mvx.arch import Arch
+    from mvx.engine import Action
+
+# AUDIT_ARCH -> libseccomp's arch token
+_SECCOMP_ARCH = {
+    "x86_64": pyseccomp.Arch.X86_64,
+    "i386": pyseccomp.Arch.X86,
+    "aarch64": pyseccomp.Arch.AARCH64,
+}
+# RET_TRACE data: lets a reader of a seccomp stop tell our traps apart from anything else
+TRACE_DATA = 0x6d76  # "mv"
+
+
+def _action(action: Action) -> int:
+    return pyseccomp.NOTIFY if action.value == "notify" else pyseccomp.TRACE(TRACE_DATA)
+
+
+def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilter:
+    f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    token = _SECCOMP_ARCH[arch.name]
+    if not f.exist_arch(token):
+        f.add_arch(token)
+    native = pyseccomp.system_arch()
+    if native != token:
+        f.remove_arch(native)
+    seen: set[tuple[int, int | None]] = set()
+    for canonical, action in sorted(rules.items()):
+        for sel in raw_selectors(arch, canonical):
+            key = (sel.nr, sel.arg0_equals)
+            if key in seen:
+                continue
+            seen.add(key)
+            name = arch.name_of(sel.nr)
+            try:
+                nr = pyseccomp.resolve_syscall(token, name)
+            except Exception:
+                raise MvxError(f"libseccomp does not know {arch.name} syscall {name}") from None
+            if nr != sel.nr:
+                raise MvxError(f"libseccomp numbers {arch.name} {name} as {nr}, the kernel as {sel.nr}")
+            args = [] if sel.arg0_equals is None else [pyseccomp.Arg(0, pyseccomp.EQ, sel.arg0_equals)]
+            f.add_rule(_action(action), name, *args)
+    return f
+
+
+def build_bpf(arches: list[Arch], rules: dict[str, Action]) -> bytes:
+    """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches`."""
+    merged: pyseccomp.SyscallFilter | None = None
+    for arch in arches:
+        f = _arch_filter(arch, rules)
+        if merged is None:
+            merged = f
+        else:
+            merged.merge(f)
+    assert merged is not None
+    with tempfile.TemporaryFile() as out:
+        merged.export_bpf(out)
+        out.seek(0)
+        return out.read()
+
+
+def describe(arches: list[Arch], rules: dict[str, Action]) -> str:
+    """libseccomp's pseudo-code for the filter, for `--show-filter` and for reading in tests."""
+    merged = None
+    for arch in arches:
+        f = _arch_filter(arch, rules)
+        merged = f if merged is None else (merged.merge(f) or merged)
+    with tempfile.TemporaryFile() as out:
+        merged.export_pfc(out)
+        out.seek(0)
+        return out.read().decode()
+
+
+def traced_numbers(arch: Arch, names: set[str]) -> set[int]:
+    """Raw numbers the ptrace-mode loop reports for `names` (socketcall whole: no arg filter there)."""
+    return {sel.nr for name in names for sel in raw_selectors(arch, name)}
+
+
+__all__ = ["build_bpf", "describe", "traced_numbers", "TRACE_DATA"]

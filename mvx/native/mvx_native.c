@@ -1,0 +1,610 @@
+/* The C hot path of mvx (see mvx_native.h). One tracee per struct mvx_tracee, driven from a
+ * single thread (ptrace requests must come from the tracer thread). mvx_wait returns to Python
+ * only when a decision is needed; unsynced stops are resumed here. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <elf.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#include "mvx_native.h"
+
+#ifndef NT_ARM_SYSTEM_CALL
+#define NT_ARM_SYSTEM_CALL 0x404
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+static void set_err(char *err, int errlen, const char *what, int e) {
+    if (err && errlen > 0)
+        snprintf(err, errlen, "%s: %s", what, strerror(e));
+}
+
+/* ---- spawning ------------------------------------------------------------------------- */
+
+/* The child: everything before execve is plain C, so the only syscalls between the filter
+ * load and the exec are the exec itself. Failures before PTRACE_TRACEME go through the error
+ * pipe; later ones are seen by the parent at the syscall stops. */
+static void child_main(int errfd, const char *path, char *const argv[], char *const envp[],
+                       const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
+                       int fd0, int fd1, int fd2, pid_t parent) {
+    char msg[256];
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++)       /* Python ignores SIGPIPE and SIGXFSZ; ignored */
+        signal(s, SIG_DFL);              /* dispositions would survive the exec */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(127);
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    int fds[3] = {fd0, fd1, fd2};
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0 && fds[i] != i && dup2(fds[i], i) < 0) {
+            snprintf(msg, sizeof msg, "dup2: %s", strerror(errno));
+            goto fail;
+        }
+    }
+    if (cwd && chdir(cwd) < 0) {
+        snprintf(msg, sizeof msg, "cannot change directory to %s: %s", cwd, strerror(errno));
+        goto fail;
+    }
+    if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) {
+        snprintf(msg, sizeof msg, "PTRACE_TRACEME: %s", strerror(errno));
+        goto fail;
+    }
+    close(errfd);
+    raise(SIGSTOP);
+    if (bpf) {
+        struct sock_fprog prog = {.len = (unsigned short)bpf_len, .filter = (struct sock_filter *)bpf};
+        unsigned int flags = want_listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0)
+            _exit(125);
+    }
+    execve(path, argv, envp);
+    _exit(127);
+fail:
+    if (write(errfd, msg, strlen(msg)) < 0) { /* nothing more to do */ }
+    _exit(127);
+}
+
+static int do_resume(struct mvx_tracee *t, int sig) {
+    int req = (t->mode == MVX_MODE_PTRACE || t->want_exit) ? PTRACE_SYSCALL : PTRACE_CONT;
+    if (ptrace(req, t->pid, 0, (void *)(long)sig) < 0)
+        return -errno;
+    return 0;
+}
+
+int mvx_pidfd_getfd(int pid, int targetfd) {
+    int pidfd = syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return -errno;
+    int fd = syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
+    int e = errno;
+    close(pidfd);
+    return fd < 0 ? -e : fd;
+}
+
+int mvx_block_sigchld(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -1;
+}
+
+int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
+              const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
+              int fd0, int fd1, int fd2, char *err, int errlen) {
+    int mode = t->mode, report = t->report_signals;
+    unsigned char tp[MVX_MAX_NR], ts[MVX_MAX_NR];
+    unsigned int ap = t->arch_primary, as = t->arch_secondary;
+    memcpy(tp, t->traced_primary, sizeof tp);
+    memcpy(ts, t->traced_secondary, sizeof ts);
+    memset(t, 0, sizeof *t);
+    t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
+    memcpy(t->traced_primary, tp, sizeof tp);
+    memcpy(t->traced_secondary, ts, sizeof ts);
+    t->notify_fd = -1;
+    t->sigchld_fd = -1;
+
+    if (want_listener) {
+        mvx_block_sigchld();
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        t->sigchld_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (t->sigchld_fd < 0) {
+            set_err(err, errlen, "signalfd", errno);
+            return -1;
+        }
+    }
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        set_err(err, errlen, "pipe", errno);
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        set_err(err, errlen, "fork", errno);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_main(pipefd[1], path, argv, envp, cwd, bpf, bpf_len, want_listener, cpu, fd0, fd1,
+                   fd2, parent);
+    }
+    close(pipefd[1]);
+    t->pid = pid;
+
+    int st;
+    if (waitpid(pid, &st, __WALL) < 0 || !WIFSTOPPED(st)) {
+        char msg[256] = {0};
+        ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
+        close(pipefd[0]);
+        if (n > 0)
+            snprintf(err, errlen, "%s", msg);
+        else
+            snprintf(err, errlen, "the variant died before it could be traced");
+        waitpid(pid, &st, __WALL | WNOHANG);
+        return -1;
+    }
+    close(pipefd[0]);
+    long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                PTRACE_O_TRACESECCOMP;
+    if (ptrace(PTRACE_SETOPTIONS, pid, 0, (void *)opts) < 0) {
+        set_err(err, errlen, "PTRACE_SETOPTIONS", errno);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, __WALL);
+        return -1;
+    }
+    /* Step the child syscall by syscall up to its exec: pick up the listener fd at the exit of
+     * seccomp() and see a failing execve at its exit. */
+    long long last_nr = -1;
+    for (;;) {
+        if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0) {
+            set_err(err, errlen, "PTRACE_SYSCALL", errno);
+            goto fail;
+        }
+        if (waitpid(pid, &st, __WALL) < 0) {
+            set_err(err, errlen, "waitpid", errno);
+            goto fail;
+        }
+        if (WIFEXITED(st)) {
+            snprintf(err, errlen, WEXITSTATUS(st) == 125 ? "the kernel refused the seccomp filter"
+                                                         : "the variant exited (%d) before exec",
+                     WEXITSTATUS(st));
+            return -1;
+        }
+        if (WIFSIGNALED(st)) {
+            snprintf(err, errlen, "the variant was killed by signal %d before exec", WTERMSIG(st));
+            return -1;
+        }
+        int event = st >> 16;
+        if (WSTOPSIG(st) == SIGTRAP && event == PTRACE_EVENT_EXEC)
+            break;
+        if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
+            struct __ptrace_syscall_info info;
+            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) < 0) {
+                set_err(err, errlen, "PTRACE_GET_SYSCALL_INFO", errno);
+                goto fail;
+            }
+            if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+                last_nr = info.entry.nr;
+            } else if (info.op == PTRACE_SYSCALL_INFO_EXIT) {
+                if (last_nr == SYS_seccomp && want_listener) {
+                    if (info.exit.is_error) {
+                        set_err(err, errlen, "seccomp", (int)-info.exit.rval);
+                        goto fail;
+                    }
+                    t->notify_fd = mvx_pidfd_getfd(pid, (int)info.exit.rval);
+                    if (t->notify_fd < 0) {
+                        set_err(err, errlen, "pidfd_getfd", -t->notify_fd);
+                        goto fail;
+                    }
+                } else if (last_nr == SYS_execve && info.exit.is_error) {
+                    snprintf(err, errlen, "cannot execute %s: %s", path,
+                             strerror((int)-info.exit.rval));
+                    goto fail;
+                }
+            }
+        }
+        /* seccomp stops (a traced execve) and anything else: keep stepping */
+    }
+    /* At the exec event the tracee is inside execve: in ptrace mode its exit stop comes next. */
+    t->want_exit = 0;
+    return pid;
+fail:
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, __WALL);
+    t->exited = 1;
+    return -1;
+}
+
+/* ---- the stop loop ---------------------------------------------------------------------- */
+
+static int is_traced(struct mvx_tracee *t, unsigned int arch, long long nr) {
+    if (nr < 0 || nr >= MVX_MAX_NR)
+        return 0;
+    if (arch == t->arch_primary)
+        return t->traced_primary[nr];
+    if (arch == t->arch_secondary)
+        return t->traced_secondary[nr];
+    return 1; /* an arch we were not told about: let Python see it (fail closed) */
+}
+
+static void fill_info(struct mvx_event *ev, struct __ptrace_syscall_info *info) {
+    ev->arch = info->arch;
+    ev->ip = info->instruction_pointer;
+    ev->sp = info->stack_pointer;
+    if (info->op == PTRACE_SYSCALL_INFO_ENTRY) {
+        ev->nr = info->entry.nr;
+        memcpy(ev->args, info->entry.args, sizeof ev->args);
+    } else if (info->op == PTRACE_SYSCALL_INFO_SECCOMP) {
+        ev->nr = info->seccomp.nr;
+        memcpy(ev->args, info->seccomp.args, sizeof ev->args);
+        ev->ret_data = info->seccomp.ret_data;
+    } else if (info->op == PTRACE_SYSCALL_INFO_EXIT) {
+        ev->ret = info->exit.rval;
+        ev->is_error = info->exit.is_error;
+    }
+}
+
+/* Handle one waitpid status. Returns 1 when ev holds an event for Python, 0 when the tracee was
+ * resumed here, negative errno on failure. */
+static int handle_status(struct mvx_tracee *t, int st, struct mvx_event *ev) {
+    ev->pid = t->pid;
+    if (WIFEXITED(st)) {
+        t->exited = 1;
+        ev->kind = MVX_EV_EXITED;
+        ev->status = WEXITSTATUS(st);
+        return 1;
+    }
+    if (WIFSIGNALED(st)) {
+        t->exited = 1;
+        ev->kind = MVX_EV_KILLED;
+        ev->status = WTERMSIG(st);
+        return 1;
+    }
+    if (!WIFSTOPPED(st))
+        return 0;
+    t->stops++;
+    int sig = WSTOPSIG(st), event = st >> 16;
+    if (sig == (SIGTRAP | 0x80)) {
+        struct __ptrace_syscall_info info;
+        if (ptrace(PTRACE_GET_SYSCALL_INFO, t->pid, sizeof info, &info) < 0)
+            return -errno;
+        if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+            t->in_syscall = 1;
+            if (is_traced(t, info.arch, info.entry.nr)) {
+                ev->kind = MVX_EV_ENTRY;
+                fill_info(ev, &info);
+                return 1;
+            }
+        } else if (info.op == PTRACE_SYSCALL_INFO_EXIT) {
+            t->in_syscall = 0;
+            if (t->want_exit) {
+                t->want_exit = 0;
+                ev->kind = MVX_EV_EXIT;
+                fill_info(ev, &info);
+                return 1;
+            }
+        }
+        int r = do_resume(t, 0);
+        return r < 0 ? r : 0;
+    }
+    if (sig == SIGTRAP && event == PTRACE_EVENT_SECCOMP) {
+        struct __ptrace_syscall_info info;
+        if (ptrace(PTRACE_GET_SYSCALL_INFO, t->pid, sizeof info, &info) < 0)
+            return -errno;
+        ev->kind = MVX_EV_SECCOMP;
+        fill_info(ev, &info);
+        return 1;
+    }
+    if (sig == SIGTRAP && event == PTRACE_EVENT_EXEC) {
+        ev->kind = MVX_EV_EXEC;
+        return 1;
+    }
+    if (event != 0) { /* other ptrace events: nothing to decide */
+        int r = do_resume(t, 0);
+        return r < 0 ? r : 0;
+    }
+    /* signal-delivery stop, or a group-stop (GETSIGINFO fails with EINVAL) */
+    siginfo_t si;
+    if (ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si) < 0) {
+        int r = do_resume(t, 0);
+        return r < 0 ? r : 0;
+    }
+    if (t->report_signals) {
+        ev->kind = MVX_EV_SIGNAL;
+        ev->status = sig;
+        t->pending_sig = sig;
+        return 1;
+    }
+    int r = do_resume(t, sig);
+    return r < 0 ? r : 0;
+}
+
+int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    for (;;) {
+        int st, r;
+        if (t->exited)
+            return -ECHILD;
+        if (t->notify_fd >= 0) {
+            pid_t w = waitpid(t->pid, &st, __WALL | WNOHANG);
+            if (w < 0 && errno != EINTR)
+                return -errno;
+            if (w > 0) {
+                r = handle_status(t, st, ev);
+                if (r != 0)
+                    return r < 0 ? r : 0;
+                continue;
+            }
+            struct pollfd pfd[2] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}};
+            if (poll(pfd, 2, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
+            if (pfd[1].revents) {
+                struct signalfd_siginfo si;
+                while (read(t->sigchld_fd, &si, sizeof si) > 0) {}
+            }
+            if (pfd[0].revents & POLLIN) {
+                struct seccomp_notif n;
+                memset(&n, 0, sizeof n);
+                if (ioctl(t->notify_fd, SECCOMP_IOCTL_NOTIF_RECV, &n) < 0) {
+                    if (errno == EINTR || errno == ENOENT)
+                        continue; /* the waiting syscall was interrupted */
+                    return -errno;
+                }
+                ev->kind = MVX_EV_NOTIFY;
+                ev->pid = n.pid;
+                ev->notif_id = n.id;
+                ev->arch = n.data.arch;
+                ev->nr = n.data.nr;
+                ev->ip = n.data.instruction_pointer;
+                memcpy(ev->args, n.data.args, sizeof ev->args);
+                return 0;
+            }
+            if (pfd[0].revents & (POLLHUP | POLLERR)) {
+                /* the filter's last user is gone; the exit status comes through waitpid */
+                if (waitpid(t->pid, &st, __WALL) < 0)
+                    return -errno;
+                r = handle_status(t, st, ev);
+                if (r != 0)
+                    return r < 0 ? r : 0;
+            }
+            continue;
+        }
+        if (waitpid(t->pid, &st, __WALL) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        r = handle_status(t, st, ev);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
+}
+
+int mvx_resume(struct mvx_tracee *t, int how) {
+    t->want_exit = (how == MVX_RESUME_TO_EXIT);
+    int sig = t->pending_sig;
+    t->pending_sig = 0;
+    return do_resume(t, sig);
+}
+
+/* ---- registers ---------------------------------------------------------------------------- */
+
+int mvx_get_regs(int pid, unsigned int arch, void *buf, int len) {
+    (void)arch;
+#if defined(__x86_64__)
+    if (len < (int)sizeof(struct user_regs_struct))
+        return -EINVAL;
+    return ptrace(PTRACE_GETREGS, pid, 0, buf) < 0 ? -errno : 0;
+#elif defined(__aarch64__)
+    struct iovec iov = {buf, (size_t)len};
+    return ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#else
+#error "unsupported monitor architecture"
+#endif
+}
+
+int mvx_set_regs(int pid, unsigned int arch, const void *buf, int len) {
+    (void)arch;
+#if defined(__x86_64__)
+    if (len < (int)sizeof(struct user_regs_struct))
+        return -EINVAL;
+    return ptrace(PTRACE_SETREGS, pid, 0, buf) < 0 ? -errno : 0;
+#else
+    struct iovec iov = {(void *)buf, (size_t)len};
+    return ptrace(PTRACE_SETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#endif
+}
+
+/* Skip the syscall at an entry or seccomp stop: the number becomes -1 and the return register
+ * gets retval in the same stop. The kernel leaves the return register alone for nr == -1 on
+ * x86_64, on the i386 compat entry and on aarch64, so no exit stop is needed. */
+int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how) {
+    (void)arch;
+#if defined(__x86_64__)
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+    r.orig_rax = (unsigned long long)-1;
+    r.rax = (unsigned long long)retval;
+    if (ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+#elif defined(__aarch64__)
+    int nr = -1;
+    struct iovec sc = {&nr, sizeof nr};
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
+        return -errno;
+    struct user_pt_regs r;
+    struct iovec iov = {&r, sizeof r};
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+    r.regs[0] = (unsigned long long)retval;
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+#endif
+    return mvx_resume(t, how);
+}
+
+/* Set the return register at a syscall-exit stop. */
+int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval) {
+    (void)arch;
+#if defined(__x86_64__)
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+    r.rax = (unsigned long long)retval;
+    return ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0 ? -errno : 0;
+#elif defined(__aarch64__)
+    struct user_pt_regs r;
+    struct iovec iov = {&r, sizeof r};
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+    r.regs[0] = (unsigned long long)retval;
+    return ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#endif
+}
+
+/* ---- memory --------------------------------------------------------------------------------- */
+
+long mvx_read_mem(int pid, unsigned long long addr, void *buf, unsigned long len) {
+    struct iovec local = {buf, len}, remote = {(void *)(uintptr_t)addr, len};
+    long n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    return n < 0 ? -errno : n;
+}
+
+long mvx_write_mem(int pid, unsigned long long addr, const void *buf, unsigned long len) {
+    struct iovec local = {(void *)buf, len}, remote = {(void *)(uintptr_t)addr, len};
+    long n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    return n < 0 ? -errno : n;
+}
+
+/* Read a NUL-terminated string page by page (a string may end just before an unmapped page).
+ * Returns its length without the NUL, or limit if none was found within limit bytes. */
+long mvx_read_cstr(int pid, unsigned long long addr, char *buf, unsigned long limit) {
+    unsigned long done = 0;
+    while (done < limit) {
+        unsigned long page_left = 4096 - ((addr + done) & 4095);
+        unsigned long want = limit - done < page_left ? limit - done : page_left;
+        long n = mvx_read_mem(pid, addr + done, buf + done, want);
+        if (n <= 0)
+            return done ? (long)done : (n < 0 ? n : -EFAULT);
+        void *z = memchr(buf + done, 0, n);
+        if (z)
+            return (char *)z - buf;
+        done += n;
+    }
+    return (long)limit;
+}
+
+/* ---- seccomp user notification ---------------------------------------------------------------- */
+
+int mvx_notif_respond(int fd, unsigned long long id, long long val, int error, int cont) {
+    struct seccomp_notif_resp resp = {.id = id, .val = val, .error = error,
+                                      .flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0};
+    if (cont) {
+        resp.val = 0;
+        resp.error = 0;
+    }
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 ? -errno : 0;
+}
+
+int mvx_notif_addfd(int fd, unsigned long long id, int srcfd, int newfd, int setfd, int send,
+                    int cloexec) {
+    struct seccomp_notif_addfd a = {
+        .id = id,
+        .flags = (setfd ? SECCOMP_ADDFD_FLAG_SETFD : 0) | (send ? SECCOMP_ADDFD_FLAG_SEND : 0),
+        .srcfd = (unsigned int)srcfd,
+        .newfd = setfd ? (unsigned int)newfd : 0,
+        .newfd_flags = cloexec ? O_CLOEXEC : 0,
+    };
+    int r = ioctl(fd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+    return r < 0 ? -errno : r;
+}
+
+int mvx_notif_id_valid(int fd, unsigned long long id) {
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 ? 1 : 0;
+}
+
+int mvx_kill_tree(struct mvx_tracee *t) {
+    if (t->exited || t->pid <= 0)
+        return 0;
+    kill(t->pid, SIGKILL);
+    int st;
+    while (waitpid(t->pid, &st, __WALL) >= 0) {
+        if (WIFEXITED(st) || WIFSIGNALED(st))
+            break;
+    }
+    t->exited = 1;
+    if (t->notify_fd >= 0) close(t->notify_fd);
+    if (t->sigchld_fd >= 0) close(t->sigchld_fd);
+    t->notify_fd = t->sigchld_fd = -1;
+    return 0;
+}
+
+/* Rewrite the syscall at an entry or seccomp stop into another one (nr and the first nargs
+ * arguments). is_compat: an i386 tracee seen through the 64-bit registers. */
+int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long args[6], int nargs,
+                    int is_compat) {
+#if defined(__x86_64__)
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+    unsigned long long *x64[6] = {&r.rdi, &r.rsi, &r.rdx, &r.r10, &r.r8, &r.r9};
+    unsigned long long *x32[6] = {&r.rbx, &r.rcx, &r.rdx, &r.rsi, &r.rdi, &r.rbp};
+    r.orig_rax = (unsigned long long)nr;
+    for (int i = 0; i < nargs && i < 6; i++)
+        *(is_compat ? x32 : x64)[i] = args[i];
+    return ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0 ? -errno : 0;
+#elif defined(__aarch64__)
+    (void)is_compat;
+    int n = (int)nr;
+    struct iovec sc = {&n, sizeof n};
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
+        return -errno;
+    struct user_pt_regs r;
+    struct iovec iov = {&r, sizeof r};
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+    for (int i = 0; i < nargs && i < 6; i++)
+        r.regs[i] = args[i];
+    return ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#endif
+}
