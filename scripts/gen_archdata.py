@@ -95,7 +95,7 @@ KERNEL_FAMILIES_BY_ARCH = {
 EXTRA_HEADERS_BY_ARCH = {"x86_64": ["asm/prctl.h"], "i386": ["asm/prctl.h"], "aarch64": []}
 GLIBC_FAMILIES = [
     r"AF_\w+", r"SOCK_\w+", r"MSG_\w+", r"SOL_\w+", r"SO_\w+", r"SHUT_\w+", r"IPPROTO_\w+",
-    r"IOV_MAX",
+    r"IOV_MAX", r"O_(ASYNC|FSYNC|RSYNC)",  # the kernel UAPI spells O_ASYNC as FASYNC
 ]
 ERRNO_FAMILIES = [r"E[A-Z0-9]+"]
 # Names a family regex catches that are not members of the family: stack sizes, a mask the kernel
@@ -176,12 +176,12 @@ LAYOUT_UNITS = [
     # Not exported by the UAPI: verbatim copies of the kernel's definitions (include/linux/dirent.h;
     # the rt_sigaction struct of include/linux/signal_types.h with the 64-signal sigset_t, which
     # on i386 is compat_sigaction). Compiled per ISA, so sizes and alignment are still the ABI's.
-    ("#include <linux/types.h>\n"
+    (("#include <linux/types.h>\n"
      "struct linux_dirent64 { __u64 d_ino; __s64 d_off; unsigned short d_reclen;\n"
      "  unsigned char d_type; char d_name[]; };\n"
      "typedef struct { unsigned long sig[64 / (8 * sizeof(unsigned long))]; } mvx_sigset_t;\n"
      "struct mvx_sigaction { void *sa_handler; unsigned long sa_flags; void *sa_restorer;\n"
-     "  mvx_sigset_t sa_mask; };\n", [
+     "  mvx_sigset_t sa_mask; };\n"), [
         ("linux_dirent64", "struct linux_dirent64",
          ["d_ino", "d_off", "d_reclen", "d_type", "d_name[*]"]),
         ("sigset", "mvx_sigset_t", ["sig[]"]),
@@ -241,7 +241,7 @@ class Target:
         path.write_text(src)
         cmd = self.cc + ["-w", "-fmax-errors=0", "-o", "-"] + args + [str(path)]
         env = dict(os.environ, LC_ALL="C")
-        return subprocess.run(cmd, capture_output=True, text=True, env=env), path
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False), path
 
     def macros(self, prelude: str) -> dict[str, str]:
         """Object-like macros visible after `prelude`: name -> body (bodies are not evaluated)."""
@@ -448,10 +448,10 @@ def render(arch, audit, word, syscalls, consts, layouts, regs, regset_size) -> s
 
 def generate(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mvx-archdata-") as tmp:
-        with concurrent.futures.ThreadPoolExecutor(len(ARCHES)) as pool:
-            futs = {a: pool.submit(gen_arch, a, Path(tmp)) for a in ARCHES}
-            texts = {a: f.result() for a, f in futs.items()}
+    with (tempfile.TemporaryDirectory(prefix="mvx-archdata-") as tmp,
+          concurrent.futures.ThreadPoolExecutor(len(ARCHES)) as pool):
+        futs = {a: pool.submit(gen_arch, a, Path(tmp)) for a in ARCHES}
+        texts = {a: f.result() for a, f in futs.items()}
     paths = []
     for arch, text in texts.items():
         p = out_dir / f"{arch}.py"
