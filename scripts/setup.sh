@@ -12,8 +12,10 @@ APT_PKGS=(
   build-essential lib32gcc-12-dev libc6-dev-i386 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   linux-libc-dev linux-libc-dev-arm64-cross
   qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates
-  libc6:i386 libpcre2-8-0:i386 libcrypt1:i386 libnettle8:i386 libxxhash0:i386 libzstd1:i386 libssl3:i386 zlib1g:i386 libbz2-1.0:i386 libbrotli1:i386 libbsd0:i386
-  libc6:arm64 libpcre2-8-0:arm64 libcrypt1:arm64 libnettle8:arm64 libxxhash0:arm64 libzstd1:arm64 libssl3:arm64 zlib1g:arm64 libbz2-1.0:arm64 libbrotli1:arm64 libbsd0:arm64
+  # Shared libraries of Debian's lighttpd 1.4.69 (binary and modules: NEEDED libc, libcrypt,
+  # libnettle, libpcre2-8, libxxhash), unpacked by scripts/fetch_lighttpd.sh for i386 and arm64.
+  libc6:i386 libcrypt1:i386 libnettle8:i386 libpcre2-8-0:i386 libxxhash0:i386
+  libc6:arm64 libcrypt1:arm64 libnettle8:arm64 libpcre2-8-0:arm64 libxxhash0:arm64
 )
 
 retry() { local n=0; until "$@"; do n=$((n+1)); [ $n -ge 4 ] && return 1; echo "retrying ($n): $*" >&2; sleep $((n*3)); done; }
@@ -36,5 +38,39 @@ PY=${PYTHON:-python3}
 if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi' 2>/dev/null; then
   retry $PY -m pip install -q -e '.[dev]'
 fi
-command -v just >/dev/null || retry $PY -m pip install -q rust-just
+# `just`: pip's rust-just installs one standalone binary into this Python's scripts dir (or the
+# user base with --user), which may be off PATH: pyenv shims need a rehash, CI runs with a plain
+# PATH. Make it reachable as /usr/local/bin/just (root) or ~/.local/bin/just.
+just_works() { command -v just >/dev/null && just --version >/dev/null 2>&1; }
+if ! just_works; then
+  just_bin() {
+    local d
+    for d in "$($PY -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
+             "$($PY -c 'import site; print(site.USER_BASE)')/bin"; do
+      [ -x "$d/just" ] && { echo "$d/just"; return 0; }
+    done
+    return 1
+  }
+  if ! just_bin >/dev/null; then
+    # rust-just has no Python dependencies, so on an externally managed (PEP 668) Python, such as
+    # Debian's /usr/bin/python3, installing it cannot break the distribution's packages.
+    pep668=()
+    $PY -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
+      pep668=(--break-system-packages)
+    retry $PY -m pip install -q "${pep668[@]}" rust-just
+  fi
+  command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+  if ! just_works; then
+    jb=$(just_bin) || { echo "setup: rust-just installed but no 'just' binary found" >&2; exit 1; }
+    if [ -z "$SUDO" ]; then linkdir=/usr/local/bin; else linkdir=$HOME/.local/bin; fi
+    mkdir -p "$linkdir"
+    ln -sfn "$jb" "$linkdir/just"
+    case ":$PATH:" in
+      *":$linkdir:"*) ;;
+      *) echo "setup: 'just' is $linkdir/just; add $linkdir to PATH" >&2 ;;
+    esac
+  fi
+fi
+just_works && echo "setup: $(just --version) at $(command -v just)"
 echo "setup: ok"
