@@ -1,0 +1,44 @@
+# mvx task runner. Fresh machine: `bash scripts/setup.sh && just test` (or `just demo`).
+# Extra arguments are passed through, e.g. `just test -k canonical -x`.
+
+set positional-arguments
+
+# The Python that runs mvx (scripts/setup.sh installs into the same one).
+python := env_var_or_default("PYTHON", "python3")
+
+# List the recipes.
+default:
+    @just --list
+
+# Install Debian packages (i386/arm64 multiarch, cross compiler, qemu-user), Python deps and just.
+setup:
+    bash scripts/setup.sh
+
+# Build the C test variants for x86_64/i386/aarch64 and fetch Debian's lighttpd for each ISA.
+variants:
+    bash scripts/build_variants.sh
+    bash scripts/fetch_lighttpd.sh
+
+# Run the test suite.
+test *args: setup variants
+    {{python}} -m pytest -q tests "$@"
+
+# Run the demonstration.
+demo *args: setup variants
+    {{python}} -m mvx.demo "$@"
+
+# Run the benchmarks.
+bench *args: setup variants
+    {{python}} -m mvx.bench "$@"
+
+# Measure the cost of each syscall-interception mechanism.
+bench-intercept *args: setup
+    {{python}} -m mvx.bench_intercept "$@"
+
+# Lint the Python code.
+lint:
+    {{python}} -m ruff check mvx tests scripts
+
+# Regenerate mvx/archdata/*.py from the kernel headers and compilers.
+regen:
+    {{python}} scripts/gen_archdata.py
