@@ -243,6 +243,10 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     }
     /* At the exec event the tracee is inside execve: in ptrace mode its exit stop comes next. */
     t->want_exit = 0;
+    if (do_resume(t, 0) < 0) {
+        set_err(err, errlen, "resume after exec", errno);
+        goto fail;
+    }
     return pid;
 fail:
     kill(pid, SIGKILL);

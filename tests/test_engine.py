@@ -1,0 +1,231 @@
+"""The tracing engine on real variants of each ISA, in every mode.
+
+Each test would fail if the mechanism it names did not work: the filter must hide untrapped calls,
+injection must change what the program sees, a skipped call must have no effect."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from _variants import NATIVE_ARCHES, free_port, variant_bin
+from mvx import MvxError
+from mvx.canonical import RawSyscall, normalize
+from mvx.engine import Action, Kind, Mode, TrapSet, Variant
+from mvx.replay import Recorded, Strategy, inject
+
+MODES = [Mode.PTRACE, Mode.SECCOMP, Mode.HYBRID]
+
+
+def canonical_name(stop) -> str:
+    return normalize(RawSyscall(stop.arch, stop.nr, stop.args)).name
+
+
+def traps(mode: Mode, *names: str) -> TrapSet:
+    action = Action.NOTIFY if mode is Mode.HYBRID else Action.TRACE
+    return TrapSet({n: action for n in names})
+
+
+def pipe_with(data: bytes) -> int:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def run_to_end(v: Variant, on_stop) -> int:
+    """Drive a variant until it exits; on_stop decides every synced stop."""
+    while True:
+        stop = v.wait()
+        if stop.kind is Kind.EXITED:
+            return stop.status
+        if stop.kind is Kind.KILLED:
+            return -stop.status
+        on_stop(stop)
+
+
+def let_run(v: Variant, stop) -> None:
+    if stop.kind is Kind.NOTIFY:
+        v.continue_call(stop)
+    else:
+        v.resume()
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_filter_traps_only_the_synced_set(arch, mode):
+    """stdio_loop reads stdin and writes stdout; trapping only `write` must show writes, no reads."""
+    out_r, out_w = os.pipe()
+    v = Variant([variant_bin(arch, "stdio_loop")], mode=mode, traps=traps(mode, "write"),
+                stdin=pipe_with(b"one\ntwo\nthree\n"), stdout=out_w)
+    seen = []
+    with v:
+        os.close(out_w)
+
+        def on_stop(stop):
+            seen.append(canonical_name(stop))
+            let_run(v, stop)
+
+        status = run_to_end(v, on_stop)
+    assert status == 0
+    assert read_all(out_r) == b"ONE\nTWO\nTHREE\n"
+    assert seen == ["write", "write", "write"]
+    if mode is Mode.PTRACE:
+        assert v.stops_seen > 20  # every syscall stops; the C loop resumed the unsynced ones itself
+    elif mode is Mode.SECCOMP:
+        assert v.stops_seen == 3  # the kernel filter let everything else through without a stop
+    else:
+        assert v.stops_seen == 0  # notifications only; no ptrace stop at all
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+@pytest.mark.parametrize("strategy", list(Strategy), ids=lambda s: s.value)
+def test_injected_read_returns_chosen_bytes(arch, mode, strategy):
+    """The program's real stdin says 'real'; the injected reads say 'hello' then EOF."""
+    stdin = pipe_with(b"real input\n")
+    out_r, out_w = os.pipe()
+    v = Variant([variant_bin(arch, "stdio_loop")], mode=mode, traps=traps(mode, "read"),
+                stdin=stdin, stdout=out_w)
+    answers = [b"hello\n", b""]
+    with v:
+        os.close(out_w)
+
+        def on_stop(stop):
+            assert canonical_name(stop) == "read"
+            fd, buf, count = stop.args[:3]
+            assert fd == 0 and count >= 6
+            data = answers.pop(0)
+            inject(v, stop, Recorded(ret=len(data), writes=[(buf, data)]), strategy)
+
+        status = run_to_end(v, on_stop)
+    assert status == 0
+    assert read_all(out_r) == b"HELLO\n"
+    assert answers == []
+    assert os.read(stdin, 100) == b"real input\n"  # the real read never happened
+    os.close(stdin)
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_skipped_write_writes_nothing(arch, mode):
+    out_r, out_w = os.pipe()
+    v = Variant([variant_bin(arch, "stdio_loop"), "--exit", "7"], mode=mode, traps=traps(mode, "write"),
+                stdin=pipe_with(b"secret\n"), stdout=out_w)
+    skipped = []
+    with v:
+        os.close(out_w)
+
+        def on_stop(stop):
+            skipped.append(stop.args[2])
+            inject(v, stop, Recorded(ret=stop.args[2]))  # claim success, write nothing
+
+        status = run_to_end(v, on_stop)
+    assert status == 7
+    assert skipped == [7]
+    assert read_all(out_r) == b""
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_injected_accept4_returns_a_socket_at_the_chosen_fd(arch, mode):
+    """A real client makes the server's epoll wake up; its accept4 is answered by the monitor with
+    a placeholder socket at the fd the leader would have had. At the server's next call on that fd
+    the test checks the fd is there and is a socket, and that the real connection was not taken."""
+    port = free_port()
+    v = Variant([variant_bin(arch, "epoll_server"), str(port)], mode=mode,
+                traps=traps(mode, "accept4", "read", "write", "close"))
+    client = None
+    with v:
+        for _ in range(200):
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.01)
+                # the server is not listening yet; keep letting it run (it makes no trapped call)
+        assert client is not None
+        chosen = None
+        checked = False
+        while not checked:
+            stop = v.wait()
+            assert stop.is_syscall, stop
+            name = canonical_name(stop)
+            if name == "accept4" and chosen is None:
+                listen_fd = stop.args[0]
+                chosen = listen_fd + 2  # lowest free fd after listen socket and epoll fd
+                inject(v, stop, Recorded(ret=chosen, creates_fd=True, cloexec=True, nonblock=True))
+            elif name == "accept4":
+                inject(v, stop, Recorded(ret=-11))  # EAGAIN: no more clients
+            elif chosen is not None and stop.args[0] == chosen:
+                link = os.readlink(f"/proc/{v.pid}/fd/{chosen}")
+                assert link.startswith("socket:"), link
+                checked = True
+                let_run(v, stop)
+            else:
+                let_run(v, stop)
+        # the real client's connection is still waiting in the backlog: nobody answered it
+        client.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            client.recv(10)
+        client.close()
+        v.kill()
+    assert not os.path.exists(f"/proc/{v.pid}/status") or "zombie" not in open(f"/proc/{v.pid}/status").read()
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_signals_are_delivered_not_swallowed(arch, mode):
+    """SIGTERM to a traced epoll_server reaches its handler: it leaves its loop and exits 0."""
+    port = free_port()
+    v = Variant([variant_bin(arch, "epoll_server"), str(port)], mode=mode, traps=traps(mode, "accept4"))
+    with v:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.01)
+        os.kill(v.pid, signal.SIGTERM)
+        status = run_to_end(v, lambda stop: let_run(v, stop))
+    assert status == 0
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_exit_status_and_death_by_signal(mode):
+    v = Variant([variant_bin("x86_64", "stdio_loop"), "--exit", "3"], mode=mode,
+                traps=traps(mode, "write"), stdin=pipe_with(b""))
+    with v:
+        assert run_to_end(v, lambda s: let_run(v, s)) == 3
+    r, w = os.pipe()
+    v = Variant([variant_bin("x86_64", "stdio_loop")], mode=mode, traps=traps(mode, "write"), stdin=r)
+    with v:
+        os.close(r)
+        os.kill(v.pid, signal.SIGKILL)
+        assert run_to_end(v, lambda s: let_run(v, s)) == -signal.SIGKILL
+    os.close(w)
+
+
+def test_errors_are_one_line(tmp_path):
+    with pytest.raises(MvxError, match="no such file"):
+        Variant([str(tmp_path / "nope")])
+    script = tmp_path / "plain.txt"
+    script.write_text("hello")
+    with pytest.raises(MvxError, match="not executable"):
+        Variant([str(script)])
+    with pytest.raises(MvxError, match="aarch64 binary"):
+        Variant([variant_bin("aarch64", "stdio_loop")])
+    with pytest.raises(MvxError, match="command not found"):
+        Variant(["no-such-command-mvx"])
