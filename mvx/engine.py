@@ -42,21 +42,21 @@ class Action(enum.Enum):
     NOTIFY = "notify"
 
 
-@dataclass
 class Stop:
     """A stop that needs a decision. At ENTRY/SECCOMP/NOTIFY `nr` and `args` are the raw call;
-    at EXIT `ret` is the raw return value (negative errno on error)."""
+    at EXIT `ret` is the raw return value (negative errno on error). A plain slotted class: one is
+    made per synced syscall, on the hot path."""
 
-    kind: Kind
-    pid: int
-    arch: archmod.Arch | None = None
-    nr: int = -1
-    args: tuple[int, ...] = ()
-    ret: int = 0
-    is_error: bool = False
-    notif_id: int = 0
-    status: int = 0
-    ip: int = 0
+    __slots__ = ("kind", "pid", "arch", "nr", "args", "ret", "is_error", "notif_id", "status", "ip")
+
+    def __init__(self, kind: Kind, pid: int, arch: archmod.Arch | None = None, nr: int = -1,
+                 args: tuple[int, ...] = (), ret: int = 0, is_error: bool = False, notif_id: int = 0,
+                 status: int = 0, ip: int = 0) -> None:
+        self.kind, self.pid, self.arch, self.nr, self.args = kind, pid, arch, nr, args
+        self.ret, self.is_error, self.notif_id, self.status, self.ip = ret, is_error, notif_id, status, ip
+
+    def __repr__(self) -> str:
+        return f"Stop({self.kind.name}, pid={self.pid}, {self.name if self.nr >= 0 else ''}, ret={self.ret})"
 
     @property
     def name(self) -> str:
@@ -65,6 +65,9 @@ class Stop:
     @property
     def is_syscall(self) -> bool:
         return self.kind in (Kind.ENTRY, Kind.SECCOMP, Kind.NOTIFY)
+
+
+_KINDS = {int(k): k for k in Kind}
 
 
 @dataclass
@@ -234,13 +237,14 @@ class Variant:
             if r < 0:
                 raise MvxError(f"lost the variant {self.pid}: {os.strerror(-r)}")
             ev = self._ev
-            kind = Kind(ev.kind)
+            kind = _KINDS[ev.kind]
             if kind is Kind.EXEC:
                 self._check(lib.mvx_resume(self._t, lib.MVX_RESUME_RUN))
                 continue
-            stop = Stop(kind=kind, pid=ev.pid, arch=_arch_of(ev.arch), nr=ev.nr, args=tuple(ev.args),
-                        ret=ev.ret, is_error=bool(ev.is_error), notif_id=ev.notif_id, status=ev.status,
-                        ip=ev.ip)
+            audit = ev.arch
+            arch = _AUDIT_CACHE.get(audit) or _arch_of(audit)
+            stop = Stop(kind, ev.pid, arch, ev.nr, tuple(ffi.unpack(ev.args, 6)), ev.ret, ev.is_error,
+                        ev.notif_id, ev.status, ev.ip)
             if kind is Kind.EXITED:
                 self.exit_status = ev.status
                 self._close()
@@ -256,7 +260,9 @@ class Variant:
     # ---- decisions at ptrace stops ---------------------------------------------------------------
     def resume(self, to_exit: bool = False) -> None:
         """Let the stopped call run (and stop at its exit if asked)."""
-        self._check(lib.mvx_resume(self._t, lib.MVX_RESUME_TO_EXIT if to_exit else lib.MVX_RESUME_RUN))
+        r = lib.mvx_resume(self._t, lib.MVX_RESUME_TO_EXIT if to_exit else lib.MVX_RESUME_RUN)
+        if r < 0:
+            self._check(r)
 
     def skip(self, stop: Stop, retval: int, to_exit: bool = False) -> None:
         """Do not execute the call; it returns `retval` (negative errno for an error)."""
@@ -290,19 +296,23 @@ class Variant:
     def respond(self, stop: Stop, retval: int) -> bool:
         """Answer a notification: the call returns `retval` (negative = -errno) without running.
         False if the call was interrupted meanwhile (the variant took a signal)."""
-        val, err = (0, retval) if retval < 0 else (retval, 0)
-        r = lib.mvx_notif_respond(self.notify_fd, stop.notif_id, val, err, 0)
-        if r == -errno_mod.ENOENT:
-            return False
-        self._check(r)
+        if retval < 0:
+            r = lib.mvx_notif_respond(self._t.notify_fd, stop.notif_id, 0, retval, 0)
+        else:
+            r = lib.mvx_notif_respond(self._t.notify_fd, stop.notif_id, retval, 0, 0)
+        if r < 0:
+            if r == -errno_mod.ENOENT:
+                return False
+            self._check(r)
         return True
 
     def continue_call(self, stop: Stop) -> bool:
         """Let a notified call run in the variant as if it had not been trapped."""
-        r = lib.mvx_notif_respond(self.notify_fd, stop.notif_id, 0, 0, 1)
-        if r == -errno_mod.ENOENT:
-            return False
-        self._check(r)
+        r = lib.mvx_notif_respond(self._t.notify_fd, stop.notif_id, 0, 0, 1)
+        if r < 0:
+            if r == -errno_mod.ENOENT:
+                return False
+            self._check(r)
         return True
 
     def install_fd(self, stop: Stop, srcfd: int, *, at: int | None = None, answer: bool = True,

@@ -11,7 +11,7 @@ SUDO=""
 APT_PKGS=(
   build-essential lib32gcc-12-dev libc6-dev-i386 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   linux-libc-dev linux-libc-dev-arm64-cross
-  qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates
+  python3-dev python3-pip qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates
   # Shared libraries of Debian's lighttpd 1.4.69 (binary and modules: NEEDED libc, libcrypt,
   # libnettle, libpcre2-8, libxxhash), unpacked by scripts/fetch_lighttpd.sh for i386 and arm64.
   libc6:i386 libcrypt1:i386 libnettle8:i386 libpcre2-8-0:i386 libxxhash0:i386
@@ -35,8 +35,14 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 PY=${PYTHON:-python3}
+# On an externally managed (PEP 668) Python, such as Debian's /usr/bin/python3 on a plain PATH,
+# pip needs --break-system-packages; mvx's dependencies are pure-Python or self-contained wheels.
+pep668=()
+$PY -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
+  pep668=(--break-system-packages)
 if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi' 2>/dev/null; then
-  retry $PY -m pip install -q -e '.[dev]'
+  retry $PY -m pip install -q "${pep668[@]}" -e '.[dev]'
 fi
 # `just`: pip's rust-just installs one standalone binary into this Python's scripts dir (or the
 # user base with --user), which may be off PATH: pyenv shims need a rehash, CI runs with a plain
@@ -52,12 +58,6 @@ if ! just_works; then
     return 1
   }
   if ! just_bin >/dev/null; then
-    # rust-just has no Python dependencies, so on an externally managed (PEP 668) Python, such as
-    # Debian's /usr/bin/python3, installing it cannot break the distribution's packages.
-    pep668=()
-    $PY -c 'import os, sys, sysconfig
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
-      pep668=(--break-system-packages)
     retry $PY -m pip install -q "${pep668[@]}" rust-just
   fi
   command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true

@@ -612,3 +612,32 @@ int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long
     return ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
 #endif
 }
+
+/* The C floor for benchmarks: answer n synced stops (let them run, or skip them with value 0)
+ * without returning to Python. Same spawn, filter and mvx_wait as the Python path, so the
+ * difference between the two is the cost of deciding in Python. */
+long mvx_floor_loop(struct mvx_tracee *t, long n, int inject) {
+    struct mvx_event ev;
+    long done = 0;
+    while (done < n) {
+        int r = mvx_wait(t, &ev);
+        if (r < 0)
+            return r;
+        if (ev.kind == MVX_EV_EXITED || ev.kind == MVX_EV_KILLED)
+            break;
+        if (ev.kind == MVX_EV_EXEC || ev.kind == MVX_EV_SIGNAL) {
+            mvx_resume(t, MVX_RESUME_RUN);
+            continue;
+        }
+        done++;
+        if (ev.kind == MVX_EV_NOTIFY)
+            r = mvx_notif_respond(t->notify_fd, ev.notif_id, 0, 0, !inject);
+        else if (inject)
+            r = mvx_skip(t, ev.arch, 0, MVX_RESUME_RUN);
+        else
+            r = mvx_resume(t, MVX_RESUME_RUN);
+        if (r < 0)
+            return r;
+    }
+    return done;
+}

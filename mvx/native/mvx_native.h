@@ -74,3 +74,4 @@ int mvx_kill_tree(struct mvx_tracee *t);
 int mvx_block_sigchld(void);
 int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long args[6], int nargs,
                     int is_compat);
+long mvx_floor_loop(struct mvx_tracee *t, long n, int inject);
