@@ -24,16 +24,28 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from mvx import MvxError
+from mvx import MvxError, structs
 from mvx import syscalls as S
-from mvx import structs
-from mvx.syscalls import UNKNOWN, Addr, FlagSet, Kind
 from mvx.structs import SockAddr, TimeValue
+from mvx.syscalls import UNKNOWN, Addr, FlagSet, Kind
 
 __all__ = [
-    "Memory", "BytesMemory", "MemoryFault", "RawSyscall", "Call", "Difference", "IoVec",
-    "normalize", "decode_outputs", "compare", "decode_flags", "encode_flags", "decode_enum",
-    "encode_value", "signal_name", "MAX_BUF",
+    "MAX_BUF",
+    "BytesMemory",
+    "Call",
+    "Difference",
+    "IoVec",
+    "Memory",
+    "MemoryFault",
+    "RawSyscall",
+    "compare",
+    "decode_enum",
+    "decode_flags",
+    "decode_outputs",
+    "encode_flags",
+    "encode_value",
+    "normalize",
+    "signal_name",
 ]
 
 MAX_BUF = 1 << 20  # bytes read per buffer argument at most
@@ -190,7 +202,7 @@ def _family(a, fam) -> list[str]:
     return sorted(n for n in names if n.startswith(fam))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flag_plan(arch_name: str, kind: S.Flags):
     a = _arch(arch_name)
     fields = []
@@ -215,7 +227,7 @@ def _flag_plan(arch_name: str, kind: S.Flags):
             bits.append((n, v))
     seen = set()
     uniq = []
-    for n, v in sorted(bits, key=lambda nv: (-bin(nv[1]).count("1"), nv[1], len(nv[0]), nv[0])):
+    for n, v in sorted(bits, key=lambda nv: (-nv[1].bit_count(), nv[1], len(nv[0]), nv[0])):
         if v in seen:
             continue
         seen.add(v)
@@ -260,7 +272,7 @@ def encode_flags(arch, kind: S.Flags, fs: FlagSet) -> int:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _enum_plan(arch_name: str, kind: S.Enum) -> dict[int, str]:
     a = _arch(arch_name)
     canon = dict(kind.canon)
@@ -748,7 +760,7 @@ def compare(a: Call, b: Call, *, outputs: bool = False, ret: bool = False) -> li
             if d:
                 path, off, p, q = d
                 diffs.append(Difference("output", i, names[i] if i < len(names) else None, p, q, off, path))
-    if ret and a.ret is not None and b.ret is not None and not isinstance(a.spec.ret, S.Ptr):
-        if a.ret != b.ret:
-            diffs.append(Difference("ret", None, None, a.ret, b.ret))
+    if ret and a.ret is not None and b.ret is not None and not isinstance(a.spec.ret, S.Ptr) \
+            and a.ret != b.ret:
+        diffs.append(Difference("ret", None, None, a.ret, b.ret))
     return diffs

@@ -67,15 +67,15 @@ class Uint(Kind):
     compared: bool = True
 
 
-def Long(compared: bool = True) -> Int:  # noqa: N802 - reads like a kind
+def Long(compared: bool = True) -> Int:
     return Int("long", compared)
 
 
-def Ulong(compared: bool = True) -> Uint:  # noqa: N802
+def Ulong(compared: bool = True) -> Uint:
     return Uint("long", compared)
 
 
-def Int64() -> Int:  # noqa: N802
+def Int64() -> Int:
     return Int("s64")
 
 
@@ -335,7 +335,7 @@ class Switch(Kind):
 
     on: int
     cases: tuple[tuple[str, Kind], ...]
-    default: Kind = Ulong()
+    default: Kind = Uint("long")
 
     def pick(self, selector: Any) -> Kind:
         names = selector.names if isinstance(selector, FlagSet) else (selector,)
@@ -1087,7 +1087,7 @@ def spec_of(canonical: str) -> Spec:
     return SPECS.get(canonical) or generic_spec(canonical)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def canonical_names() -> tuple[str, ...]:
     """Every canonical name: declared specs plus raw names of any arch without alias."""
     from mvx import arch as archmod
