@@ -238,8 +238,9 @@ class Variant:
                 raise MvxError(f"lost the variant {self.pid}: {os.strerror(-r)}")
             ev = self._ev
             kind = _KINDS[ev.kind]
-            if kind is Kind.EXEC:
-                self._check(lib.mvx_resume(self._t, lib.MVX_RESUME_RUN))
+            if kind is Kind.EXEC:  # keep a pending request for the execve's exit stop
+                how = lib.MVX_RESUME_TO_EXIT if self._t.want_exit else lib.MVX_RESUME_RUN
+                self._check(lib.mvx_resume(self._t, how))
                 continue
             audit = ev.arch
             arch = _AUDIT_CACHE.get(audit) or _arch_of(audit)
@@ -380,3 +381,29 @@ class Variant:
     def __exit__(self, *exc) -> None:
         self.kill()
         self._close()
+
+
+class TraceeMemory:
+    """A variant's memory in the shape mvx.canonical reads (faults become MemoryFault)."""
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+
+    def read(self, addr: int, n: int) -> bytes:
+        from mvx.canonical import MemoryFault
+
+        try:
+            data = self.variant.read(addr, n)
+        except OSError as exc:
+            raise MemoryFault(str(exc)) from None
+        if len(data) != n:
+            raise MemoryFault(f"short read at {addr:#x}: {len(data)} of {n}")
+        return data
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        from mvx.canonical import MemoryFault
+
+        try:
+            return self.variant.read_cstr(addr, limit)
+        except OSError as exc:
+            raise MemoryFault(str(exc)) from None

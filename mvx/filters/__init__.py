@@ -52,7 +52,7 @@ def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilte
                 nr = pyseccomp.resolve_syscall(token, name)
             except Exception:
                 raise MvxError(f"libseccomp does not know {arch.name} syscall {name}") from None
-            if nr != sel.nr:
+            if nr >= 0 and nr != sel.nr:  # negative: libseccomp's pseudo number of a multiplexed call
                 raise MvxError(f"libseccomp numbers {arch.name} {name} as {nr}, the kernel as {sel.nr}")
             args = [] if sel.arg0_equals is None else [pyseccomp.Arg(0, pyseccomp.EQ, sel.arg0_equals)]
             f.add_rule(_action(action), name, *args)

@@ -641,3 +641,32 @@ long mvx_floor_loop(struct mvx_tracee *t, long n, int inject) {
     }
     return done;
 }
+
+#ifndef SYS_kcmp
+#define SYS_kcmp 312
+#endif
+#define MVX_KCMP_FILE 0
+/* 1 if the variant's fd and the monitor's myfd are the same open file description (kcmp). */
+int mvx_same_file(int pid, int fd, int myfd) {
+    long r = syscall(SYS_kcmp, pid, getpid(), MVX_KCMP_FILE, fd, myfd);
+    return r == 0 ? 1 : (r < 0 ? -errno : 0);
+}
+
+#include <sys/epoll.h>
+/* epoll_wait on a duplicate of a variant's epoll fd: the events come back with the data the
+ * variant registered (raw, in the monitor's layout), which Python's select.epoll would cut to an fd. */
+int mvx_epoll_wait_raw(int epfd, void *events, int maxevents, int timeout_ms) {
+    int r = epoll_wait(epfd, (struct epoll_event *)events, maxevents, timeout_ms);
+    return r < 0 ? -errno : r;
+}
+
+/* Wait up to slice_ms for fd to be ready for events, or for the variant pid to exit.
+ * Returns 1 ready, 0 timeout, 2 variant gone, negative errno. */
+int mvx_wait_ready(int fd, int events, int pid, int slice_ms) {
+    (void)pid;
+    struct pollfd p = {fd, (short)events, 0};
+    int r = poll(&p, 1, slice_ms);
+    if (r < 0)
+        return errno == EINTR ? 0 : -errno;
+    return r > 0 ? 1 : 0;
+}

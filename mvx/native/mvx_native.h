@@ -75,3 +75,6 @@ int mvx_block_sigchld(void);
 int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long args[6], int nargs,
                     int is_compat);
 long mvx_floor_loop(struct mvx_tracee *t, long n, int inject);
+int mvx_same_file(int pid, int fd, int myfd);
+int mvx_epoll_wait_raw(int epfd, void *events, int maxevents, int timeout_ms);
+int mvx_wait_ready(int fd, int events, int pid, int slice_ms);

@@ -1,0 +1,232 @@
+"""Performing a notified syscall in the monitor, on the variant's behalf (hybrid mode).
+
+With seccomp user notification there is no exit stop: the monitor runs the call itself on a
+duplicate of the variant's fd (pidfd_getfd: the same open file description) and answers the
+notification with the result, so a leader's synced I/O costs one round trip. Pointed-to data is
+copied once, so what is checked is what is executed. Calls that depend on the calling process (fd
+table changes, memory, signals) are never performed here: they are trapped with RET_TRACE instead.
+
+A call that would block (a blocking read, epoll_wait with a timeout) waits for readiness in slices,
+checking between slices that the notification is still live (a signal to the variant cancels it)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from mvx.canonical import Call
+from mvx.engine import Stop, Variant, host_arch
+from mvx.native import ffi, lib
+
+POLLIN, POLLOUT = 0x001, 0x004
+SLICE_MS = 50
+
+
+@dataclass
+class Performed:
+    """What a performed call returned; `installed_fd` when the answer was an ADDFD."""
+
+    ret: int
+    data: bytes = b""
+    installed_fd: bool = False
+
+
+class Interrupted(Exception):
+    """The variant's call went away (signal or death) while the monitor waited on its behalf."""
+
+
+class FdCache:
+    """Duplicates of a variant's fds, checked with kcmp before each use so a reused fd number
+    never reaches the wrong file."""
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        self._fds: dict[int, int] = {}
+
+    def get(self, fd: int) -> int:
+        mine = self._fds.get(fd)
+        if mine is not None:
+            if lib.mvx_same_file(self.variant.pid, fd, mine) == 1:
+                return mine
+            os.close(mine)
+            del self._fds[fd]
+        mine = self.variant.grab_fd(fd)
+        self._fds[fd] = mine
+        return mine
+
+    def close(self) -> None:
+        for mine in self._fds.values():
+            os.close(mine)
+        self._fds.clear()
+
+
+def _blocking(fd: int) -> bool:
+    return os.get_blocking(fd)
+
+
+def _wait_ready(v: Variant, stop: Stop, fd: int, events: int, timeout_ms: int | None) -> bool:
+    """Wait for fd readiness while the notification is live. False on timeout."""
+    waited = 0
+    while True:
+        slice_ms = SLICE_MS if timeout_ms is None or timeout_ms < 0 else min(SLICE_MS, timeout_ms - waited)
+        r = lib.mvx_wait_ready(fd, events, v.pid, max(slice_ms, 0))
+        if r == 1:
+            return True
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+        waited += slice_ms
+        if not v.notification_valid(stop):
+            raise Interrupted()
+        if timeout_ms is not None and timeout_ms >= 0 and waited >= timeout_ms:
+            return False
+
+
+def _errno_of(exc: OSError) -> int:
+    return -(exc.errno or errno.EIO)
+
+
+def _read(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count = call.values[:3]
+    mine = fds.get(fd)
+    if _blocking(mine):
+        _wait_ready(v, stop, mine, POLLIN, None)
+    try:
+        data = os.read(mine, count)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _pread(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count, offset = call.values[:4]
+    try:
+        data = os.pread(fds.get(fd), count, offset)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _write(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count = call.values[:3]
+    data = v.read(buf, count)
+    try:
+        return Performed(os.write(fds.get(fd), data), data)
+    except OSError as exc:
+        return Performed(_errno_of(exc), data)
+
+
+def _recvfrom(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, buf, length, flags, addr, _addrlen = call.values[:6]
+    if addr:
+        return None  # the source address layout is the variant's: let the variant do it
+    mine = fds.get(fd)
+    if _blocking(mine) and not flags & socket.MSG_DONTWAIT:
+        _wait_ready(v, stop, mine, POLLIN, None)
+    sock = socket.socket(fileno=os.dup(mine))
+    try:
+        data = sock.recv(length, flags)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    finally:
+        sock.close()
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _sendto(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, buf, length, flags, addr, _addrlen = call.values[:6]
+    if addr:
+        return None
+    data = v.read(buf, length)
+    sock = socket.socket(fileno=os.dup(fds.get(fd)))
+    try:
+        return Performed(sock.send(data, flags), data)
+    except OSError as exc:
+        return Performed(_errno_of(exc), data)
+    finally:
+        sock.close()
+
+
+def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, addr, _addrlen, flags = call.values[:4]
+    if addr:
+        return None
+    arch = stop.arch
+    mine = fds.get(fd)
+    if _blocking(mine):
+        _wait_ready(v, stop, mine, POLLIN, None)
+    sock = socket.socket(fileno=os.dup(mine))
+    try:
+        newfd, _peer = sock._accept()
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    finally:
+        sock.close()
+    try:
+        os.set_blocking(newfd, not flags & arch.const("SOCK_NONBLOCK"))
+        ret = v.install_fd(stop, newfd, answer=True, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
+    finally:
+        os.close(newfd)
+    return Performed(ret, installed_fd=True)
+
+
+def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    epfd, events, maxevents, timeout = call.values[:4]
+    arch = stop.arch
+    size = arch.layout("epoll_event").size
+    if size != host_arch().layout("epoll_event").size or maxevents <= 0:
+        return None  # the variant's event layout is not the monitor's
+    if call.values[4]:
+        return None  # a signal mask: only the variant can apply it
+    mine = fds.get(epfd)
+    timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
+    if timeout != 0 and not _wait_ready(v, stop, mine, POLLIN, None if timeout < 0 else timeout):
+        return Performed(0)
+    buf = ffi.new("char[]", size * maxevents)
+    n = lib.mvx_epoll_wait_raw(mine, buf, maxevents, 0)
+    if n < 0:
+        return Performed(n)
+    data = bytes(ffi.buffer(buf, n * size))
+    v.write(events, data)
+    return Performed(n, data)
+
+
+def _getpid(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    return Performed(v.pid)
+
+
+PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]] = {
+    "read": _read,
+    "pread64": _pread,
+    "write": _write,
+    "recvfrom": _recvfrom,
+    "sendto": _sendto,
+    "accept4": _accept4,
+    "epoll_pwait": _epoll_pwait,
+    "getpid": _getpid,
+}
+
+
+def can_perform(name: str) -> bool:
+    return name in PERFORMERS
+
+
+def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    """Run the notified call in the monitor and answer it. None: not performable with these
+    arguments; the call was let run in the variant instead (its result is not observed)."""
+    performer = PERFORMERS.get(call.name)
+    try:
+        done = performer(v, stop, call, fds) if performer else None
+    except Interrupted:
+        return None
+    if done is None:
+        v.continue_call(stop)
+        return None
+    if not done.installed_fd:
+        v.respond(stop, done.ret)
+    return done

@@ -1,0 +1,155 @@
+"""`mvx trace`: run one program under the monitor and print its synced syscalls, strace-style.
+
+The program's own stdin/stdout/stderr pass through; the trace goes to stderr or `-o FILE`. Only the
+policy's synced set is trapped, so this shows exactly what an MVX run would compare."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import TextIO
+
+from mvx import MvxError, policy as policymod
+from mvx.canonical import RawSyscall, decode_outputs, normalize
+from mvx.engine import Action, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
+from mvx.proxy import FdCache, can_perform, perform
+from mvx.render import render
+
+EXITING = {"exit", "exit_group"}
+
+
+def trap_set(mode: Mode, synced: set[str]) -> TrapSet:
+    """Hybrid: notify the calls the monitor can perform itself, trace the rest."""
+    if mode is Mode.HYBRID:
+        return TrapSet({n: Action.NOTIFY if can_perform(n) else Action.TRACE for n in synced})
+    return TrapSet({n: Action.TRACE for n in synced})
+
+
+def default_cpu() -> int:
+    return min(os.sched_getaffinity(0))
+
+
+class Tracer:
+    """Drives one Variant, rendering each synced call with its result."""
+
+    def __init__(self, variant: Variant, out: TextIO, show_pid: bool = False) -> None:
+        self.v = variant
+        self.out = out
+        self.mem = TraceeMemory(variant)
+        self.fds = FdCache(variant)
+        self.show_pid = show_pid
+
+    def emit(self, line: str) -> None:
+        prefix = f"[pid {self.v.pid}] " if self.show_pid else ""
+        self.out.write(prefix + line + "\n")
+        self.out.flush()
+
+    def call_of(self, stop: Stop):
+        return normalize(RawSyscall(stop.arch.name, stop.nr, stop.args), self.mem)
+
+    def run(self) -> int:
+        """Trace until the program ends; returns its exit status (128+N when killed by signal N)."""
+        v = self.v
+        while True:
+            stop = v.wait()
+            if stop.kind is Kind.EXITED:
+                self.emit(f"+++ exited with {stop.status} +++")
+                return stop.status
+            if stop.kind is Kind.KILLED:
+                self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")
+                return 128 + stop.status
+            if stop.kind is Kind.NOTIFY:
+                self.on_notify(stop)
+            elif stop.kind in (Kind.ENTRY, Kind.SECCOMP):
+                self.on_trap(stop)
+            else:
+                v.resume()
+
+    def on_notify(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        done = perform(self.v, stop, call, self.fds)
+        if done is None:
+            self.emit(render(call) + " = ? <ran in the variant>")
+            return
+        self.emit(render(decode_outputs(call, self.mem, done.ret)))
+
+    def on_trap(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        if call.name in EXITING:
+            self.emit(render(call))
+            self.v.resume()
+            return
+        self.v.resume(to_exit=True)
+        after = self.v.wait()
+        if after.kind is Kind.EXIT:
+            self.emit(render(decode_outputs(call, self.mem, after.ret)))
+            self.v.resume()
+            return
+        self.emit(render(call))
+        if after.kind is Kind.EXITED:
+            self.emit(f"+++ exited with {after.status} +++")
+        elif after.kind is Kind.KILLED:
+            self.emit(f"+++ killed by {signal.Signals(after.status).name} +++")
+        else:
+            raise MvxError(f"unexpected {after.kind.name} stop while waiting for the exit of {call.name}")
+        raise _Ended(after.status if after.kind is Kind.EXITED else 128 + after.status)
+
+
+class _Ended(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    if not args.program:
+        raise MvxError("no program given: mvx trace [OPTIONS] -- PROGRAM [ARGS...]")
+    mode = Mode(args.mode)
+    synced = policymod.load(args.policy).synced()
+    if args.only:
+        synced = set(args.only.split(","))
+    cpu = None if args.no_pin else default_cpu()
+    out = open(args.output, "w") if args.output else sys.stderr
+    variant = Variant(args.program, mode=mode, traps=trap_set(mode, synced), cpu=cpu)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # monitor and variant on one CPU: no cross-CPU wake-ups
+    try:
+        variant.start()
+        tracer = Tracer(variant, out)
+        try:
+            return tracer.run()
+        except _Ended as ended:
+            return ended.status
+    except KeyboardInterrupt:
+        print("mvx: interrupted; the variant was killed", file=sys.stderr)
+        return 130
+    finally:
+        variant.kill()
+        if args.output:
+            out.close()
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "trace",
+        help="run one program and print its synced syscalls strace-style",
+        description="Run PROGRAM under the mvx monitor and print, strace-style, the canonical syscalls "
+        "of the synced set (what an MVX run would compare). The program's own I/O passes through.",
+    )
+    p.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value,
+                   help="interception: ptrace (every syscall stops), seccomp (RET_TRACE for the synced set), "
+                   "hybrid (user notification where the monitor can perform the call; default)")
+    p.add_argument("--policy", default="default", choices=policymod.available(),
+                   help="which syscalls are synced (default: default)")
+    p.add_argument("--only", metavar="NAMES", help="trace only these canonical syscalls (comma-separated)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the monitor and the program to one CPU")
+    p.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
+    p.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    if args.program and args.program[0] == "--":
+        args.program = args.program[1:]
+    return cmd_trace(args)
