@@ -16,7 +16,7 @@ from mvx import syscalls as S
 def describe_kind(kind: S.Kind) -> str:
     """A short description of an argument kind, e.g. Flags(O_), InBuf(len=arg2)."""
     name = type(kind).__name__
-    arg = lambda i: f"arg{i}"  # noqa: E731
+    arg = lambda i: f"arg{i}"
     if isinstance(kind, S.Int | S.Uint):
         base = {"int": name, "long": "Long" if name == "Int" else "Ulong", "s64": "Int64",
                 "u64": "U64"}[kind.size]

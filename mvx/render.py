@@ -22,7 +22,7 @@ from mvx.canonical import Call, IoVec, signal_number
 from mvx.structs import SockAddr, TimeValue
 from mvx.syscalls import UNKNOWN, Addr, FlagSet
 
-__all__ = ["render", "render_value", "escape", "STRSIZE"]
+__all__ = ["STRSIZE", "escape", "render", "render_value"]
 
 STRSIZE = 32
 

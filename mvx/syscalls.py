@@ -879,6 +879,10 @@ ARCH_ALIASES: dict[str, dict[str, Alias]] = {
         "pwritev": Alias("pwritev2", (0, 1, 2, Pair(3, 4), Lit(0))),
         "preadv2": Alias("preadv2", (0, 1, 2, Pair(3, 4), 5)),
         "pwritev2": Alias("pwritev2", (0, 1, 2, Pair(3, 4), 5)),
+        # 32-bit off_t in one register
+        "lseek": Alias("lseek", kinds=((1, Long()),)),
+        "truncate": Alias("truncate", kinds=((1, Long()),)),
+        "ftruncate": Alias("ftruncate", kinds=((1, Long()),)),
         "truncate64": Alias("truncate", (0, Pair(1, 2))),
         "ftruncate64": Alias("ftruncate", (0, Pair(1, 2))),
         "fadvise64": Alias("fadvise64", (0, Pair(1, 2), 3, 4)),
