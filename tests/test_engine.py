@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -15,14 +16,18 @@ import pytest
 from _variants import NATIVE_ARCHES, free_port, variant_bin
 from mvx import MvxError
 from mvx.canonical import RawSyscall, normalize
-from mvx.engine import Action, Kind, Mode, TrapSet, Variant
+from mvx.engine import Action, Kind, Mode, TraceeMemory, TrapSet, Variant
 from mvx.replay import Recorded, Strategy, inject
 
 MODES = [Mode.PTRACE, Mode.SECCOMP, Mode.HYBRID]
 
 
+def canonical(v: Variant, stop):
+    return normalize(RawSyscall(stop.arch.name, stop.nr, stop.args), TraceeMemory(v))
+
+
 def canonical_name(stop) -> str:
-    return normalize(RawSyscall(stop.arch, stop.nr, stop.args)).name
+    return normalize(RawSyscall(stop.arch.name, stop.nr, stop.args)).name
 
 
 def traps(mode: Mode, *names: str) -> TrapSet:
@@ -106,7 +111,9 @@ def test_injected_read_returns_chosen_bytes(arch, mode, strategy):
         def on_stop(stop):
             assert canonical_name(stop) == "read"
             fd, buf, count = stop.args[:3]
-            assert fd == 0 and count >= 6
+            if fd != 0:  # the dynamic loader reading libc
+                return let_run(v, stop)
+            assert count >= 6
             data = answers.pop(0)
             inject(v, stop, Recorded(ret=len(data), writes=[(buf, data)]), strategy)
 
@@ -138,6 +145,17 @@ def test_skipped_write_writes_nothing(arch, mode):
     assert read_all(out_r) == b""
 
 
+def connect_when_listening(port: int, result: dict) -> None:
+    """Client side, in a thread: the tracer thread must keep driving the server meanwhile."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            result["client"] = socket.create_connection(("127.0.0.1", port), timeout=5)
+            return
+        except ConnectionRefusedError:
+            time.sleep(0.01)
+
+
 @pytest.mark.parametrize("arch", NATIVE_ARCHES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_injected_accept4_returns_a_socket_at_the_chosen_fd(arch, mode):
@@ -146,43 +164,43 @@ def test_injected_accept4_returns_a_socket_at_the_chosen_fd(arch, mode):
     the test checks the fd is there and is a socket, and that the real connection was not taken."""
     port = free_port()
     v = Variant([variant_bin(arch, "epoll_server"), str(port)], mode=mode,
-                traps=traps(mode, "accept4", "read", "write", "close"))
-    client = None
+                traps=traps(mode, "accept4", "read", "write", "close"), stdout=os.open(os.devnull, os.O_WRONLY))
+    result: dict = {}
+    client_thread = threading.Thread(target=connect_when_listening, args=(port, result))
     with v:
-        for _ in range(200):
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.01)
-                # the server is not listening yet; keep letting it run (it makes no trapped call)
-        assert client is not None
+        client_thread.start()
         chosen = None
         checked = False
         while not checked:
             stop = v.wait()
             assert stop.is_syscall, stop
-            name = canonical_name(stop)
+            call = canonical(v, stop)  # on i386 accept4 comes as socketcall(SYS_ACCEPT4, args)
+            name = call.name
             if name == "accept4" and chosen is None:
-                listen_fd = stop.args[0]
-                chosen = listen_fd + 2  # lowest free fd after listen socket and epoll fd
+                listen_fd = call.values[0]
+                chosen = listen_fd + 2  # the lowest free fd after the listening socket and the epoll fd
                 inject(v, stop, Recorded(ret=chosen, creates_fd=True, cloexec=True, nonblock=True))
             elif name == "accept4":
                 inject(v, stop, Recorded(ret=-11))  # EAGAIN: no more clients
-            elif chosen is not None and stop.args[0] == chosen:
+            elif chosen is not None and call.values and call.values[0] == chosen:
                 link = os.readlink(f"/proc/{v.pid}/fd/{chosen}")
                 assert link.startswith("socket:"), link
                 checked = True
                 let_run(v, stop)
             else:
                 let_run(v, stop)
+        client_thread.join()
+        client = result["client"]
         # the real client's connection is still waiting in the backlog: nobody answered it
         client.settimeout(0.3)
         with pytest.raises(socket.timeout):
             client.recv(10)
         client.close()
-        v.kill()
-    assert not os.path.exists(f"/proc/{v.pid}/status") or "zombie" not in open(f"/proc/{v.pid}/status").read()
+
+
+def send_sigterm_when_ready(pid: int, out_fd: int) -> None:
+    os.read(out_fd, 100)  # "epoll_server: listening": its SIGTERM handler is installed
+    os.kill(pid, signal.SIGTERM)
 
 
 @pytest.mark.parametrize("arch", NATIVE_ARCHES)
@@ -190,16 +208,16 @@ def test_injected_accept4_returns_a_socket_at_the_chosen_fd(arch, mode):
 def test_signals_are_delivered_not_swallowed(arch, mode):
     """SIGTERM to a traced epoll_server reaches its handler: it leaves its loop and exits 0."""
     port = free_port()
-    v = Variant([variant_bin(arch, "epoll_server"), str(port)], mode=mode, traps=traps(mode, "accept4"))
+    out_r, out_w = os.pipe()
+    v = Variant([variant_bin(arch, "epoll_server"), str(port)], mode=mode, traps=traps(mode, "accept4"),
+                stdout=out_w)
     with v:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.01)
-        os.kill(v.pid, signal.SIGTERM)
+        os.close(out_w)
+        sender = threading.Thread(target=send_sigterm_when_ready, args=(v.pid, out_r))
+        sender.start()
         status = run_to_end(v, lambda stop: let_run(v, stop))
+        sender.join()
+    os.close(out_r)
     assert status == 0
 
 
