@@ -16,14 +16,21 @@ SUBCOMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (and a pointer to --help), like every other mvx error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mvx",
         description="Run one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
         "step on system calls; any difference between them is reported as a divergence.",
     )
     parser.add_argument("--version", action="version", version=f"mvx {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -116,7 +116,7 @@ def resolve_program(program: str) -> Path:
         raise MvxError(f"{program}: no such file")
     if path.is_dir():
         raise MvxError(f"{program}: is a directory")
-    if not os.access(path, os.X_OK):
+    if not os.access(path, os.X_OK) or not path.stat().st_mode & 0o111:  # root passes access(X_OK)
         raise MvxError(f"{program}: not executable")
     return path
 

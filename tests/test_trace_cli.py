@@ -1,0 +1,88 @@
+"""`mvx trace` as a user runs it: real subprocesses, real output, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from _variants import NATIVE_ARCHES, variant_bin
+
+MODES = ["ptrace", "seccomp", "hybrid"]
+
+
+def mvx(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvx", *args], capture_output=True, timeout=60, **kw)
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", MODES)
+def test_trace_prints_synced_calls_and_passes_io_through(arch, mode, tmp_path):
+    out = tmp_path / "trace.txt"
+    r = mvx("trace", "--mode", mode, "-o", str(out), "--", variant_bin(arch, "stdio_loop"), "--exit", "4",
+            input=b"abc\nxyz\n")
+    assert r.returncode == 4
+    assert r.stdout == b"ABC\nXYZ\n"  # the program's own output passes through
+    lines = out.read_text().splitlines()
+    assert 'read(0, "abc\\nxyz\\n", 4096) = 8' in lines
+    assert 'write(1, "ABC\\n", 4) = 4' in lines
+    assert 'write(1, "XYZ\\n", 4) = 4' in lines
+    assert 'read(0, "", 4096) = 0' in lines
+    assert lines[-2:] == ["exit_group(4) = ?", "+++ exited with 4 +++"]
+
+
+def test_trace_goes_to_stderr_by_default():
+    r = mvx("trace", "--only", "write", "--", variant_bin("x86_64", "stdio_loop"), input=b"hi\n")
+    assert r.returncode == 0
+    assert r.stdout == b"HI\n"
+    assert r.stderr.decode().splitlines() == ['write(1, "HI\\n", 3) = 3', "+++ exited with 0 +++"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--", "/nonexistent/prog"], "/nonexistent/prog: no such file"),
+    (["--", "{tmp}/plain.txt"], "plain.txt: not executable"),
+    (["--", "{tmp}/data.bin"], "data.bin: not an ELF file"),
+    (["--", "/tmp"], "/tmp: is a directory"),
+    (["--"], "no program given"),
+    (["--policy", "nope", "--", "/bin/true"], "invalid choice"),
+])
+def test_bad_input_is_one_line(args, message, tmp_path):
+    (tmp_path / "plain.txt").write_text("hello")
+    (tmp_path / "data.bin").write_bytes(b"\x00" * 64)
+    (tmp_path / "data.bin").chmod(0o755)
+    r = mvx("trace", *[a.format(tmp=tmp_path) for a in args])
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_foreign_isa_binary_is_one_line():
+    r = mvx("trace", "--", variant_bin("aarch64", "stdio_loop"))
+    assert r.returncode == 2
+    err = r.stderr.decode().strip()
+    assert "aarch64 binary" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_leaves_no_process_behind(mode):
+    """SIGINT to the monitor (what Ctrl-C sends) kills the traced program; nothing is orphaned."""
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "trace", "--mode", mode, "--",
+                             variant_bin("x86_64", "stdio_loop")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"one\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"ONE\n"  # the variant runs, blocked reading stdin
+    children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+    assert len(children) == 1
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{children[0]}"), "the variant outlived its monitor"
