@@ -20,10 +20,25 @@ from typing import Any
 from mvx import MvxError
 
 __all__ = [
-    "TimeValue", "SockAddr", "layout", "decode", "encode", "decode_array", "encode_array",
-    "decode_epoll_events", "encode_epoll_events", "decode_iovecs", "encode_iovecs",
-    "decode_timespec", "encode_timespec", "decode_sockaddr", "encode_sockaddr", "decode_stat",
-    "decode_dirents", "read_int", "StructError",
+    "SockAddr",
+    "StructError",
+    "TimeValue",
+    "decode",
+    "decode_array",
+    "decode_dirents",
+    "decode_epoll_events",
+    "decode_iovecs",
+    "decode_sockaddr",
+    "decode_stat",
+    "decode_timespec",
+    "encode",
+    "encode_array",
+    "encode_epoll_events",
+    "encode_iovecs",
+    "encode_sockaddr",
+    "encode_timespec",
+    "layout",
+    "read_int",
 ]
 
 

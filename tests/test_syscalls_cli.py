@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def mvx(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mvx", "syscalls", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mvx", "syscalls", *args], cwd=ROOT, capture_output=True, check=False,
                           text=True, timeout=60)
 
 
