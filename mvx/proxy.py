@@ -217,16 +217,22 @@ def can_perform(name: str) -> bool:
 
 
 def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
-    """Run the notified call in the monitor and answer it. None: not performable with these
-    arguments; the call was let run in the variant instead (its result is not observed)."""
+    """Run the notified call in the monitor; out-data is in the variant's memory on return, the
+    notification not yet answered (so the caller can decode outputs while the variant still waits;
+    then `answer`). None: not performable with these arguments (the caller lets it run in the
+    variant), or the variant's call went away meanwhile."""
+    if stop.pid != v.pid:
+        return None  # a forked child: fds and memory are not the variant's (children are not followed)
     performer = PERFORMERS.get(call.name)
     try:
-        done = performer(v, stop, call, fds) if performer else None
+        return performer(v, stop, call, fds) if performer else None
     except Interrupted:
         return None
+
+
+def answer(v: Variant, stop: Stop, done: Performed | None) -> None:
+    """Answer a notification after `perform` (or let the call run in the variant)."""
     if done is None:
         v.continue_call(stop)
-        return None
-    if not done.installed_fd:
+    elif not done.installed_fd:
         v.respond(stop, done.ret)
-    return done

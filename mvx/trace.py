@@ -14,7 +14,7 @@ from typing import TextIO
 from mvx import MvxError, policy as policymod
 from mvx.canonical import RawSyscall, decode_outputs, normalize
 from mvx.engine import Action, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
-from mvx.proxy import FdCache, can_perform, perform
+from mvx.proxy import FdCache, answer, can_perform, perform
 from mvx.render import render
 
 EXITING = {"exit", "exit_group"}
@@ -68,12 +68,17 @@ class Tracer:
                 v.resume()
 
     def on_notify(self, stop: Stop) -> None:
+        if stop.pid != self.v.pid:  # a forked child: not followed (see docs/DESIGN.md)
+            self.emit(f"[pid {stop.pid}] {stop.name}(...) = ? <child process, not followed>")
+            self.v.continue_call(stop)
+            return
         call = self.call_of(stop)
         done = perform(self.v, stop, call, self.fds)
         if done is None:
-            self.emit(render(call) + " = ? <ran in the variant>")
-            return
-        self.emit(render(decode_outputs(call, self.mem, done.ret)))
+            self.emit(render(call) + " <ran in the variant>")
+        else:  # decode while the variant still waits: after the answer it may reuse the buffer
+            self.emit(render(decode_outputs(call, self.mem, done.ret)))
+        answer(self.v, stop, done)
 
     def on_trap(self, stop: Stop) -> None:
         call = self.call_of(stop)
