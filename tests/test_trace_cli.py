@@ -86,3 +86,29 @@ def test_ctrl_c_leaves_no_process_behind(mode):
     assert b"Traceback" not in err
     time.sleep(0.1)
     assert not os.path.exists(f"/proc/{children[0]}"), "the variant outlived its monitor"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_exec_into_another_isa_is_followed(mode, tmp_path):
+    """An x86_64 shell exec's the i386 program: one filter covers both arches, the trace goes on."""
+    out = tmp_path / "trace.txt"
+    r = mvx("trace", "--mode", mode, "--only", "read,write,execve", "-o", str(out), "--",
+            "/bin/sh", "-c", f"exec {variant_bin('i386', 'stdio_loop')}", input=b"abc\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"ABC\n"
+    lines = out.read_text().splitlines()
+    assert any(line.startswith("execve(") and line.endswith(" = 0") for line in lines)
+    assert 'read(0, "abc\\n", 4096) = 4' in lines  # made by the i386 program after the exec
+    assert 'write(1, "ABC\\n", 4) = 4' in lines
+
+
+def test_forked_children_do_not_crash_the_monitor(tmp_path):
+    """Children are not followed: their calls run natively and are labelled, the parent is traced."""
+    out = tmp_path / "trace.txt"
+    r = mvx("trace", "--mode", "hybrid", "--only", "write", "-o", str(out), "--",
+            "/bin/sh", "-c", "echo one; (echo two); /bin/echo three")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"one\ntwo\nthree\n"
+    text = out.read_text()
+    assert 'write(1, "one\\n", 4) = 4' in text
+    assert "<child process, not followed>" in text
