@@ -33,7 +33,7 @@ def build_loop(arch: str) -> str:
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(["gcc", "-O2", *CFLAGS[arch], "-o", str(out), str(SOURCE)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         if r.returncode:
             raise MvxError(f"cannot build the benchmark variant for {arch}: {r.stderr.strip().splitlines()[-1]}")
     return str(out)
@@ -98,8 +98,8 @@ def measure(arch: str, calls: int, reps: int, cpu: int) -> list[dict]:
 
 def markdown(rows: list[dict], arch: str, calls: int, reps: int, command: str) -> str:
     lines = [
-        f"Interception cost per syscall ({arch} variant, {calls} trapped getppid calls, median of {reps}, "
-        "monitor and variant pinned to one CPU).",
+        (f"Interception cost per syscall ({arch} variant, {calls} trapped getppid calls, median of {reps}, "
+         "monitor and variant pinned to one CPU)."),
         "",
         f"Command: `{command}`",
         "",

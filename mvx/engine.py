@@ -11,8 +11,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
-from mvx import MvxError, arch as archmod
+from mvx import MvxError
+from mvx import arch as archmod
 from mvx.native import ffi, lib
 
 
@@ -47,7 +49,7 @@ class Stop:
     at EXIT `ret` is the raw return value (negative errno on error). A plain slotted class: one is
     made per synced syscall, on the hot path."""
 
-    __slots__ = ("kind", "pid", "arch", "nr", "args", "ret", "is_error", "notif_id", "status", "ip")
+    __slots__ = ("arch", "args", "ip", "is_error", "kind", "notif_id", "nr", "pid", "ret", "status")
 
     def __init__(self, kind: Kind, pid: int, arch: archmod.Arch | None = None, nr: int = -1,
                  args: tuple[int, ...] = (), ret: int = 0, is_error: bool = False, notif_id: int = 0,
@@ -374,7 +376,7 @@ class Variant:
                 os.close(fd)
                 setattr(self._t, name, -1)
 
-    def __enter__(self) -> Variant:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

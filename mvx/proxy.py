@@ -14,8 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from mvx.canonical import Call
 from mvx.engine import Stop, Variant, host_arch

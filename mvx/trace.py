@@ -11,7 +11,8 @@ import signal
 import sys
 from typing import TextIO
 
-from mvx import MvxError, policy as policymod
+from mvx import MvxError
+from mvx import policy as policymod
 from mvx.canonical import RawSyscall, decode_outputs, normalize
 from mvx.engine import Action, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
 from mvx.proxy import FdCache, answer, can_perform, perform
@@ -115,7 +116,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.only:
         synced = set(args.only.split(","))
     cpu = None if args.no_pin else default_cpu()
-    out = open(args.output, "w") if args.output else sys.stderr
+    out = open(args.output, "w") if args.output else sys.stderr  # noqa: SIM115 - closed in finally
     variant = Variant(args.program, mode=mode, traps=trap_set(mode, synced), cpu=cpu)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})  # monitor and variant on one CPU: no cross-CPU wake-ups

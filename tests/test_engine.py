@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-
 from _variants import NATIVE_ARCHES, free_port, variant_bin
+
 from mvx import MvxError
 from mvx.canonical import RawSyscall, normalize
 from mvx.engine import Action, Kind, Mode, TraceeMemory, TrapSet, Variant

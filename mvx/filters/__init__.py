@@ -50,7 +50,7 @@ def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilte
             name = arch.name_of(sel.nr)
             try:
                 nr = pyseccomp.resolve_syscall(token, name)
-            except Exception:
+            except (OSError, ValueError, RuntimeError):
                 raise MvxError(f"libseccomp does not know {arch.name} syscall {name}") from None
             if nr >= 0 and nr != sel.nr:  # negative: libseccomp's pseudo number of a multiplexed call
                 raise MvxError(f"libseccomp numbers {arch.name} {name} as {nr}, the kernel as {sel.nr}")
@@ -92,4 +92,4 @@ def traced_numbers(arch: Arch, names: set[str]) -> set[int]:
     return {sel.nr for name in names for sel in raw_selectors(arch, name)}
 
 
-__all__ = ["build_bpf", "describe", "traced_numbers", "TRACE_DATA"]
+__all__ = ["TRACE_DATA", "build_bpf", "describe", "traced_numbers"]
