@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         headline("What you just saw")
         say("""mvx translates each ISA's raw syscalls (numbers, registers, multiplexed socketcall,
             flag values, struct layouts) into one canonical form, so builds of the same program for
-            x86_64 and i386 produce the same canonical trace: `mvx syscalls` shows the tables and
+            x86_64 and i386 produce the same canonical trace (past the loader's start-up): `mvx syscalls` shows the tables and
             `mvx trace` runs one program under the monitor (ptrace, seccomp or hybrid interception)
             and prints those canonical calls.
 
