@@ -22,7 +22,7 @@ _SOURCES = ("mvx_native.h", "mvx_native.c")
 def _cdef() -> str:
     """The header with #define lines turned into cffi constants."""
     text = (_HERE / "mvx_native.h").read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
     out = []
     for line in text.splitlines():
         m = re.match(r"#define\s+(\w+)\s+(\d+)\s*$", line)
@@ -71,7 +71,7 @@ def _compile(modname: str, base: Path):
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         try:
             so = ffi.compile(tmpdir=tmp, verbose=False)
-        except Exception as exc:  # cffi wraps compiler failures in several types
+        except Exception as exc:  # noqa: BLE001 - cffi wraps compiler failures in several types
             raise MvxError(f"cannot compile the native module (is gcc installed?): {exc}") from None
         target = base / Path(so).name
         os.replace(so, target)
