@@ -26,8 +26,10 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mvx",
-        description="Run one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
-        "step on system calls; any difference between them is reported as a divergence.",
+        description="mvx runs one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
+        "step on system calls, so that a difference between them shows an exploit. This version provides "
+        "the per-ISA syscall tables (syscalls) and the single-variant tracer (trace); running several "
+        "variants together is not available yet.",
     )
     parser.add_argument("--version", action="version", version=f"mvx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
