@@ -476,7 +476,7 @@ int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how)
     struct iovec sc = {&nr, sizeof nr};
     if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
         return -errno;
-    struct user_pt_regs r;
+    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
     struct iovec iov = {&r, sizeof r};
     if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
         return -errno;
@@ -497,7 +497,7 @@ int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval) {
     r.rax = (unsigned long long)retval;
     return ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0 ? -errno : 0;
 #elif defined(__aarch64__)
-    struct user_pt_regs r;
+    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
     struct iovec iov = {&r, sizeof r};
     if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
         return -errno;
@@ -603,7 +603,7 @@ int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long
     struct iovec sc = {&n, sizeof n};
     if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
         return -errno;
-    struct user_pt_regs r;
+    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
     struct iovec iov = {&r, sizeof r};
     if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
         return -errno;
