@@ -593,12 +593,7 @@ def _resolve(a, raw: RawSyscall, raw_name: str, raw_args: tuple, mem, max_buf, s
     alias = S.alias_for(a, raw_name)
     canonical = alias.target if alias else raw_name
     spec = S.spec_of(canonical)
-    kinds = list(spec.kinds)
-    if alias and alias.layouts:
-        kinds = [k.with_layouts(dict(alias.layouts)) for k in kinds]
-    if alias:
-        for i, k in alias.kinds:
-            kinds[i] = k
+    kinds = S.alias_kinds(spec, alias)
     if alias and alias.args is not None:
         values = [(_const_source(a, s) if isinstance(s, str) else _source_value(a, s, raw_args))
                   for s in alias.args]

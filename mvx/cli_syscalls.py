@@ -107,12 +107,7 @@ def _entry_lines(a, nr: int, raw: str, name_width: int = 0) -> list[str]:
     alias = S.alias_for(a, raw)
     canon = S.canonical_of(a, raw)
     spec = S.spec_of(canon)
-    kinds = list(spec.kinds)
-    if alias and alias.layouts:
-        kinds = [k.with_layouts(dict(alias.layouts)) for k in kinds]
-    if alias:
-        for i, k in alias.kinds:
-            kinds[i] = k
+    kinds = S.alias_kinds(spec, alias)
     srcs = list(alias.args) if alias and alias.args is not None else list(range(spec.nargs))
     srcs += [S.Lit(0)] * (spec.nargs - len(srcs))
     shown = ", ".join(_short(s) or spec.arg_names[i] for i, s in enumerate(srcs))

@@ -1087,6 +1087,17 @@ def canonical_of(arch, raw_name: str) -> str:
     return al.target if al else raw_name
 
 
+def alias_kinds(spec: Spec, alias: Alias | None) -> list[Kind]:
+    """The argument kinds of `spec` as a raw alias supplies them (other struct layouts, replaced kinds)."""
+    kinds = list(spec.kinds)
+    if alias and alias.layouts:
+        kinds = [k.with_layouts(dict(alias.layouts)) for k in kinds]
+    if alias:
+        for i, k in alias.kinds:
+            kinds[i] = k
+    return kinds
+
+
 def spec_of(canonical: str) -> Spec:
     return SPECS.get(canonical) or generic_spec(canonical)
 
