@@ -59,32 +59,29 @@ def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilte
     return f
 
 
-def build_bpf(arches: list[Arch], rules: dict[str, Action]) -> bytes:
-    """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches`."""
-    merged: pyseccomp.SyscallFilter | None = None
-    for arch in arches:
-        f = _arch_filter(arch, rules)
-        if merged is None:
-            merged = f
-        else:
-            merged.merge(f)
-    assert merged is not None
+def _merged_filter(arches: list[Arch], rules: dict[str, Action]) -> pyseccomp.SyscallFilter:
+    """One filter with a section per arch (libseccomp merges single-arch filters)."""
+    first, *rest = [_arch_filter(arch, rules) for arch in arches]
+    for f in rest:
+        first.merge(f)
+    return first
+
+
+def _export(f: pyseccomp.SyscallFilter, how: str) -> bytes:
     with tempfile.TemporaryFile() as out:
-        merged.export_bpf(out)
+        getattr(f, how)(out)
         out.seek(0)
         return out.read()
 
 
+def build_bpf(arches: list[Arch], rules: dict[str, Action]) -> bytes:
+    """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches`."""
+    return _export(_merged_filter(arches, rules), "export_bpf")
+
+
 def describe(arches: list[Arch], rules: dict[str, Action]) -> str:
-    """libseccomp's pseudo-code for the filter, for `--show-filter` and for reading in tests."""
-    merged = None
-    for arch in arches:
-        f = _arch_filter(arch, rules)
-        merged = f if merged is None else (merged.merge(f) or merged)
-    with tempfile.TemporaryFile() as out:
-        merged.export_pfc(out)
-        out.seek(0)
-        return out.read().decode()
+    """libseccomp's pseudo-code for the filter, for reading in tests and by people."""
+    return _export(_merged_filter(arches, rules), "export_pfc").decode()
 
 
 def traced_numbers(arch: Arch, names: set[str]) -> set[int]:
