@@ -19,6 +19,7 @@ from mvx.proxy import FdCache, answer, can_perform, perform
 from mvx.render import render
 
 EXITING = {"exit", "exit_group"}
+ENDINGS = (Kind.EXITED, Kind.KILLED)
 
 
 def trap_set(mode: Mode, synced: set[str]) -> TrapSet:
@@ -55,12 +56,8 @@ class Tracer:
         v = self.v
         while True:
             stop = v.wait()
-            if stop.kind is Kind.EXITED:
-                self.emit(f"+++ exited with {stop.status} +++")
-                return stop.status
-            if stop.kind is Kind.KILLED:
-                self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")
-                return 128 + stop.status
+            if stop.kind in ENDINGS:
+                return self.ended(stop)
             if stop.kind is Kind.NOTIFY:
                 self.on_notify(stop)
             elif stop.kind in (Kind.ENTRY, Kind.SECCOMP):
@@ -94,13 +91,17 @@ class Tracer:
             self.v.resume()
             return
         self.emit(render(call))
-        if after.kind is Kind.EXITED:
-            self.emit(f"+++ exited with {after.status} +++")
-        elif after.kind is Kind.KILLED:
-            self.emit(f"+++ killed by {signal.Signals(after.status).name} +++")
-        else:
+        if after.kind not in ENDINGS:
             raise MvxError(f"unexpected {after.kind.name} stop while waiting for the exit of {call.name}")
-        raise _Ended(after.status if after.kind is Kind.EXITED else 128 + after.status)
+        raise _Ended(self.ended(after))
+
+    def ended(self, stop: Stop) -> int:
+        """Report the program's end; its exit status (128+N when killed by signal N)."""
+        if stop.kind is Kind.EXITED:
+            self.emit(f"+++ exited with {stop.status} +++")
+            return stop.status
+        self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")
+        return 128 + stop.status
 
 
 class _Ended(Exception):
