@@ -472,17 +472,14 @@ int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how)
     if (ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0)
         return -errno;
 #elif defined(__aarch64__)
+    /* the number has its own regset; x0 is written as at an exit stop */
     int nr = -1;
     struct iovec sc = {&nr, sizeof nr};
     if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
         return -errno;
-    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
-    struct iovec iov = {&r, sizeof r};
-    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-    r.regs[0] = (unsigned long long)retval;
-    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
+    int r = mvx_set_return(t, arch, retval);
+    if (r < 0)
+        return r;
 #endif
     return mvx_resume(t, how);
 }
