@@ -89,13 +89,18 @@ def _b(size, **fields):
     return (size, fields)
 
 
+# Structs made of __u64 fields only: the same on every ISA.
+_FIXED_WIDTH = {
+    "clone_args": _b(88, **{f: (8 * i, 8, False) for i, f in enumerate(
+        ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+         "set_tid", "set_tid_size", "cgroup"))}),
+    "open_how": _b(24, flags=(0, 8, False), mode=(8, 8, False), resolve=(16, 8, False)),
+}
+
 # Kernel structs not in the generated tables, by word size (4: i386, 8: x86_64/aarch64).
 BUILTIN_LAYOUTS: dict[int, dict[str, tuple[int, dict]]] = {
     8: {
-        "clone_args": _b(88, **{f: (8 * i, 8, False) for i, f in enumerate(
-            ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
-             "set_tid", "set_tid_size", "cgroup"))}),
-        "open_how": _b(24, flags=(0, 8, False), mode=(8, 8, False), resolve=(16, 8, False)),
+        **_FIXED_WIDTH,
         "linux_dirent": _b(24, d_ino=(0, 8, False), d_off=(8, 8, True), d_reclen=(16, 2, False),
                            d_name=(18, 0, False)),
         "flock": _b(32, l_type=(0, 2, True), l_whence=(2, 2, True), l_start=(8, 8, True), l_len=(16, 8, True),
@@ -108,10 +113,7 @@ BUILTIN_LAYOUTS: dict[int, dict[str, tuple[int, dict]]] = {
                      f_frsize=(72, 8, True), f_flags=(80, 8, True)),
     },
     4: {
-        "clone_args": _b(88, **{f: (8 * i, 8, False) for i, f in enumerate(
-            ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
-             "set_tid", "set_tid_size", "cgroup"))}),
-        "open_how": _b(24, flags=(0, 8, False), mode=(8, 8, False), resolve=(16, 8, False)),
+        **_FIXED_WIDTH,
         "linux_dirent": _b(12, d_ino=(0, 4, False), d_off=(4, 4, True), d_reclen=(8, 2, False),
                            d_name=(10, 0, False)),
         "flock": _b(16, l_type=(0, 2, True), l_whence=(2, 2, True), l_start=(4, 4, True), l_len=(8, 4, True),
