@@ -12,7 +12,9 @@ from mvx import MvxError, __version__
 # module name -> subcommand(s) it registers; imported lazily so `mvx --help` stays fast.
 SUBCOMMAND_MODULES = [
     "mvx.cli_syscalls",
+    "mvx.cli_keygen",
     "mvx.trace",
+    "mvx.cli_run",
 ]
 
 

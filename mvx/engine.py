@@ -154,6 +154,7 @@ class Variant:
         stdout: int | None = None,
         stderr: int | None = None,
         report_signals: bool = False,
+        isolate_net: bool = False,
     ) -> None:
         if not argv:
             raise MvxError("no program given")
@@ -167,6 +168,7 @@ class Variant:
         self.cwd = cwd
         self.fds = (stdin, stdout, stderr)
         self.report_signals = report_signals
+        self.isolate_net = isolate_net
         self._t = ffi.new("struct mvx_tracee *")
         self._ev = ffi.new("struct mvx_event *")
         self._keep: list = []
@@ -183,6 +185,7 @@ class Variant:
         t.mode = {Mode.PTRACE: lib.MVX_MODE_PTRACE, Mode.SECCOMP: lib.MVX_MODE_SECCOMP,
                   Mode.HYBRID: lib.MVX_MODE_HYBRID}[self.mode]
         t.report_signals = int(self.report_signals)
+        t.isolate_net = int(self.isolate_net)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]
         primary, secondary = arches[0], arches[1] if len(arches) > 1 else None
         t.arch_primary = primary.audit_arch
@@ -244,7 +247,7 @@ class Variant:
             if kind is Kind.NOTIFY or kind is Kind.SECCOMP or kind is Kind.ENTRY:
                 audit = ev.arch
                 arch = _AUDIT_CACHE.get(audit) or _arch_of(audit)
-                return Stop(kind, ev.pid, arch, ev.nr, ffi.unpack(ev.args, 6), 0, False, ev.notif_id)
+                return Stop(kind, ev.pid, arch, ev.nr, ffi.unpack(ev.args, 6), 0, False, ev.notif_id, 0, ev.ip)
             if kind is Kind.EXIT:
                 audit = ev.arch
                 return Stop(kind, ev.pid, _AUDIT_CACHE.get(audit) or _arch_of(audit), -1, (), ev.ret,

@@ -19,12 +19,16 @@ class Policy:
     name: str
     description: str
     classes: dict[str, str]  # canonical syscall -> class
+    file_local: frozenset[str] = frozenset()  # run locally when their fd is a regular file or directory
 
     def synced(self) -> set[str]:
         """Every canonical syscall the monitors must see."""
         return set(self.classes)
 
-    def class_of(self, name: str) -> str | None:
+    def class_of(self, name: str, fd_kind: str | None = None) -> str | None:
+        """The class of a call; `fd_kind` (procinfo.FdKinds) of its fd where the policy cares."""
+        if fd_kind in ("file", "dir") and name in self.file_local:
+            return "local"
         return self.classes.get(name)
 
     def members(self, cls: str) -> set[str]:
@@ -46,7 +50,11 @@ def load(name: str) -> Policy:
             if syscall in classes:
                 raise MvxError(f"policy {name}: {syscall} is in both {classes[syscall]} and {cls}")
             classes[syscall] = cls
-    unknown = set(data) - set(CLASSES) - {"name", "description"}
+    file_local = frozenset(data.get("file_local", []))
+    if file_local - set(classes):
+        raise MvxError(f"policy {name}: file_local names calls in no class: {sorted(file_local - set(classes))}")
+    unknown = set(data) - set(CLASSES) - {"name", "description", "file_local"}
     if unknown:
         raise MvxError(f"policy {name}: unknown keys {sorted(unknown)}")
-    return Policy(name=data.get("name", name), description=data.get("description", ""), classes=classes)
+    return Policy(name=data.get("name", name), description=data.get("description", ""), classes=classes,
+                  file_local=file_local)

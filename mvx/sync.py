@@ -18,7 +18,7 @@ from mvx.canonical import Call, IoVec
 from mvx.policy import Policy
 from mvx.render import render
 from mvx.structs import SockAddr, TimeValue
-from mvx.syscalls import UNKNOWN, Addr, FlagSet
+from mvx.syscalls import UNKNOWN, Addr, Fd, FlagSet
 
 
 class Action(enum.Enum):
@@ -38,10 +38,21 @@ FOLLOWER_ACTION = {
     "sensitive": Action.RUN,
     "exit": Action.EXIT,
 }
-# classes whose return values must agree after both variants ran the call (fd numbers)
-COMPARE_RET = {"fd_creating"}
+# classes whose return values must agree after both variants ran the call (fd numbers, bytes
+# read from each variant's own copy of a file); calls returning an fd are always compared
+COMPARE_RET = {"fd_creating", "local"}
+# local calls whose results legitimately differ between ISAs (F_GETFL flag bits differ)
+RET_NOT_COMPARED = {"fcntl", "close", "epoll_ctl", "setsockopt", "mprotect"}
 # classes the leader holds until every follower has checked them (--lockstep sensitive)
 LOCKSTEP_SENSITIVE = {"checked_output", "sensitive", "exit"}
+# open flags that make an open sensitive (it can change the file system)
+WRITE_OPEN_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
+
+# What is compared of some calls, when not every argument: (argument names compared) or
+# {argument name: struct fields never compared}. Program-chosen cookies (epoll data: lighttpd keeps
+# pointers there) and sizes that follow the ISA's word size are not evidence of an attack.
+COMPARED_ONLY = {"mprotect": ("prot",)}
+FIELDS_NOT_COMPARED = {"epoll_ctl": {"event": ("data",)}}
 
 
 def neutral(value: Any) -> Any:
@@ -70,7 +81,18 @@ def neutral(value: Any) -> Any:
 
 def view(call: Call) -> list:
     """What is compared of a call: its canonical name and its neutral arguments."""
-    return [call.name, [neutral(a) for a in call.args]]
+    names = call.spec.arg_names
+    only = COMPARED_ONLY.get(call.name)
+    drop = FIELDS_NOT_COMPARED.get(call.name, {})
+    args = []
+    for name, a in zip(names, call.args):
+        if only is not None and name not in only:
+            args.append(None)
+            continue
+        if name in drop and isinstance(a, dict):
+            a = {k: v for k, v in a.items() if k not in drop[name]}
+        args.append(neutral(a))
+    return [call.name, args]
 
 
 @dataclass
@@ -132,25 +154,29 @@ class LeaderSync:
         self.policy = policy
         self.seq = 0
 
-    def class_of(self, call: Call) -> str:
-        return self.policy.class_of(call.name) or "local"
+    def class_of(self, call: Call, fd_kind: str | None = None) -> str:
+        return self.policy.class_of(call.name, fd_kind) or "local"
 
-    def needs_lockstep(self, call: Call, lockstep: str) -> bool:
+    def needs_lockstep(self, call: Call, lockstep: str, cls: str | None = None) -> bool:
         """Must the leader wait for every follower's check before executing this call?"""
         if lockstep == "all":
             return True
         if lockstep == "none":
             return False
-        return self.class_of(call) in LOCKSTEP_SENSITIVE
+        if call.name == "openat" and isinstance(call.args[2], FlagSet):
+            if call.args[2].names & WRITE_OPEN_FLAGS:
+                return True
+        return (cls or self.class_of(call)) in LOCKSTEP_SENSITIVE
 
     def check_request(self, call: Call) -> dict:
         """Sent before a lockstepped call executes: the followers check it, then the leader runs."""
         return {"t": "check", "seq": self.seq + 1, "view": view(call), "line": render(call)}
 
-    def record(self, call: Call, ret: int, outputs: dict | None = None) -> dict:
-        """After the leader executed `call` (returning `ret`, with replicated `outputs`)."""
+    def record(self, call: Call, ret: int | None, outputs: dict | None = None, cls: str | None = None) -> dict:
+        """After the leader executed `call` (returning `ret`, None when the monitor let it run
+        without learning its result, with replicated `outputs`)."""
         self.seq += 1
-        return {"t": "call", "seq": self.seq, "cls": self.class_of(call), "view": view(call), "ret": ret,
+        return {"t": "call", "seq": self.seq, "cls": cls or self.class_of(call), "view": view(call), "ret": ret,
                 "outputs": outputs or {}, "line": render(call, ret)}
 
     def exit_record(self, status: int | None, signal: int | None) -> dict:
@@ -168,19 +194,30 @@ class FollowerSync:
         """A lockstep check: raise Divergence if the follower's call differs."""
         self._compare(call, request)
 
-    def on_call(self, call: Call, record: dict) -> Decision:
+    def on_call(self, call: Call, record: dict, cls: str | None = None) -> Decision:
+        """The follower's `call` (of class `cls` here) against the leader's next record."""
         if record.get("t") == "end":
-            raise Divergence("syscall", record.get("seq", self.seq + 1), "(the leader's program ended)",
-                             render(call), "the follower made a synced call the leader never made")
-        self._compare(call, record)
+            raise Divergence("syscall", record.get("seq", self.seq + 1), _ending(record.get("status"),
+                             record.get("signal")), render(call),
+                             "the follower made a synced call the leader never made")
+        self._compare(call, record, cls)
         self.seq = record["seq"]
         action = FOLLOWER_ACTION.get(record.get("cls"), Action.RUN)
         return Decision(action, record, record.get("outputs") or {})
 
+    def compares_ret(self, call: Call, record: dict) -> bool:
+        """Must this locally run call return what the leader's returned?"""
+        if record.get("ret") is None:
+            return False
+        if isinstance(call.spec.ret, Fd):
+            return True
+        return record.get("cls") in COMPARE_RET and call.name not in RET_NOT_COMPARED
+
     def after_local(self, call: Call, ret: int, record: dict) -> None:
-        """After a locally run call: fd-creating calls must return the same number."""
-        if record.get("cls") in COMPARE_RET and ret != record.get("ret"):
-            raise Divergence("fd", record["seq"], record.get("line", "?"), render(call, ret),
+        """After a locally run call: fds must get the same numbers, reads of files the same counts."""
+        if self.compares_ret(call, record) and ret != record.get("ret"):
+            kind = "fd" if isinstance(call.spec.ret, Fd) else "result"
+            raise Divergence(kind, record["seq"], record.get("line", "?"), render(call, ret),
                              f"return values differ: leader {record.get('ret')}, follower {ret}")
 
     def on_end(self, status: int | None, signal: int | None, record: dict) -> None:
@@ -195,10 +232,14 @@ class FollowerSync:
             raise Divergence("exit", record["seq"], _ending(record.get("status"), record.get("signal")),
                              _ending(status, signal), "exit statuses differ")
 
-    def _compare(self, call: Call, record: dict) -> None:
+    def _compare(self, call: Call, record: dict, cls: str | None = None) -> None:
         mine = view(call)
         theirs = record.get("view")
         if mine == theirs:
+            if cls is not None and record.get("cls") not in (None, cls):
+                raise Divergence("arguments", record.get("seq", self.seq + 1), record.get("line", "?"),
+                                 render(call), f"the call is {record.get('cls')} on the leader, {cls} here "
+                                 "(its fd is another kind of file)")
             return
         kind = "syscall" if not theirs or mine[0] != theirs[0] else "arguments"
         raise Divergence(kind, record.get("seq", self.seq + 1), record.get("line", "?"), render(call),

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
@@ -45,12 +47,32 @@ static void set_err(char *err, int errlen, const char *what, int e) {
 
 /* ---- spawning ------------------------------------------------------------------------- */
 
+/* A network namespace of the variant's own with only loopback up: a follower's sockets never
+ * reach the world, and variants on one machine never fight over a port. */
+static int isolate_network(char *msg, size_t len) {
+    if (unshare(CLONE_NEWNET) < 0) {
+        snprintf(msg, len, "cannot isolate the follower's network (unshare: %s)", strerror(errno));
+        return -1;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
+        snprintf(msg, len, "cannot bring up loopback in the follower's network: %s", strerror(errno));
+        return -1;
+    }
+    close(s);
+    return 0;
+}
+
 /* The child: everything before execve is plain C, so the only syscalls between the filter
  * load and the exec are the exec itself. Failures before PTRACE_TRACEME go through the error
  * pipe; later ones are seen by the parent at the syscall stops. */
 static void child_main(int errfd, const char *path, char *const argv[], char *const envp[],
                        const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
-                       int fd0, int fd1, int fd2, pid_t parent) {
+                       int fd0, int fd1, int fd2, pid_t parent, int isolate_net) {
     char msg[256];
     sigset_t none;
     sigemptyset(&none);
@@ -76,6 +98,8 @@ static void child_main(int errfd, const char *path, char *const argv[], char *co
         snprintf(msg, sizeof msg, "cannot change directory to %s: %s", cwd, strerror(errno));
         goto fail;
     }
+    if (isolate_net && isolate_network(msg, sizeof msg) < 0)
+        goto fail;
     if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) {
         snprintf(msg, sizeof msg, "PTRACE_TRACEME: %s", strerror(errno));
         goto fail;
@@ -123,13 +147,14 @@ int mvx_block_sigchld(void) {
 int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
               int fd0, int fd1, int fd2, char *err, int errlen) {
-    int mode = t->mode, report = t->report_signals;
+    int mode = t->mode, report = t->report_signals, isolate = t->isolate_net;
     unsigned char tp[MVX_MAX_NR], ts[MVX_MAX_NR];
     unsigned int ap = t->arch_primary, as = t->arch_secondary;
     memcpy(tp, t->traced_primary, sizeof tp);
     memcpy(ts, t->traced_secondary, sizeof ts);
     memset(t, 0, sizeof *t);
     t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
+    t->isolate_net = isolate;
     memcpy(t->traced_primary, tp, sizeof tp);
     memcpy(t->traced_secondary, ts, sizeof ts);
     t->notify_fd = -1;
@@ -162,7 +187,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     if (pid == 0) {
         close(pipefd[0]);
         child_main(pipefd[1], path, argv, envp, cwd, bpf, bpf_len, want_listener, cpu, fd0, fd1,
-                   fd2, parent);
+                   fd2, parent, isolate);
     }
     close(pipefd[1]);
     t->pid = pid;

@@ -43,6 +43,7 @@ struct mvx_tracee {
     int notify_fd;              /* -1 unless hybrid */
     int sigchld_fd;             /* signalfd for SIGCHLD (hybrid) */
     int report_signals;
+    int isolate_net;            /* the variant gets a network namespace of its own */
     int in_syscall;             /* ptrace mode: between entry and exit */
     int want_exit;              /* the last resume asked for an exit stop */
     int pending_sig;            /* signal to deliver at the next resume */

@@ -44,10 +44,9 @@ class ReplayError(MvxError):
 
 
 def _placeholder_socket() -> socket.socket:
-    """The monitor's end of an inert socket, installed in a follower where the leader had a real one."""
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    b.close()
-    return a
+    """An inert socket, installed in a follower where the leader had a real one: an unconnected
+    AF_UNIX stream socket, the same thing the ptrace path's rewritten socket() call makes."""
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Strategy.ONE_STOP) -> None:

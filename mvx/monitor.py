@@ -1,0 +1,585 @@
+"""The monitors: one thread per variant drives it through the sync rules (mvx.sync).
+
+A monitor thread owns its Variant (ptrace answers only the thread that started the tracee) and
+talks to the rest of the session only through a link:
+
+- the leader's `LeaderLink.publish(record)` hands a record to every follower's outbox (bounded by
+  a window of unacknowledged records: backpressure), and `check(request)` blocks until every
+  follower has reached the same call with the same arguments (lockstep);
+- a follower's `FollowerLink` gives it the leader's messages in order (`next`) and carries its
+  replies (acks, checks, divergences, its ending).
+
+The trio side (mvx.session) moves these messages over the channel. A divergence found here is
+raised as `sync.Divergence`; an ending forced from outside (another variant diverged, a signal, the
+channel broke) reaches the thread as `Stopped`."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from mvx import MvxError
+from mvx.canonical import RawSyscall, decode_outputs, normalize
+from mvx.engine import Action as TrapAction
+from mvx.engine import Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
+from mvx.outputs import (
+    EpollRegistry,
+    OutputError,
+    epoll_ctl_data,
+    epoll_events_to_fds,
+    pack,
+    unpack,
+    writes_for,
+)
+from mvx.policy import Policy
+from mvx.procinfo import FdKinds, LoaderRange
+from mvx.proxy import FdCache, answer, can_perform, perform
+from mvx.render import render
+from mvx.replay import Recorded, ReplayError, inject
+from mvx.sync import Action, Divergence, FollowerSync, LeaderSync
+from mvx.syscalls import Fd, FlagSet
+
+ENDINGS = (Kind.EXITED, Kind.KILLED)
+EXITING = frozenset({"exit", "exit_group"})
+# local calls a monitor lets run without learning their result (their result is not compared,
+# and a hybrid monitor then needs no exit stop): they only change the variant's own fd table
+CONTINUE_OK = frozenset({"close", "epoll_ctl"})
+# calls a follower runs even on a placeholder fd: they only touch its own fd table
+RUN_ON_PLACEHOLDER = frozenset({"close", "epoll_ctl"})
+# classes whose follower side never executes (answered from the leader's record)
+NOT_EXECUTED = frozenset({"replicated", "retval_only", "checked_output"})
+ACK_EVERY = 16
+
+
+class Stopped(Exception):
+    """The session is ending from outside this monitor; `reason` says why."""
+
+    def __init__(self, reason: str = "stopped") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Ended(Exception):
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+
+
+def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
+    """Which synced calls reach the monitor how. Hybrid: by user notification when the monitor can
+    finish the call itself (the leader performs it, a follower answers it from the record), by
+    RET_TRACE when the call must run in the variant and its result is needed."""
+    if mode is not Mode.HYBRID:
+        return TrapSet({n: TrapAction.TRACE for n in policy.synced()})
+    rules = {}
+    for name in policy.synced():
+        answered = role == "follower" and policy.class_of(name) in NOT_EXECUTED and name not in policy.file_local
+        monitor_finishes = name in CONTINUE_OK or can_perform(name) or answered
+        rules[name] = TrapAction.NOTIFY if monitor_finishes else TrapAction.TRACE
+    return TrapSet(rules)
+
+
+@dataclass
+class Outcome:
+    """How a monitor's run ended: the program's status, or a divergence."""
+
+    status: int | None = None  # exit code
+    signal: int | None = None  # killed by
+    divergence: Divergence | None = None
+    stopped: str | None = None  # ended from outside (reason)
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.status or 0
+
+
+class Monitor:
+    """What the leader's and the followers' monitors share: the variant, its memory, and what the
+    monitor tracks of its fd table (kinds, epoll registrations, fd duplicates)."""
+
+    role = "?"
+
+    def __init__(self, argv: list[str], *, mode: Mode, policy: Policy, cpu: int | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 stdio: tuple[int | None, int | None, int | None] = (None, None, None),
+                 isolate_net: bool = False) -> None:
+        self.policy = policy
+        self.mode = mode
+        self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
+                               stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net)
+        self.arch = self.variant.elf_arch
+        self.epoll = EpollRegistry()
+        self.kinds: FdKinds | None = None
+        self.loader: LoaderRange | None = None
+        self.fds: FdCache | None = None
+        self.mem: TraceeMemory | None = None
+        self.calls = 0
+        self.stopping: str | None = None
+        self.stop_divergence: Divergence | None = None
+
+    def start(self) -> int:
+        pid = self.variant.start()
+        self.kinds, self.loader = FdKinds(pid), LoaderRange(pid)
+        self.fds, self.mem = FdCache(self.variant), TraceeMemory(self.variant)
+        return pid
+
+    def kill(self) -> None:
+        self.variant.kill()
+        if self.fds:
+            self.fds.close()
+
+    def stop(self, reason: str, divergence: Divergence | None = None) -> None:
+        """From another thread: end this monitor's run now (the variant is killed; the run returns
+        an Outcome with `stopped`, and `divergence` when the stop is one)."""
+        if self.stopping is None:
+            self.stopping, self.stop_divergence = reason, divergence
+        pid = self.variant.pid
+        if pid > 0 and self.variant.alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stopped_outcome(self) -> Outcome:
+        return Outcome(stopped=self.stopping, divergence=self.stop_divergence)
+
+    # ---- per call ---------------------------------------------------------------------------------
+    def call_of(self, stop: Stop):
+        return normalize(RawSyscall(stop.arch.name, stop.nr, stop.args), self.mem)
+
+    def is_noise(self, stop: Stop) -> bool:
+        """Startup noise: the dynamic loader's own calls (procinfo), and calls of forked children
+        (not followed; docs/DESIGN.md)."""
+        return stop.pid != self.variant.pid or self.loader.contains(stop.ip)
+
+    def class_of(self, call) -> str:
+        kind = None
+        if call.name in self.policy.file_local and isinstance(call.args[0], int):
+            kind = self.kinds.get(call.args[0])
+        return self.policy.class_of(call.name, kind) or "local"
+
+    def let_run(self, stop: Stop) -> None:
+        if stop.kind is Kind.NOTIFY:
+            self.variant.continue_call(stop)
+        else:
+            self.variant.resume()
+
+    def track(self, call, ret: int | None) -> None:
+        """Keep the monitor's view of the fd table current."""
+        name = call.name
+        if name == "epoll_ctl":
+            self.epoll.on_ctl(call.args[0], call.args[1], call.args[2], epoll_ctl_data(call))
+        elif name == "close" and isinstance(call.args[0], int):
+            self.epoll.on_close(call.args[0])
+            self.kinds.forget(call.args[0])
+        elif name == "dup3" or name == "dup2":
+            self.kinds.forget(call.args[1])
+        if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
+            self.kinds.forget(ret)
+        elif name in ("pipe2", "socketpair"):
+            self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
+        elif name in ("execve", "execveat"):
+            self.loader.reset()
+
+    def run_here(self, stop: Stop, call, want_ret: bool) -> tuple[int | None, dict]:
+        """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
+        when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
+        v = self.variant
+        if stop.kind is Kind.NOTIFY:
+            done = perform(v, stop, call, self.fds) if can_perform(call.name) else None
+            if done is None:
+                v.continue_call(stop)
+                return None, {}
+            full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
+            answer(v, stop, done)
+            return full.ret, full.outputs
+        if not want_ret:
+            v.resume()
+            return None, {}
+        v.resume(to_exit=True)
+        after = v.wait()
+        if after.kind is not Kind.EXIT:
+            if after.kind in ENDINGS:
+                raise _Ended(after)
+            raise MvxError(f"unexpected {after.kind.name} stop at the exit of {call.name}")
+        full = decode_outputs(call, self.mem, after.ret)
+        v.resume()
+        return full.ret, full.outputs
+
+
+# ---- the leader ------------------------------------------------------------------------------------
+
+
+class LeaderLink:
+    """The leader thread's side of its followers (methods called from the thread unless noted)."""
+
+    def __init__(self, followers: int, send, window: int = 256, timeout: float = 10.0) -> None:
+        self._send = send  # send(index, message): thread-safe hand-off to the trio side
+        self.window = window
+        self.timeout = timeout
+        self.live = set(range(followers))
+        self.acked = [0] * followers
+        self.checked = [0] * followers
+        self.cond = threading.Condition()
+        self.failure: BaseException | None = None
+
+    def publish(self, message: dict) -> None:
+        seq = message.get("seq", 0)
+        with self.cond:
+            while self.failure is None and any(seq - self.acked[i] > self.window for i in self.live):
+                self.cond.wait(0.5)
+            if self.failure is not None:
+                raise self.failure
+            live = sorted(self.live)
+        for i in live:
+            self._send(i, message)
+
+    def check(self, request: dict) -> None:
+        """Block until every live follower has checked `request` (lockstep)."""
+        seq = request["seq"]
+        self.publish(request)
+        deadline = time.monotonic() + self.timeout + 5.0  # a follower's own watchdog fires first
+        with self.cond:
+            while self.failure is None and any(self.checked[i] < seq for i in self.live):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    late = sorted(i for i in self.live if self.checked[i] < seq)
+                    raise Divergence("timeout", seq, request.get("line", "?"), "(not reached)",
+                                     f"follower(s) {late} did not check the call within {self.timeout:g}s")
+                self.cond.wait(min(left, 0.5))
+            if self.failure is not None:
+                raise self.failure
+
+    def end(self, message: dict) -> None:
+        """The leader's program ended: tell every follower (no window: nothing more follows)."""
+        with self.cond:
+            live = sorted(self.live)
+        for i in live:
+            self._send(i, message)
+
+    # called from the trio side
+    def on_ack(self, i: int, seq: int) -> None:
+        with self.cond:
+            self.acked[i] = max(self.acked[i], seq)
+            self.cond.notify_all()
+
+    def on_checked(self, i: int, seq: int) -> None:
+        with self.cond:
+            self.checked[i] = max(self.checked[i], seq)
+            self.acked[i] = max(self.acked[i], seq - 1)
+            self.cond.notify_all()
+
+    def detach(self, i: int) -> None:
+        """A follower left the session (alert policy, or it ended): no longer waited for."""
+        with self.cond:
+            self.live.discard(i)
+            self.cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.failure is None:
+                self.failure = exc
+            self.cond.notify_all()
+
+
+class LeaderMonitor(Monitor):
+    role = "leader"
+
+    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", **kw) -> None:
+        super().__init__(argv, **kw)
+        self.link = link
+        self.lockstep = lockstep
+        self.sync = LeaderSync(self.policy)
+
+    def run(self) -> Outcome:
+        """Drive the leader until its program ends or the session stops; never leaves it running."""
+        try:
+            self.start()
+            while True:
+                stop = self.variant.wait()
+                if stop.kind in ENDINGS:
+                    return self.ended(stop)
+                if not stop.is_syscall:
+                    self.variant.resume()
+                    continue
+                if self.is_noise(stop):
+                    self.let_run(stop)
+                    continue
+                try:
+                    self.on_call(stop)
+                except _Ended as ended:
+                    return self.ended(ended.stop)
+        except Divergence as d:
+            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
+        except Stopped as s:
+            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
+        except (OSError, MvxError):
+            if self.stopping:  # the variant vanished under a request we were making
+                return self.stopped_outcome()
+            raise
+        finally:
+            self.kill()
+
+    def on_call(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        cls = self.class_of(call)
+        self.calls += 1
+        if self.sync.needs_lockstep(call, self.lockstep, cls):
+            self.link.check(self.sync.check_request(call))
+        if call.name in EXITING:
+            self.link.publish(self.sync.record(call, None, cls=cls))
+            self.let_run(stop)
+            return
+        want_ret = call.name not in CONTINUE_OK
+        ret, outputs = self.run_here(stop, call, want_ret)
+        self.track(call, ret)
+        self.link.publish(self.sync.record(call, ret, self.wire_outputs(call, cls, ret, outputs), cls))
+
+    def wire_outputs(self, call, cls: str, ret: int | None, outputs: dict) -> dict:
+        """What a follower needs to reproduce the call's out-data, ISA-neutral (mvx.outputs)."""
+        if cls not in NOT_EXECUTED or ret is None or ret < 0 or not outputs:
+            return {}
+        wire = {}
+        for i, value in outputs.items():
+            if call.kinds[i].__class__.__name__ == "StructArray" and call.kinds[i].layout == "epoll_event":
+                try:
+                    wire[str(i)] = epoll_events_to_fds(value, call.args[0], self.epoll)
+                except OutputError as exc:
+                    raise Divergence("arguments", self.sync.seq + 1, render(call, ret), "-", str(exc)) from None
+            else:
+                wire[str(i)] = pack(value)
+        return wire
+
+    def ended(self, stop: Stop) -> Outcome:
+        if self.stopping:
+            return self.stopped_outcome()
+        if stop.kind is Kind.KILLED:
+            outcome = Outcome(signal=stop.status)
+            self.link.end(self.sync.exit_record(None, stop.status))
+            outcome.divergence = Divergence("signal", self.sync.seq + 1, _ending(None, stop.status), "-",
+                                            "the leader was killed by a signal")
+            return outcome
+        self.link.end(self.sync.exit_record(stop.status, None))
+        return Outcome(status=stop.status)
+
+
+# ---- a follower ------------------------------------------------------------------------------------
+
+
+class Inbox:
+    """Messages from the trio side to a follower thread, in order; the watchdog reads how long the
+    oldest has waited."""
+
+    def __init__(self) -> None:
+        self._q: collections.deque[tuple[float, dict]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed: str | None = None
+
+    def put(self, message: dict) -> None:
+        with self._cond:
+            self._q.append((time.monotonic(), message))
+            self._cond.notify()
+
+    def close(self, reason: str) -> None:
+        with self._cond:
+            if self._closed is None:
+                self._closed = reason
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._q and self._closed is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                self._cond.wait(left)
+            if self._closed is not None:
+                raise Stopped(self._closed)
+            return self._q.popleft()[1]
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest undelivered message has waited (0 when none)."""
+        with self._cond:
+            return time.monotonic() - self._q[0][0] if self._q else 0.0
+
+
+class FollowerMonitor(Monitor):
+    role = "follower"
+
+    def __init__(self, argv: list[str], *, inbox: Inbox, reply, end_timeout: float = 10.0, **kw) -> None:
+        super().__init__(argv, **kw)
+        self.end_timeout = end_timeout
+        self.inbox = inbox
+        self.reply = reply  # reply(message): thread-safe hand-off to the trio side
+        self.sync = FollowerSync(self.policy)
+        self.placeholders: set[int] = set()
+        self._peers: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
+        self.in_wait = False  # the thread is waiting for the variant (the watchdog reads it)
+
+    def run(self) -> Outcome:
+        try:
+            self.start()
+            while True:
+                self.in_wait = True
+                stop = self.variant.wait()
+                self.in_wait = False
+                if stop.kind in ENDINGS:
+                    return self.ended(stop)
+                if not stop.is_syscall:
+                    self.variant.resume()
+                    continue
+                if self.is_noise(stop):
+                    self.let_run(stop)
+                    continue
+                try:
+                    self.on_call(stop)
+                except _Ended as ended:
+                    return self.ended(ended.stop)
+        except Divergence as d:
+            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
+        except Stopped as s:
+            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
+        except (OSError, MvxError):
+            if self.stopping:
+                return self.stopped_outcome()
+            raise
+        finally:
+            self.in_wait = False
+            self.kill()
+            for peer in self._peers.values():
+                peer.close()
+
+    def next_record(self, timeout: float | None = None) -> dict:
+        while True:
+            message = self.inbox.get(timeout)
+            if message.get("t") in ("call", "check", "end"):
+                return message
+
+    def on_call(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        cls = self.class_of(call)
+        self.calls += 1
+        record = self.next_record()
+        if record["t"] == "check":
+            self.sync.check(call, record)
+            self.reply({"t": "checked", "seq": record["seq"]})
+            record = self.next_record()
+        decision = self.sync.on_call(call, record, cls)
+        if record["seq"] % ACK_EVERY == 0:
+            self.reply({"t": "ack", "seq": record["seq"]})
+            if self._peers:
+                self.drain_placeholders()
+        if decision.action is Action.EXIT:
+            self.let_run(stop)
+            return
+        fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) else None
+        if decision.action is not Action.RUN:
+            self.answer_from(stop, call, record)
+            return
+        on_placeholder = fd in self.placeholders
+        if on_placeholder and call.name not in RUN_ON_PLACEHOLDER and record.get("ret") is not None:
+            self.answer_from(stop, call, record)  # nothing is ever executed on a placeholder
+            return
+        ret, _ = self.run_here(stop, call, self.sync.compares_ret(call, record) and not on_placeholder)
+        self.track(call, ret)
+        if on_placeholder and call.name == "close":
+            self.placeholders.discard(fd)
+            peer = self._peers.pop(fd, None)
+            if peer:
+                peer.close()
+        elif ret is not None:
+            self.sync.after_local(call, ret, record)
+
+    def answer_from(self, stop: Stop, call, record: dict) -> None:
+        """Do not execute the call: it returns the leader's result with the leader's out-data."""
+        ret = record.get("ret")
+        if ret is None:
+            raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call),
+                             "the leader's monitor could not learn this call's result, so it cannot be replayed")
+        try:
+            outputs = {k: unpack(v) for k, v in (record.get("outputs") or {}).items()}
+            writes = writes_for(call, outputs, self.mem, stop.arch, epoll=self.epoll)
+        except (OutputError, OSError, MvxError) as exc:
+            raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
+        creates_fd = isinstance(call.spec.ret, Fd) and ret >= 0
+        flags = _flag_names(call)
+        rec = Recorded(ret, writes, creates_fd=creates_fd,
+                       cloexec=bool(flags & {"SOCK_CLOEXEC", "O_CLOEXEC", "EPOLL_CLOEXEC"}),
+                       nonblock=bool(flags & {"SOCK_NONBLOCK", "O_NONBLOCK"}))
+        try:
+            inject(self.variant, stop, rec)
+        except ReplayError as exc:
+            raise Divergence("fd", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
+        self.track(call, ret)
+        if creates_fd:
+            self.adopt_placeholder(ret)
+
+    def adopt_placeholder(self, fd: int) -> None:
+        """Connect the inert socket just placed at `fd` to an end the monitor keeps, so a program
+        whose policy lets it write there (the seed's) writes into nothing instead of failing."""
+        self.placeholders.add(fd)
+        old = self._peers.pop(fd, None)
+        if old:
+            old.close()
+        mine = self.variant.grab_fd(fd)
+        try:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(b"")  # autobind: an abstract address only this monitor knows
+            listener.listen(1)
+            target = socket.socket(fileno=mine)
+            try:
+                target.connect(listener.getsockname())
+            finally:
+                target.detach()
+            peer, _ = listener.accept()
+            listener.close()
+        finally:
+            os.close(mine)
+        peer.setblocking(False)
+        self._peers[fd] = peer
+
+    def drain_placeholders(self) -> None:
+        for peer in self._peers.values():
+            try:
+                while peer.recv(65536):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+
+    def ended(self, stop: Stop) -> Outcome:
+        """The follower's program ended: a signal is a divergence whatever the leader did; an exit
+        must match the leader's, which must come within the timeout."""
+        seq = self.sync.seq + 1
+        if self.stopping:
+            return self.stopped_outcome()
+        if stop.kind is Kind.KILLED:
+            raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
+                             f"the follower was killed by signal {stop.status}")
+        try:
+            record = self.next_record(timeout=self.end_timeout)
+        except TimeoutError:
+            raise Divergence("exit", seq, "(still running)", _ending(stop.status, None),
+                             f"the follower ended; the leader did not within {self.end_timeout:g}s") from None
+        self.sync.on_end(stop.status, None, record)
+        return Outcome(status=stop.status)
+
+
+def _flag_names(call) -> set[str]:
+    names: set[str] = set()
+    for a in call.args:
+        if isinstance(a, FlagSet):
+            names |= a.names
+    return names
+
+
+def _ending(status: int | None, sig: int | None) -> str:
+    if sig is not None:
+        return f"+++ killed by signal {sig} +++"
+    return f"+++ exited with {status} +++"

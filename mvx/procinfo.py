@@ -1,0 +1,85 @@
+"""What a monitor learns about its variant from /proc: where the dynamic loader's code is, and what
+kind of file each fd is.
+
+Startup noise: the dynamic loader (ld.so) opens, reads, maps and protects different library files
+of different sizes on each ISA, and dlopen() runs the same code later (lighttpd's modules). Such
+calls are never synced: a call whose instruction pointer is inside the loader's code runs locally
+and is not compared (docs/DESIGN.md, "Startup noise"). Everything the program itself does,
+including libc on its behalf, is synced.
+
+File kinds decide a call's class where the policy says so (a read from a socket is replicated, a
+read from a regular file runs locally in each variant)."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+_LOADER = re.compile(r"/ld-linux[^/]*\.so[^/]*$|/ld-[0-9.]+\.so$|/ld-musl-[^/]*\.so[^/]*$")
+
+
+class LoaderRange:
+    """The executable mappings of the variant's dynamic loader (read once per exec image)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ranges: list[tuple[int, int]] | None = None
+
+    def reset(self) -> None:
+        """After an execve: the new image has its own loader mapping."""
+        self.ranges = None
+
+    def _load(self) -> list[tuple[int, int]]:
+        ranges = []
+        try:
+            with open(f"/proc/{self.pid}/maps") as f:
+                for line in f:
+                    parts = line.split(None, 5)
+                    if len(parts) == 6 and "x" in parts[1] and _LOADER.search(parts[5].strip()):
+                        lo, hi = parts[0].split("-")
+                        ranges.append((int(lo, 16), int(hi, 16)))
+        except OSError:
+            pass
+        return ranges
+
+    def contains(self, ip: int) -> bool:
+        if self.ranges is None:
+            self.ranges = self._load()
+        return any(lo <= ip < hi for lo, hi in self.ranges)
+
+
+def kind_of_mode(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISCHR(mode):
+        return "chardev"
+    return "other"
+
+
+class FdKinds:
+    """fd -> "socket" | "pipe" | "file" | "dir" | "chardev" | "other" | "none" (not open), cached
+    until the fd is closed or reused (the monitor calls `forget` on every fd-table change it sees)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._cache: dict[int, str] = {}
+
+    def get(self, fd: int) -> str:
+        found = self._cache.get(fd)
+        if found is None:
+            try:
+                found = kind_of_mode(os.stat(f"/proc/{self.pid}/fd/{fd}").st_mode)
+            except OSError:
+                found = "none"
+            self._cache[fd] = found
+        return found
+
+    def forget(self, fd: int) -> None:
+        self._cache.pop(fd, None)
