@@ -19,6 +19,7 @@ import collections
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -46,11 +47,15 @@ from mvx.syscalls import Fd, FlagSet
 
 ENDINGS = (Kind.EXITED, Kind.KILLED)
 EXITING = frozenset({"exit", "exit_group"})
-# local calls a monitor lets run without learning their result (their result is not compared,
-# and a hybrid monitor then needs no exit stop): they only change the variant's own fd table
+# calls a monitor lets run without learning their result when they are in the local class (their
+# result is not compared, and a hybrid monitor then needs no exit stop): they only change the
+# variant's own fd table
 CONTINUE_OK = frozenset({"close", "epoll_ctl"})
 # calls a follower runs even on a placeholder fd: they only touch its own fd table
 RUN_ON_PLACEHOLDER = frozenset({"close", "epoll_ctl"})
+# calls a follower always executes, whatever their class (the seed answers close from the
+# leader's result): skipping them would leave the follower's fd table apart from the leader's
+ALWAYS_RUN_BY_FOLLOWER = frozenset({"close"})
 # classes whose follower side never executes (answered from the leader's record)
 NOT_EXECUTED = frozenset({"replicated", "retval_only", "checked_output"})
 ACK_EVERY = 16
@@ -77,8 +82,9 @@ def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
         return TrapSet({n: TrapAction.TRACE for n in policy.synced()})
     rules = {}
     for name in policy.synced():
-        answered = role == "follower" and policy.class_of(name) in NOT_EXECUTED and name not in policy.file_local
-        monitor_finishes = name in CONTINUE_OK or can_perform(name) or answered
+        cls = policy.class_of(name)
+        answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.file_local
+        monitor_finishes = (name in CONTINUE_OK and cls == "local") or can_perform(name) or answered
         rules[name] = TrapAction.NOTIFY if monitor_finishes else TrapAction.TRACE
     return TrapSet(rules)
 
@@ -120,6 +126,7 @@ class Monitor:
         self.fds: FdCache | None = None
         self.mem: TraceeMemory | None = None
         self.calls = 0
+        self.synced = policy.synced()
         self.stopping: str | None = None
         self.stop_divergence: Divergence | None = None
 
@@ -157,6 +164,12 @@ class Monitor:
         """Startup noise: the dynamic loader's own calls (procinfo), and calls of forked children
         (not followed; docs/DESIGN.md)."""
         return stop.pid != self.variant.pid or self.loader.contains(stop.ip)
+
+    def synced_call(self, stop: Stop):
+        """The canonical call of a stop, or None when the policy does not sync it (ptrace mode
+        stops at every i386 socketcall, whatever its sub-call)."""
+        call = self.call_of(stop)
+        return call if call.name in self.synced else None
 
     def class_of(self, call) -> str:
         kind = None
@@ -327,7 +340,10 @@ class LeaderMonitor(Monitor):
             self.kill()
 
     def on_call(self, stop: Stop) -> None:
-        call = self.call_of(stop)
+        call = self.synced_call(stop)
+        if call is None:
+            self.let_run(stop)
+            return
         cls = self.class_of(call)
         self.calls += 1
         if self.sync.needs_lockstep(call, self.lockstep, cls):
@@ -336,7 +352,7 @@ class LeaderMonitor(Monitor):
             self.link.publish(self.sync.record(call, None, cls=cls))
             self.let_run(stop)
             return
-        want_ret = call.name not in CONTINUE_OK
+        want_ret = not (call.name in CONTINUE_OK and cls == "local")
         ret, outputs = self.run_here(stop, call, want_ret)
         self.track(call, ret)
         self.link.publish(self.sync.record(call, ret, self.wire_outputs(call, cls, ret, outputs), cls))
@@ -463,7 +479,10 @@ class FollowerMonitor(Monitor):
                 return message
 
     def on_call(self, stop: Stop) -> None:
-        call = self.call_of(stop)
+        call = self.synced_call(stop)
+        if call is None:
+            self.let_run(stop)
+            return
         cls = self.class_of(call)
         self.calls += 1
         record = self.next_record()
@@ -480,7 +499,7 @@ class FollowerMonitor(Monitor):
             self.let_run(stop)
             return
         fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) else None
-        if decision.action is not Action.RUN:
+        if decision.action is not Action.RUN and call.name not in ALWAYS_RUN_BY_FOLLOWER:
             self.answer_from(stop, call, record)
             return
         on_placeholder = fd in self.placeholders
@@ -529,19 +548,22 @@ class FollowerMonitor(Monitor):
         if old:
             old.close()
         mine = self.variant.grab_fd(fd)
-        try:
+        # a path, not an abstract name: the placeholder may live in the follower's own network
+        # namespace, and abstract AF_UNIX names do not cross namespaces
+        with tempfile.TemporaryDirectory(prefix="mvx-ph-") as tmp:
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(b"")  # autobind: an abstract address only this monitor knows
-            listener.listen(1)
-            target = socket.socket(fileno=mine)
             try:
-                target.connect(listener.getsockname())
+                listener.bind(os.path.join(tmp, "s"))
+                listener.listen(1)
+                target = socket.socket(fileno=mine)
+                try:
+                    target.connect(listener.getsockname())
+                finally:
+                    target.detach()
+                    os.close(mine)
+                peer, _ = listener.accept()
             finally:
-                target.detach()
-            peer, _ = listener.accept()
-            listener.close()
-        finally:
-            os.close(mine)
+                listener.close()
         peer.setblocking(False)
         self._peers[fd] = peer
 

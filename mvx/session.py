@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 
 import trio
@@ -80,6 +82,20 @@ class Reporter:
 def _block(entry: dict) -> str:
     return (f"mvx: DIVERGENCE ({entry.get('kind')}) at synced call #{entry.get('seq')}\n"
             f"  leader:   {entry.get('leader')}\n  follower: {entry.get('follower')}\n  {entry.get('detail', '')}")
+
+
+def _guarded(monitor, reporter: Reporter) -> Outcome:
+    """Run a monitor thread; a bug in mvx ends the session closed (the variant is already killed
+    by the monitor's own cleanup), as one line, with the traceback only under MVX_DEBUG=1."""
+    try:
+        return monitor.run()
+    except Exception as exc:  # noqa: BLE001 - the session must end cleanly whatever went wrong
+        if os.environ.get("MVX_DEBUG"):
+            traceback.print_exc()
+        reason = f"internal error in the {monitor.role}'s monitor: {type(exc).__name__}: {exc}"
+        reporter.say(reason + " (variant stopped; MVX_DEBUG=1 shows the traceback)")
+        reporter.event({"event": "internal-error", "detail": reason})
+        return Outcome(stopped=reason)
 
 
 class Outbox:
@@ -158,7 +174,7 @@ class LeaderSession:
                     nursery.start_soon(self._guard_sender, i, ch)
                     nursery.start_soon(self._receiver, i, ch)
                 nursery.start_soon(self._signals)
-                outcome = await trio.to_thread.run_sync(self.monitor.run)
+                outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
                 code = await self._finish(outcome)
                 nursery.cancel_scope.cancel()
         finally:
@@ -313,7 +329,7 @@ class FollowerSession:
                 nursery.start_soon(self._receiver)
                 nursery.start_soon(self._watchdog)
                 nursery.start_soon(self._signals)
-                outcome = await trio.to_thread.run_sync(self.monitor.run)
+                outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
                 code = await self._finish(outcome)
                 nursery.cancel_scope.cancel()
         finally:

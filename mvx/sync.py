@@ -163,9 +163,9 @@ class LeaderSync:
             return True
         if lockstep == "none":
             return False
-        if call.name == "openat" and isinstance(call.args[2], FlagSet):
-            if call.args[2].names & WRITE_OPEN_FLAGS:
-                return True
+        flags = call.args[2] if call.name == "openat" else None
+        if isinstance(flags, FlagSet) and flags.names & WRITE_OPEN_FLAGS:
+            return True
         return (cls or self.class_of(call)) in LOCKSTEP_SENSITIVE
 
     def check_request(self, call: Call) -> dict:
@@ -235,6 +235,8 @@ class FollowerSync:
     def _compare(self, call: Call, record: dict, cls: str | None = None) -> None:
         mine = view(call)
         theirs = record.get("view")
+        if record.get("cls") == "retval_only" and theirs:  # the seed compares no arguments here
+            mine, theirs = mine[:1], theirs[:1]
         if mine == theirs:
             if cls is not None and record.get("cls") not in (None, cls):
                 raise Divergence("arguments", record.get("seq", self.seq + 1), record.get("line", "?"),
