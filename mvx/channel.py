@@ -39,22 +39,27 @@ class ChannelClosed(ChannelError):
     """The peer closed the channel cleanly, at a frame boundary."""
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, handshake: bool = False) -> str:
     """The cause of a trio stream error in a few words (trio wraps the ssl/OS error it hit)."""
     cause = exc
     while isinstance(cause, (trio.BrokenResourceError, trio.ClosedResourceError)) and cause.__cause__:
         cause = cause.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS: peer certificate rejected ({cause.verify_message})"
-    if isinstance(cause, ssl.SSLEOFError):
-        return "connection closed abruptly (no TLS close_notify)"
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS: {(cause.reason or str(cause)).replace('_', ' ').lower()}"
-    if isinstance(cause, OSError):
-        return cause.strerror or str(cause)
-    if isinstance(cause, trio.ClosedResourceError):
-        return "the channel is closed"
-    return str(cause) or "connection broken"
+        why = f"peer certificate not trusted ({cause.verify_message})"
+    elif isinstance(cause, ssl.SSLEOFError):
+        why = ("peer closed the connection (it may not trust our certificate)" if handshake
+               else "connection closed abruptly (no close_notify)")
+    elif isinstance(cause, ssl.SSLError):
+        why = (cause.reason or str(cause)).replace("_", " ").lower()
+    elif isinstance(cause, OSError):
+        why = cause.strerror or str(cause)
+    elif isinstance(cause, trio.ClosedResourceError):
+        why = "the channel is closed"
+    else:
+        why = str(cause) or "connection broken"
+    if handshake:
+        return f"TLS handshake failed: {why}"
+    return f"TLS: {why}" if isinstance(cause, ssl.SSLError) else why
 
 
 def _hostport(host: str, port: int) -> str:
@@ -230,7 +235,7 @@ async def _start_tls(stream: trio.abc.Stream, ctx: ssl.SSLContext, *, server_sid
         try:
             await tls.do_handshake()
         except _NETWORK_ERRORS as exc:
-            why = f"TLS handshake failed: {_describe(exc)}"
+            why = _describe(exc, handshake=True)
             raise ChannelError(f"{label}: {why}", why) from None
         cn = _common_name(tls.getpeercert())
         if cn != expect_cn:
@@ -415,4 +420,6 @@ async def connect_to_leader(host: str, port: int, *, tls: TlsFiles | None, timeo
     stream = await _connect(host, port, timeout, label)
     with trio.move_on_after(timeout):
         return await _establish(stream, peer, peer_role="leader", ctx=ctx, my_hello=my_hello, policy=policy)
-    raise ChannelError(f"{label}: no {'TLS handshake and ' if tls else ''}hello within {timeout:g}s")
+    if tls:
+        raise ChannelError(f"{label}: no TLS handshake and hello within {timeout:g}s")
+    raise ChannelError(f"{label}: no hello within {timeout:g}s (a leader with --keys needs them here too)")

@@ -11,7 +11,7 @@ SUDO=""
 APT_PKGS=(
   build-essential lib32gcc-12-dev libc6-dev-i386 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   linux-libc-dev linux-libc-dev-arm64-cross
-  python3-dev python3-pip qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates
+  python3-dev python3-pip qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates openssl
   # Shared libraries of Debian's lighttpd 1.4.69 (binary and modules: NEEDED libc, libcrypt,
   # libnettle, libpcre2-8, libxxhash), unpacked by scripts/fetch_lighttpd.sh for i386 and arm64.
   libc6:i386 libcrypt1:i386 libnettle8:i386 libpcre2-8-0:i386 libxxhash0:i386

@@ -1,0 +1,343 @@
+"""The leader<->follower channel on real sockets (127.0.0.1, port 0): round trips over TLS and a
+socketpair, and every way a peer can fail — each must end as a one-line ChannelError, never a hang."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import outcome
+import pytest
+import trio
+
+from mvx import MvxError, wire
+from mvx.channel import (
+    ChannelClosed,
+    ChannelError,
+    channel_from_socket,
+    connect_to_leader,
+    is_loopback,
+    listen_for_followers,
+    parse_hostport,
+    require_secure_or_loopback,
+    tls_files,
+)
+from mvx.cli_keygen import make_keys
+
+REPO = Path(__file__).resolve().parent.parent
+POLICY = "default"
+LEADER_HELLO = wire.hello("leader", "x86_64", POLICY)
+FOLLOWER_HELLO = wire.hello("follower", "i386", POLICY)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> Path:
+    return make_keys(tmp_path_factory.mktemp("keys") / "k")[0].parent
+
+
+@pytest.fixture(scope="module")
+def other_keys(tmp_path_factory) -> Path:
+    """Made by a second keygen: signed by a different CA."""
+    return make_keys(tmp_path_factory.mktemp("other") / "k")[0].parent
+
+
+class Leader:
+    """listen_for_followers in the background; its result or error kept for the test to inspect."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: outcome.Outcome | None = None
+
+    async def start(self, nursery, count=1, tls=None, timeout=5.0, my_hello=LEADER_HELLO, port=0) -> int:
+        async def run(task_status):
+            self.result = await outcome.acapture(
+                listen_for_followers, "127.0.0.1", port, count, tls=tls, timeout=timeout, my_hello=my_hello,
+                policy=POLICY, task_status=task_status)
+            self.done.set()
+        return await nursery.start(run)
+
+    async def channels(self):
+        await self.done.wait()
+        return self.result.unwrap()
+
+
+def follow(port, tls=None, timeout=5.0, my_hello=FOLLOWER_HELLO, policy=POLICY):
+    return connect_to_leader("127.0.0.1", port, tls=tls, timeout=timeout, my_hello=my_hello, policy=policy)
+
+
+async def test_messages_with_bytes_round_trip_over_tls(keys):
+    big = {"t": "rec", "data": bytes(range(256)) * 8192, "args": [1, -2, None, True, "x"]}  # 2 MiB
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"))
+            follower = await follow(port, tls=tls_files(keys, "follower"))
+            [to_follower] = await leader.channels()
+            assert follower.peer == f"127.0.0.1:{port}"
+
+            async def send_both_ways():  # both directions at once: a large frame must not deadlock
+                await to_follower.send(big)
+                await to_follower.send({"t": "small", "n": 1})
+            nursery.start_soon(send_both_ways)
+            await follower.send({"t": "ack", "data": b"\x00\xff"})
+            assert await follower.receive() == big
+            assert await follower.receive() == {"t": "small", "n": 1}
+            assert await to_follower.receive() == {"t": "ack", "data": b"\x00\xff"}
+            await follower.aclose()
+            with pytest.raises(ChannelClosed):
+                await to_follower.receive()
+            await to_follower.aclose()
+
+
+async def test_messages_round_trip_over_a_socketpair():
+    a, b = socket.socketpair()
+    one, two = channel_from_socket(a), channel_from_socket(b)
+    with trio.fail_after(5):
+        await one.send({"t": "x", "data": b"\x01" * 100_000})
+        await one.send({"t": "y"})
+        assert await two.receive() == {"t": "x", "data": b"\x01" * 100_000}
+        assert await two.receive() == {"t": "y"}
+        await one.aclose()
+        with pytest.raises(ChannelClosed, match="socketpair: closed"):
+            await two.receive()
+        await two.aclose()
+
+
+async def test_a_follower_started_before_the_leader_connects_once_it_listens():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            got = []
+
+            async def follower():
+                got.append(await follow(port, timeout=4))
+            nursery.start_soon(follower)
+            await trio.sleep(0.3)  # the follower is retrying on a refused port by now
+            leader = Leader()
+            await leader.start(nursery, port=port)
+            [channel] = await leader.channels()
+        await got[0].send({"t": "hi"})
+        assert await channel.receive() == {"t": "hi"}
+
+
+async def test_a_follower_gives_up_on_a_leader_that_never_listens():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with trio.fail_after(5), pytest.raises(ChannelError, match=r"not reachable within 0\.3s"):
+        await follow(port, timeout=0.3)
+
+
+async def test_no_follower_is_a_timeout_error_naming_the_wait():
+    with trio.fail_after(5), pytest.raises(ChannelError, match=r"no follower connected within 0\.3s"):
+        await listen_for_followers("127.0.0.1", 0, 1, tls=None, timeout=0.3, my_hello=LEADER_HELLO,
+                                   policy=POLICY)
+
+
+async def test_garbage_is_rejected_and_the_leader_still_accepts_a_real_follower(capfd):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery)
+            scanner = await trio.open_tcp_stream("127.0.0.1", port)
+            await scanner.send_all(b"GET / HTTP/1.0\r\n\r\n")
+            while await scanner.receive_some(4096):  # the leader's hello, then its close
+                pass
+            await scanner.aclose()
+            follower = await follow(port)
+            [channel] = await leader.channels()
+        await channel.send({"t": "go"})
+        assert await follower.receive() == {"t": "go"}
+    err = capfd.readouterr().err
+    assert "mvx: rejected a connection from 127.0.0.1:" in err and "over the" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_a_truncated_frame_is_an_error():
+    a, b = socket.socketpair()
+    channel = channel_from_socket(a, "peer")
+    frame = wire.encode({"t": "rec", "data": b"x" * 100})
+    b.sendall(frame[: len(frame) // 2])
+    b.close()
+    with trio.fail_after(5), pytest.raises(ChannelError, match="peer: truncated frame") as info:
+        await channel.receive()
+    assert not isinstance(info.value, ChannelClosed)
+
+
+async def test_an_oversized_announced_frame_is_an_error():
+    a, b = socket.socketpair()
+    channel = channel_from_socket(a)
+    b.sendall((wire.MAX_FRAME + 1).to_bytes(4, "big"))  # the body never needs to arrive
+    with trio.fail_after(5), pytest.raises(ChannelError, match="over the .*-byte limit"):
+        await channel.receive()
+    b.close()
+
+
+async def test_messages_before_a_malformed_frame_are_delivered_then_the_error():
+    a, b = socket.socketpair()
+    channel = channel_from_socket(a)
+    b.sendall(wire.encode({"t": "ok"}) + (5).to_bytes(4, "big") + b"{nope")
+    with trio.fail_after(5):
+        assert await channel.receive() == {"t": "ok"}
+        with pytest.raises(ChannelError, match="malformed frame"):
+            await channel.receive()
+    b.close()
+
+
+async def test_keys_of_another_ca_are_rejected_on_both_sides(keys, other_keys, capfd):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=0.5)
+            with pytest.raises(ChannelError, match=f"leader 127.0.0.1:{port}: TLS handshake failed"):
+                await follow(port, tls=tls_files(other_keys, "follower"))
+            with pytest.raises(ChannelError, match="no follower connected"):
+                await leader.channels()
+    assert "mvx: rejected a connection from 127.0.0.1:" in capfd.readouterr().err
+
+
+async def test_a_follower_certificate_is_not_a_leader_certificate(keys, capfd):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            # a leader presenting a follower's certificate
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "follower"), timeout=0.5)
+            with pytest.raises(ChannelError, match="certificate is for 'mvx-follower', expected 'mvx-leader'"):
+                await follow(port, tls=tls_files(keys, "follower"))
+            with pytest.raises(ChannelError):
+                await leader.channels()
+            # a follower presenting the leader's certificate
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=0.5)
+            with pytest.raises(ChannelError):
+                await follow(port, tls=tls_files(keys, "leader"))
+            with pytest.raises(ChannelError):
+                await leader.channels()
+    assert "certificate is for 'mvx-leader', expected 'mvx-follower'" in capfd.readouterr().err
+
+
+KILLED_PEER = """
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+buf = b""
+while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):  # the leader's hello
+    buf += s.recv(4096)
+s.sendall(bytes.fromhex(sys.argv[2]))
+time.sleep(60)
+"""
+
+
+async def test_a_peer_killed_mid_stream_is_an_error_not_a_hang():
+    half = wire.encode({"t": "rec", "data": b"y" * 1000})[:500]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery)
+            proc = await trio.lowlevel.open_process([sys.executable, "-c", KILLED_PEER, str(port),
+                                                     (wire.encode(FOLLOWER_HELLO) + half).hex()])
+            try:
+                [channel] = await leader.channels()
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+        with pytest.raises(ChannelError, match=f"follower {channel.peer}: ") as info:
+            await channel.receive()
+    assert not isinstance(info.value, ChannelClosed)
+
+
+@pytest.mark.parametrize("leader_hello, follower_policy, why", [
+    (LEADER_HELLO, "paranoid", "peer runs policy 'default', this side 'paranoid'"),
+    ({**LEADER_HELLO, "version": 99}, POLICY, "protocol version 99"),
+    (wire.hello("follower", "x86_64", POLICY), POLICY, "peer is a 'follower', expected a leader"),
+])
+async def test_a_follower_refuses_a_mismatched_leader_hello(leader_hello, follower_policy, why):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, my_hello=leader_hello, timeout=0.5)
+            with pytest.raises(ChannelError, match=f"leader 127.0.0.1:{port}: hello refused: {why}"):
+                await follow(port, my_hello=wire.hello("follower", "i386", follower_policy),
+                             policy=follower_policy)
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("follower_hello, why", [
+    (wire.hello("follower", "i386", "paranoid"), "peer runs policy 'paranoid', this side 'default'"),
+    ({**FOLLOWER_HELLO, "version": 99}, "protocol version 99"),
+    (wire.hello("leader", "i386", POLICY), "peer is a 'leader', expected a follower"),
+])
+async def test_a_leader_rejects_a_mismatched_follower_hello_and_keeps_waiting(follower_hello, why, capfd):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, timeout=0.5)
+            follower = await follow(port, my_hello=follower_hello)
+            with pytest.raises(ChannelError, match="no follower connected within 0.5s"):
+                await leader.channels()
+            with pytest.raises(ChannelError):  # the leader dropped it
+                await follower.receive()
+    err = capfd.readouterr().err
+    assert err.startswith("mvx: rejected a connection from 127.0.0.1:") and f"hello refused: {why}" in err
+
+
+@pytest.mark.parametrize("text, why", [
+    ("host", "no port"), ("host:", "no port"), (":80", "empty host"), ("[]:80", "empty host"),
+    ("h:65536", "out of range"), ("h:http", "not a number"), ("h:-1", "not a number"),
+    ("::1:80", "brackets"), ("[::1]80", r"\[IPv6\]:PORT"),
+])
+def test_parse_hostport_rejects_bad_addresses(text, why):
+    with pytest.raises(MvxError, match=why):
+        parse_hostport(text)
+
+
+def test_parse_hostport_and_is_loopback():
+    assert parse_hostport("10.0.0.2:7000") == ("10.0.0.2", 7000)
+    assert parse_hostport("[::1]:7000") == ("::1", 7000)
+    assert parse_hostport("leader.example:0") == ("leader.example", 0)
+    assert [is_loopback(h) for h in ("127.0.0.1", "127.9.9.9", "::1", "localhost", "10.0.0.2", "example.org")] \
+        == [True, True, True, True, False, False]
+
+
+def test_insecure_only_on_loopback_and_the_network_needs_keys():
+    require_secure_or_loopback("127.0.0.1", insecure=True, keys=None)
+    require_secure_or_loopback("10.0.0.2", insecure=False, keys="k")
+    with pytest.raises(MvxError, match=r"--insecure is allowed only on loopback \(10\.0\.0\.2 is not\)"):
+        require_secure_or_loopback("10.0.0.2", insecure=True, keys=None)
+    with pytest.raises(MvxError, match="needs --keys DIR"):
+        require_secure_or_loopback("127.0.0.1", insecure=False, keys=None)
+
+
+def test_tls_files_names_what_is_missing(keys, tmp_path):
+    assert tls_files(keys, "follower").cert == keys / "follower.pem"
+    (tmp_path / "ca.pem").write_text("x")
+    with pytest.raises(MvxError, match=r"missing or unreadable leader\.pem, leader\.key"):
+        tls_files(tmp_path, "leader")
+
+
+def run_mvx(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvx", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=30, check=False)
+
+
+def test_keygen_cli_makes_private_keys_and_refuses_a_non_empty_dir(tmp_path):
+    d = tmp_path / "keys"
+    done = run_mvx("keygen", str(d))
+    assert done.returncode == 0, done.stderr
+    assert "ca.pem, leader.pem and leader.key" in done.stdout
+    names = {"ca.pem", "ca.key", "leader.pem", "leader.key", "follower.pem", "follower.key"}
+    assert {p.name for p in d.iterdir()} == names
+    for name in names:
+        mode = stat.S_IMODE(os.stat(d / name).st_mode)
+        assert mode == (0o600 if name.endswith(".key") else 0o644), name
+    again = run_mvx("keygen", str(d))
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.count("\n") == 1 and "not empty" in again.stderr and "--force" in again.stderr
