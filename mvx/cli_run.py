@@ -184,10 +184,10 @@ def _set_pdeathsig() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    argv = _program(args, "mvx run --leader BIN --follower BIN [--follower BIN ...] [OPTIONS] -- [ARGS...]")
-    if argv and not args.leader:  # `mvx run -- BIN ARGS` is a likely slip: say what is missing
-        raise MvxError("mvx run needs --leader BIN and at least one --follower BIN; ARGS after -- go to every variant")
-    return run_variants(args, args.leader, args.follower, argv)
+    prog_args = list(args.program)
+    if prog_args and prog_args[0] == "--":
+        prog_args = prog_args[1:]
+    return run_variants(args, args.leader, args.follower, prog_args)
 
 
 def run_variants(args: argparse.Namespace, leader: str, followers: list[str], prog_args: list[str]) -> int:

@@ -147,6 +147,15 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     return f"{path or 'value'}: {a!r} != {b!r}"
 
 
+def _argument_difference(names, theirs: list, mine: list) -> str:
+    """The first differing argument, by name (leader's value first)."""
+    for i, (a, b) in enumerate(zip(theirs, mine)):
+        if a != b:
+            name = names[i] if i < len(names) else f"#{i}"
+            return "argument " + _first_difference(a, b, name)
+    return _first_difference(theirs, mine)
+
+
 class LeaderSync:
     """Numbers the leader's synced calls and turns each into a record."""
 
@@ -243,9 +252,12 @@ class FollowerSync:
                                  render(call), f"the call is {record.get('cls')} on the leader, {cls} here "
                                  "(its fd is another kind of file)")
             return
-        kind = "syscall" if not theirs or mine[0] != theirs[0] else "arguments"
-        raise Divergence(kind, record.get("seq", self.seq + 1), record.get("line", "?"), render(call),
-                         _first_difference(theirs, mine))
+        if not theirs or mine[0] != theirs[0]:
+            kind, detail = "syscall", f"the leader made {theirs[0] if theirs else '?'}, the follower {mine[0]}"
+        else:
+            kind = "exit" if call.name in ("exit_group", "exit") else "arguments"
+            detail = _argument_difference(call.spec.arg_names, theirs[1], mine[1])
+        raise Divergence(kind, record.get("seq", self.seq + 1), record.get("line", "?"), render(call), detail)
 
 
 def _ending(status: int | None, signal: int | None) -> str:

@@ -1,0 +1,299 @@
+"""`mvx run`: real variants of two ISAs in step, in every mode and both roles.
+
+Every test runs real binaries (build/variants) under real monitors over real sockets; the
+divergence tests use variants/src/diverge.c, whose non-x86_64 builds part ways on purpose at one
+point (and agree again with "all", the no-false-alarm twin of each test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._variants import free_port, variant_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ["hybrid", "seccomp", "ptrace"]
+PAIRS = [("x86_64", "i386"), ("i386", "x86_64")]
+DIVERGENCE_EXIT = 70
+
+
+def mvx(*args: str, stdin: bytes = b"", timeout: float = 40, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvx", *args], input=stdin, capture_output=True, timeout=timeout,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
+
+
+def start_mvx(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mvx", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def talk(port: int, data: bytes, timeout: float = 15.0) -> bytes:
+    """Connect (retrying while the server starts), send, return the first reply ('' on close)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+                s.sendall(data)
+                try:
+                    return s.recv(4096)
+                except ConnectionResetError:
+                    return b""
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def leftovers(marker: str) -> list[str]:
+    """Processes whose command line still names `marker` (nothing may outlive mvx)."""
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False).stdout
+    return [ln for ln in out.splitlines() if "pgrep" not in ln]
+
+
+def run_server(leader: str, follower: str, program: str, port: int, requests: list[bytes], *extra: str):
+    """Start `mvx run` on a server variant pair, send `requests` (one connection each) and collect
+    the replies and the finished process."""
+    proc = start_mvx("run", *extra, "--leader", variant_bin(leader, program), "--follower", variant_bin(follower, program),
+                     "--", str(port), str(len(requests)))
+    replies = []
+    try:
+        for data in requests:
+            replies.append(talk(port, data))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, replies, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+# ---- serving, every class, every mode, both roles --------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["default", "seed"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_epoll_server_served_by_leader_and_verified(leader, follower, mode, policy):
+    """socket/bind/listen/epoll_create1/epoll_ctl/accept4/epoll_pwait/read/write/close across ISAs."""
+    port = free_port()
+    code, replies, out, err = run_server(leader, follower, "epoll_server", port, [b"hello\n", b"again\n", b"x\n"],
+                                         "--mode", mode, "--policy", policy)
+    assert replies == [b"Hi, how are you.\n"] * 3
+    assert "DIVERGENCE" not in err, err
+    assert code == 0, err
+    assert out.count("epoll_server: listening") == 1  # only the leader's write reached the world
+    assert not leftovers(f"epoll_server {port}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_stdin_is_replicated_and_only_the_leader_writes(leader, follower, mode):
+    """read (replicated from the leader's stdin; the follower's stdin is /dev/null), getpid,
+    socket/close (local, fd numbers compared), write (checked, executed once)."""
+    r = mvx("run", "--mode", mode, "--leader", variant_bin(leader, "diverge"), "--follower",
+            variant_bin(follower, "diverge"), "--", "same", stdin=b"hi there\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"got: hi there\n"
+    assert b"DIVERGENCE" not in r.stderr
+
+
+# ---- divergences: each alarm fires, and its twin raises none ------------------------------------------
+
+KINDS = {  # diverge MODE -> the divergence kind reported
+    "syscall": "syscall",
+    "args": "arguments",
+    "bytes": "arguments",
+    "exit": "exit",
+    "signal": "signal",
+    "hang": "timeout",
+    "fd": "fd",
+}
+
+
+def run_diverge(leader: str, follower: str, *args: str, extra=(), log: Path | None = None):
+    opts = [*extra, "--timeout", "3"]
+    if log:
+        opts += ["--log", str(log)]
+    return mvx("run", *opts, "--leader", variant_bin(leader, "diverge"), "--follower",
+               variant_bin(follower, "diverge"), "--", *args, stdin=b"hi\n")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_divergence_in_the_follower_is_caught(kind, tmp_path):
+    log = tmp_path / "log.jsonl"
+    r = run_diverge("x86_64", "i386", kind, log=log)
+    err = r.stderr.decode()
+    assert r.returncode == DIVERGENCE_EXIT, err
+    assert f"DIVERGENCE ({KINDS[kind]})" in err
+    events = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert [e["kind"] for e in events if e.get("event") == "divergence"] == [KINDS[kind]]
+    if kind in ("args", "bytes", "syscall"):
+        assert r.stdout == b""  # lockstep: the leader's write never happened
+    assert not leftovers("diverge " + kind)
+
+
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"hang"}))
+def test_divergence_in_the_leader_is_caught(kind):
+    """The i386 build is the leader and the odd one: what it does first is checked before it acts."""
+    r = run_diverge("i386", "x86_64", kind)
+    err = r.stderr.decode()
+    assert r.returncode == DIVERGENCE_EXIT, err
+    assert f"DIVERGENCE ({KINDS[kind]})" in err
+    if kind in ("args", "bytes"):
+        assert b"got:" not in r.stdout and "got:" not in err.replace("got: hi", "")  # held by lockstep
+
+
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"signal"}))
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_no_false_alarm_when_every_variant_does_the_same(kind, leader, follower):
+    r = run_diverge(leader, follower, kind, "all")
+    assert b"DIVERGENCE" not in r.stderr, r.stderr
+    assert r.returncode == (3 if kind == "exit" else 0), r.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_output_divergence_caught_in_every_mode(mode):
+    r = run_diverge("x86_64", "i386", "bytes", extra=["--mode", mode])
+    assert r.returncode == DIVERGENCE_EXIT
+    assert b"differ at byte 1" in r.stderr
+    assert r.stdout == b""
+
+
+def test_alert_reports_and_lets_the_leader_run_on():
+    r = run_diverge("x86_64", "i386", "bytes", extra=["--on-divergence", "alert"])
+    assert r.returncode == DIVERGENCE_EXIT
+    assert b"DIVERGENCE (arguments)" in r.stderr
+    assert r.stdout == b"got: hi\n"  # the leader went on and wrote
+
+
+# ---- the seed's attack ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory) -> bytes:
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_attack.py"), variant_bin("x86_64", "vuln_server")],
+                       capture_output=True, check=True, timeout=60)
+    return r.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_attack_caught_before_its_first_effect(leader, follower, mode, payload, tmp_path):
+    marker = tmp_path / "pwned"
+    port = free_port()
+    proc = start_mvx("run", "--mode", mode, "--leader", variant_bin(leader, "vuln_server"), "--follower",
+                     variant_bin(follower, "vuln_server"), "--", str(port), env={"MVX_MARKER": str(marker)})
+    try:
+        assert talk(port, b"hello\n") == b"Hi, how are you.\n"
+        talk(port, payload)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == DIVERGENCE_EXIT, err
+    assert b"DIVERGENCE" in err
+    assert b"PWNED" not in out
+    assert not marker.exists()
+    assert not leftovers(f"vuln_server {port}")
+
+
+# ---- the command line -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--leader", "build/variants/x86_64/diverge", "--", "same"], "--follower"),
+    (["run", "--leader", "/nonexistent", "--follower", "build/variants/i386/diverge"], "/nonexistent: no such file"),
+    (["run", "--leader", "build/variants/aarch64/diverge", "--follower", "build/variants/i386/diverge"],
+     "an aarch64 binary"),
+    (["run", "--leader", "build/variants/x86_64/diverge", "--follower", "build/variants/i386/diverge",
+      "--timeout", "-1"], "must be positive"),
+    (["leader", "--", "build/variants/x86_64/diverge"], "needs --listen"),
+    (["leader", "--listen", "10.1.2.3:5000", "--insecure", "--", "build/variants/x86_64/diverge"], "loopback"),
+    (["follower", "--connect", "nohostport", "--insecure", "--", "build/variants/x86_64/diverge"], "HOST:PORT"),
+])
+def test_bad_input_is_one_line(args, message):
+    r = mvx(*args, timeout=20)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_mvx_stops_every_variant(sig):
+    port = free_port()
+    proc = start_mvx("run", "--leader", variant_bin("x86_64", "epoll_server"), "--follower", variant_bin("i386", "epoll_server"),
+                     "--", str(port), "0")
+    try:
+        assert talk(port, b"hello\n") == b"Hi, how are you.\n"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + sig
+    assert b"Traceback" not in err
+    assert not leftovers(f"epoll_server {port}")
+
+
+def test_a_killed_follower_monitor_stops_the_leader():
+    """Fail closed: the leader's program must not run on unverified."""
+    port = free_port()
+    proc = start_mvx("run", "--leader", variant_bin("x86_64", "epoll_server"), "--follower", variant_bin("i386", "epoll_server"),
+                     "--", str(port), "0")
+    try:
+        assert talk(port, b"hello\n") == b"Hi, how are you.\n"
+        monitors = subprocess.run(["pgrep", "-f", f"mvx follower .*epoll_server {port}"], capture_output=True,
+                                  text=True, check=False).stdout.split()
+        assert monitors
+        for pid in monitors:
+            os.kill(int(pid), signal.SIGKILL)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == DIVERGENCE_EXIT
+    assert b"lost" in err
+    assert not leftovers(f"epoll_server {port}")
+
+
+def test_followers_run_in_a_network_of_their_own():
+    """The seed policy does not sync bind, so each follower's program really binds the leader's
+    port: only in a network namespace of its own (mvx run's default) can it do so."""
+    port = free_port()
+    code, replies, _, err = run_server("x86_64", "i386", "epoll_server", port, [b"a\n"], "--policy", "seed")
+    assert code == 0, err
+    assert replies == [b"Hi, how are you.\n"]
+    shared = mvx("run", "--shared-net", "--policy", "seed", "--leader", variant_bin("x86_64", "epoll_server"),
+                 "--follower", variant_bin("i386", "epoll_server"), "--", str(port), "1", timeout=30)
+    assert shared.returncode == DIVERGENCE_EXIT  # its bind failed: it went another way
+    assert b"DIVERGENCE" in shared.stderr
+
+
+def test_two_followers():
+    """One leader, two followers of different ISAs (each in its own monitor process)."""
+    port = free_port()
+    proc = start_mvx("run", "--leader", variant_bin("x86_64", "epoll_server"), "--follower",
+                     variant_bin("i386", "epoll_server"), "--follower", variant_bin("x86_64", "epoll_server"),
+                     "--", str(port), "2")
+    try:
+        assert talk(port, b"one\n") == b"Hi, how are you.\n"
+        assert talk(port, b"two\n") == b"Hi, how are you.\n"
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert b"DIVERGENCE" not in err
