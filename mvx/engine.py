@@ -9,6 +9,7 @@ import enum
 import errno as errno_mod
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -16,6 +17,12 @@ from typing import Self
 from mvx import MvxError
 from mvx import arch as archmod
 from mvx.native import ffi, lib
+
+
+# The hybrid loop learns of ptrace stops from a SIGCHLD signalfd, which sees SIGCHLD only if no
+# thread of the process can take it: block it here, in the importing thread, so every thread
+# started later (trio's workers, a test's threads) inherits the block.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 
 
 class Mode(enum.Enum):
