@@ -1,6 +1,6 @@
 """A short demonstration of what mvx does today (`python3 -m mvx.demo`, or `just demo`).
 
-Three steps, each running real `python3 -m mvx ...` commands (printed before they run):
+Five steps, each running real `python3 -m mvx ...` commands (printed before they run):
 
 1. `mvx syscalls`: accept on x86_64 (accept4, nr 288) and on i386 (socketcall, nr 102, demultiplexed)
    map to the same canonical accept4.
@@ -8,10 +8,13 @@ Three steps, each running real `python3 -m mvx ...` commands (printed before the
    traces are compared line by line.
 3. The attack: a payload made for the x86_64 vuln_server is sent to the x86_64 and to the i386 build,
    each under `mvx trace`. The first is hijacked, the second crashes: the variants diverge.
+4. `mvx run`: epoll_server as an x86_64 leader with an i386 follower, then the reverse; a client
+   gets its reply from the leader while every synced call of the follower is checked.
+5. The attack under `mvx run`: the divergence is caught and every variant stopped before the
+   hijacked build prints PWNED or creates its marker file.
 
-Multi-variant sync (`mvx run`: variants in lockstep, divergence detection) is not part of this demo:
-it is not available yet. Everything runs on 127.0.0.1 with bounded timeouts; every process started
-here is killed before the demo ends. Exit 0 when everything behaved as described, 1 otherwise.
+Everything runs on 127.0.0.1 with bounded timeouts; every process started here is killed before the
+demo ends. Exit 0 when everything behaved as described, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -249,7 +252,7 @@ def step_syscalls() -> None:
 # --- step 2 -------------------------------------------------------------------------------------
 
 def step_epoll(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 2/3  `mvx trace`: the x86_64 and the i386 epoll_server serve one client each")
+    headline("Step 2/5  `mvx trace`: the x86_64 and the i386 epoll_server serve one client each")
     say(f"""Each build runs under `mvx trace --mode hybrid`, which traps only the named canonical
         syscalls ({ONLY}), performs the ones it can for the program (seccomp user notification) and
         writes one strace-style line per call to a file. The last argument `1` makes epoll_server exit
@@ -314,7 +317,7 @@ def _elf_read(lines: list[str]) -> str:
 # --- step 3 -------------------------------------------------------------------------------------
 
 def step_attack(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 3/3  The attack: one stack-smashing payload, two builds, two different outcomes")
+    headline("Step 3/5  The attack: one stack-smashing payload, two builds, two different outcomes")
     say("""vuln_server is epoll_server with a bug: it reads up to 128 bytes into a 16-byte stack
         buffer. scripts/make_attack.py reads the x86_64 build's addresses and frame layout and
         prints a payload that overwrites the return address with the address of win(), a function
@@ -384,9 +387,78 @@ def step_attack(tmp: Path, running: list[Monitored]) -> None:
         {detail}
 
         This is the divergence an MVX engine catches: run side by side in lockstep, the builds stop
-        agreeing at the first syscall after the overflow, before the x86_64 build can write PWNED
-        or create the file. mvx cannot do that yet: multi-variant sync (`mvx run`) is being written.
-        What you saw here are two separate single-variant runs compared after the fact.""")
+        agreeing at the first syscall after the overflow. What you saw here are two separate
+        single-variant runs compared after the fact; step 5 runs them together.""")
+
+
+# --- steps 4 and 5 ------------------------------------------------------------------------------
+
+def run_pair(tmp: Path, running: list[Monitored], program: str, leader: str, follower: str, tag: str,
+             args: list[str], env: dict[str, str] | None = None) -> Monitored:
+    log = tmp / f"{tag}.log.jsonl"
+    mon = Monitored(mvx("run", "--log", str(log), "--leader", str(VARIANTS / leader / program), "--follower",
+                        str(VARIANTS / follower / program), "--", *args), tmp, tag, env=env)
+    running.append(mon)
+    mon.start()
+    mon.wait_listening()
+    return mon
+
+
+def step_run(tmp: Path, running: list[Monitored]) -> None:
+    headline("Step 4/5  `mvx run`: one leader, one follower of another ISA, in step")
+    say("""`mvx run` starts one monitor process per variant, each pinned with its variant to its own
+        CPU. The leader serves the client; the follower gets the leader's inputs (accept4, epoll
+        events translated through fds, reads) replayed, and its outputs (writes, bind, listen) are
+        compared byte for byte, not performed. The last argument `2` makes epoll_server exit after
+        two connections; exit statuses are compared too.""")
+    for leader, follower in (("x86_64", "i386"), ("i386", "x86_64")):
+        port = free_port()
+        print(f"--- {leader} leader, {follower} follower")
+        mon = run_pair(tmp, running, "epoll_server", leader, follower, f"run.{leader}", [str(port), "2"])
+        for request in (b"hello\n", b"how are you?\n"):
+            reply = client(port, request)
+            print(f"    client {request!r} -> {reply!r}")
+            if reply != REPLY:
+                raise DemoFailure(f"{leader}-led epoll_server replied {reply!r}, expected {REPLY!r}")
+        status = mon.wait_exit()
+        err = mon.stderr_path.read_text(errors="replace")
+        print(f"    mvx run exited with status {status}; divergences reported: {err.count('DIVERGENCE')}")
+        if status != 0 or "DIVERGENCE" in err:
+            raise DemoFailure(f"mvx run ({leader} leader) ended with {status}: {mon.last_error()}")
+        events = [ln for ln in (tmp / f"run.{leader}.log.jsonl").read_text().splitlines() if '"end"' in ln]
+        print(f"    --log: {events[-1] if events else '(no end event)'}")
+        print()
+    say("""Both directions served the client with zero divergences: the canonical calls of the two
+        builds agreed one by one, although their raw numbers, registers and struct layouts do not.""")
+
+
+def step_run_attack(tmp: Path, running: list[Monitored]) -> None:
+    headline("Step 5/5  The attack under `mvx run`: caught before its first effect")
+    say("""The same payload, now sent to vuln_server run as an x86_64 leader with an i386 follower.
+        Under `--lockstep sensitive` (the default) the leader may not perform an output until every
+        follower has reached the same call with the same arguments.""")
+    payload = (tmp / "payload.bin").read_bytes()
+    port = free_port()
+    marker = tmp / "pwned.mvx-run"
+    mon = run_pair(tmp, running, "vuln_server", "x86_64", "i386", "run.attack", [str(port)],
+                   env={"MVX_MARKER": str(marker)})
+    reply = client(port, b"hello\n")
+    print(f"    client b'hello\\n' -> {reply!r}")
+    print(f"    client -> the {len(payload)}-byte x86_64 payload")
+    client(port, payload)
+    status = mon.wait_exit()
+    out = mon.stdout()
+    err = mon.stderr_path.read_text(errors="replace")
+    print(indent(err.strip()))
+    print(f"    mvx run exited with status {status}")
+    print(f"    leader stdout: {' | '.join(out.strip().splitlines())}")
+    print(f"    marker file {rel(marker)}: {'created' if marker.exists() else 'not created'}")
+    if reply != REPLY or status != 70 or "DIVERGENCE" not in err or "PWNED" in out or marker.exists():
+        raise DemoFailure(f"the attack was not stopped as described (status {status})")
+    say("""The follower's call after the overflow differed from the leader's (or it crashed): mvx
+        reported the divergence, with both sides' calls, and killed every variant. The hijacked
+        x86_64 leader never printed PWNED and never created the marker file: its first malicious
+        effect was held by lockstep and never happened.""")
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -409,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         step_syscalls()
         step_epoll(tmp, running)
         step_attack(tmp, running)
+        step_run(tmp, running)
+        step_run_attack(tmp, running)
         headline("What you just saw")
         say("""mvx translates each ISA's raw syscalls (numbers, registers, multiplexed socketcall,
             flag values, struct layouts) into one canonical form, so builds of the same program for
@@ -417,12 +491,13 @@ def main(argv: list[str] | None = None) -> int:
             and prints those canonical calls.
 
             A memory-corruption exploit depends on one build's addresses and stack layout. Sent to
-            both builds, the x86_64 payload took over the x86_64 server and crashed the i386 one; the
-            two canonical traces part ways at the first syscall after the overflow.
+            both builds, the x86_64 payload took over the x86_64 server and crashed the i386 one.
+            `mvx run` keeps the builds in step on every synced call, replaying the leader's inputs
+            into the follower and comparing outputs: it served clients from either ISA as leader
+            with zero divergences, and caught the attack before its first effect.
 
-            Not shown, because it does not exist yet: running the variants together in lockstep and
-            stopping them at that first difference (multi-variant sync, `mvx run`, in progress).
-            aarch64 builds exist too, but run under qemu-user, which cannot be traced with ptrace.""")
+            aarch64 builds exist too, but run under qemu-user, which cannot be traced with ptrace
+            (an arm64 node under qemu-system is the way; not part of this demo).""")
         print(f"demo finished in {time.monotonic() - t0:.1f}s: everything behaved as described.")
         return 0
     except DemoFailure as exc:
