@@ -29,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mvx",
         description="mvx runs one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
-        "step on system calls, so that a difference between them shows an exploit. This version provides "
-        "the per-ISA syscall tables (syscalls) and the single-variant tracer (trace); running several "
-        "variants together is not available yet.",
+        "step on system calls, so that a difference between them shows an exploit. `run` runs a leader "
+        "and followers on one machine; `leader` and `follower` are the two-node form (TLS keys from "
+        "`keygen`); `trace` traces one variant; `syscalls` shows the per-ISA tables. aarch64 variants "
+        "are traced only on an aarch64 kernel.",
     )
     parser.add_argument("--version", action="version", version=f"mvx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)

@@ -18,7 +18,6 @@ from mvx import MvxError
 from mvx import arch as archmod
 from mvx.native import ffi, lib
 
-
 # The hybrid loop learns of ptrace stops from a SIGCHLD signalfd, which sees SIGCHLD only if no
 # thread of the process can take it: block it here, in the importing thread, so every thread
 # started later (trio's workers, a test's threads) inherits the block.

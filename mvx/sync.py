@@ -133,7 +133,8 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
         return f"{path or 'value'}: {a!r} != {b!r}"
     if isinstance(a, bytes):
         n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        return f"{path or 'bytes'} differ at byte {n} (lengths {len(a)} and {len(b)})"
+        return (f"{path or 'bytes'} differ at byte {n} (lengths {len(a)} and {len(b)})\n"
+                + _marked(a, b, n))
     if isinstance(a, list):
         if len(a) != len(b):
             return f"{path or 'list'}: {len(a)} items != {len(b)}"
@@ -145,6 +146,21 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
     return f"{path or 'value'}: {a!r} != {b!r}"
+
+
+def _escaped(data: bytes) -> str:
+    return "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else
+                   {10: "\\n", 13: "\\r", 9: "\\t", 34: '\\"', 92: "\\\\"}.get(c, f"\\x{c:02x}") for c in data)
+
+
+def _marked(a: bytes, b: bytes, n: int, context: int = 24) -> str:
+    """Both sides' bytes around offset `n`, with a caret under the first difference."""
+    lo = max(0, n - context)
+    head = "..." if lo else ""
+    la = head + _escaped(a[lo:n + context]) + ("..." if len(a) > n + context else "")
+    lb = head + _escaped(b[lo:n + context]) + ("..." if len(b) > n + context else "")
+    caret = " " * (len(head) + len(_escaped(b[lo:n])))
+    return f'    leader:   "{la}"\n    follower: "{lb}"\n               {caret}^'
 
 
 def _argument_difference(names, theirs: list, mine: list) -> str:

@@ -297,3 +297,23 @@ def test_two_followers():
             proc.communicate()
     assert proc.returncode == 0, err
     assert b"DIVERGENCE" not in err
+
+
+@pytest.mark.parametrize("lockstep", ["all", "none"])
+def test_lockstep_modes_still_catch_a_divergence(lockstep):
+    r = run_diverge("x86_64", "i386", "bytes", extra=["--lockstep", lockstep])
+    assert r.returncode == DIVERGENCE_EXIT
+    assert b"DIVERGENCE (arguments)" in r.stderr
+    if lockstep == "all":
+        assert r.stdout == b""  # held: nothing the leader did got out
+    ok = run_diverge("i386", "x86_64", "bytes", "all", extra=["--lockstep", lockstep])
+    assert ok.returncode == 0 and ok.stdout == b"gOt: hi\n", ok.stderr
+
+
+def test_divergence_report_marks_the_differing_byte():
+    r = run_diverge("x86_64", "i386", "bytes")
+    err = r.stderr.decode()
+    assert 'leader:   "got: hi\\n"' in err and 'follower: "gOt: hi\\n"' in err
+    lines = err.splitlines()
+    follower_line = next(i for i, ln in enumerate(lines) if ln.startswith('    follower: "gOt'))
+    assert lines[follower_line + 1].index("^") == lines[follower_line].index("O")
