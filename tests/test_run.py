@@ -115,6 +115,7 @@ KINDS = {  # diverge MODE -> the divergence kind reported
     "signal": "signal",
     "hang": "timeout",
     "fd": "fd",
+    "file": "arguments",
 }
 
 
