@@ -119,7 +119,7 @@ def cmd_leader(args: argparse.Namespace) -> int:
         if args.listen:
             raise MvxError("--listen and --channel-fd exclude each other")
         fds = list(args.channel_fd)
-        opts = _options(args, argv)
+        opts = _options(args, argv, followers_share_stderr=True)
 
         async def open_channels():
             return [_channel_from_fd(fd) for fd in fds]

@@ -46,6 +46,7 @@ class Options:
     quiet: bool = False
     env: dict | None = None
     stdio: tuple = (None, None, None)  # the variant's stdin/stdout/stderr (None: the monitor's own)
+    followers_share_stderr: bool = False  # mvx run: a follower's report is already on our terminal
     isolate_net: bool = False
 
 
@@ -223,7 +224,7 @@ class LeaderSession:
                 box.put({"t": "stop", "reason": reason})
 
     def _on_follower_divergence(self, i: int, entry: dict) -> None:
-        self._record(entry, f"follower {i}", show=False)  # the follower printed it
+        self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
         self._follower_done(i, entry)
         if self.opts.on_divergence == "kill":
             self.monitor.stop(f"follower {i} diverged")
