@@ -89,6 +89,15 @@ def _guarded(monitor, reporter: Reporter) -> Outcome:
     """Run a monitor thread; a bug in mvx ends the session closed (the variant is already killed
     by the monitor's own cleanup), as one line, with the traceback only under MVX_DEBUG=1."""
     try:
+        profile_to = os.environ.get("MVX_PROFILE")  # a directory: cProfile of each monitor thread
+        if profile_to:
+            import cProfile
+
+            prof = cProfile.Profile()
+            try:
+                return prof.runcall(monitor.run)
+            finally:
+                prof.dump_stats(os.path.join(profile_to, f"{monitor.role}-{os.getpid()}.prof"))
         return monitor.run()
     except Exception as exc:  # noqa: BLE001 - the session must end cleanly whatever went wrong
         if os.environ.get("MVX_DEBUG"):
