@@ -17,7 +17,7 @@ import sys
 
 from mvx import MvxError
 from mvx import policy as policymod
-from mvx.engine import Mode, check_runnable, resolve_program
+from mvx.engine import Mode, check_runnable, host_arch, resolve_program
 
 PR_SET_PDEATHSIG = 1
 
@@ -92,11 +92,10 @@ def _cpu(args: argparse.Namespace) -> int | None:
 def _options(args: argparse.Namespace, argv: list[str], **kw):
     from mvx.session import Options
 
-    path = resolve_program(argv[0])
-    check_runnable(path)
+    arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
     return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
                    on_divergence=args.on_divergence, timeout=args.timeout, cpu=_cpu(args), log=args.log,
-                   window=args.window, **kw)
+                   window=args.window, arch=arch.name, **kw)
 
 
 def _channel_from_fd(fd: int):
@@ -130,8 +129,7 @@ def cmd_leader(args: argparse.Namespace) -> int:
         ch.require_secure_or_loopback(host, args.insecure, args.keys)
         tls = ch.tls_files(args.keys, "leader") if args.keys else None
         opts = _options(args, argv)
-        arch = (check_runnable(resolve_program(argv[0])) or _host()).name
-        hello = wire.hello("leader", arch, opts.policy.name)
+        hello = wire.hello("leader", opts.arch, opts.policy.name)
 
         async def open_channels():
             print(f"mvx: leader waiting for {args.followers} follower(s) on {args.listen}", file=sys.stderr)
@@ -163,19 +161,12 @@ def cmd_follower(args: argparse.Namespace) -> int:
         ch.require_secure_or_loopback(host, args.insecure, args.keys)
         tls = ch.tls_files(args.keys, "follower") if args.keys else None
         opts = _options(args, argv, **kw)
-        arch = (check_runnable(resolve_program(argv[0])) or _host()).name
-        hello = wire.hello("follower", arch, opts.policy.name)
+        hello = wire.hello("follower", opts.arch, opts.policy.name)
 
         async def open_channel():
             return await ch.connect_to_leader(host, port, tls=tls, timeout=args.wait, my_hello=hello,
                                               policy=opts.policy.name)
     return run_follower(opts, open_channel)
-
-
-def _host():
-    from mvx.engine import host_arch
-
-    return host_arch()
 
 
 def _set_pdeathsig() -> None:

@@ -119,14 +119,13 @@ class Monitor:
         self.mode = mode
         self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net)
-        self.arch = self.variant.elf_arch
         self.epoll = EpollRegistry()
         self.kinds: FdKinds | None = None
         self.loader: LoaderRange | None = None
         self.fds: FdCache | None = None
         self.mem: TraceeMemory | None = None
-        self.calls = 0
         self.synced = policy.synced()
+        self.in_wait = False  # the thread is waiting for the variant (a follower's watchdog reads it)
         self.stopping: str | None = None
         self.stop_divergence: Divergence | None = None
 
@@ -155,6 +154,44 @@ class Monitor:
 
     def stopped_outcome(self) -> Outcome:
         return Outcome(stopped=self.stopping, divergence=self.stop_divergence)
+
+    def run(self) -> Outcome:
+        """Drive the variant until its program ends or the session stops; never leaves it running."""
+        try:
+            self.start()
+            while True:
+                self.in_wait = True
+                stop = self.variant.wait()
+                self.in_wait = False
+                if stop.kind in ENDINGS:
+                    return self.ended(stop)
+                if not stop.is_syscall:
+                    self.variant.resume()
+                    continue
+                if self.is_noise(stop):
+                    self.let_run(stop)
+                    continue
+                try:
+                    self.on_call(stop)
+                except _Ended as ended:
+                    return self.ended(ended.stop)
+        except Divergence as d:
+            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
+        except Stopped as s:
+            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
+        except (OSError, MvxError):
+            if self.stopping:  # the variant vanished under a request we were making
+                return self.stopped_outcome()
+            raise
+        finally:
+            self.in_wait = False
+            self.kill()
+
+    def on_call(self, stop: Stop) -> None:
+        raise NotImplementedError
+
+    def ended(self, stop: Stop) -> Outcome:
+        raise NotImplementedError
 
     # ---- per call ---------------------------------------------------------------------------------
     def call_of(self, stop: Stop):
@@ -310,42 +347,12 @@ class LeaderMonitor(Monitor):
         self.lockstep = lockstep
         self.sync = LeaderSync(self.policy)
 
-    def run(self) -> Outcome:
-        """Drive the leader until its program ends or the session stops; never leaves it running."""
-        try:
-            self.start()
-            while True:
-                stop = self.variant.wait()
-                if stop.kind in ENDINGS:
-                    return self.ended(stop)
-                if not stop.is_syscall:
-                    self.variant.resume()
-                    continue
-                if self.is_noise(stop):
-                    self.let_run(stop)
-                    continue
-                try:
-                    self.on_call(stop)
-                except _Ended as ended:
-                    return self.ended(ended.stop)
-        except Divergence as d:
-            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
-        except Stopped as s:
-            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
-        except (OSError, MvxError):
-            if self.stopping:  # the variant vanished under a request we were making
-                return self.stopped_outcome()
-            raise
-        finally:
-            self.kill()
-
     def on_call(self, stop: Stop) -> None:
         call = self.synced_call(stop)
         if call is None:
             self.let_run(stop)
             return
         cls = self.class_of(call)
-        self.calls += 1
         if self.sync.needs_lockstep(call, self.lockstep, cls):
             self.link.check(self.sync.check_request(call))
         if call.name in EXITING:
@@ -437,40 +444,12 @@ class FollowerMonitor(Monitor):
         self.sync = FollowerSync(self.policy)
         self.placeholders: set[int] = set()
         self._peers: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
-        self.in_wait = False  # the thread is waiting for the variant (the watchdog reads it)
 
-    def run(self) -> Outcome:
-        try:
-            self.start()
-            while True:
-                self.in_wait = True
-                stop = self.variant.wait()
-                self.in_wait = False
-                if stop.kind in ENDINGS:
-                    return self.ended(stop)
-                if not stop.is_syscall:
-                    self.variant.resume()
-                    continue
-                if self.is_noise(stop):
-                    self.let_run(stop)
-                    continue
-                try:
-                    self.on_call(stop)
-                except _Ended as ended:
-                    return self.ended(ended.stop)
-        except Divergence as d:
-            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
-        except Stopped as s:
-            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
-        except (OSError, MvxError):
-            if self.stopping:
-                return self.stopped_outcome()
-            raise
-        finally:
-            self.in_wait = False
-            self.kill()
-            for peer in self._peers.values():
-                peer.close()
+    def kill(self) -> None:
+        super().kill()
+        for peer in self._peers.values():
+            peer.close()
+        self._peers.clear()
 
     def next_record(self, timeout: float | None = None) -> dict:
         while True:
@@ -484,7 +463,6 @@ class FollowerMonitor(Monitor):
             self.let_run(stop)
             return
         cls = self.class_of(call)
-        self.calls += 1
         record = self.next_record()
         if record["t"] == "check":
             self.sync.check(call, record)

@@ -190,16 +190,7 @@ def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, 
         return [(ptr, b"".join(_struct_bytes(arch, kind.layout, v) for v in value))]
     if isinstance(kind, S.IovecOut):
         data = value.data if isinstance(value, IoVec) else bytes(value)
-        count = call.values[kind.count_arg]
-        size = structs.layout(arch, "iovec").size
-        iovs = structs.decode_iovecs(arch, mem.read(ptr, size * count), count)
-        out, pos = [], 0
-        for base, n in iovs:
-            if pos >= len(data):
-                break
-            out.append((base, data[pos:pos + n]))
-            pos += n
-        return out
+        return _scatter(arch, mem, ptr, call.values[kind.count_arg], data)
     if isinstance(kind, S.SockAddrOut):
         raw = structs.encode_sockaddr(arch, value)
         lp = call.values[kind.len_ptr_arg]
@@ -220,6 +211,18 @@ def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, 
     raise OutputError(f"{call.name}: cannot replay an output of kind {type(kind).__name__}")
 
 
+def _scatter(arch, mem, iov_ptr: int, count: int, data: bytes) -> list[tuple[int, bytes]]:
+    """`data` spread over the variant's own iovec array, as readv would have filled it."""
+    size = structs.layout(arch, "iovec").size
+    out, pos = [], 0
+    for base, n in structs.decode_iovecs(arch, mem.read(iov_ptr, size * count), count):
+        if pos >= len(data):
+            break
+        out.append((base, data[pos:pos + n]))
+        pos += n
+    return out
+
+
 def _msghdr_writes(ptr, value, mem, arch) -> list[tuple[int, bytes]]:
     """recvmsg: the data scattered over the follower's iovecs and msg_flags; a source address or
     control data (fd passing, credentials) cannot be reproduced, so they fail closed."""
@@ -230,14 +233,7 @@ def _msghdr_writes(ptr, value, mem, arch) -> list[tuple[int, bytes]]:
     if value.get("msg_name") is not None and h["msg_name"]:
         raise OutputError("recvmsg with a source address cannot be replicated")
     data = value["msg_iov"].data if isinstance(value["msg_iov"], IoVec) else bytes(value["msg_iov"] or b"")
-    size = structs.layout(arch, "iovec").size
-    iovs = structs.decode_iovecs(arch, mem.read(h["msg_iov"], size * h["msg_iovlen"]), h["msg_iovlen"])
-    out, pos = [], 0
-    for base, n in iovs:
-        if pos >= len(data):
-            break
-        out.append((base, data[pos:pos + n]))
-        pos += n
+    out = _scatter(arch, mem, h["msg_iov"], h["msg_iovlen"], data)
     f = lay.fields["msg_flags"]
     out.append((ptr + f.offset, int(value.get("msg_flags", 0)).to_bytes(f.size, "little")))
     f = lay.fields["msg_controllen"]

@@ -43,7 +43,7 @@ class Options:
     cpu: int | None = None
     log: str | None = None
     window: int = 256
-    quiet: bool = False
+    arch: str = ""  # the program's ISA (for the handshake)
     env: dict | None = None
     stdio: tuple = (None, None, None)  # the variant's stdin/stdout/stderr (None: the monitor's own)
     followers_share_stderr: bool = False  # mvx run: a follower's report is already on our terminal
@@ -426,15 +426,8 @@ class FollowerSession:
                 return
 
 
-def block_sigchld() -> None:
-    """The hybrid monitor learns of ptrace stops from a SIGCHLD signalfd, so SIGCHLD must be
-    blocked in every thread: call before any thread starts (threads inherit the mask)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-
-
 def run_leader(opts: Options, open_channels) -> int:
     """Open the channels (an async callable returning [Channel]), then run the session."""
-    block_sigchld()
 
     async def main() -> int:
         channels = await open_channels()
@@ -443,12 +436,9 @@ def run_leader(opts: Options, open_channels) -> int:
     return trio.run(main)
 
 
-def run_follower(opts: Options, open_channel, after_connect=None) -> int:
-    block_sigchld()
+def run_follower(opts: Options, open_channel) -> int:
     async def main() -> int:
         channel = await open_channel()
-        if after_connect:
-            after_connect()
         return await FollowerSession(opts, channel).run()
 
     return trio.run(main)
