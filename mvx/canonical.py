@@ -176,10 +176,19 @@ class Difference:
 # --------------------------------------------------------------------------------------------------
 
 
-def _arch(arch):
-    from mvx import arch as archmod
+_ARCH_BY_NAME: dict = {}
 
-    return archmod.get(arch)
+
+def _arch(arch):
+    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
+    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
+    if a is None:
+        from mvx import arch as archmod
+
+        a = archmod.get(arch)
+        if isinstance(arch, str):
+            _ARCH_BY_NAME[arch] = a
+    return a
 
 
 def _bits(a, size: str) -> int:
@@ -589,11 +598,24 @@ def _const_source(a, src: str) -> int:
     return value
 
 
+_STATIC: dict[tuple[str, str], tuple] = {}
+
+
+def _static(a, raw_name: str) -> tuple:
+    """What a raw name resolves to on an arch whatever its arguments: alias, canonical name, spec
+    and argument kinds (looked up once: tables do not change)."""
+    key = (a.name, raw_name)
+    hit = _STATIC.get(key)
+    if hit is None:
+        alias = S.alias_for(a, raw_name)
+        canonical = alias.target if alias else raw_name
+        spec = S.spec_of(canonical)
+        hit = _STATIC[key] = (alias, canonical, spec, S.alias_kinds(spec, alias))
+    return hit
+
+
 def _resolve(a, raw: RawSyscall, raw_name: str, raw_args: tuple, mem, max_buf, subcall=None) -> Call:
-    alias = S.alias_for(a, raw_name)
-    canonical = alias.target if alias else raw_name
-    spec = S.spec_of(canonical)
-    kinds = S.alias_kinds(spec, alias)
+    alias, canonical, spec, kinds = _static(a, raw_name)
     if alias and alias.args is not None:
         values = [(_const_source(a, s) if isinstance(s, str) else _source_value(a, s, raw_args))
                   for s in alias.args]

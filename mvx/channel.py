@@ -121,6 +121,23 @@ class Channel:
     async def aclose(self) -> None:
         await _close(self._stream)
 
+    async def detach(self):
+        """Hand the connection to threads (mvx.pipe.Pipe), with what was received and not yet
+        delivered; this channel is unusable afterwards."""
+        from mvx.pipe import Pipe
+
+        stream = self._stream
+        tls = None
+        if isinstance(stream, trio.SSLStream):
+            tls = stream
+            stream = stream.transport_stream
+        sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        await stream.aclose()  # our duplicate keeps the connection open
+        kw = {}
+        if tls is not None:  # the SSL object and its buffers go on in the pipe
+            kw = {"tls": tls._ssl_object, "incoming": tls._incoming, "outgoing": tls._outgoing}
+        return Pipe(sock, self._label, ready=self._ready, decoder=self._decoder, **kw)
+
 
 async def _close(stream: trio.abc.AsyncResource) -> None:
     """Close within a grace period even in a cancelled task: cleanup must not stop halfway (trio

@@ -511,20 +511,25 @@ class FollowerMonitor(Monitor):
                        cloexec=bool(flags & {"SOCK_CLOEXEC", "O_CLOEXEC", "EPOLL_CLOEXEC"}),
                        nonblock=bool(flags & {"SOCK_NONBLOCK", "O_NONBLOCK"}))
         try:
-            inject(self.variant, stop, rec)
+            peer = inject(self.variant, stop, rec)
         except ReplayError as exc:
             raise Divergence("fd", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
         self.track(call, ret)
         if creates_fd:
-            self.adopt_placeholder(ret)
+            self.adopt_placeholder(ret, peer)
 
-    def adopt_placeholder(self, fd: int) -> None:
-        """Connect the inert socket just placed at `fd` to an end the monitor keeps, so a program
-        whose policy lets it write there (the seed's) writes into nothing instead of failing."""
+    def adopt_placeholder(self, fd: int, peer: socket.socket | None = None) -> None:
+        """Keep the other end of the inert socket just placed at `fd` (connect one first when the
+        replay made a lone socket: ptrace), so a program whose policy lets it write there (the
+        seed's) writes into nothing instead of failing."""
         self.placeholders.add(fd)
         old = self._peers.pop(fd, None)
         if old:
             old.close()
+        if peer is not None:
+            peer.setblocking(False)
+            self._peers[fd] = peer
+            return
         mine = self.variant.grab_fd(fd)
         # a path, not an abstract name: the placeholder may live in the follower's own network
         # namespace, and abstract AF_UNIX names do not cross namespaces

@@ -1,7 +1,9 @@
 """One monitor process's session: the trio side around a monitor thread (mvx.monitor).
 
-A nursery owns every task: the monitor thread (trio.to_thread), one sender and one receiver per
-channel, the follower's watchdog, and the signal watcher. Whatever ends the session (the program's
+Once trio has set the channels up, they are detached into pipes (mvx.pipe) so that records do not
+wait for the trio loop: the monitor thread sends itself, and a reader thread per pipe hands acks and
+checks straight to the leader's link, or records to a follower's inbox. A nursery owns every task
+and thread: the monitor thread, the pipe readers, the follower's watchdog, and the signal watcher. Whatever ends the session (the program's
 end, a divergence here or reported by a peer, a broken channel, SIGINT/SIGTERM) stops the
 variants according to --on-divergence and cancels the rest; nothing is left running.
 
@@ -10,7 +12,6 @@ Exit status: the program's own when every variant agreed; DIVERGENCE_EXIT (70) a
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import trio
 from mvx.channel import Channel, ChannelClosed, ChannelError
 from mvx.engine import Mode
 from mvx.monitor import FollowerMonitor, Inbox, LeaderLink, LeaderMonitor, Outcome, Stopped
+from mvx.pipe import Pipe
 from mvx.policy import Policy
 from mvx.sync import Divergence
 
@@ -108,48 +110,12 @@ def _guarded(monitor, reporter: Reporter) -> Outcome:
         return Outcome(stopped=reason)
 
 
-class Outbox:
-    """Messages from a monitor thread to a channel's sender task, in order, with one wake-up of
-    the trio loop per batch (not per message)."""
-
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
-        self._token = token
-        self._q: collections.deque[dict] = collections.deque()
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._event = trio.Event()
-        self.closed = False
-
-    def put(self, message: dict) -> None:
-        with self._lock:
-            if self.closed:
-                return
-            self._q.append(message)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self._token.run_sync_soon(self._wake)
-        except trio.RunFinishedError:
-            pass
-
-    def _wake(self) -> None:
-        self._event.set()
-
-    async def drain(self) -> list[dict]:
-        await self._event.wait()
-        with self._lock:
-            items = list(self._q)
-            self._q.clear()
-            self._scheduled = False
-            self._event = trio.Event()
-        return items
-
-
-async def _sender(channel: Channel, outbox: Outbox) -> None:
-    while True:
-        for message in await outbox.drain():
-            await channel.send(message)
+def _soon(token: trio.lowlevel.TrioToken, fn, *args) -> None:
+    """Run fn(*args) in the trio thread (from a reader or monitor thread); a no-op once trio is done."""
+    try:
+        token.run_sync_soon(fn, *args)
+    except trio.RunFinishedError:
+        pass
 
 
 # ---- the leader -----------------------------------------------------------------------------------
@@ -168,31 +134,84 @@ class LeaderSession:
 
     async def run(self) -> int:
         opts = self.opts
-        token = trio.lowlevel.current_trio_token()
-        self.outboxes = [Outbox(token) for _ in self.channels]
-        self.link = LeaderLink(len(self.channels), lambda i, m: self.outboxes[i].put(m), opts.window, opts.timeout)
+        self.token = trio.lowlevel.current_trio_token()
+        self.pipes: list[Pipe] = []
+        for ch in self.channels:
+            self.pipes.append(await ch.detach())
+        self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
+        self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout)
         self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep, mode=opts.mode,
                                      policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
                                      isolate_net=opts.isolate_net)
         self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
-                             "policy": opts.policy.name, "followers": len(self.channels), "cpu": opts.cpu})
-        if not self.channels:
+                             "policy": opts.policy.name, "followers": len(self.pipes), "cpu": opts.cpu})
+        if not self.pipes:
             self.all_final.set()
         try:
             async with trio.open_nursery() as nursery:
-                for i, ch in enumerate(self.channels):
-                    nursery.start_soon(self._guard_sender, i, ch)
-                    nursery.start_soon(self._receiver, i, ch)
-                nursery.start_soon(self._signals)
-                outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
-                code = await self._finish(outcome)
-                nursery.cancel_scope.cancel()
+                try:
+                    for i, pipe in enumerate(self.pipes):
+                        nursery.start_soon(trio.to_thread.run_sync, self._read_loop, i, pipe)
+                    nursery.start_soon(self._signals)
+                    outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
+                    code = await self._finish(outcome)
+                finally:
+                    for pipe in self.pipes:  # the readers see the end and return
+                        pipe.shutdown()
+                    nursery.cancel_scope.cancel()
         finally:
-            for ch in self.channels:
-                with trio.move_on_after(1):
-                    await ch.aclose()
+            for pipe in self.pipes:
+                pipe.close()
             self.reporter.close()
         return code
+
+    def _send(self, i: int, message: dict) -> None:
+        """Any thread: one message to follower i; a failed pipe is that follower lost."""
+        if i in self.lost:
+            return
+        try:
+            self.pipes[i].send(message)
+        except ChannelError as exc:
+            self.lost.add(i)
+            _soon(self.token, self._peer_lost, i, str(exc))
+
+    def _read_loop(self, i: int, pipe: Pipe) -> None:
+        """A reader thread: acks and checks go straight to the link (the monitor thread waits on
+        them); the rest is handled in the trio thread."""
+        link = self.link
+        while True:
+            try:
+                message = pipe.receive()
+            except ChannelClosed:
+                _soon(self.token, self._closed_by, i)
+                return
+            except ChannelError as exc:
+                _soon(self.token, self._peer_lost, i, str(exc))
+                return
+            t = message.get("t")
+            if t == "ack":
+                link.on_ack(i, int(message.get("seq", 0)))
+            elif t == "checked":
+                link.on_checked(i, int(message.get("seq", 0)))
+            else:
+                _soon(self.token, self._on_message, i, message)
+
+    def _closed_by(self, i: int) -> None:
+        if i not in self.final and not self.pipes[i]._closed:
+            self._peer_lost(i, "closed the channel")
+
+    def _on_message(self, i: int, message: dict) -> None:
+        t = message.get("t")
+        if t == "divergence":
+            self._on_follower_divergence(i, message.get("divergence") or {})
+        elif t == "ended":
+            self._follower_done(i, message)
+        elif t == "stopped":
+            self._follower_done(i, message)
+            if self.stopped_by is None:
+                self.reporter.say(f"follower {i} stopped: {message.get('reason')}; stopping")
+                self.monitor.stop(f"follower {i} stopped")
+                self.link.fail(Stopped("stopped"))
 
     async def _finish(self, outcome: Outcome) -> int:
         opts = self.opts
@@ -203,7 +222,7 @@ class LeaderSession:
             # the program ended: every follower must end the same way, in time
             with trio.move_on_after(opts.timeout + 2):
                 await self.all_final.wait()
-            for i in range(len(self.channels)):
+            for i in range(len(self.pipes)):
                 if i not in self.final:
                     self._record({"event": "divergence", "kind": "timeout", "seq": self.monitor.sync.seq + 1,
                                   "leader": _end_line(outcome), "follower": "(no answer)",
@@ -228,9 +247,9 @@ class LeaderSession:
         self.reporter.divergence(d, where, show=show)
 
     def _stop_followers(self, reason: str) -> None:
-        for i, box in enumerate(self.outboxes):
+        for i in range(len(self.pipes)):
             if i not in self.final:
-                box.put({"t": "stop", "reason": reason})
+                self._send(i, {"t": "stop", "reason": reason})
 
     def _on_follower_divergence(self, i: int, entry: dict) -> None:
         self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
@@ -245,41 +264,8 @@ class LeaderSession:
     def _follower_done(self, i: int, message: dict) -> None:
         self.final[i] = message
         self.link.detach(i)
-        if len(self.final) == len(self.channels):
+        if len(self.final) == len(self.pipes):
             self.all_final.set()
-
-    async def _guard_sender(self, i: int, ch: Channel) -> None:
-        try:
-            await _sender(ch, self.outboxes[i])
-        except ChannelError as exc:
-            self._peer_lost(i, str(exc))
-
-    async def _receiver(self, i: int, ch: Channel) -> None:
-        while True:
-            try:
-                message = await ch.receive()
-            except ChannelClosed:
-                if i not in self.final:
-                    self._peer_lost(i, "closed the channel")
-                return
-            except ChannelError as exc:
-                self._peer_lost(i, str(exc))
-                return
-            t = message.get("t")
-            if t == "ack":
-                self.link.on_ack(i, int(message.get("seq", 0)))
-            elif t == "checked":
-                self.link.on_checked(i, int(message.get("seq", 0)))
-            elif t == "divergence":
-                self._on_follower_divergence(i, message.get("divergence") or {})
-            elif t == "ended":
-                self._follower_done(i, message)
-            elif t == "stopped":
-                self._follower_done(i, message)
-                if self.stopped_by is None:
-                    self.reporter.say(f"follower {i} stopped: {message.get('reason')}; stopping")
-                    self.monitor.stop(f"follower {i} stopped")
-                    self.link.fail(Stopped("stopped"))
 
     def _peer_lost(self, i: int, why: str) -> None:
         if i in self.final:
@@ -327,24 +313,24 @@ class FollowerSession:
 
     async def run(self) -> int:
         opts = self.opts
-        token = trio.lowlevel.current_trio_token()
-        self.outbox = Outbox(token)
+        self.pipe = await self.channel.detach()
         self.inbox = Inbox()
-        self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self.outbox.put, mode=opts.mode,
+        self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, mode=opts.mode,
                                        policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
                                        stdio=opts.stdio, isolate_net=opts.isolate_net)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guard_sender)
-                nursery.start_soon(self._receiver)
-                nursery.start_soon(self._watchdog)
-                nursery.start_soon(self._signals)
-                outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
-                code = await self._finish(outcome)
-                nursery.cancel_scope.cancel()
+                try:
+                    nursery.start_soon(trio.to_thread.run_sync, self._read_loop)
+                    nursery.start_soon(self._watchdog)
+                    nursery.start_soon(self._signals)
+                    outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
+                    code = await self._finish(outcome)
+                finally:
+                    self.pipe.shutdown()
+                    nursery.cancel_scope.cancel()
         finally:
-            with trio.move_on_after(1):
-                await self.channel.aclose()
+            self.pipe.close()
             self.reporter.close()
         return code
 
@@ -362,26 +348,26 @@ class FollowerSession:
             final = {"t": "ended", "status": outcome.status, "signal": outcome.signal}
             code = outcome.exit_code
         if not self.leader_gone:
-            self.outbox.put(final)
-            with trio.move_on_after(2):  # let the sender deliver the last word
-                while self.outbox._q or self.outbox._scheduled:
-                    await trio.sleep(0.01)
+            self._reply(final)
         if self.exit_override is not None:
             return self.exit_override
         return code
 
-    async def _guard_sender(self) -> None:
+    def _reply(self, message: dict) -> None:
+        """Any thread: one message to the leader; a failed pipe is the leader lost."""
         try:
-            await _sender(self.channel, self.outbox)
+            self.pipe.send(message)
         except ChannelError as exc:
             self._leader_lost(str(exc))
 
-    async def _receiver(self) -> None:
+    def _read_loop(self) -> None:
+        """The reader thread: the leader's records go to the monitor's inbox, in order."""
         while True:
             try:
-                message = await self.channel.receive()
+                message = self.pipe.receive()
             except ChannelClosed:
-                self._leader_lost("the leader closed the channel")
+                if not self.pipe._closed:
+                    self._leader_lost("the leader closed the channel")
                 return
             except ChannelError as exc:
                 self._leader_lost(str(exc))

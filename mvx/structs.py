@@ -154,10 +154,19 @@ TIME_LAYOUTS = {"timespec": "tv_nsec", "timespec64": "tv_nsec", "timeval": "tv_u
 STAT_LAYOUTS = frozenset({"stat", "stat64", "__old_kernel_stat"})
 
 
-def _arch(arch):
-    from mvx import arch as archmod
+_ARCH_BY_NAME: dict = {}
 
-    return archmod.get(arch)
+
+def _arch(arch):
+    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
+    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
+    if a is None:
+        from mvx import arch as archmod
+
+        a = archmod.get(arch)
+        if isinstance(arch, str):
+            _ARCH_BY_NAME[arch] = a
+    return a
 
 
 def layout(arch, name: str):

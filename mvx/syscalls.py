@@ -1043,10 +1043,19 @@ class UnknownCanonical(MvxError):
     """A canonical syscall name nobody declared."""
 
 
-def _arch(arch):
-    from mvx import arch as archmod
+_ARCH_BY_NAME: dict = {}
 
-    return archmod.get(arch)
+
+def _arch(arch):
+    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
+    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
+    if a is None:
+        from mvx import arch as archmod
+
+        a = archmod.get(arch)
+        if isinstance(arch, str):
+            _ARCH_BY_NAME[arch] = a
+    return a
 
 
 def const(arch, name: str) -> int:

@@ -22,40 +22,36 @@ class WireError(Exception):
     """A frame or message that does not follow the protocol."""
 
 
-def _to_json(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
+def _default(value: Any) -> Any:
+    """json's hook for what it cannot encode itself: bytes become {"$b": base64}; nothing else."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"$b": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise WireError("message keys must be strings")
-        if "$b" in value:
-            raise WireError("'$b' is reserved")
-        return {k: _to_json(v) for k, v in value.items()}
     raise WireError(f"cannot send a {type(value).__name__}")
 
 
-def _from_json(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {"$b"}:
-            try:
-                return base64.b64decode(value["$b"], validate=True)
-            except (ValueError, TypeError) as exc:
-                raise WireError(f"bad bytes: {exc}") from None
-        return {k: _from_json(v) for k, v in value.items()}
+def _object_hook(value: dict) -> Any:
+    if "$b" in value:
+        if len(value) != 1:
+            raise WireError("'$b' is reserved")
+        try:
+            return base64.b64decode(value["$b"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise WireError(f"bad bytes: {exc}") from None
     return value
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, check_circular=False)
+_DECODER = json.JSONDecoder(object_hook=_object_hook)
 
 
 def encode(message: dict) -> bytes:
     """One frame: 4-byte big-endian length, then the JSON body."""
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
         raise WireError("a message is a dict with a string type 't'")
-    body = json.dumps(_to_json(message), separators=(",", ":")).encode()
+    try:
+        body = _ENCODER.encode(message).encode()
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN is allowed; circular data is not
+        raise WireError(f"cannot send: {exc}") from None
     if len(body) > MAX_FRAME:
         raise WireError(f"message of {len(body)} bytes is over the {MAX_FRAME}-byte limit")
     return _HEADER.pack(len(body)) + body
@@ -81,7 +77,7 @@ class FrameDecoder:
             body = bytes(self._buf[_HEADER.size:_HEADER.size + size])
             del self._buf[:_HEADER.size + size]
             try:
-                message = _from_json(json.loads(body))
+                message = _DECODER.decode(body.decode())
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise WireError(f"malformed frame: {exc}") from None
             if not isinstance(message, dict) or not isinstance(message.get("t"), str):

@@ -43,40 +43,43 @@ class ReplayError(MvxError):
     """The follower could not be made to produce the recorded result (its state differs)."""
 
 
-def _placeholder_socket() -> socket.socket:
-    """An inert socket, installed in a follower where the leader had a real one: an unconnected
-    AF_UNIX stream socket, the same thing the ptrace path's rewritten socket() call makes."""
-    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Strategy.ONE_STOP) -> socket.socket | None:
+    """Answer the follower's stopped call `stop` with `rec`; on return the follower is running.
 
-
-def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Strategy.ONE_STOP) -> None:
-    """Answer the follower's stopped call `stop` with `rec`; on return the follower is running."""
+    Where the leader's call created an fd, the follower gets an inert placeholder at the same number:
+    an AF_UNIX stream socket. Under user notification it is one end of a socketpair, and the other
+    end is returned (the monitor keeps it, so a write there goes into nothing instead of failing)."""
     for addr, data in rec.writes:
         variant.write(addr, data)
     if stop.kind is Kind.NOTIFY:
         if rec.creates_fd and rec.ret >= 0:
-            placeholder = _placeholder_socket()
+            placeholder, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
+                placeholder.setblocking(not rec.nonblock)
                 variant.install_fd(stop, placeholder.fileno(), at=rec.ret, answer=True, cloexec=rec.cloexec)
+            except BaseException:
+                peer.close()
+                raise
             finally:
                 placeholder.close()
-        else:
-            variant.respond(stop, rec.ret)
-        return
+            return peer
+        variant.respond(stop, rec.ret)
+        return None
     if stop.kind not in (Kind.ENTRY, Kind.SECCOMP):
         raise MvxError(f"cannot inject at a {stop.kind.name} stop")
     if rec.creates_fd and rec.ret >= 0:
         _inject_fd_by_rewrite(variant, stop, rec)
-        return
+        return None
     if strategy is Strategy.ONE_STOP:
         variant.skip(stop, rec.ret)
-        return
+        return None
     variant.skip(stop, -38, to_exit=True)  # nr = -1 now; the real value goes in at the exit
     exit_stop = variant.wait()
     if exit_stop.kind is not Kind.EXIT:
         raise ReplayError(f"expected the exit of the skipped call, got {exit_stop.kind.name}")
     variant.set_return(exit_stop, rec.ret)
     variant.resume()
+    return None
 
 
 def _inject_fd_by_rewrite(variant: Variant, stop: Stop, rec: Recorded) -> None:
