@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -181,11 +182,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_variants(args, args.leader, args.follower, prog_args)
 
 
+def variant_argv(spec: str, option: str) -> list[str]:
+    """'BIN [ARGS]' (shell quoting) -> [BIN, ARGS...]."""
+    try:
+        argv = shlex.split(spec)
+    except ValueError as exc:
+        raise MvxError(f"{option} {spec!r}: {exc}") from None
+    if not argv:
+        raise MvxError(f"{option}: no program given")
+    return argv
+
+
 def run_variants(args: argparse.Namespace, leader: str, followers: list[str], prog_args: list[str]) -> int:
     if not followers:
         raise MvxError("mvx run needs at least one --follower BIN")
-    for binary in [leader, *followers]:
-        check_runnable(resolve_program(binary))
+    leader_argv = variant_argv(leader, "--leader")
+    follower_argvs = [variant_argv(f, "--follower") for f in followers]
+    for argv in [leader_argv, *follower_argvs]:
+        check_runnable(resolve_program(argv[0]))
     allowed = sorted(os.sched_getaffinity(0))
     common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
               "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window)]
@@ -198,12 +212,12 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
     leader_cmd = [*me, "leader", *common, *pin(0), *(["--log", args.log] if args.log else [])]
     for a, _ in pairs:
         leader_cmd += ["--channel-fd", str(a.fileno())]
-    leader_cmd += ["--", leader, *prog_args]
+    leader_cmd += ["--", *leader_argv, *prog_args]
     procs: list[subprocess.Popen] = []
     try:
-        for i, (binary, (_, b)) in enumerate(zip(followers, pairs)):
+        for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
             cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
-                   *([] if args.shared_net else ["--isolate-net"]), "--", binary, *prog_args]
+                   *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
             procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig))  # noqa: PLW1509 - no threads here
         leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs],
                                        preexec_fn=_set_pdeathsig)  # noqa: PLW1509
@@ -263,9 +277,13 @@ def register(sub) -> None:
         "--log) and, by default, every variant is stopped. Exit status: the program's own when every "
         "variant agreed, 70 after a divergence, 2 for a usage error, 128+N when stopped by signal N.",
     )
-    p.add_argument("--leader", metavar="BIN", required=True, help="the leader variant's program")
-    p.add_argument("--follower", metavar="BIN", action="append", default=[], required=True,
-                   help="a follower variant's program (repeat for more followers)")
+    p.add_argument("--leader", metavar="'BIN [ARGS]'", required=True,
+                   help="the leader variant's program, optionally with arguments of its own (one shell-quoted "
+                   "string), which come before the common ARGS after --; e.g. a module directory per ISA: "
+                   "--leader 'amd64/lighttpd -m amd64/lib'")
+    p.add_argument("--follower", metavar="'BIN [ARGS]'", action="append", default=[], required=True,
+                   help="a follower variant's program, with arguments of its own as for --leader (repeat "
+                   "for more followers)")
     p.add_argument("--shared-net", action="store_true",
                    help="let followers share the machine's network (default: each follower's program runs in a "
                    "network namespace of its own, so it can never reach the world or take the leader's port)")

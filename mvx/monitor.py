@@ -42,7 +42,7 @@ from mvx.procinfo import FdKinds, LoaderRange
 from mvx.proxy import FdCache, answer, can_perform, perform
 from mvx.render import render
 from mvx.replay import Recorded, ReplayError, inject
-from mvx.sync import Action, Divergence, FollowerSync, LeaderSync
+from mvx.sync import WORD_SIZED, Action, Divergence, FollowerSync, LeaderSync, word_sized
 from mvx.syscalls import Fd, FlagSet
 
 ENDINGS = (Kind.EXITED, Kind.KILLED)
@@ -505,6 +505,8 @@ class FollowerMonitor(Monitor):
             writes = writes_for(call, outputs, self.mem, stop.arch, epoll=self.epoll)
         except (OutputError, OSError, MvxError) as exc:
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
+        if ret >= 0 and word_sized(call):  # the leader's word was another size: ours is filled
+            ret = call.args[call.spec.arg_names.index(WORD_SIZED[call.name])]
         creates_fd = isinstance(call.spec.ret, Fd) and ret >= 0
         flags = _flag_names(call)
         rec = Recorded(ret, writes, creates_fd=creates_fd,

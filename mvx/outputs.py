@@ -176,7 +176,10 @@ def writes_for(call: Call, outputs: dict, mem, arch, *, epoll: EpollRegistry | N
 
 def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, bytes]]:
     if isinstance(kind, S.OutBuf):
-        return [(ptr, bytes(value))]
+        data = bytes(value)
+        if kind.len_arg is not None:  # never past the follower's own buffer
+            data = data[:max(call.values[kind.len_arg], 0)]
+        return [(ptr, data)]
     if isinstance(kind, (S.OutStruct, S.InOutStruct)):
         return [(ptr, _struct_bytes(arch, kind.layout, value))]
     if isinstance(kind, S.StructArray) and kind.layout == "epoll_event":

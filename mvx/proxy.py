@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,26 +154,47 @@ def _sendto(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | Non
 
 
 def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
-    fd, addr, _addrlen, flags = call.values[:4]
-    if addr:
-        return None
+    fd, addr, addrlen, flags = call.values[:4]
+    if addr and not addrlen:
+        return None  # the kernel would fault (EFAULT): let the variant get its own error
     arch = stop.arch
     mine = fds.get(fd)
     if _blocking(mine):
         _wait_ready(v, stop, mine, POLLIN, None)
     sock = socket.socket(fileno=os.dup(mine))
     try:
-        newfd, _peer = sock._accept()
+        newfd, peer = sock._accept()
+        family = sock.family
     except OSError as exc:
         return Performed(_errno_of(exc))
     finally:
         sock.close()
     try:
+        if addr:  # the peer's address, as the kernel would have written it (same bytes on every ISA)
+            raw = _raw_sockaddr(family, peer)
+            room = int.from_bytes(v.read(addrlen, 4), "little")
+            v.write(addr, raw[:room])
+            v.write(addrlen, len(raw).to_bytes(4, "little"))
         os.set_blocking(newfd, not flags & arch.const("SOCK_NONBLOCK"))
         ret = v.install_fd(stop, newfd, answer=True, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
     finally:
         os.close(newfd)
     return Performed(ret, installed_fd=True)
+
+
+def _raw_sockaddr(family: int, peer) -> bytes:
+    """struct sockaddr_{in,in6,un} of an address as Python's socket module returns it."""
+    if family == socket.AF_INET:
+        host, port = peer
+        return struct.pack("<H", family) + struct.pack(">H", port) + socket.inet_aton(host) + bytes(8)
+    if family == socket.AF_INET6:
+        host, port, flowinfo, scope_id = peer
+        return (struct.pack("<H", family) + struct.pack(">HI", port, flowinfo)
+                + socket.inet_pton(socket.AF_INET6, host.split("%")[0]) + struct.pack("<I", scope_id))
+    if family == socket.AF_UNIX:
+        path = peer.encode() if isinstance(peer, str) else bytes(peer or b"")
+        return struct.pack("<H", family) + path + (b"\0" if path and not path.startswith(b"\0") else b"")
+    raise OSError(errno.EAFNOSUPPORT, f"address family {family}")
 
 
 def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:

@@ -18,7 +18,7 @@ from mvx.canonical import Call, IoVec
 from mvx.policy import Policy
 from mvx.render import render
 from mvx.structs import SockAddr, TimeValue
-from mvx.syscalls import UNKNOWN, Addr, Fd, FlagSet
+from mvx.syscalls import UNKNOWN, Addr, Fd, FlagSet, spec_of
 
 
 class Action(enum.Enum):
@@ -53,6 +53,11 @@ WRITE_OPEN_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
 # pointers there) and sizes that follow the ISA's word size are not evidence of an attack.
 COMPARED_ONLY = {"mprotect": ("prot",)}
 FIELDS_NOT_COMPARED = {"epoll_ctl": {"event": ("data",)}}
+# Arguments that are one machine word of the variant's ISA when the source says sizeof(long) or
+# sizeof(void *): compared as "one word", and replayed at the follower's own width. glibc's malloc
+# draws its tcache key this way (getrandom(&key, sizeof key, GRND_NONBLOCK)): 8 bytes on x86_64,
+# 4 on i386.
+WORD_SIZED = {"getrandom": "buflen"}
 
 
 def neutral(value: Any) -> Any:
@@ -79,13 +84,57 @@ def neutral(value: Any) -> Any:
     return repr(value)
 
 
+def word_sized(call: Call) -> bool:
+    """Whether the call's WORD_SIZED argument is one machine word of the variant's ISA."""
+    name = WORD_SIZED.get(call.name)
+    if name is None:
+        return False
+    return call.args[call.spec.arg_names.index(name)] == _word_size(call.arch)
+
+
+def _word_size(arch_name: str) -> int:
+    from mvx.arch import get
+
+    return get(arch_name).word_size
+
+
+def _stat_view(call: Call, args: list) -> list:
+    """statx asking for the basic stats is fstatat in another dress (glibc on i386 implements
+    fstat/fstatat64 with statx); AT_NO_AUTOMOUNT is what every stat does anyway."""
+    def flags(value):
+        if isinstance(value, dict) and "flags" in value:
+            return {**value, "flags": [f for f in value["flags"] if f != "AT_NO_AUTOMOUNT"]}
+        return value
+
+    if call.name == "statx":
+        mask = call.args[3]
+        if isinstance(mask, FlagSet) and mask.names == {"STATX_BASIC_STATS"} and not mask.rest:
+            return ["fstatat", [args[0], args[1], None, flags(args[2])]]
+        return [call.name, args]
+    return ["fstatat", [args[0], args[1], args[2], flags(args[3])]]
+
+
+# calls compared in one shape whatever the variant's libc made of them
+VIEW_AS = {"statx": _stat_view, "fstatat": _stat_view}
+
+
 def view(call: Call) -> list:
     """What is compared of a call: its canonical name and its neutral arguments."""
+    v = _plain_view(call)
+    alias = VIEW_AS.get(call.name)
+    return alias(call, v[1]) if alias else v
+
+
+def _plain_view(call: Call) -> list:
     names = call.spec.arg_names
     only = COMPARED_ONLY.get(call.name)
     drop = FIELDS_NOT_COMPARED.get(call.name, {})
+    word = WORD_SIZED.get(call.name) if word_sized(call) else None
     args = []
     for name, a in zip(names, call.args):
+        if name == word:
+            args.append("(one word)")
+            continue
         if only is not None and name not in only:
             args.append(None)
             continue
@@ -272,7 +321,7 @@ class FollowerSync:
             kind, detail = "syscall", f"the leader made {theirs[0] if theirs else '?'}, the follower {mine[0]}"
         else:
             kind = "exit" if call.name in ("exit_group", "exit") else "arguments"
-            detail = _argument_difference(call.spec.arg_names, theirs[1], mine[1])
+            detail = _argument_difference(spec_of(mine[0]).arg_names, theirs[1], mine[1])
         raise Divergence(kind, record.get("seq", self.seq + 1), record.get("line", "?"), render(call), detail)
 
 
