@@ -247,8 +247,7 @@ class Monitor:
                 v.continue_call(stop)
                 return None, {}
             full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
-            answer(v, stop, done)
-            return full.ret, full.outputs
+            return answer(v, stop, done), full.outputs
         if not want_ret:
             v.resume()
             return None, {}

@@ -28,11 +28,13 @@ SLICE_MS = 50
 
 @dataclass
 class Performed:
-    """What a performed call returned; `installed_fd` when the answer was an ADDFD."""
+    """What a performed call returned. `new_fd`: a monitor fd that the answer installs in the
+    variant (ADDFD), whose number there is the call's result; `ret` is then 0 until answered."""
 
     ret: int
     data: bytes = b""
-    installed_fd: bool = False
+    new_fd: int | None = None
+    cloexec: bool = False
 
 
 class Interrupted(Exception):
@@ -176,10 +178,10 @@ def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | No
             v.write(addr, raw[:room])
             v.write(addrlen, len(raw).to_bytes(4, "little"))
         os.set_blocking(newfd, not flags & arch.const("SOCK_NONBLOCK"))
-        ret = v.install_fd(stop, newfd, answer=True, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
-    finally:
+    except BaseException:
         os.close(newfd)
-    return Performed(ret, installed_fd=True)
+        raise
+    return Performed(0, new_fd=newfd, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
 
 
 def _raw_sockaddr(family: int, peer) -> bytes:
@@ -252,9 +254,17 @@ def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | Non
         return None
 
 
-def answer(v: Variant, stop: Stop, done: Performed | None) -> None:
-    """Answer a notification after `perform` (or let the call run in the variant)."""
+def answer(v: Variant, stop: Stop, done: Performed | None) -> int | None:
+    """Answer a notification after `perform` (or let the call run in the variant); the call's
+    result as the variant sees it (None when it ran in the variant). Decode the call's outputs
+    before: once answered, the variant runs on and may reuse its buffers."""
     if done is None:
         v.continue_call(stop)
-    elif not done.installed_fd:
-        v.respond(stop, done.ret)
+        return None
+    if done.new_fd is not None:
+        try:
+            return v.install_fd(stop, done.new_fd, answer=True, cloexec=done.cloexec)
+        finally:
+            os.close(done.new_fd)
+    v.respond(stop, done.ret)
+    return done.ret

@@ -53,6 +53,10 @@ WRITE_OPEN_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
 # pointers there) and sizes that follow the ISA's word size are not evidence of an attack.
 COMPARED_ONLY = {"mprotect": ("prot",)}
 FIELDS_NOT_COMPARED = {"epoll_ctl": {"event": ("data",)}}
+# Arguments a command does not read, whatever garbage the caller's register holds:
+# {call: (command argument, unused argument, commands)}
+UNUSED_FOR = {"fcntl": ("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE",
+                                                  "F_GETPIPE_SZ", "F_GET_SEALS"}))}
 # Arguments that are one machine word of the variant's ISA when the source says sizeof(long) or
 # sizeof(void *): compared as "one word", and replayed at the follower's own width. glibc's malloc
 # draws its tcache key this way (getrandom(&key, sizeof key, GRND_NONBLOCK)): 8 bytes on x86_64,
@@ -130,17 +134,19 @@ def _plain_view(call: Call) -> list:
     only = COMPARED_ONLY.get(call.name)
     drop = FIELDS_NOT_COMPARED.get(call.name, {})
     word = WORD_SIZED.get(call.name) if word_sized(call) else None
+    unused = UNUSED_FOR.get(call.name)
+    if unused and str(call.args[names.index(unused[0])]) not in unused[2]:
+        unused = None
     args = []
     for name, a in zip(names, call.args):
-        if name == word:
-            args.append("(one word)")
-            continue
-        if only is not None and name not in only:
+        if (only is not None and name not in only) or (unused and name == unused[1]):
             args.append(None)
-            continue
-        if name in drop and isinstance(a, dict):
-            a = {k: v for k, v in a.items() if k not in drop[name]}
-        args.append(neutral(a))
+        elif name == word:
+            args.append("(one word)")
+        elif name in drop and isinstance(a, dict):
+            args.append(neutral({k: v for k, v in a.items() if k not in drop[name]}))
+        else:
+            args.append(neutral(a))
     return [call.name, args]
 
 

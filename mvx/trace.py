@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import TextIO
 
 from mvx import MvxError
@@ -74,9 +75,11 @@ class Tracer:
         done = perform(self.v, stop, call, self.fds)
         if done is None:
             self.emit(render(call) + " <ran in the variant>")
-        else:  # decode while the variant still waits: after the answer it may reuse the buffer
-            self.emit(render(decode_outputs(call, self.mem, done.ret)))
-        answer(self.v, stop, done)
+            answer(self.v, stop, done)
+            return
+        full = decode_outputs(call, self.mem, done.ret)  # while the variant waits: it may reuse the buffer
+        ret = answer(self.v, stop, done)
+        self.emit(render(replace(full, ret=ret)))
 
     def on_trap(self, stop: Stop) -> None:
         call = self.call_of(stop)
