@@ -161,6 +161,7 @@ class Variant:
         stderr: int | None = None,
         report_signals: bool = False,
         isolate_net: bool = False,
+        hide_vdso: bool = False,
     ) -> None:
         if not argv:
             raise MvxError("no program given")
@@ -175,6 +176,7 @@ class Variant:
         self.fds = (stdin, stdout, stderr)
         self.report_signals = report_signals
         self.isolate_net = isolate_net
+        self.hide_vdso = hide_vdso  # time calls become real syscalls (see mvx_native.c: hide_vdso)
         self._t = ffi.new("struct mvx_tracee *")
         self._ev = ffi.new("struct mvx_event *")
         self._keep: list = []
@@ -192,6 +194,7 @@ class Variant:
                   Mode.HYBRID: lib.MVX_MODE_HYBRID}[self.mode]
         t.report_signals = int(self.report_signals)
         t.isolate_net = int(self.isolate_net)
+        t.hide_vdso = int(self.hide_vdso)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]
         primary, secondary = arches[0], arches[1] if len(arches) > 1 else None
         t.arch_primary = primary.audit_arch

@@ -29,8 +29,11 @@ from mvx.canonical import RawSyscall, decode_outputs, normalize
 from mvx.engine import Action as TrapAction
 from mvx.engine import Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
 from mvx.outputs import (
+    CLOCK_READS,
     EpollRegistry,
     OutputError,
+    clock_answer,
+    clock_reading,
     epoll_ctl_data,
     epoll_events_to_fds,
     pack,
@@ -118,7 +121,8 @@ class Monitor:
         self.policy = policy
         self.mode = mode
         self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
-                               stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net)
+                               stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
+                               hide_vdso=True)
         self.epoll = EpollRegistry()
         self.kinds: FdKinds | None = None
         self.loader: LoaderRange | None = None
@@ -131,7 +135,7 @@ class Monitor:
 
     def start(self) -> int:
         pid = self.variant.start()
-        self.kinds, self.loader = FdKinds(pid), LoaderRange(pid)
+        self.kinds, self.loader = FdKinds(pid), LoaderRange(pid, self.variant.read)
         self.fds, self.mem = FdCache(self.variant), TraceeMemory(self.variant)
         return pid
 
@@ -361,7 +365,10 @@ class LeaderMonitor(Monitor):
         want_ret = not (call.name in CONTINUE_OK and cls == "local")
         ret, outputs = self.run_here(stop, call, want_ret)
         self.track(call, ret)
-        self.link.publish(self.sync.record(call, ret, self.wire_outputs(call, cls, ret, outputs), cls))
+        record = self.sync.record(call, ret, self.wire_outputs(call, cls, ret, outputs), cls)
+        if call.name in CLOCK_READS:
+            record["clock"] = clock_reading(call, ret, outputs)
+        self.link.publish(record)
 
     def wire_outputs(self, call, cls: str, ret: int | None, outputs: dict) -> dict:
         """What a follower needs to reproduce the call's out-data, ISA-neutral (mvx.outputs)."""
@@ -500,8 +507,11 @@ class FollowerMonitor(Monitor):
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call),
                              "the leader's monitor could not learn this call's result, so it cannot be replayed")
         try:
-            outputs = {k: unpack(v) for k, v in (record.get("outputs") or {}).items()}
-            writes = writes_for(call, outputs, self.mem, stop.arch, epoll=self.epoll)
+            if call.name in CLOCK_READS and record.get("clock"):
+                ret, writes = clock_answer(call, record["clock"], stop.arch)
+            else:
+                outputs = {k: unpack(v) for k, v in (record.get("outputs") or {}).items()}
+                writes = writes_for(call, outputs, self.mem, stop.arch, epoll=self.epoll)
         except (OutputError, OSError, MvxError) as exc:
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
         if ret >= 0 and word_sized(call):  # the leader's word was another size: ours is filled

@@ -242,3 +242,39 @@ def _msghdr_writes(ptr, value, mem, arch) -> list[tuple[int, bytes]]:
     f = lay.fields["msg_controllen"]
     out.append((ptr + f.offset, bytes(f.size)))
     return out
+
+
+# ---- clock reads -----------------------------------------------------------------------------------
+# One reading of the real-time clock, whatever call the variant's libc made for it: glibc on x86_64
+# calls time, gettimeofday and clock_gettime; on i386 (2.36) all three are clock_gettime64. The
+# leader's reading travels as [sec, nsec] and each follower gets it in the form it asked for.
+CLOCK_READS = frozenset({"clock_gettime", "gettimeofday", "time"})
+
+
+def clock_reading(call: Call, ret: int | None, outputs: dict) -> list[int] | None:
+    """Leader side: the time the call returned, as [sec, nsec]."""
+    if ret is None or ret < 0:
+        return None
+    if call.name == "time":
+        return [ret, 0]
+    value = outputs.get(1 if call.name == "clock_gettime" else 0)
+    return [value.sec, value.nsec] if isinstance(value, TimeValue) else None
+
+
+def clock_answer(call: Call, reading: list[int], arch) -> tuple[int, list[tuple[int, bytes]]]:
+    """Follower side: the result and the writes that make `call` return the leader's reading."""
+    sec, nsec = int(reading[0]), int(reading[1])
+    mask = (1 << 8 * arch.word_size) - 1
+    if call.name == "time":
+        tloc = call.values[0] & mask
+        return sec, ([(tloc, (sec & mask).to_bytes(arch.word_size, "little"))] if tloc else [])
+    if call.name == "gettimeofday":
+        writes = []
+        tv, tz = call.values[0] & mask, call.values[1] & mask
+        if tv:
+            writes.append((tv, structs.encode(arch, call.kinds[0].layout, TimeValue(sec, nsec - nsec % 1000, True))))
+        if tz:  # struct timezone is obsolete: zeros, as the kernel gives
+            writes.append((tz, bytes(8)))
+        return 0, writes
+    tp = call.values[1] & mask
+    return 0, ([(tp, structs.encode(arch, call.kinds[1].layout, TimeValue(sec, nsec)))] if tp else [])

@@ -19,16 +19,26 @@ import stat
 _LOADER = re.compile(r"/ld-linux[^/]*\.so[^/]*$|/ld-[0-9.]+\.so$|/ld-musl-[^/]*\.so[^/]*$")
 
 
-class LoaderRange:
-    """The executable mappings of the variant's dynamic loader (read once per exec image)."""
+# i386 without a vDSO: libc enters the kernel through the loader's _dl_sysinfo_int80 stub,
+# `int $0x80; ret`; the loader's own calls are inline `int $0x80` followed by other code
+_INT80_STUB = bytes.fromhex("cd80c3")
 
-    def __init__(self, pid: int) -> None:
+
+class LoaderRange:
+    """Calls made by the variant's dynamic loader itself: their instruction pointer is in one of
+    its executable mappings (read once per exec image), and not in the i386 syscall stub that
+    the loader lends libc when the vDSO is hidden (`read(addr, n)` reads the variant's memory)."""
+
+    def __init__(self, pid: int, read=None) -> None:
         self.pid = pid
+        self.read = read
         self.ranges: list[tuple[int, int]] | None = None
+        self._seen: dict[int, bool] = {}  # ip in the loader -> the loader's own call
 
     def reset(self) -> None:
         """After an execve: the new image has its own loader mapping."""
         self.ranges = None
+        self._seen.clear()
 
     def _load(self) -> list[tuple[int, int]]:
         ranges = []
@@ -44,9 +54,20 @@ class LoaderRange:
         return ranges
 
     def contains(self, ip: int) -> bool:
+        """Whether the call at `ip` is the loader's own."""
+        own = self._seen.get(ip)
+        if own is not None:
+            return own
         if self.ranges is None:
             self.ranges = self._load()
-        return any(lo <= ip < hi for lo, hi in self.ranges)
+        own = any(lo <= ip < hi for lo, hi in self.ranges)
+        if own and self.read is not None:
+            try:
+                own = self.read(ip - 2, 3) != _INT80_STUB
+            except OSError:
+                pass
+        self._seen[ip] = own
+        return own
 
 
 def kind_of_mode(mode: int) -> str:

@@ -118,8 +118,16 @@ def _stat_view(call: Call, args: list) -> list:
     return ["fstatat", [args[0], args[1], args[2], flags(args[3])]]
 
 
+def _clock_view(call: Call, args: list) -> list:
+    """A read of a clock (mvx.outputs.CLOCK_READS): gettimeofday reads CLOCK_REALTIME, time the
+    coarse real-time clock (the kernel's time() is its seconds; glibc's i386 time() asks for it)."""
+    clock = {"clock_gettime": args[0], "gettimeofday": "CLOCK_REALTIME", "time": "CLOCK_REALTIME_COARSE"}
+    return ["clock_gettime", [clock[call.name]]]
+
+
 # calls compared in one shape whatever the variant's libc made of them
-VIEW_AS = {"statx": _stat_view, "fstatat": _stat_view}
+VIEW_AS = {"statx": _stat_view, "fstatat": _stat_view,
+           "clock_gettime": _clock_view, "gettimeofday": _clock_view, "time": _clock_view}
 
 
 def view(call: Call) -> list:

@@ -147,10 +147,56 @@ int mvx_block_sigchld(void) {
     return pthread_sigmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -1;
 }
 
+/* At the exec event the new program's stack holds argc, argv, envp and the auxiliary vector.
+ * Turning AT_SYSINFO_EHDR (and i386's AT_SYSINFO) into AT_IGNORE hides the vDSO from libc, which
+ * then makes real clock_gettime/gettimeofday/time syscalls that the monitor can trap and replicate
+ * (the kernel still maps the vDSO; nothing calls into it). */
+static int hide_vdso(int pid) {
+    unsigned long long regs[64];
+    struct iovec iov = {regs, sizeof regs};
+    if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -1;
+    unsigned long long sp;
+    size_t w;
+#if defined(__x86_64__)
+    if (iov.iov_len == sizeof(struct user_regs_struct)) {
+        sp = ((struct user_regs_struct *)regs)->rsp;
+        w = 8;
+    } else {                    /* the i386 compat view: 17 32-bit registers, esp is the 16th */
+        sp = ((uint32_t *)regs)[15];
+        w = 4;
+    }
+#elif defined(__aarch64__)
+    sp = ((struct user_regs_struct *)regs)->sp;
+    w = 8;
+#endif
+    static unsigned char stack[256 << 10];
+    long n = mvx_read_mem(pid, sp, stack, sizeof stack);
+    if (n <= 0) {
+        errno = n < 0 ? (int)-n : EFAULT;
+        return -1;
+    }
+#define WORD(i) (w == 8 ? ((uint64_t *)stack)[i] : (uint64_t)((uint32_t *)stack)[i])
+    size_t words = (size_t)n / w, i = 1 + WORD(0) + 1;  /* argc, argv..., NULL */
+    while (i < words && WORD(i) != 0)                  /* envp..., NULL */
+        i++;
+    for (i++; i + 1 < words && WORD(i) != AT_NULL; i += 2) {
+        if (WORD(i) == AT_SYSINFO_EHDR || WORD(i) == 32 /* AT_SYSINFO */) {
+            uint64_t ignore = AT_IGNORE;
+            if (mvx_write_mem(pid, sp + i * w, &ignore, w) != (long)w) {
+                errno = EFAULT;
+                return -1;
+            }
+        }
+    }
+#undef WORD
+    return 0;
+}
+
 int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
               int fd0, int fd1, int fd2, char *err, int errlen) {
-    int mode = t->mode, report = t->report_signals, isolate = t->isolate_net;
+    int mode = t->mode, report = t->report_signals, isolate = t->isolate_net, hide = t->hide_vdso;
     unsigned char tp[MVX_MAX_NR], ts[MVX_MAX_NR];
     unsigned int ap = t->arch_primary, as = t->arch_secondary;
     memcpy(tp, t->traced_primary, sizeof tp);
@@ -158,6 +204,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     memset(t, 0, sizeof *t);
     t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
     t->isolate_net = isolate;
+    t->hide_vdso = hide;
     memcpy(t->traced_primary, tp, sizeof tp);
     memcpy(t->traced_secondary, ts, sizeof ts);
     t->notify_fd = -1;
@@ -239,8 +286,13 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
             return -1;
         }
         int event = st >> 16;
-        if (WSTOPSIG(st) == SIGTRAP && event == PTRACE_EVENT_EXEC)
+        if (WSTOPSIG(st) == SIGTRAP && event == PTRACE_EVENT_EXEC) {
+            if (t->hide_vdso && hide_vdso(pid) < 0) {
+                set_err(err, errlen, "hiding the vDSO in the auxiliary vector", errno);
+                goto fail;
+            }
             break;
+        }
         if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
             struct __ptrace_syscall_info info;
             if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) < 0) {

@@ -52,6 +52,7 @@ struct mvx_tracee {
     unsigned char traced_primary[MVX_MAX_NR];    /* ptrace mode: which numbers to report */
     unsigned char traced_secondary[MVX_MAX_NR];
     unsigned long long stops;   /* every ptrace stop seen, reported or not */
+    int hide_vdso;              /* at exec: AT_SYSINFO_EHDR/AT_SYSINFO become AT_IGNORE */
 };
 
 int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
