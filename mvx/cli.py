@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "mvx.cli_keygen",
     "mvx.trace",
     "mvx.cli_run",
+    "mvx.cli_bench",
 ]
 
 

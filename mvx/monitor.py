@@ -514,8 +514,9 @@ class FollowerMonitor(Monitor):
                 writes = writes_for(call, outputs, self.mem, stop.arch, epoll=self.epoll)
         except (OutputError, OSError, MvxError) as exc:
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call), str(exc)) from None
-        if ret >= 0 and word_sized(call):  # the leader's word was another size: ours is filled
+        if ret >= 0 and word_sized(call):  # one word each (sync._same_words): ours is filled
             ret = call.args[call.spec.arg_names.index(WORD_SIZED[call.name])]
+            writes = [(addr, (data * ret)[:ret]) for addr, data in writes if data]  # a shorter word repeated
         creates_fd = isinstance(call.spec.ret, Fd) and ret >= 0
         flags = _flag_names(call)
         rec = Recorded(ret, writes, creates_fd=creates_fd,

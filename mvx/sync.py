@@ -141,7 +141,7 @@ def _plain_view(call: Call) -> list:
     names = call.spec.arg_names
     only = COMPARED_ONLY.get(call.name)
     drop = FIELDS_NOT_COMPARED.get(call.name, {})
-    word = WORD_SIZED.get(call.name) if word_sized(call) else None
+    word = WORD_SIZED.get(call.name)
     unused = UNUSED_FOR.get(call.name)
     if unused and str(call.args[names.index(unused[0])]) not in unused[2]:
         unused = None
@@ -150,7 +150,7 @@ def _plain_view(call: Call) -> list:
         if (only is not None and name not in only) or (unused and name == unused[1]):
             args.append(None)
         elif name == word:
-            args.append("(one word)")
+            args.append([a, _word_size(call.arch)])  # compared by _same_words
         elif name in drop and isinstance(a, dict):
             args.append(neutral({k: v for k, v in a.items() if k not in drop[name]}))
         else:
@@ -323,6 +323,8 @@ class FollowerSync:
     def _compare(self, call: Call, record: dict, cls: str | None = None) -> None:
         mine = view(call)
         theirs = record.get("view")
+        if call.name in WORD_SIZED and theirs and theirs[0] == mine[0]:
+            mine, theirs = _same_words(call, mine, theirs)
         if record.get("cls") == "retval_only" and theirs:  # the seed compares no arguments here
             mine, theirs = mine[:1], theirs[:1]
         if mine == theirs:
@@ -337,6 +339,18 @@ class FollowerSync:
             kind = "exit" if call.name in ("exit_group", "exit") else "arguments"
             detail = _argument_difference(spec_of(mine[0]).arg_names, theirs[1], mine[1])
         raise Divergence(kind, record.get("seq", self.seq + 1), record.get("line", "?"), render(call), detail)
+
+
+def _same_words(call: Call, mine: list, theirs: list) -> tuple[list, list]:
+    """WORD_SIZED arguments as [value, word size]: equal when the values are, or when each is
+    one word of its own ISA."""
+    i = call.spec.arg_names.index(WORD_SIZED[call.name])
+    m, t = mine[1][i], theirs[1][i]
+    if isinstance(m, list) and isinstance(t, list) and len(m) == len(t) == 2:
+        same = m[0] == m[1] and t[0] == t[1]
+        mine = [mine[0], [*mine[1][:i], "(one word)" if same else m[0], *mine[1][i + 1:]]]
+        theirs = [theirs[0], [*theirs[1][:i], "(one word)" if same else t[0], *theirs[1][i + 1:]]]
+    return mine, theirs
 
 
 def _ending(status: int | None, signal: int | None) -> str:
