@@ -218,14 +218,16 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
             cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
                    *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
-            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig))  # noqa: PLW1509 - no threads here
+            # own sessions: a terminal's ^C reaches `mvx run` alone, which hands it to the leader
+            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig,  # noqa: PLW1509 - no threads here
+                                          start_new_session=True))
         leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs],
-                                       preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+                                       preexec_fn=_set_pdeathsig, start_new_session=True)  # noqa: PLW1509
         procs.insert(0, leader_proc)
         for a, b in pairs:
             a.close()
             b.close()
-        forward = _forward_signals(procs)
+        forward = _forward_signals(procs[:1])
         try:
             code = _wait(leader_proc)
             for p in procs[1:]:
@@ -254,7 +256,8 @@ def _wait(proc: subprocess.Popen) -> int:
 
 
 def _forward_signals(procs: list[subprocess.Popen]) -> dict:
-    """SIGTERM/SIGINT sent to `mvx run` alone reach its monitors (which stop their variants)."""
+    """SIGTERM/SIGINT sent to `mvx run` go to the leader's monitor: the first is passed to the
+    program (replicated to every follower), a second stops every variant."""
 
     def forward(sig, _frame):
         for p in procs:

@@ -301,6 +301,30 @@ class Variant:
         c_args = ffi.new("unsigned long long[6]", [a & 0xFFFFFFFFFFFFFFFF for a in args] + [0] * (6 - len(args)))
         self._check(lib.mvx_set_syscall(self._t, nr, c_args, len(args), int(stop.arch.name == "i386")))
 
+    def rewind(self, stop: Stop) -> None:
+        """At an entry/seccomp stop: the call does not run now; the variant makes it again when it
+        resumes (after the handler of a signal delivered on this resume)."""
+        self._check(lib.mvx_rewind(self._t, lib.MVX_RESUME_RUN))
+
+    def send_signal(self, sig: int) -> None:
+        """Queue `sig` for the variant's main thread (tgkill): a notified call it waits in is
+        interrupted, as a real blocking call would be."""
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def siginfo(self) -> bytes:
+        """At a SIGNAL stop: the signal's siginfo (128 bytes, the monitor's layout)."""
+        buf = ffi.new("char[128]")
+        self._check(lib.mvx_siginfo(self.pid, buf, 0))
+        return bytes(ffi.buffer(buf, 128))
+
+    def set_siginfo(self, data: bytes) -> None:
+        """At a SIGNAL stop: the siginfo the handler gets instead (e.g. the sender of the original)."""
+        buf = ffi.new("char[128]", data[:128])
+        self._check(lib.mvx_siginfo(self.pid, buf, 1))
+
     def deliver_signal(self, sig: int) -> None:
         """At a SIGNAL stop: choose the signal the resume delivers (0 suppresses it)."""
         self._t.pending_sig = sig

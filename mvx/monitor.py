@@ -62,6 +62,10 @@ ALWAYS_RUN_BY_FOLLOWER = frozenset({"close"})
 # classes whose follower side never executes (answered from the leader's record)
 NOT_EXECUTED = frozenset({"replicated", "retval_only", "checked_output"})
 ACK_EVERY = 16
+# signals a variant raises by its own fault: delivered where they happen (a crash is then a
+# divergence); every other signal comes from outside and is replicated (docs/DESIGN.md, signals)
+SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
+                         signal.SIGSYS})
 
 
 class Stopped(Exception):
@@ -70,6 +74,11 @@ class Stopped(Exception):
     def __init__(self, reason: str = "stopped") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _CallGone(Exception):
+    """The notified call went away under the monitor (a signal interrupted it): nothing to record;
+    the variant makes it again or moves on."""
 
 
 class _Ended(Exception):
@@ -122,7 +131,7 @@ class Monitor:
         self.mode = mode
         self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
-                               hide_vdso=True)
+                               hide_vdso=True, report_signals=True)
         self.epoll = EpollRegistry()
         self.kinds: FdKinds | None = None
         self.loader: LoaderRange | None = None
@@ -132,6 +141,8 @@ class Monitor:
         self.in_wait = False  # the thread is waiting for the variant (a follower's watchdog reads it)
         self.stopping: str | None = None
         self.stop_divergence: Divergence | None = None
+        self.releasing: list[tuple[int, bytes]] = []  # signals this monitor sent its variant, to deliver
+        self.replicated: set[int] = set()  # replicated signals delivered (one may end the program)
 
     def start(self) -> int:
         pid = self.variant.start()
@@ -169,6 +180,9 @@ class Monitor:
                 self.in_wait = False
                 if stop.kind in ENDINGS:
                     return self.ended(stop)
+                if stop.kind is Kind.SIGNAL:
+                    self.on_signal(stop.status)
+                    continue
                 if not stop.is_syscall:
                     self.variant.resume()
                     continue
@@ -179,6 +193,8 @@ class Monitor:
                     self.on_call(stop)
                 except _Ended as ended:
                     return self.ended(ended.stop)
+                except _CallGone:
+                    continue
         except Divergence as d:
             return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
         except Stopped as s:
@@ -196,6 +212,38 @@ class Monitor:
 
     def ended(self, stop: Stop) -> Outcome:
         raise NotImplementedError
+
+    # ---- signals ----------------------------------------------------------------------------------
+    def on_signal(self, sig: int) -> None:
+        """A signal is about to be delivered to the variant (ptrace signal-delivery stop)."""
+        if sig in SYNCHRONOUS:
+            self.variant.resume()  # delivered where it happened
+            return
+        for i, (mine, info) in enumerate(self.releasing):
+            if mine == sig:  # one of ours, at the point chosen for it, as the original was sent
+                del self.releasing[i]
+                self.replicated.add(sig)
+                if info:
+                    self.variant.set_siginfo(info)
+                self.variant.resume()
+                return
+        info = self.variant.siginfo()
+        self.variant.deliver_signal(0)
+        self.variant.resume()
+        self.foreign_signal(sig, info)
+
+    def foreign_signal(self, sig: int, info: bytes) -> None:
+        """A signal from outside, suppressed; the leader replicates it, a follower ignores it."""
+
+    def deliver_signals(self, stop: Stop, sigs: list[tuple[int, bytes]]) -> None:
+        """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`: the call is
+        interrupted before it runs (notified: the kernel restarts it or returns EINTR, as for a
+        real blocking call) or rewound (ptrace: made again after the handlers)."""
+        self.releasing.extend(sigs)
+        for sig, _ in sigs:
+            self.variant.send_signal(sig)
+        if stop.kind is not Kind.NOTIFY:
+            self.variant.rewind(stop)
 
     # ---- per call ---------------------------------------------------------------------------------
     def call_of(self, stop: Stop):
@@ -248,7 +296,8 @@ class Monitor:
         if stop.kind is Kind.NOTIFY:
             done = perform(v, stop, call, self.fds) if can_perform(call.name) else None
             if done is None:
-                v.continue_call(stop)
+                if not v.continue_call(stop) and not v.notification_valid(stop):
+                    raise _CallGone
                 return None, {}
             full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
             return answer(v, stop, done), full.outputs
@@ -349,8 +398,18 @@ class LeaderMonitor(Monitor):
         self.link = link
         self.lockstep = lockstep
         self.sync = LeaderSync(self.policy)
+        self.deferred: list[tuple[int, bytes]] = []  # signals from outside, replicated at the next synced call
+
+    def foreign_signal(self, sig: int, info: bytes) -> None:
+        self.deferred.append((sig, info))
 
     def on_call(self, stop: Stop) -> None:
+        if self.deferred:  # replicated just before this call, in every variant
+            sigs, self.deferred = self.deferred, []
+            for sig, info in sigs:
+                self.link.publish({"t": "signal", "sig": sig, "info": info, "seq": self.sync.seq})
+            self.deliver_signals(stop, sigs)
+            return
         call = self.synced_call(stop)
         if call is None:
             self.let_run(stop)
@@ -391,6 +450,8 @@ class LeaderMonitor(Monitor):
         if stop.kind is Kind.KILLED:
             outcome = Outcome(signal=stop.status)
             self.link.end(self.sync.exit_record(None, stop.status))
+            if stop.status in self.replicated:  # every follower got it too: they must end alike
+                return outcome
             outcome.divergence = Divergence("signal", self.sync.seq + 1, _ending(None, stop.status), "-",
                                             "the leader was killed by a signal")
             return outcome
@@ -450,6 +511,7 @@ class FollowerMonitor(Monitor):
         self.sync = FollowerSync(self.policy)
         self.placeholders: set[int] = set()
         self._peers: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
+        self._held: dict | None = None  # a record read ahead, for the next synced call
 
     def kill(self) -> None:
         super().kill()
@@ -457,20 +519,38 @@ class FollowerMonitor(Monitor):
             peer.close()
         self._peers.clear()
 
-    def next_record(self, timeout: float | None = None) -> dict:
+    def next_record(self, timeout: float | None = None, signals: bool = False) -> dict:
+        if self._held is not None:
+            message, self._held = self._held, None
+            return message
         while True:
             message = self.inbox.get(timeout)
-            if message.get("t") in ("call", "check", "end"):
+            if message.get("t") in ("call", "check", "end") or (signals and message.get("t") == "signal"):
                 return message
 
     def on_call(self, stop: Stop) -> None:
+        record = self.next_record(signals=True)
+        if record["t"] == "signal":  # the leader took these signals just before this call
+            sigs = [_signal_of(record)]
+            while (record := self.next_record(signals=True))["t"] == "signal":
+                sigs.append(_signal_of(record))
+            self._held = record
+            self.deliver_signals(stop, sigs)
+            return
         call = self.synced_call(stop)
         if call is None:
+            self._held = record
             self.let_run(stop)
             return
+        try:
+            self.follow(stop, call, record)
+        except _CallGone:  # a signal from outside took the call away: its record waits for it
+            self._held = record
+            raise
+
+    def follow(self, stop: Stop, call, record: dict) -> None:
         cls = self.class_of(call)
-        record = self.next_record()
-        if record["t"] == "check":
+        while record["t"] == "check":  # (again when the leader's call was interrupted and re-made)
             self.sync.check(call, record)
             self.reply({"t": "checked", "seq": record["seq"]})
             record = self.next_record()
@@ -502,6 +582,8 @@ class FollowerMonitor(Monitor):
 
     def answer_from(self, stop: Stop, call, record: dict) -> None:
         """Do not execute the call: it returns the leader's result with the leader's out-data."""
+        if stop.kind is Kind.NOTIFY and not self.variant.notification_valid(stop):
+            raise _CallGone
         ret = record.get("ret")
         if ret is None:
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call),
@@ -576,7 +658,7 @@ class FollowerMonitor(Monitor):
         seq = self.sync.seq + 1
         if self.stopping:
             return self.stopped_outcome()
-        if stop.kind is Kind.KILLED:
+        if stop.kind is Kind.KILLED and stop.status not in self.replicated:
             raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
                              f"the follower was killed by signal {stop.status}")
         try:
@@ -584,8 +666,16 @@ class FollowerMonitor(Monitor):
         except TimeoutError:
             raise Divergence("exit", seq, "(still running)", _ending(stop.status, None),
                              f"the follower ended; the leader did not within {self.end_timeout:g}s") from None
+        if stop.kind is Kind.KILLED:  # by a signal the leader took too
+            self.sync.on_end(None, stop.status, record)
+            return Outcome(signal=stop.status)
         self.sync.on_end(stop.status, None, record)
         return Outcome(status=stop.status)
+
+
+def _signal_of(record: dict) -> tuple[int, bytes]:
+    info = record.get("info")
+    return int(record["sig"]), bytes(info) if isinstance(info, bytes) and len(info) == 128 else b""
 
 
 def _flag_names(call) -> set[str]:

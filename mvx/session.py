@@ -149,6 +149,7 @@ class LeaderSession:
             self.all_final.set()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 try:
                     for i, pipe in enumerate(self.pipes):
                         nursery.start_soon(trio.to_thread.run_sync, self._read_loop, i, pipe)
@@ -283,15 +284,33 @@ class LeaderSession:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread (a session run inside a test's thread)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            graceful = False
             async for sig in signals:
                 name = signal.Signals(sig).name
-                self.stopped_by = name
-                self.exit_override = 128 + sig
-                self.reporter.say(f"{name}: stopping every variant")
-                self.monitor.stop(f"mvx got {name}")
-                self.link.fail(Stopped(name))
-                self._stop_followers(f"the leader got {name}")
+                if not graceful:
+                    # the program gets it, and every follower at the same point of its stream: a
+                    # server shuts down cleanly on every variant, and the endings are compared
+                    graceful = True
+                    self.reporter.say(f"{name}: passed to the program (every variant); again to stop at once")
+                    self.monitor.variant.send_signal(sig)
+                    nursery = self._nursery
+                    nursery.start_soon(self._grace, name)
+                    continue
+                self._stop_now(name, sig)
                 return
+
+    async def _grace(self, name: str) -> None:
+        await trio.sleep(self.opts.timeout)
+        self.reporter.say(f"the program did not end within {self.opts.timeout:g}s of {name}")
+        self._stop_now(name, signal.Signals[name].value)
+
+    def _stop_now(self, name: str, sig: int) -> None:
+        self.stopped_by = name
+        self.exit_override = 128 + sig
+        self.reporter.say(f"{name}: stopping every variant")
+        self.monitor.stop(f"mvx got {name}")
+        self.link.fail(Stopped(name))
+        self._stop_followers(f"the leader got {name}")
 
 
 def _end_line(outcome: Outcome) -> str:

@@ -313,7 +313,7 @@ class FollowerSync:
         if record.get("t") != "end":
             raise Divergence("exit", record.get("seq", self.seq + 1), record.get("line", "?"),
                              _ending(status, signal), "the follower ended before the leader's next synced call")
-        if signal is not None:
+        if signal is not None and signal != record.get("signal"):
             raise Divergence("signal", record["seq"], _ending(record.get("status"), record.get("signal")),
                              _ending(status, signal), "the follower was killed by a signal")
         if (status, signal) != (record.get("status"), record.get("signal")):

@@ -229,8 +229,10 @@ def test_bad_input_is_one_line(args, message):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_mvx_stops_every_variant(sig):
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 128 + signal.SIGINT)])
+def test_a_signal_to_mvx_reaches_every_variant_at_the_same_point(sig, status):
+    """The epoll server leaves its loop on SIGTERM (exit 0) and dies of SIGINT: every variant
+    gets the signal before the same synced call, so every variant ends alike and mvx agrees."""
     port = free_port()
     proc = start_mvx("run", "--leader", variant_bin("x86_64", "epoll_server"), "--follower", variant_bin("i386", "epoll_server"),
                      "--", str(port), "0")
@@ -242,9 +244,58 @@ def test_signal_to_mvx_stops_every_variant(sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + sig
-    assert b"Traceback" not in err
+    assert proc.returncode == status, err
+    assert b"DIVERGENCE" not in err and b"Traceback" not in err
     assert not leftovers(f"epoll_server {port}")
+
+
+def _program_pid(port: int, role: str) -> int:
+    """The pid of the program under the `mvx leader|follower` monitor serving `port`."""
+    monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*epoll_server {port}"], capture_output=True, text=True,
+                              check=False).stdout.split()
+    assert monitors
+    children = subprocess.run(["pgrep", "-P", monitors[0]], capture_output=True, text=True, check=False).stdout.split()
+    assert len(children) == 1
+    return int(children[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_signal_sent_to_the_leaders_program_is_replicated(mode):
+    """SIGHUP kills the epoll server: sent to the leader's program alone, it reaches the
+    follower's at the same point, both die of it, and that is agreement, not a divergence."""
+    port = free_port()
+    proc = start_mvx("run", "--mode", mode, "--leader", variant_bin("x86_64", "epoll_server"),
+                     "--follower", variant_bin("i386", "epoll_server"), "--", str(port), "0")
+    try:
+        assert talk(port, b"hello\n") == b"Hi, how are you.\n"
+        os.kill(_program_pid(port, "leader"), signal.SIGHUP)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGHUP, err
+    assert b"DIVERGENCE" not in err and b"Traceback" not in err
+    assert not leftovers(f"epoll_server {port}")
+
+
+def test_a_signal_sent_to_a_followers_program_alone_is_not_taken():
+    """Followers take signals from the leader only: one sent to a follower's program from outside
+    is dropped, and the session goes on."""
+    port = free_port()
+    proc = start_mvx("run", "--leader", variant_bin("x86_64", "epoll_server"), "--follower", variant_bin("i386", "epoll_server"),
+                     "--", str(port), "2")
+    try:
+        assert talk(port, b"hello\n") == b"Hi, how are you.\n"
+        os.kill(_program_pid(port, "follower"), signal.SIGHUP)
+        assert talk(port, b"again\n") == b"Hi, how are you.\n"
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert b"DIVERGENCE" not in err
 
 
 def test_a_killed_follower_monitor_stops_the_leader():

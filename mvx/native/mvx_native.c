@@ -564,6 +564,42 @@ int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how)
     return mvx_resume(t, how);
 }
 
+/* At an entry or seccomp stop: do not execute the call now, but leave the variant so that it
+ * makes the same call again when it next runs (the number or first argument back in the return
+ * register, the instruction pointer back on the syscall instruction). A signal delivered on this
+ * resume then runs its handler just before the call: the point mvx replicates signals at. */
+int mvx_rewind(struct mvx_tracee *t, int how) {
+#if defined(__x86_64__)
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+    r.rax = r.orig_rax;            /* syscall, int $0x80 and sysenter read the number from eax */
+    r.orig_rax = (unsigned long long)-1;
+    r.rip -= 2;                    /* all three instructions are two bytes long */
+    if (ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+#elif defined(__aarch64__)
+    struct user_regs_struct r;
+    struct iovec iov = {&r, sizeof r};
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+    int nr = -1;
+    struct iovec sc = {&nr, sizeof nr};
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
+        return -errno;
+    r.pc -= 4;                     /* svc #0; x8 still holds the number, x0 the first argument */
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+#endif
+    return mvx_resume(t, how);
+}
+
+/* At a signal-delivery stop: the siginfo the handler will get (in the tracer's layout; the kernel
+ * converts for a 32-bit tracee), read or replaced. */
+int mvx_siginfo(int pid, void *buf, int set) {
+    return ptrace(set ? PTRACE_SETSIGINFO : PTRACE_GETSIGINFO, pid, 0, buf) < 0 ? -errno : 0;
+}
+
 /* Set the return register at a syscall-exit stop. */
 int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval) {
     (void)arch;
