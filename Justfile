@@ -27,11 +27,11 @@ test *args: setup variants
 demo: setup variants
     {{python}} -m mvx.demo
 
-# For now this is the interception micro-benchmark only; the full A/B server benchmark
-# (servers under mvx vs native) comes later and will take this recipe over.
-# Run the benchmarks (for now: interception cost per mode -> docs/bench-intercept.md).
-bench *args: setup
-    {{python}} -m mvx.bench_intercept --markdown docs/bench-intercept.md "$@"
+# epoll_server and lighttpd natively, under mvx in each mode and under strace, interleaved, plus the
+# interception micro-benchmark -> docs/benchmarks.{md,json,png}; under 10 minutes (--quick: about one).
+# Run the A/B overhead benchmark (`just bench --help` for the options).
+bench *args: setup variants
+    {{python}} -m mvx bench --out docs/benchmarks "$@"
 
 # Measure the cost of each syscall-interception mechanism.
 bench-intercept *args: setup
