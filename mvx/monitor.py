@@ -16,6 +16,7 @@ channel broke) reaches the thread as `Stopped`."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import signal
 import socket
@@ -212,6 +213,20 @@ class Monitor:
 
     def ended(self, stop: Stop) -> Outcome:
         raise NotImplementedError
+
+    def file_digest(self, call) -> str | None:
+        """sendfile: a digest of the file bytes it is about to send (its arguments alone do not
+        say what leaves the machine), read through a duplicate of the variant's in_fd."""
+        if call.name != "sendfile" or not isinstance(call.args[1], int):
+            return None
+        count = call.args[3] if isinstance(call.args[3], int) else 0
+        try:
+            mine = self.fds.get(call.args[1])
+            offset = call.args[2] if isinstance(call.args[2], int) else os.lseek(mine, 0, os.SEEK_CUR)
+            data = os.pread(mine, min(count, 64 << 20), offset)
+        except OSError as exc:
+            return f"unreadable: {exc.strerror}"
+        return hashlib.sha256(data).hexdigest()
 
     # ---- signals ----------------------------------------------------------------------------------
     def on_signal(self, sig: int) -> None:
@@ -415,8 +430,12 @@ class LeaderMonitor(Monitor):
             self.let_run(stop)
             return
         cls = self.class_of(call)
+        content = self.file_digest(call)
         if self.sync.needs_lockstep(call, self.lockstep, cls):
-            self.link.check(self.sync.check_request(call))
+            request = self.sync.check_request(call)
+            if content:
+                request["content"] = content
+            self.link.check(request)
         if call.name in EXITING:
             self.link.publish(self.sync.record(call, None, cls=cls))
             self.let_run(stop)
@@ -425,6 +444,8 @@ class LeaderMonitor(Monitor):
         ret, outputs = self.run_here(stop, call, want_ret)
         self.track(call, ret)
         record = self.sync.record(call, ret, self.wire_outputs(call, cls, ret, outputs), cls)
+        if content:
+            record["content"] = content
         if call.name in CLOCK_READS:
             record["clock"] = clock_reading(call, ret, outputs)
         self.link.publish(record)
@@ -550,11 +571,14 @@ class FollowerMonitor(Monitor):
 
     def follow(self, stop: Stop, call, record: dict) -> None:
         cls = self.class_of(call)
+        content = self.file_digest(call)
         while record["t"] == "check":  # (again when the leader's call was interrupted and re-made)
             self.sync.check(call, record)
+            self.check_content(call, record, content)
             self.reply({"t": "checked", "seq": record["seq"]})
             record = self.next_record()
         decision = self.sync.on_call(call, record, cls)
+        self.check_content(call, record, content)
         if record["seq"] % ACK_EVERY == 0:
             self.reply({"t": "ack", "seq": record["seq"]})
             if self._peers:
@@ -579,6 +603,12 @@ class FollowerMonitor(Monitor):
                 peer.close()
         elif ret is not None:
             self.sync.after_local(call, ret, record)
+
+    def check_content(self, call, record: dict, content: str | None) -> None:
+        if record.get("content") != content:
+            raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call),
+                             f"{call.name}: the file bytes it sends differ (sha256 leader "
+                             f"{str(record.get('content'))[:16]}, follower {str(content)[:16]})")
 
     def answer_from(self, stop: Stop, call, record: dict) -> None:
         """Do not execute the call: it returns the leader's result with the leader's out-data."""
