@@ -33,6 +33,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from mvx import lighttpd
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "build" / "variants"
 ARCHES = ["x86_64", "i386"]  # traceable on an x86_64 machine (aarch64 runs under qemu-user)
@@ -219,8 +221,52 @@ def read_trace(path: Path) -> list[str]:
 
 # --- step 1 -------------------------------------------------------------------------------------
 
+def step_lighttpd(tmp: Path, running: list[Monitored]) -> None:
+    headline("Step 1/6  Debian's lighttpd, protected: an amd64 leader and an i386 follower")
+    say("""The same web server from Debian's amd64 and i386 packages, each with its own ISA's
+        modules, serves one document root (made by mvx.lighttpd). Only the leader talks to the
+        network; every response is compared byte for byte with what the i386 build would have
+        sent before it leaves. Time is the leader's, replicated, so the Date headers agree.""")
+    port = free_port()
+    site = lighttpd.make_site(tmp / "site", port)
+    argv = mvx("run", "--leader", lighttpd.variant_spec("x86_64"), "--follower", lighttpd.variant_spec("i386"),
+               "--", "-D", "-f", str(site.conf))
+    mon = Monitored(argv, tmp, "lighttpd")
+    running.append(mon)
+    mon.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if mon.proc.poll() is not None or time.monotonic() > deadline:
+                raise DemoFailure(f"protected lighttpd did not start: {mon.last_error()}") from None
+            time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    head = run_shown(["curl", "-s", "-i", f"{url}/"])
+    print(indent(head.replace("\r", "").strip()))
+    if "200 OK" not in head or "Served by every variant" not in head:
+        raise DemoFailure("lighttpd did not serve the index page")
+    print(indent(run_shown(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} bytes",
+                            f"{url}/1m.txt"])))
+    load = run_shown(["wrk", "-t1", "-c4", "-d3s", f"{url}/1k.txt"], timeout=60)
+    print(indent("\n".join(ln for ln in load.splitlines() if "requests in" in ln or "Requests/sec" in ln)))
+    if "Requests/sec" not in load:
+        raise DemoFailure("wrk produced no result")
+    say("""Now SIGTERM to mvx: the signal reaches every variant at the same point of its syscall
+        stream, each lighttpd shuts down gracefully, and their exit statuses are compared.""")
+    mon.proc.send_signal(signal.SIGTERM)
+    status = mon.wait_exit()
+    err = mon.stderr_path.read_text(errors="replace")
+    print(f"    mvx run exited with lighttpd's own status, {status}, the same on both variants; "
+          f"divergences reported: {err.count('DIVERGENCE')}")
+    if status == 70 or status >= 128 or "DIVERGENCE" in err:
+        raise DemoFailure(f"protected lighttpd ended with {status}: {mon.last_error()}")
+
+
 def step_syscalls() -> None:
-    headline("Step 1/3  `mvx syscalls`: the same accept, three different raw syscalls, one canonical accept4")
+    headline("Step 2/6  `mvx syscalls`: the same accept, three different raw syscalls, one canonical accept4")
     say("""Every ISA numbers its syscalls differently, and i386 glibc does not even call accept4
         directly: it goes through the multiplexer socketcall(102), whose first argument picks the
         sub-call. mvx folds all of them into one canonical call before comparing.""")
@@ -252,7 +298,7 @@ def step_syscalls() -> None:
 # --- step 2 -------------------------------------------------------------------------------------
 
 def step_epoll(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 2/5  `mvx trace`: the x86_64 and the i386 epoll_server serve one client each")
+    headline("Step 3/6  `mvx trace`: the x86_64 and the i386 epoll_server serve one client each")
     say(f"""Each build runs under `mvx trace --mode hybrid`, which traps only the named canonical
         syscalls ({ONLY}), performs the ones it can for the program (seccomp user notification) and
         writes one strace-style line per call to a file. The last argument `1` makes epoll_server exit
@@ -317,7 +363,7 @@ def _elf_read(lines: list[str]) -> str:
 # --- step 3 -------------------------------------------------------------------------------------
 
 def step_attack(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 3/5  The attack: one stack-smashing payload, two builds, two different outcomes")
+    headline("Step 4/6  The attack: one stack-smashing payload, two builds, two different outcomes")
     say("""vuln_server is epoll_server with a bug: it reads up to 128 bytes into a 16-byte stack
         buffer. scripts/make_attack.py reads the x86_64 build's addresses and frame layout and
         prints a payload that overwrites the return address with the address of win(), a function
@@ -405,7 +451,7 @@ def run_pair(tmp: Path, running: list[Monitored], program: str, leader: str, fol
 
 
 def step_run(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 4/5  `mvx run`: one leader, one follower of another ISA, in step")
+    headline("Step 5/6  `mvx run`: one leader, one follower of another ISA, in step")
     say("""`mvx run` starts one monitor process per variant, each pinned with its variant to its own
         CPU. The leader serves the client; the follower gets the leader's inputs (accept4, epoll
         events translated through fds, reads) replayed, and its outputs (writes, bind, listen) are
@@ -433,7 +479,7 @@ def step_run(tmp: Path, running: list[Monitored]) -> None:
 
 
 def step_run_attack(tmp: Path, running: list[Monitored]) -> None:
-    headline("Step 5/5  The attack under `mvx run`: caught before its first effect")
+    headline("Step 6/6  The attack under `mvx run`: caught before its first effect")
     say("""The same payload, now sent to vuln_server run as an x86_64 leader with an i386 follower.
         Under `--lockstep sensitive` (the default) the leader may not perform an output until every
         follower has reached the same call with the same arguments.""")
@@ -478,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     running: list[Monitored] = []
     try:
         check_variants()
+        step_lighttpd(tmp, running)
         step_syscalls()
         step_epoll(tmp, running)
         step_attack(tmp, running)
@@ -495,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
             `mvx run` keeps the builds in step on every synced call, replaying the leader's inputs
             into the follower and comparing outputs: it served clients from either ISA as leader
             with zero divergences, and caught the attack before its first effect.
+
+            Debian's lighttpd ran the same way, with every response checked across the two ISAs,
+            time replicated from the leader, and SIGTERM delivered to both builds at the same point.
 
             aarch64 builds exist too, but run under qemu-user, which cannot be traced with ptrace
             (an arm64 node under qemu-system is the way; not part of this demo).""")
