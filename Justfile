@@ -44,3 +44,12 @@ lint:
 # Regenerate mvx/archdata/*.py from the kernel headers and compilers.
 regen:
     {{python}} scripts/gen_archdata.py
+
+# Build the arm64 test node (Debian arm64 guest for qemu-system-aarch64, cached in build/arm64-node/).
+arm64-node:
+    bash scripts/arm64_node.sh build
+
+# Run a command in the arm64 guest (repo shared at the same path), e.g. `just arm64 uname -m`
+# or `just arm64 --fwd 8080:80 --timeout 600 -- python3 -m pytest -q tests`.
+arm64 *args:
+    bash scripts/arm64_node.sh run "$@"
