@@ -20,21 +20,36 @@
 #         --timeout SECONDS          kill the guest after this long (default 1800; exit status 124)
 #         --smp N  --mem MB          guest CPUs (default 2) and memory (default 2048)
 #         -e NAME=VALUE              set an environment variable for CMD (repeatable)
+#       CMD is exec'd as given (no shell): use `-- sh -c '...'` for pipes, redirections, `cd`.
 #       No stdin is passed (CMD reads /dev/null). Exit status 125: the guest did not report one
 #       (its console log is shown). Only one guest runs at a time: runs wait for each other (flock).
+#       A run costs ~10 s of boot (kernel ~4 s, initramfs + guest init the rest) plus the command,
+#       which runs 10-20x slower than on the host (TCG): give tests generous timeouts.
 #
 #   bash scripts/arm64_node.sh start [--fwd ...] [--smp N] [--mem MB]   boot a background guest
 #   bash scripts/arm64_node.sh exec [--timeout S] [-e N=V] -- CMD...     run CMD in it (like run)
 #   bash scripts/arm64_node.sh stop                                      power it off
 #   bash scripts/arm64_node.sh status                                    is it running?
-#       The background guest polls a shared directory for commands (no ssh). While it runs, `run`
+#       The background guest polls a shared directory for commands (no ssh) and runs them one at a
+#       time, in order (an exec waits for the ones before it). While it runs, `run`
 #       waits for it to stop (one qemu at a time).
+#
+# From tests (host side): one command per boot,
+#       subprocess.run(["bash", "scripts/arm64_node.sh", "run", "--timeout", "900", "--",
+#                       "python3", "-m", "pytest", "-q", "tests/test_x.py"])  -> CMD's exit status;
+#   or, for many commands against one booted guest (e.g. a session-scoped pytest fixture):
+#       start [--fwd 18080:80]; exec -- CMD ... (each ~0.5 s overhead); stop (always, in a finally).
+#   Guest servers are reached from the host through --fwd (host 127.0.0.1:HOSTPORT); the guest
+#   reaches host services at 10.0.2.2. Files written in the repo (or build/) are seen by both sides.
 #
 # Environment: ARM64_NODE_DIR (default <repo>/build/arm64-node), ARM64_NODE_SMP, ARM64_NODE_MEM.
 set -euo pipefail
 
 SCRIPT_VERSION=2
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+# The repo root is shared read-write with the guest: never share anything else.
+[ -f "$ROOT/scripts/arm64_node.sh" ] && [ -f "$ROOT/pyproject.toml" ] ||
+  { echo "arm64-node: error: run scripts/arm64_node.sh from its repo ($ROOT is not one)" >&2; exit 1; }
 NODE=${ARM64_NODE_DIR:-$ROOT/build/arm64-node}
 SUITE=bookworm
 # Guest packages (arm64). mvx needs python3 + cffi + gcc + libseccomp; tests need lighttpd, curl, strace.
@@ -336,7 +351,8 @@ need_image() {
 
 # Write the command files for one command into dir $1.
 write_cmd() {
-  local d=$1 cwd=$PWD a
+  local d=$1 cwd a
+  cwd=$(pwd -P)
   case "$cwd/" in "$ROOT"/*) ;; *) cwd=$ROOT ;; esac
   mkdir -p "$d"
   printf '%s\n' "$cwd" >"$d/cwd"
