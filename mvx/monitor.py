@@ -77,6 +77,12 @@ class Stopped(Exception):
         self.reason = reason
 
 
+# calls that can block, so a signal may natively interrupt them (EINTR or a restart)
+INTERRUPTIBLE = frozenset({"epoll_pwait", "epoll_pwait2", "ppoll", "pselect6", "read", "readv", "recvfrom",
+                           "recvmsg", "accept4", "connect", "write", "writev", "sendto", "sendmsg", "sendfile",
+                           "nanosleep", "clock_nanosleep", "wait4", "pause", "rt_sigsuspend", "futex"})
+
+
 class _CallGone(Exception):
     """The notified call went away under the monitor (a signal interrupted it): nothing to record;
     the variant makes it again or moves on."""
@@ -418,8 +424,17 @@ class LeaderMonitor(Monitor):
     def foreign_signal(self, sig: int, info: bytes) -> None:
         self.deferred.append((sig, info))
 
+    def can_interrupt(self, stop: Stop) -> bool:
+        """Whether a signal may be delivered at this stop: a ptrace-stopped call is rewound (it is
+        made again after the handler), but a notified call is interrupted, which only a call that
+        can block does natively (close never returns EINTR): others wait for a later call."""
+        if stop.kind is not Kind.NOTIFY:
+            return True
+        call = self.call_of(stop)
+        return call.name in INTERRUPTIBLE
+
     def on_call(self, stop: Stop) -> None:
-        if self.deferred:  # replicated just before this call, in every variant
+        if self.deferred and self.can_interrupt(stop):  # replicated just before this call, in every variant
             sigs, self.deferred = self.deferred, []
             for sig, info in sigs:
                 self.link.publish({"t": "signal", "sig": sig, "info": info, "seq": self.sync.seq})
