@@ -66,7 +66,30 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class Channel:
+class _Frames:
+    """Received bytes into whole messages, and the one-line errors: what the trio Channel and the
+    threads' Pipe (mvx.pipe) share. Needs _label, _decoder, _ready and _broken."""
+
+    def _error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
+        return cls(f"{self._label}: {why}", why)
+
+    def _take(self, data: bytes) -> None:
+        """Decode `data` into _ready; b"" is the peer's end (clean, or mid-frame)."""
+        if not data:
+            if self._decoder.pending:
+                self._broken = self._error(
+                    f"truncated frame (peer closed mid-frame, {self._decoder.pending} bytes in)")
+            else:
+                self._broken = self._error("closed the connection", ChannelClosed)
+            return
+        try:
+            for message in self._decoder.feed(data):
+                self._ready.append(message)
+        except wire.WireError as exc:  # the frames before the bad one are still delivered
+            self._broken = self._error(str(exc))
+
+
+class Channel(_Frames):
     """Whole messages over a byte stream: send writes one frame (trio applies TCP backpressure),
     receive decodes frames as they arrive and hands them out one at a time."""
 
@@ -81,9 +104,6 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self._label}>"
-
-    def _error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
-        return cls(f"{self._label}: {why}", why)
 
     async def send(self, message: dict) -> None:
         try:
@@ -104,18 +124,7 @@ class Channel:
                 data = await self._stream.receive_some(RECV_CHUNK)
             except _NETWORK_ERRORS as exc:
                 raise self._error(_describe(exc)) from None
-            if not data:
-                if self._decoder.pending:
-                    self._broken = self._error(
-                        f"truncated frame (peer closed mid-frame, {self._decoder.pending} bytes in)")
-                else:
-                    self._broken = self._error("closed the connection", ChannelClosed)
-                continue
-            try:
-                for message in self._decoder.feed(data):
-                    self._ready.append(message)
-            except wire.WireError as exc:  # the frames before the bad one are still delivered
-                self._broken = self._error(str(exc))
+            self._take(data)
         return self._ready.popleft()
 
     async def aclose(self) -> None:

@@ -16,13 +16,13 @@ import threading
 from collections import deque
 
 from mvx import wire
-from mvx.channel import ChannelClosed, ChannelError
+from mvx.channel import ChannelClosed, ChannelError, _Frames
 
 RECV_CHUNK = 256 << 10
 POLL = 0.5  # seconds: how often a blocked reader looks whether the pipe was shut down
 
 
-class Pipe:
+class Pipe(_Frames):
     """Frames over a connected stream socket, optionally through a TLS object (ssl.SSLObject with
     its incoming/outgoing memory BIOs)."""
 
@@ -44,9 +44,6 @@ class Pipe:
 
     def __repr__(self) -> str:
         return f"<Pipe {self._label}>"
-
-    def _error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
-        return cls(f"{self._label}: {why}", why)
 
     # ---- sending (any thread) -----------------------------------------------------------------------
     def send(self, message: dict) -> None:
@@ -96,19 +93,7 @@ class Pipe:
         while not self._ready:
             if self._broken is not None:
                 raise self._broken
-            data = self._read_some()
-            if not data:
-                if self._decoder.pending:
-                    self._broken = self._error(
-                        f"truncated frame (peer closed mid-frame, {self._decoder.pending} bytes in)")
-                else:
-                    self._broken = self._error("closed the connection", ChannelClosed)
-                continue
-            try:
-                for message in self._decoder.feed(data):
-                    self._ready.append(message)
-            except wire.WireError as exc:  # the frames before the bad one are still delivered
-                self._broken = self._error(str(exc))
+            self._take(self._read_some())
         return self._ready.popleft()
 
     def _read_some(self) -> bytes:
