@@ -24,6 +24,11 @@ from mvx.native import ffi, lib
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 
 
+class CallGone(MvxError):
+    """A notified call went away before its answer: a signal interrupted it. Without a handler
+    to run the kernel restarts it, so the same call comes again as a new notification."""
+
+
 class Mode(enum.Enum):
     """How synced syscalls are intercepted."""
 
@@ -306,6 +311,14 @@ class Variant:
         resumes (after the handler of a signal delivered on this resume)."""
         self._check(lib.mvx_rewind(self._t, lib.MVX_RESUME_RUN))
 
+    def restart_interrupted(self) -> bool:
+        """At the signal-delivery stop that interrupted a notified call: the call is made again
+        after the handler (as after `rewind`) instead of failing with EINTR. False when no call
+        was interrupted."""
+        r = lib.mvx_restart_interrupted(self._t)
+        self._check(r)
+        return r == 1
+
     def send_signal(self, sig: int) -> None:
         """Queue `sig` for the variant's main thread (tgkill): a notified call it waits in is
         interrupted, as a real blocking call would be."""
@@ -366,6 +379,8 @@ class Variant:
         `answer` it is also the notified call's return value, atomically."""
         r = lib.mvx_notif_addfd(self.notify_fd, stop.notif_id, srcfd, -1 if at is None else at,
                                 int(at is not None), int(answer), int(cloexec))
+        if r == -errno_mod.ENOENT:
+            raise CallGone(f"variant {self.pid}: the notified call went away")
         self._check(r)
         return r
 

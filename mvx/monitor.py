@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from mvx import MvxError
 from mvx.canonical import RawSyscall, decode_outputs, normalize
 from mvx.engine import Action as TrapAction
-from mvx.engine import Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
+from mvx.engine import CallGone, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
 from mvx.outputs import (
     CLOCK_READS,
     EpollRegistry,
@@ -43,7 +43,7 @@ from mvx.outputs import (
 )
 from mvx.policy import Policy
 from mvx.procinfo import FdKinds, LoaderRange
-from mvx.proxy import FdCache, answer, can_perform, perform
+from mvx.proxy import FdCache, Performed, answer, can_perform, perform
 from mvx.render import render
 from mvx.replay import Recorded, ReplayError, inject
 from mvx.sync import WORD_SIZED, Action, Divergence, FollowerSync, LeaderSync, word_sized
@@ -83,9 +83,13 @@ INTERRUPTIBLE = frozenset({"epoll_pwait", "epoll_pwait2", "ppoll", "pselect6", "
                            "nanosleep", "clock_nanosleep", "wait4", "pause", "rt_sigsuspend", "futex"})
 
 
-class _CallGone(Exception):
-    """The notified call went away under the monitor (a signal interrupted it): nothing to record;
-    the variant makes it again or moves on."""
+@dataclass
+class Unanswered:
+    """A call the monitor performed for its variant whose answer found the call gone (a signal
+    interrupted the wait; the kernel restarts it). Its effects happened (bytes read, a connection
+    accepted) and its record is out: the restarted call gets this result, it is not made twice."""
+    key: tuple
+    done: Performed
 
 
 class _Ended(Exception):
@@ -150,6 +154,8 @@ class Monitor:
         self.stop_divergence: Divergence | None = None
         self.releasing: list[tuple[int, bytes]] = []  # signals this monitor sent its variant, to deliver
         self.replicated: set[int] = set()  # replicated signals delivered (one may end the program)
+        self.restart_on_delivery = False  # the notified call our signal interrupts is to be made again
+        self.unanswered: Unanswered | None = None
 
     def start(self) -> int:
         pid = self.variant.start()
@@ -196,11 +202,14 @@ class Monitor:
                 if self.is_noise(stop):
                     self.let_run(stop)
                     continue
+                if self.unanswered is not None:
+                    self.answer_again(stop)
+                    continue
                 try:
                     self.on_call(stop)
                 except _Ended as ended:
                     return self.ended(ended.stop)
-                except _CallGone:
+                except CallGone:
                     continue
         except Divergence as d:
             return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
@@ -246,6 +255,9 @@ class Monitor:
                 self.replicated.add(sig)
                 if info:
                     self.variant.set_siginfo(info)
+                if self.restart_on_delivery:
+                    self.restart_on_delivery = False
+                    self.variant.restart_interrupted()
                 self.variant.resume()
                 return
         info = self.variant.siginfo()
@@ -256,15 +268,20 @@ class Monitor:
     def foreign_signal(self, sig: int, info: bytes) -> None:
         """A signal from outside, suppressed; the leader replicates it, a follower ignores it."""
 
-    def deliver_signals(self, stop: Stop, sigs: list[tuple[int, bytes]]) -> None:
-        """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`: the call is
-        interrupted before it runs (notified: the kernel restarts it or returns EINTR, as for a
-        real blocking call) or rewound (ptrace: made again after the handlers)."""
+    def deliver_signals(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> None:
+        """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`, the leader's way
+        (`how`, default by this stop's kind): "interrupt" a notified call as a real blocking call
+        is (the kernel restarts it or returns EINTR, per SA_RESTART), or "rewind" it: not run now,
+        made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
+        the signal-delivery stop). Every variant must do what the leader did, or one sees EINTR
+        where another makes the call."""
+        how = how or ("interrupt" if stop.kind is Kind.NOTIFY else "rewind")
         self.releasing.extend(sigs)
+        self.restart_on_delivery = stop.kind is Kind.NOTIFY and how == "rewind"
         for sig, _ in sigs:
             self.variant.send_signal(sig)
         if stop.kind is not Kind.NOTIFY:
-            self.variant.rewind(stop)
+            self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
 
     # ---- per call ---------------------------------------------------------------------------------
     def call_of(self, stop: Stop):
@@ -310,6 +327,21 @@ class Monitor:
         elif name in ("execve", "execveat"):
             self.loader.reset()
 
+    def answer_again(self, stop: Stop) -> None:
+        """The restarted copy of an unanswered performed call gets its result (mvx.proxy.answer).
+        Any other call means the result was lost: the variants can no longer agree (fail closed)."""
+        pending, self.unanswered = self.unanswered, None
+        if stop.kind is Kind.NOTIFY and _call_key(stop) == pending.key:
+            try:
+                answer(self.variant, stop, pending.done)
+            except CallGone:
+                self.unanswered = pending
+            return
+        if pending.done.new_fd is not None:
+            os.close(pending.done.new_fd)
+        raise MvxError(f"a call performed for the variant was interrupted and not made again "
+                       f"(syscall {pending.key[1]}): its result is lost")
+
     def run_here(self, stop: Stop, call, want_ret: bool) -> tuple[int | None, dict]:
         """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
         when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
@@ -318,10 +350,14 @@ class Monitor:
             done = perform(v, stop, call, self.fds) if can_perform(call.name) else None
             if done is None:
                 if not v.continue_call(stop) and not v.notification_valid(stop):
-                    raise _CallGone
+                    raise CallGone
                 return None, {}
             full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
-            return answer(v, stop, done), full.outputs
+            try:
+                return answer(v, stop, done), full.outputs
+            except CallGone:
+                self.unanswered = Unanswered(_call_key(stop), done)
+                return done.ret, full.outputs
         if not want_ret:
             v.resume()
             return None, {}
@@ -435,10 +471,11 @@ class LeaderMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         if self.deferred and self.can_interrupt(stop):  # replicated just before this call, in every variant
-            sigs, self.deferred = self.deferred, []
-            for sig, info in sigs:
-                self.link.publish({"t": "signal", "sig": sig, "info": info, "seq": self.sync.seq})
-            self.deliver_signals(stop, sigs)
+            sigs, self.deferred = _pending(self.deferred), []
+            how = "interrupt" if stop.kind is Kind.NOTIFY else "rewind"
+            self.link.publish({"t": "signal", "sigs": [[sig, info] for sig, info in sigs], "seq": self.sync.seq,
+                               "how": how})  # one batch: delivered at one stop in every variant
+            self.deliver_signals(stop, sigs, how)
             return
         call = self.synced_call(stop)
         if call is None:
@@ -567,11 +604,8 @@ class FollowerMonitor(Monitor):
     def on_call(self, stop: Stop) -> None:
         record = self.next_record(signals=True)
         if record["t"] == "signal":  # the leader took these signals just before this call
-            sigs = [_signal_of(record)]
-            while (record := self.next_record(signals=True))["t"] == "signal":
-                sigs.append(_signal_of(record))
-            self._held = record
-            self.deliver_signals(stop, sigs)
+            how = record.get("how")
+            self.deliver_signals(stop, _signals_of(record), how if how in ("interrupt", "rewind") else None)
             return
         call = self.synced_call(stop)
         if call is None:
@@ -580,7 +614,7 @@ class FollowerMonitor(Monitor):
             return
         try:
             self.follow(stop, call, record)
-        except _CallGone:  # a signal from outside took the call away: its record waits for it
+        except CallGone:  # a signal from outside took the call away: its record waits for it
             self._held = record
             raise
 
@@ -628,7 +662,7 @@ class FollowerMonitor(Monitor):
     def answer_from(self, stop: Stop, call, record: dict) -> None:
         """Do not execute the call: it returns the leader's result with the leader's out-data."""
         if stop.kind is Kind.NOTIFY and not self.variant.notification_valid(stop):
-            raise _CallGone
+            raise CallGone
         ret = record.get("ret")
         if ret is None:
             raise Divergence("arguments", record["seq"], record.get("line", "?"), render(call),
@@ -718,9 +752,31 @@ class FollowerMonitor(Monitor):
         return Outcome(status=stop.status)
 
 
-def _signal_of(record: dict) -> tuple[int, bytes]:
-    info = record.get("info")
-    return int(record["sig"]), bytes(info) if isinstance(info, bytes) and len(info) == 128 else b""
+def _pending(sigs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The signals a batch delivers: a standard signal is pending at most once (the kernel merges
+    repeats; delivered one by one, how many a variant takes would depend on timing), real-time
+    signals queue."""
+    seen: set[int] = set()
+    out = []
+    for sig, info in sigs:
+        if sig < 32:
+            if sig in seen:
+                continue
+            seen.add(sig)
+        out.append((sig, info))
+    return out
+
+
+def _call_key(stop: Stop) -> tuple:
+    return (stop.pid, stop.nr, tuple(stop.args))
+
+
+def _signals_of(record: dict) -> list[tuple[int, bytes]]:
+    """The batch of a leader's "signal" record: [(signal, siginfo or b"")]."""
+    out = []
+    for sig, info in record.get("sigs") or []:
+        out.append((int(sig), bytes(info) if isinstance(info, bytes) and len(info) == 128 else b""))
+    return out
 
 
 def _flag_names(call) -> set[str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mvx.canonical import Call
-from mvx.engine import Stop, Variant, host_arch
+from mvx.engine import CallGone, Stop, Variant, host_arch
 from mvx.native import ffi, lib
 
 POLLIN, POLLOUT = 0x001, 0x004
@@ -263,8 +263,14 @@ def answer(v: Variant, stop: Stop, done: Performed | None) -> int | None:
         return None
     if done.new_fd is not None:
         try:
-            return v.install_fd(stop, done.new_fd, answer=True, cloexec=done.cloexec)
-        finally:
+            ret = v.install_fd(stop, done.new_fd, answer=True, cloexec=done.cloexec)
+        except CallGone:
+            raise  # the fd stays open: the restarted call gets it (LeaderMonitor.unanswered)
+        except BaseException:
             os.close(done.new_fd)
-    v.respond(stop, done.ret)
+            raise
+        os.close(done.new_fd)
+        return ret
+    if not v.respond(stop, done.ret):
+        raise CallGone(f"variant {v.pid}: the notified call went away")
     return done.ret

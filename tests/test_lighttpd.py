@@ -205,17 +205,22 @@ def _date_of(response: bytes) -> float:
     return parsedate_to_datetime(m.group(1).decode()).timestamp()
 
 
-@pytest.mark.xfail(reason="KNOWN BUG (open): under mvx lighttpd's Date header can stay on one second for 3 s "
-                   "under load (natively it lags at most ~1.3 s); cause not found yet", strict=False)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_date_header_across_seconds_and_sighup_mid_load(sites, leader, follower):
     """Time is the leader's, replicated: the Date header is right (within the second it was
     served) across second boundaries, and SIGHUP (log reopen) in the middle of a load is taken by
-    every variant at the same point, with no alarm."""
+    every variant at the same point, with no alarm.
+
+    The load closes each connection: lighttpd re-reads its clock once per event-loop turn, and a
+    keep-alive connection whose next request is already waiting is served without a turn, up to
+    server.max-keep-alive-requests (1000) in a row. Under mvx's per-call cost the next request is
+    always waiting, so a keep-alive load would measure that starvation (Date seconds old, in
+    lighttpd's own logic), not the clock mvx replicates. See docs/DESIGN.md, "Time"."""
     _, site = sites
     server = protected(site, leader, follower, "hybrid")
     try:
-        load = subprocess.Popen(["wrk", "-t1", "-c4", "-d4s", f"http://127.0.0.1:{site.port}/1k.txt"],
+        load = subprocess.Popen(["wrk", "-t1", "-c4", "-d4s", "-H", "Connection: close",
+                                 f"http://127.0.0.1:{site.port}/1k.txt"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         dates = set()
         program = _leader_program(site)
@@ -226,10 +231,10 @@ def test_date_header_across_seconds_and_sighup_mid_load(sites, leader, follower)
             response = exchange(site.port, get("/dir/a.txt"))
             after = time.time()
             date = _date_of(response)
-            # lighttpd refreshes its clock once per monotonic second: natively its Date lags by up
-            # to ~1.3 s under load; under mvx up to ~3.2 s was seen (not explained yet, see the
-            # session notes). Replicated from the leader's clock, it is never ahead of it.
-            assert before - 4 <= date <= after, (before, date, after)
+            # Date is whole seconds and lighttpd refreshes it when the monotonic second changes:
+            # natively it trails the wall clock by up to ~1.35 s under this load, and by as much
+            # under mvx. Replicated from the leader's clock, it is never ahead of it.
+            assert before - 2.5 <= date <= after, (before, date, after)
             dates.add(date)
             if not hup_sent and time.monotonic() > t_end - 2:
                 os.kill(program, signal.SIGHUP)

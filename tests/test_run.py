@@ -6,6 +6,7 @@ point (and agree again with "all", the no-false-alarm twin of each test)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -369,3 +370,59 @@ def test_divergence_report_marks_the_differing_byte():
     lines = err.splitlines()
     follower_line = next(i for i, ln in enumerate(lines) if ln.startswith('    follower: "gOt'))
     assert lines[follower_line + 1].index("^") == lines[follower_line].index("O")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_same_point(mode, leader, follower):
+    """SIGUSR1 (a handler without SA_RESTART) sent to the leader's program every millisecond
+    while it copies stdin to stdout (variants/src/signal_storm.c). Signals land on blocking calls
+    (EINTR), on calls that never block (the call is made after the handler) and while the
+    monitor performs a call for the variant (its result goes to the restarted call, so no byte
+    read is lost). Every variant counts the same signals and EINTRs, and the output is the input."""
+    data = b"".join(b"line %06d of the storm\n" % i for i in range(6000))
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                             "--leader", variant_bin(leader, "signal_storm"),
+                             "--follower", variant_bin(follower, "signal_storm")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert proc.stdout.read(6) == b"ready\n"  # the handler is in place
+        program = _child_of_monitor("leader", "signal_storm")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(proc.stdout.read)  # drained while we write
+            sent = 0
+            for i in range(0, len(data), 1500):
+                os.write(proc.stdin.fileno(), data[i:i + 1500])
+                for _ in range(3):
+                    os.kill(program, signal.SIGUSR1)
+                    sent += 1
+                    time.sleep(0.001)
+            proc.stdin.close()
+            out = reading.result(timeout=90)
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert b"DIVERGENCE" not in err and b"Traceback" not in err, err
+    body, _, summary = out.rpartition(b"signals ")
+    assert body == data  # nothing read was lost, nothing was read twice
+    counts = summary.split()
+    assert 0 < int(counts[0]) <= sent, summary
+
+
+def _child_of_monitor(role: str, program: str, timeout: float = 20) -> int:
+    """The pid of `program` under the `mvx <role>` monitor (once it has started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*{program}"], capture_output=True, text=True,
+                                  check=False).stdout.split()
+        for monitor in monitors:
+            children = subprocess.run(["pgrep", "-P", monitor], capture_output=True, text=True,
+                                      check=False).stdout.split()
+            if children:
+                return int(children[0])
+        time.sleep(0.02)
+    pytest.fail(f"no {program} under an mvx {role} monitor")

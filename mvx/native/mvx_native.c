@@ -594,6 +594,32 @@ int mvx_rewind(struct mvx_tracee *t, int how) {
     return mvx_resume(t, how);
 }
 
+/* At the signal-delivery stop that interrupted a notified call (its return register holds the
+ * kernel's -ERESTARTSYS and kin): make the call restart after the handler whatever SA_RESTART
+ * says, as if the signal had come just before the call. 1 if done, 0 if no call was interrupted. */
+int mvx_restart_interrupted(struct mvx_tracee *t) {
+    long long ret;
+#if defined(__x86_64__)
+    struct user_regs_struct r;
+    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
+        return -errno;
+    ret = (long long)r.rax;
+    if ((long long)r.orig_rax < 0)
+        return 0;
+#elif defined(__aarch64__)
+    struct user_regs_struct r;
+    struct iovec iov = {&r, sizeof r};
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
+        return -errno;
+    ret = (long long)r.regs[0];
+#endif
+    /* an i386 tracee's eax: only the low 32 bits count */
+    if ((int)ret != -512 && (int)ret != -514 && (int)ret != -516)  /* ERESTARTSYS, NOHAND, RESTART_RESTARTBLOCK */
+        return 0;
+    int err = mvx_set_return(t, 0, -513);                               /* ERESTARTNOINTR */
+    return err < 0 ? err : 1;
+}
+
 /* At a signal-delivery stop: the siginfo the handler will get (in the tracer's layout; the kernel
  * converts for a 32-bit tracee), read or replaced. */
 int mvx_siginfo(int pid, void *buf, int set) {

@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass, field
 
 from mvx import MvxError
-from mvx.engine import Kind, Stop, Variant
+from mvx.engine import CallGone, Kind, Stop, Variant
 
 
 class Strategy(enum.Enum):
@@ -63,7 +63,8 @@ def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Str
             finally:
                 placeholder.close()
             return peer
-        variant.respond(stop, rec.ret)
+        if not variant.respond(stop, rec.ret):
+            raise CallGone(f"variant {variant.pid}: the notified call went away")
         return None
     if stop.kind not in (Kind.ENTRY, Kind.SECCOMP):
         raise MvxError(f"cannot inject at a {stop.kind.name} stop")
