@@ -26,7 +26,7 @@ CONFIG = """\
 # lighttpd for mvx variants (Debian lighttpd 1.4.69, any ISA); written by mvx.lighttpd
 server.document-root = "{docroot}"
 server.port          = {port}
-server.bind          = "127.0.0.1"
+server.bind          = "{bind}"
 server.errorlog      = "{tmp}/error.log"
 server.upload-dirs   = ( "{tmp}" )
 server.event-handler = "linux-sysepoll"
@@ -75,8 +75,10 @@ class Site:
         return self.root / "tmp" / "error.log"
 
 
-def make_site(root: str | os.PathLike, port: int, *, docroot: str | os.PathLike | None = None) -> Site:
-    """A document root (unless `docroot` names one) and a configuration for 127.0.0.1:`port`."""
+def make_site(root: str | os.PathLike, port: int, *, docroot: str | os.PathLike | None = None,
+              bind: str = "127.0.0.1") -> Site:
+    """A document root (unless `docroot` names one) and a configuration for `bind`:`port` (a guest
+    under qemu's user networking binds 0.0.0.0 to be reached through a forwarded port)."""
     root = Path(root).resolve()
     site = Site(root, port, Path(docroot).resolve() if docroot else root / "www")
     (site.root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -86,7 +88,7 @@ def make_site(root: str | os.PathLike, port: int, *, docroot: str | os.PathLike 
             path = www / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-    site.conf.write_text(CONFIG.format(docroot=www, port=port, tmp=site.root / "tmp"))
+    site.conf.write_text(CONFIG.format(docroot=www, port=port, tmp=site.root / "tmp", bind=bind))
     return site
 
 
@@ -114,10 +116,10 @@ def main(args: list[str]) -> int:
     if len(args) == 2 and args[0] == "argv":
         print(variant_spec(args[1]))
         return 0
-    if len(args) == 3 and args[0] == "site":
-        print(make_site(args[1], int(args[2])).conf)
+    if len(args) in (3, 4) and args[0] == "site":
+        print(make_site(args[1], int(args[2]), bind=args[3] if len(args) == 4 else "127.0.0.1").conf)
         return 0
-    print("usage: python3 -m mvx.lighttpd argv ARCH | site DIR PORT", file=sys.stderr)
+    print("usage: python3 -m mvx.lighttpd argv ARCH | site DIR PORT [BIND_ADDR]", file=sys.stderr)
     return 2
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import platform
 import socket
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "build" / "variants"
-NATIVE_ARCHES = ["x86_64", "i386"]  # what this x86_64 machine runs under ptrace
+# What this machine runs natively (and so can trace): an x86_64 kernel runs i386 too.
+NATIVE_ARCHES = {"x86_64": ["x86_64", "i386"], "aarch64": ["aarch64"]}.get(platform.machine(), [])
 
 
 def variant_bin(arch: str, program: str) -> str:

@@ -43,9 +43,13 @@ def _load():
         digest.update((_HERE / name).read_bytes())
     digest.update(sys.version.encode())
     modname = "_mvx_native_" + digest.hexdigest()[:16]
+    # Only a build for this interpreter and machine: an x86_64 and an aarch64 build of the same
+    # source may sit side by side (the repo is shared with the arm64 test node).
     for base in _build_dirs():
-        for found in base.glob(modname + "*.so"):
-            return _import(modname, found)
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            found = base / (modname + suffix)
+            if found.is_file():
+                return _import(modname, found)
     last_error: Exception | None = None
     for base in _build_dirs():
         try:

@@ -1,9 +1,10 @@
 /*
  * epoll_server: a small epoll-based TCP server, the classic MVX test program.
  *
- *   epoll_server [PORT [MAX_CONNS]]
+ *   epoll_server [PORT [MAX_CONNS [ADDR]]]
  *
- * Listens on 127.0.0.1:PORT (default 5000).  Clients are accepted without
+ * Listens on ADDR:PORT (default 127.0.0.1:5000; a guest under qemu's user networking needs
+ * 0.0.0.0 to be reached through a forwarded port).  Clients are accepted without
  * blocking (accept4 with SOCK_NONBLOCK); for every chunk of data a client sends
  * the server answers "Hi, how are you.\n".  A client that closes its end is
  * removed from the epoll set and closed.
@@ -17,6 +18,7 @@
  * (no stdio), so the syscall sequence is the same on every ISA.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -46,7 +48,7 @@ static void die(const char *what)
     exit(1);
 }
 
-static int listen_on(int port)
+static int listen_on(const char *ip, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -58,7 +60,8 @@ static int listen_on(int port)
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((unsigned short)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, ip, &addr.sin_addr) != 1)
+        die("inet_pton");
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
         die("bind");
     if (listen(fd, 64) < 0)
@@ -106,13 +109,14 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 5000;
     long max_conns = argc > 2 ? atol(argv[2]) : 0; /* 0: serve forever */
+    const char *ip = argc > 3 ? argv[3] : "127.0.0.1";
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigterm; /* no SA_RESTART: epoll_wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
 
-    int lfd = listen_on(port);
+    int lfd = listen_on(ip, port);
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");
