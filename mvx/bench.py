@@ -96,6 +96,8 @@ class Plan:
     connections: list[int]
     out: Path
     intercept: bool = True
+    profile: bool = False  # the profile run of lighttpd (mvx/bench_profile.py; the CLI turns it on)
+    profile_seconds: float = 5.0
     intercept_calls: int = 20000
     intercept_reps: int = 5
     startup_timeout: float = 30.0
@@ -464,6 +466,19 @@ def run_intercept(plan: Plan, progress) -> dict:
             "markdown": bench_intercept.markdown(rows, "x86_64", plan.intercept_calls, plan.intercept_reps, cmd)}
 
 
+def run_profile(plan: Plan, progress) -> dict:
+    """Where the time goes under mvx: a py-spy profile of both monitors under lighttpd load."""
+    from mvx import bench_profile
+
+    with tempfile.TemporaryDirectory(prefix="mvx-bench-profile-") as tmp:
+        try:
+            return bench_profile.profile_lighttpd(Path(tmp), free_port(), plan.profile_seconds, plan.client_cpu,
+                                                  progress)
+        except (MvxError, OSError, subprocess.SubprocessError) as exc:
+            progress(f"profile failed: {exc}")
+            return {"failed": str(exc)}
+
+
 def run(plan: Plan, progress=None) -> dict:
     """Run the benchmark of `plan`, write OUT.{json,md,png}, and return the result."""
     if progress is None:
@@ -514,6 +529,8 @@ def run(plan: Plan, progress=None) -> dict:
                                 "pinning": CONFIGS[c].pinning(plan)} for c in plan.configs},
                 "starts": starts, "runs": runs, "summary": summarise(runs, workloads, plan.configs),
             }
+    if plan.profile and "lighttpd" in plan.servers:
+        result["profile"] = run_profile(plan, progress)
     result["targets"] = targets(result)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     result["loadavg_end"] = _loadavg()
@@ -614,6 +631,14 @@ def markdown(result: dict, png_name: str | None) -> str:
         L += [f"(No plot: {result['plot']}.)", ""]
     for name, srv in result["servers"].items():
         L += _server_markdown(name, srv)
+    prof = result.get("profile")
+    if prof:
+        from mvx import bench_profile
+
+        if prof.get("failed"):
+            L += ["## Where the time goes (profile)", "", f"Failed: {prof['failed']}", ""]
+        else:
+            L += [*bench_profile.markdown(prof), ""]
     ic = result.get("intercept")
     if ic:
         L += ["## Interception cost per syscall (mvx/bench_intercept.py, same run)", ""]

@@ -56,8 +56,10 @@ def plan_from_args(args: argparse.Namespace):
                "--out", str(args.out)]
     if args.no_intercept:
         command.append("--no-intercept")
+    if args.no_profile:
+        command.append("--no-profile")
     return bench.Plan(servers=names, configs=configs, duration=duration, rounds=rounds, connections=conns, out=out,
-                      intercept=not args.no_intercept, intercept_calls=base["intercept_calls"],
+                      intercept=not args.no_intercept, profile=not (args.no_profile or args.quick), intercept_calls=base["intercept_calls"],
                       intercept_reps=base["intercept_reps"], startup_timeout=args.startup_timeout,
                       command=shlex.join(command))
 
@@ -84,7 +86,8 @@ def register(sub) -> None:
         "synced set), interleaved round by round, with load from wrk (lighttpd) or echo_load (epoll_server) at "
         "each concurrency, keep-alive or not, small and large files. Reports throughput, p50/p99 latency and CPU "
         "time per request with their ratios to native from the same run, the targets of issue 6 and the "
-        "interception micro-benchmark, as OUT.md, OUT.json and OUT.png. A configuration that fails (server does "
+        "interception micro-benchmark, and a profile of where the time goes under mvx (py-spy on both monitors "
+        "under a lighttpd load), as OUT.md, OUT.json and OUT.png. A configuration that fails (server does "
         "not come up, divergence) is reported as failed with its reason; the rest goes on.",
     )
     p.add_argument("--server", default="all", metavar="NAME[,NAME]",
@@ -99,6 +102,8 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a short run: 1 round, 8 connections only, a small interception benchmark (about a minute)")
     p.add_argument("--no-intercept", action="store_true", help="skip the interception micro-benchmark")
+    p.add_argument("--no-profile", action="store_true",
+                   help="skip the profile of lighttpd under mvx (py-spy on both monitors; about 10 s; --quick skips it)")
     p.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long a configuration may take to answer its first request (default 30)")
     p.add_argument("--out", default="docs/benchmarks", metavar="PREFIX",

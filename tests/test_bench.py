@@ -120,3 +120,39 @@ def test_cli_errors():
                            timeout=60, check=False)
         assert r.returncode == 2, (args, r.stderr)
         assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_profile_buckets_are_read_from_py_spy_stacks():
+    """Sans-IO: py-spy's raw lines become stacks; the innermost bucketed frame names the bucket;
+    only the monitor thread (Monitor.run) is split."""
+    from mvx import bench_profile as bp
+
+    raw = ("Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);LeaderMonitor.on_call (mvx/monitor.py:490);"
+           "LeaderLink.check (mvx/monitor.py:414);Condition.wait (threading.py:331) 7\n"
+           "Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);Variant.wait (mvx/engine.py:250) 2\n"
+           "Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);Monitor.on_call (mvx/monitor.py:1) 1\n"
+           "Thread.run (threading.py:982);LeaderSession._read_loop (mvx/session.py:1);Pipe._recv_raw (mvx/pipe.py:9) 5\n")
+    stacks = bp.parse_raw(raw)
+    assert stacks[1] == (["Thread.run", "Monitor.run", "Variant.wait"], 2)
+    total, buckets = bp.monitor_thread_buckets(stacks)
+    assert total == 10
+    assert buckets == {"waiting for the follower's check (lockstep)": 7, "waiting for the variant's next stop": 2,
+                       bp.OTHER: 1}
+
+
+def test_profile_of_lighttpd_under_mvx(tmp_path):
+    """The profile run itself: both monitors sampled, numbers produced and sane."""
+    from mvx import bench_profile as bp
+
+    servers.get("lighttpd").check(["x86_64", "i386"])
+    prof = bp.profile_lighttpd(tmp_path, bench.free_port(), 2, None, quiet)
+    assert prof["requests_per_s"] > 0 and prof["synced_calls_per_request"] > 1
+    assert prof["divergences"] == 0
+    assert set(prof["monitors"]) == {"leader", "follower"}
+    for role, mon in prof["monitors"].items():
+        assert mon["samples"] > 0, role
+        assert abs(sum(b["share"] for b in mon["buckets"]) - 1) < 1e-6, role
+        assert mon["wall_us_per_call"] > 0
+    for name in ("leader", "follower"):
+        assert prof["cpu"][name]["user_us_per_call"] > 0
+    assert "Where the time goes" in "\n".join(bp.markdown(prof))
