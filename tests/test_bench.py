@@ -155,4 +155,5 @@ def test_profile_of_lighttpd_under_mvx(tmp_path):
         assert mon["wall_us_per_call"] > 0
     for name in ("leader", "follower"):
         assert prof["cpu"][name]["user_us_per_call"] > 0
+        assert prof["threads"][f"{name} monitor thread"]["user_us_per_call"] > 0
     assert "Where the time goes" in "\n".join(bp.markdown(prof))
