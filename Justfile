@@ -53,3 +53,9 @@ arm64-node:
 # or `just arm64 --fwd 8080:80 --timeout 600 -- python3 -m pytest -q tests`.
 arm64 *args:
     bash scripts/arm64_node.sh run "$@"
+
+# Every aarch64 test against the arm64 node (built first if needed; tests/test_arm64.py: two-node
+# runs both ways with epoll_server and lighttpd, divergences, aarch64 injection in every mode).
+# `just test` runs only its reduced subset (marked arm64_ci).
+test-arm64 *args: setup variants arm64-node
+    {{python}} -m pytest -q tests/test_arm64.py --arm64-full "$@"

@@ -344,10 +344,12 @@ async def _bind(host: str, port: int) -> trio.socket.SocketType:
 
 
 async def listen_for_followers(host: str, port: int, count: int, *, tls: TlsFiles | None, timeout: float,
-                               my_hello: dict, policy: str,
+                               my_hello: dict, policy: str, on_listening=None,
                                task_status=trio.TASK_STATUS_IGNORED) -> list[Channel]:
     """Wait up to `timeout` s for `count` followers that pass TLS and the hello; report and drop the
-    rest. task_status.started(port) once listening, so a caller can ask for port 0."""
+    rest. task_status.started(port) and on_listening() once listening, so a caller can ask for port 0
+    and say it waits only when a follower can connect (through a forwarding proxy, such as qemu's user
+    networking, a connection made earlier is reset rather than refused, and not retried)."""
     if count < 1:
         raise ValueError("count must be at least 1")
     ctx = _ssl_context(tls, server_side=True) if tls else None
@@ -378,6 +380,8 @@ async def listen_for_followers(host: str, port: int, count: int, *, tls: TlsFile
 
     try:
         task_status.started(sock.getsockname()[1])
+        if on_listening is not None:
+            on_listening()
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
                 while True:

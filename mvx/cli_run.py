@@ -133,9 +133,12 @@ def cmd_leader(args: argparse.Namespace) -> int:
         hello = wire.hello("leader", opts.arch, opts.policy.name)
 
         async def open_channels():
-            print(f"mvx: leader waiting for {args.followers} follower(s) on {args.listen}", file=sys.stderr)
+            def waiting():
+                print(f"mvx: leader waiting for {args.followers} follower(s) on {args.listen}", file=sys.stderr,
+                      flush=True)
+
             return await ch.listen_for_followers(host, port, args.followers, tls=tls, timeout=args.wait,
-                                                 my_hello=hello, policy=opts.policy.name)
+                                                 my_hello=hello, policy=opts.policy.name, on_listening=waiting)
     return run_leader(opts, open_channels)
 
 

@@ -270,8 +270,14 @@ mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/n
 [ -L /dev/fd ] || ln -sf /proc/self/fd /dev/fd
 [ -e /dev/stdin ] || { ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr; }
 hostname arm64-node
+# The host's time zone (a two-node run compares what each node's libc reads from /etc/localtime).
+if [ -f $R/localtime ]; then cp $R/localtime /etc/localtime; else rm -f /etc/localtime; fi
 modprobe -a virtio_net virtio_rng 2>/dev/null
-. $R/config   # REPO, SHARED_NATIVE, MODE
+. $R/config   # REPO, SHARED_NATIVE, MODE, NOFILE_SOFT, NOFILE_HARD
+# The host's open-file limits: programs size tables by them (lighttpd's epoll array), and a
+# two-node run compares those sizes.
+[ -n "${NOFILE_HARD:-}" ] && ulimit -Hn "$NOFILE_HARD" 2>/dev/null
+[ -n "${NOFILE_SOFT:-}" ] && ulimit -Sn "$NOFILE_SOFT" 2>/dev/null
 mkdir -p "$REPO"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=mmap mvxrepo "$REPO" || { say "cannot mount the repo share"; exit 1; }
 # The guest's cffi build of mvx/native goes to a per-arch dir, not the host's x86_64 one.
@@ -368,8 +374,11 @@ qemu_args() {
   for f in "${fwds[@]}"; do net+=",hostfwd=tcp:127.0.0.1:${f%%:*}-:${f#*:}"; done
   local sm=passthrough
   [ "$(id -u)" -eq 0 ] || sm=none
-  printf 'REPO=%q\nSHARED_NATIVE=%q\nMODE=%s\n' "$ROOT" "$NODE/native" "$mode" >"$rundir/config"
+  printf 'REPO=%q\nSHARED_NATIVE=%q\nMODE=%s\nNOFILE_SOFT=%s\nNOFILE_HARD=%s\n' "$ROOT" "$NODE/native" "$mode" \
+    "$(ulimit -Sn)" "$(ulimit -Hn)" >"$rundir/config"
   mkdir -p "$NODE/native"
+  rm -f "$rundir/localtime"
+  [ -e /etc/localtime ] && cp -L /etc/localtime "$rundir/localtime"
   guest_init_script >"$rundir/init.sh"
   QEMU=(qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp "$smp" -m "$mem"
     -nodefaults -display none -monitor none -no-reboot
