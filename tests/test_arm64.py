@@ -114,7 +114,7 @@ GUEST_WRAPPER = ('stop=$1; shift; "$@" & p=$!; '
 class Session:
     """The processes of one test on both nodes; all of them end at teardown, whatever happened."""
 
-    def __init__(self, tmp: Path, guest: "Guest") -> None:
+    def __init__(self, tmp: Path, guest: Guest) -> None:
         self.tmp = tmp
         self.guest = guest
         self.procs: list[Proc] = []
