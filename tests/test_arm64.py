@@ -208,7 +208,8 @@ def guest():
         yield node
     finally:
         _run_node("stop", timeout=120)
-        shutil.rmtree(keys, ignore_errors=True)
+        for made in SHARED.glob(f"*-{os.getpid()}*"):  # keys, sites, patched builds, stop files
+            shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
 
 
 @pytest.fixture
