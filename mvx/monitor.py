@@ -92,6 +92,12 @@ class Unanswered:
     done: Performed
 
 
+# The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
+# at a syscall-exit stop, they mean a signal interrupted the call and it is about to be made again
+# (no handler runs for a signal the monitor suppresses); never a result.
+RESTARTING = frozenset({-512, -513, -514, -516})
+
+
 class _Ended(Exception):
     def __init__(self, stop: Stop) -> None:
         self.stop = stop
@@ -367,6 +373,9 @@ class Monitor:
             if after.kind in ENDINGS:
                 raise _Ended(after)
             raise MvxError(f"unexpected {after.kind.name} stop at the exit of {call.name}")
+        if after.ret in RESTARTING:  # a signal came in the middle; suppressed, so the kernel makes the call again
+            v.resume()
+            raise CallGone
         full = decode_outputs(call, self.mem, after.ret)
         v.resume()
         return full.ret, full.outputs
