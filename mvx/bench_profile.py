@@ -335,8 +335,8 @@ def reading(prof: dict) -> list[str]:
         "trip at a few µs, against hundreds of µs per synced call here; so hybrid mode gains little over ptrace "
         "mode on this workload, and the 4x target is missed for the same reason."),
         "",
-        ("What would close the gap to 1/3 of native (~36,000 requests/s here, i.e. under ~28 µs per request for "
-        "both monitors together):"),
+        ("What would close the gap to 1/3 of native (native's rate is in the lighttpd tables above; a third "
+        "of it leaves a few tens of µs per request for both monitors together, against the hundreds measured here):"),
         "",
         ("1. Records in batches, one message per leader stop that can block (a check, a performed blocking call) "
         "instead of one per call, and acknowledgements folded into the check replies: one wake-up each way per "
