@@ -246,7 +246,9 @@ def test_date_header_across_seconds_and_sighup_mid_load(sites, leader, follower)
         status, err = server.stop()
     assert len(dates) >= 2, "the load must cross a second boundary"
     assert alive == 2
-    assert status == 0 and "DIVERGENCE" not in err, err
+    # lighttpd's own status: 1 when SIGTERM finds closing connections still lingering (srv->conns
+    # not empty; natively too), 0 otherwise. Every variant agreed on it: no divergence.
+    assert status in (0, 1) and "DIVERGENCE" not in err and "Traceback" not in err, err
     assert "logfiles cycled" in site.error_log.read_text()
 
 
