@@ -89,10 +89,14 @@ def top_self(stacks: list[tuple[list[str], int]], limit: int = 8) -> list[tuple[
     return c.most_common(limit)
 
 
-def _proc_times(pid: int) -> tuple[int, int]:
-    """(utime, stime) in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat_times(stat: Path) -> tuple[int, int]:
+    """(utime, stime) in clock ticks, from a /proc .../stat file (process or thread)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])
+
+
+def _proc_times(pid: int) -> tuple[int, int]:
+    return _stat_times(Path(f"/proc/{pid}/stat"))
 
 
 # by the start of comm (trio names a worker thread "<function> from <module>", cut at 15 bytes); the rest: trio's
@@ -105,12 +109,12 @@ def _thread_times(pid: int) -> dict[str, tuple[int, int]]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            tu, ts = _stat_times(task / "stat")
         except OSError:
             continue
         kind = next((k for prefix, k in THREADS.items() if comm.startswith(prefix)), "trio thread (main)")
         u, s = out.get(kind, (0, 0))
-        out[kind] = (u + int(fields[11]), s + int(fields[12]))
+        out[kind] = (u + tu, s + ts)
     return out
 
 

@@ -252,12 +252,7 @@ def test_a_signal_to_mvx_reaches_every_variant_at_the_same_point(sig, status):
 
 def _program_pid(port: int, role: str) -> int:
     """The pid of the program under the `mvx leader|follower` monitor serving `port`."""
-    monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*epoll_server {port}"], capture_output=True, text=True,
-                              check=False).stdout.split()
-    assert monitors
-    children = subprocess.run(["pgrep", "-P", monitors[0]], capture_output=True, text=True, check=False).stdout.split()
-    assert len(children) == 1
-    return int(children[0])
+    return _child_of_monitor(role, f"epoll_server {port}")
 
 
 @pytest.mark.parametrize("mode", MODES)
