@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from mvx import MvxError
-from mvx.engine import Action, Kind, Mode, TrapSet, Variant
+from mvx.engine import Mode, StopKind, Trap, TrapSet, Variant
 from mvx.native import lib
 
 SOURCE = Path(__file__).resolve().parent / "bench_programs" / "syscall_loop.c"
@@ -46,7 +46,7 @@ def run_native(binary: str, calls: int, cpu: int) -> float:
 
 
 def run_traced(binary: str, calls: int, mode: Mode, inject: bool, in_c: bool, cpu: int) -> float:
-    action = Action.NOTIFY if mode is Mode.HYBRID else Action.TRACE
+    action = Trap.NOTIFY if mode is Mode.HYBRID else Trap.TRACE
     v = Variant([binary, str(calls)], mode=mode, traps=TrapSet({"getppid": action}), cpu=cpu)
     v.start()
     try:
@@ -57,10 +57,10 @@ def run_traced(binary: str, calls: int, mode: Mode, inject: bool, in_c: bool, cp
             done = 0
             while done < calls:
                 stop = v.wait()
-                if stop.kind in (Kind.EXITED, Kind.KILLED):
+                if stop.kind in (StopKind.EXITED, StopKind.KILLED):
                     break
                 done += 1
-                if stop.kind is Kind.NOTIFY:
+                if stop.kind is StopKind.NOTIFY:
                     v.respond(stop, 0) if inject else v.continue_call(stop)
                 elif inject:
                     v.skip(stop, 0)
@@ -71,8 +71,8 @@ def run_traced(binary: str, calls: int, mode: Mode, inject: bool, in_c: bool, cp
             raise MvxError(f"expected {calls} stops in {mode.value}, saw {done}")
         while v.alive:  # let it exit
             stop = v.wait()
-            if stop.kind not in (Kind.EXITED, Kind.KILLED):
-                v.resume() if stop.kind is not Kind.NOTIFY else v.continue_call(stop)
+            if stop.kind not in (StopKind.EXITED, StopKind.KILLED):
+                v.resume() if stop.kind is not StopKind.NOTIFY else v.continue_call(stop)
         return elapsed * 1e6 / calls
     finally:
         v.kill()

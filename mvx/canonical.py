@@ -399,7 +399,7 @@ def _decode_scalar(a, kind: Kind, v: int):
         return Addr(_uint(v, 8 * a.word_size))
     if isinstance(kind, S.Signal):
         return signal_name(a, _uint(v, 32))
-    if isinstance(kind, S.Mode):
+    if isinstance(kind, S.FileMode):
         return _uint(v, 32)
     if isinstance(kind, S.Uid):
         u = _uint(v, kind.bits)
@@ -411,7 +411,7 @@ def _decode_scalar(a, kind: Kind, v: int):
     raise TypeError(kind)
 
 
-_SCALARS = (S.Int, S.Uint, S.Fd, S.DirFd, S.Ptr, S.Signal, S.Mode, S.Uid, S.Flags, S.Enum)
+_SCALARS = (S.Int, S.Uint, S.Fd, S.DirFd, S.Ptr, S.Signal, S.FileMode, S.Uid, S.Flags, S.Enum)
 
 # Struct fields given a kind after decoding (everything else stays an int).
 FIELD_KINDS: dict[tuple[str, str], Kind] = {

@@ -37,7 +37,7 @@ class Mode(enum.Enum):
     HYBRID = "hybrid"  # user notification where the monitor can finish the call, RET_TRACE else
 
 
-class Kind(enum.IntEnum):
+class StopKind(enum.IntEnum):
     ENTRY = lib.MVX_EV_ENTRY
     SECCOMP = lib.MVX_EV_SECCOMP
     EXIT = lib.MVX_EV_EXIT
@@ -48,7 +48,7 @@ class Kind(enum.IntEnum):
     EXEC = lib.MVX_EV_EXEC
 
 
-class Action(enum.Enum):
+class Trap(enum.Enum):
     """What the filter does with a synced syscall."""
 
     TRACE = "trace"
@@ -62,7 +62,7 @@ class Stop:
 
     __slots__ = ("arch", "args", "ip", "is_error", "kind", "notif_id", "nr", "pid", "ret", "status")
 
-    def __init__(self, kind: Kind, pid: int, arch: archmod.Arch | None = None, nr: int = -1,
+    def __init__(self, kind: StopKind, pid: int, arch: archmod.Arch | None = None, nr: int = -1,
                  args: tuple[int, ...] = (), ret: int = 0, is_error: bool = False, notif_id: int = 0,
                  status: int = 0, ip: int = 0) -> None:
         self.kind, self.pid, self.arch, self.nr, self.args = kind, pid, arch, nr, args
@@ -77,17 +77,17 @@ class Stop:
 
     @property
     def is_syscall(self) -> bool:
-        return self.kind in (Kind.ENTRY, Kind.SECCOMP, Kind.NOTIFY)
+        return self.kind in (StopKind.ENTRY, StopKind.SECCOMP, StopKind.NOTIFY)
 
 
-_KINDS = {int(k): k for k in Kind}
+_KINDS = {int(k): k for k in StopKind}
 
 
 @dataclass
 class TrapSet:
     """Which raw syscalls of which arch the monitor must see, and how (trace or notify)."""
 
-    rules: dict[str, Action] = field(default_factory=dict)  # canonical name -> action
+    rules: dict[str, Trap] = field(default_factory=dict)  # canonical name -> action
 
     def names(self) -> set[str]:
         return set(self.rules)
@@ -215,9 +215,9 @@ class Variant:
         else:
             rules = dict(self.traps.rules)
             if self.mode is Mode.SECCOMP:
-                rules = {name: Action.TRACE for name in rules}
+                rules = {name: Trap.TRACE for name in rules}
             bpf = build_bpf(arches, rules)
-            want_listener = any(a is Action.NOTIFY for a in rules.values())
+            want_listener = any(a is Trap.NOTIFY for a in rules.values())
         c_argv = [ffi.new("char[]", os.fsencode(a)) for a in self.argv]
         c_env = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in self.env.items()]
         argv_arr = ffi.new("char *[]", c_argv + [ffi.NULL])
@@ -258,23 +258,23 @@ class Variant:
             ev = self._ev
             kind = _KINDS[ev.kind]
             # read only the fields this kind of stop has: each cdata field read costs ~70 ns
-            if kind is Kind.NOTIFY or kind is Kind.SECCOMP or kind is Kind.ENTRY:
+            if kind is StopKind.NOTIFY or kind is StopKind.SECCOMP or kind is StopKind.ENTRY:
                 audit = ev.arch
                 arch = _AUDIT_CACHE.get(audit) or _arch_of(audit)
                 return Stop(kind, ev.pid, arch, ev.nr, ffi.unpack(ev.args, 6), 0, False, ev.notif_id, 0, ev.ip)
-            if kind is Kind.EXIT:
+            if kind is StopKind.EXIT:
                 audit = ev.arch
                 return Stop(kind, ev.pid, _AUDIT_CACHE.get(audit) or _arch_of(audit), -1, (), ev.ret,
                             bool(ev.is_error))
-            if kind is Kind.EXEC:  # keep a pending request for the execve's exit stop
+            if kind is StopKind.EXEC:  # keep a pending request for the execve's exit stop
                 how = lib.MVX_RESUME_TO_EXIT if self._t.want_exit else lib.MVX_RESUME_RUN
                 self._check(lib.mvx_resume(self._t, how))
                 continue
             stop = Stop(kind, ev.pid, status=ev.status)
-            if kind is Kind.EXITED:
+            if kind is StopKind.EXITED:
                 self.exit_status = ev.status
                 self._close()
-            elif kind is Kind.KILLED:
+            elif kind is StopKind.KILLED:
                 self.killed_by = ev.status
                 self._close()
             return stop

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 from mvx import MvxError
 from mvx.canonical import RawSyscall, decode_outputs, normalize
-from mvx.engine import Action as TrapAction
-from mvx.engine import CallGone, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
+from mvx.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, Trap, TrapSet, Variant
 from mvx.outputs import (
     CLOCK_READS,
     EpollRegistry,
@@ -49,7 +48,7 @@ from mvx.replay import Recorded, ReplayError, inject
 from mvx.sync import WORD_SIZED, Action, Divergence, FollowerSync, LeaderSync, word_sized
 from mvx.syscalls import Fd, FlagSet
 
-ENDINGS = (Kind.EXITED, Kind.KILLED)
+ENDINGS = (StopKind.EXITED, StopKind.KILLED)
 EXITING = frozenset({"exit", "exit_group"})
 # calls a monitor lets run without learning their result when they are in the local class (their
 # result is not compared, and a hybrid monitor then needs no exit stop): they only change the
@@ -108,13 +107,13 @@ def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
     finish the call itself (the leader performs it, a follower answers it from the record), by
     RET_TRACE when the call must run in the variant and its result is needed."""
     if mode is not Mode.HYBRID:
-        return TrapSet({n: TrapAction.TRACE for n in policy.synced()})
+        return TrapSet({n: Trap.TRACE for n in policy.synced()})
     rules = {}
     for name in policy.synced():
         cls = policy.class_of(name)
         answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.file_local
         monitor_finishes = (name in CONTINUE_OK and cls == "local") or can_perform(name) or answered
-        rules[name] = TrapAction.NOTIFY if monitor_finishes else TrapAction.TRACE
+        rules[name] = Trap.NOTIFY if monitor_finishes else Trap.TRACE
     return TrapSet(rules)
 
 
@@ -199,7 +198,7 @@ class Monitor:
                 self.in_wait = False
                 if stop.kind in ENDINGS:
                     return self.ended(stop)
-                if stop.kind is Kind.SIGNAL:
+                if stop.kind is StopKind.SIGNAL:
                     self.on_signal(stop.status)
                     continue
                 if not stop.is_syscall:
@@ -281,12 +280,12 @@ class Monitor:
         made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
         the signal-delivery stop). Every variant must do what the leader did, or one sees EINTR
         where another makes the call."""
-        how = how or ("interrupt" if stop.kind is Kind.NOTIFY else "rewind")
+        how = how or ("interrupt" if stop.kind is StopKind.NOTIFY else "rewind")
         self.releasing.extend(sigs)
-        self.restart_on_delivery = stop.kind is Kind.NOTIFY and how == "rewind"
+        self.restart_on_delivery = stop.kind is StopKind.NOTIFY and how == "rewind"
         for sig, _ in sigs:
             self.variant.send_signal(sig)
-        if stop.kind is not Kind.NOTIFY:
+        if stop.kind is not StopKind.NOTIFY:
             self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
 
     # ---- per call ---------------------------------------------------------------------------------
@@ -311,7 +310,7 @@ class Monitor:
         return self.policy.class_of(call.name, kind) or "local"
 
     def let_run(self, stop: Stop) -> None:
-        if stop.kind is Kind.NOTIFY:
+        if stop.kind is StopKind.NOTIFY:
             self.variant.continue_call(stop)
         else:
             self.variant.resume()
@@ -337,7 +336,7 @@ class Monitor:
         """The restarted copy of an unanswered performed call gets its result (mvx.proxy.answer).
         Any other call means the result was lost: the variants can no longer agree (fail closed)."""
         pending, self.unanswered = self.unanswered, None
-        if stop.kind is Kind.NOTIFY and _call_key(stop) == pending.key:
+        if stop.kind is StopKind.NOTIFY and _call_key(stop) == pending.key:
             try:
                 answer(self.variant, stop, pending.done)
             except CallGone:
@@ -352,7 +351,7 @@ class Monitor:
         """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
         when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
         v = self.variant
-        if stop.kind is Kind.NOTIFY:
+        if stop.kind is StopKind.NOTIFY:
             done = perform(v, stop, call, self.fds) if can_perform(call.name) else None
             if done is None:
                 if not v.continue_call(stop) and not v.notification_valid(stop):
@@ -369,7 +368,7 @@ class Monitor:
             return None, {}
         v.resume(to_exit=True)
         after = v.wait()
-        if after.kind is not Kind.EXIT:
+        if after.kind is not StopKind.EXIT:
             if after.kind in ENDINGS:
                 raise _Ended(after)
             raise MvxError(f"unexpected {after.kind.name} stop at the exit of {call.name}")
@@ -473,7 +472,7 @@ class LeaderMonitor(Monitor):
         """Whether a signal may be delivered at this stop: a ptrace-stopped call is rewound (it is
         made again after the handler), but a notified call is interrupted, which only a call that
         can block does natively (close never returns EINTR): others wait for a later call."""
-        if stop.kind is not Kind.NOTIFY:
+        if stop.kind is not StopKind.NOTIFY:
             return True
         call = self.call_of(stop)
         return call.name in INTERRUPTIBLE
@@ -481,7 +480,7 @@ class LeaderMonitor(Monitor):
     def on_call(self, stop: Stop) -> None:
         if self.deferred and self.can_interrupt(stop):  # replicated just before this call, in every variant
             sigs, self.deferred = _pending(self.deferred), []
-            how = "interrupt" if stop.kind is Kind.NOTIFY else "rewind"
+            how = "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
             self.link.publish({"t": "signal", "sigs": [[sig, info] for sig, info in sigs], "seq": self.sync.seq,
                                "how": how})  # one batch: delivered at one stop in every variant
             self.deliver_signals(stop, sigs, how)
@@ -529,7 +528,7 @@ class LeaderMonitor(Monitor):
     def ended(self, stop: Stop) -> Outcome:
         if self.stopping:
             return self.stopped_outcome()
-        if stop.kind is Kind.KILLED:
+        if stop.kind is StopKind.KILLED:
             outcome = Outcome(signal=stop.status)
             self.link.end(self.sync.exit_record(None, stop.status))
             if stop.status in self.replicated:  # every follower got it too: they must end alike
@@ -670,7 +669,7 @@ class FollowerMonitor(Monitor):
 
     def answer_from(self, stop: Stop, call, record: dict) -> None:
         """Do not execute the call: it returns the leader's result with the leader's out-data."""
-        if stop.kind is Kind.NOTIFY and not self.variant.notification_valid(stop):
+        if stop.kind is StopKind.NOTIFY and not self.variant.notification_valid(stop):
             raise CallGone
         ret = record.get("ret")
         if ret is None:
@@ -746,7 +745,7 @@ class FollowerMonitor(Monitor):
         seq = self.sync.seq + 1
         if self.stopping:
             return self.stopped_outcome()
-        if stop.kind is Kind.KILLED and stop.status not in self.replicated:
+        if stop.kind is StopKind.KILLED and stop.status not in self.replicated:
             raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
                              f"the follower was killed by signal {stop.status}")
         try:
@@ -754,7 +753,7 @@ class FollowerMonitor(Monitor):
         except TimeoutError:
             raise Divergence("exit", seq, "(still running)", _ending(stop.status, None),
                              f"the follower ended; the leader did not within {self.end_timeout:g}s") from None
-        if stop.kind is Kind.KILLED:  # by a signal the leader took too
+        if stop.kind is StopKind.KILLED:  # by a signal the leader took too
             self.sync.on_end(None, stop.status, record)
             return Outcome(signal=stop.status)
         self.sync.on_end(stop.status, None, record)

@@ -113,7 +113,7 @@ def render_value(arch, v, kind=None, strsize: int | None = STRSIZE) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, int):
-        if isinstance(kind, S.Mode):
+        if isinstance(kind, S.FileMode):
             return _mode(v)
         if isinstance(kind, (S.InOutInt, S.OutInt)):
             return f"[{v}]"
@@ -161,7 +161,7 @@ def _ret(call: Call, ret: int | None, errno_name: str | None) -> str:
         return f"-1 {name} ({os.strerror(num)})"
     if isinstance(call.spec.ret, S.Ptr):
         return hex(ret)
-    if isinstance(call.spec.ret, S.Mode):
+    if isinstance(call.spec.ret, S.FileMode):
         return _mode(ret)
     return str(ret)
 

@@ -102,7 +102,7 @@ class Signal(Kind):
 
 
 @dataclass(frozen=True)
-class Mode(Kind):
+class FileMode(Kind):
     """File mode bits (rendered in octal)."""
 
 
@@ -525,7 +525,7 @@ _SPEC_LIST = [
     sc("writev", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
-    sc("openat", Fd, dirfd=DirFd, path=Path, flags=O_FLAGS, mode=Mode),
+    sc("openat", Fd, dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
     sc("openat2", Fd, dirfd=DirFd, path=Path, how=InStruct("open_how"), size=Ulong),
     sc("close", Int, fd=Fd),
     sc("close_range", Int, fd=Uint, max_fd=Uint, flags=Flags("CLOSE_RANGE_")),
@@ -560,19 +560,19 @@ _SPEC_LIST = [
     sc("chdir", Int, path=Path),
     sc("fchdir", Int, fd=Fd),
     sc("chroot", Int, path=Path),
-    sc("mkdirat", Int, dirfd=DirFd, path=Path, mode=Mode),
-    sc("mknodat", Int, dirfd=DirFd, path=Path, mode=Mode, dev=Uint),
+    sc("mkdirat", Int, dirfd=DirFd, path=Path, mode=FileMode),
+    sc("mknodat", Int, dirfd=DirFd, path=Path, mode=FileMode, dev=Uint),
     sc("unlinkat", Int, dirfd=DirFd, path=Path, flags=AT_FLAGS),
     sc("renameat2", Int, olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path,
        flags=Flags(("RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT"))),
     sc("readlinkat", Long, dirfd=DirFd, path=Path, buf=OutBuf(3), bufsiz=Ulong),
     sc("linkat", Int, olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path, flags=AT_FLAGS),
     sc("symlinkat", Int, target=Path, newdirfd=DirFd, linkpath=Path),
-    sc("fchmodat", Int, dirfd=DirFd, path=Path, mode=Mode),
-    sc("fchmod", Int, fd=Fd, mode=Mode),
+    sc("fchmodat", Int, dirfd=DirFd, path=Path, mode=FileMode),
+    sc("fchmod", Int, fd=Fd, mode=FileMode),
     sc("fchownat", Int, dirfd=DirFd, path=Path, owner=Uid, group=Uid, flags=AT_FLAGS),
     sc("fchown", Int, fd=Fd, owner=Uid, group=Uid),
-    sc("umask", Mode, mask=Mode),
+    sc("umask", FileMode, mask=FileMode),
     sc("utimensat", Int, dirfd=DirFd, path=Path, times=StructArray("timespec", count=2), flags=AT_FLAGS),
     sc("futimesat", Int, dirfd=DirFd, path=Path, times=StructArray("timeval", count=2)),
     sc("inotify_add_watch", Int, fd=Fd, path=Path, mask=Flags("IN_")),

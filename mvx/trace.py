@@ -15,19 +15,19 @@ from typing import TextIO
 from mvx import MvxError
 from mvx import policy as policymod
 from mvx.canonical import RawSyscall, decode_outputs, normalize
-from mvx.engine import Action, Kind, Mode, Stop, TraceeMemory, TrapSet, Variant
+from mvx.engine import Mode, Stop, StopKind, TraceeMemory, Trap, TrapSet, Variant
 from mvx.proxy import FdCache, answer, can_perform, perform
 from mvx.render import render
 
 EXITING = {"exit", "exit_group"}
-ENDINGS = (Kind.EXITED, Kind.KILLED)
+ENDINGS = (StopKind.EXITED, StopKind.KILLED)
 
 
 def trap_set(mode: Mode, synced: set[str]) -> TrapSet:
     """Hybrid: notify the calls the monitor can perform itself, trace the rest."""
     if mode is Mode.HYBRID:
-        return TrapSet({n: Action.NOTIFY if can_perform(n) else Action.TRACE for n in synced})
-    return TrapSet({n: Action.TRACE for n in synced})
+        return TrapSet({n: Trap.NOTIFY if can_perform(n) else Trap.TRACE for n in synced})
+    return TrapSet({n: Trap.TRACE for n in synced})
 
 
 def default_cpu() -> int:
@@ -59,9 +59,9 @@ class Tracer:
             stop = v.wait()
             if stop.kind in ENDINGS:
                 return self.ended(stop)
-            if stop.kind is Kind.NOTIFY:
+            if stop.kind is StopKind.NOTIFY:
                 self.on_notify(stop)
-            elif stop.kind in (Kind.ENTRY, Kind.SECCOMP):
+            elif stop.kind in (StopKind.ENTRY, StopKind.SECCOMP):
                 self.on_trap(stop)
             else:
                 v.resume()
@@ -89,7 +89,7 @@ class Tracer:
             return
         self.v.resume(to_exit=True)
         after = self.v.wait()
-        if after.kind is Kind.EXIT:
+        if after.kind is StopKind.EXIT:
             self.emit(render(decode_outputs(call, self.mem, after.ret)))
             self.v.resume()
             return
@@ -100,7 +100,7 @@ class Tracer:
 
     def ended(self, stop: Stop) -> int:
         """Report the program's end; its exit status (128+N when killed by signal N)."""
-        if stop.kind is Kind.EXITED:
+        if stop.kind is StopKind.EXITED:
             self.emit(f"+++ exited with {stop.status} +++")
             return stop.status
         self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")

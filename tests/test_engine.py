@@ -16,7 +16,7 @@ from _variants import NATIVE_ARCHES, free_port, variant_bin
 
 from mvx import MvxError
 from mvx.canonical import RawSyscall, normalize
-from mvx.engine import Action, Kind, Mode, TraceeMemory, TrapSet, Variant
+from mvx.engine import Mode, StopKind, TraceeMemory, Trap, TrapSet, Variant
 from mvx.replay import Recorded, Strategy, inject
 
 MODES = [Mode.PTRACE, Mode.SECCOMP, Mode.HYBRID]
@@ -31,7 +31,7 @@ def canonical_name(stop) -> str:
 
 
 def traps(mode: Mode, *names: str) -> TrapSet:
-    action = Action.NOTIFY if mode is Mode.HYBRID else Action.TRACE
+    action = Trap.NOTIFY if mode is Mode.HYBRID else Trap.TRACE
     return TrapSet({n: action for n in names})
 
 
@@ -54,15 +54,15 @@ def run_to_end(v: Variant, on_stop) -> int:
     """Drive a variant until it exits; on_stop decides every synced stop."""
     while True:
         stop = v.wait()
-        if stop.kind is Kind.EXITED:
+        if stop.kind is StopKind.EXITED:
             return stop.status
-        if stop.kind is Kind.KILLED:
+        if stop.kind is StopKind.KILLED:
             return -stop.status
         on_stop(stop)
 
 
 def let_run(v: Variant, stop) -> None:
-    if stop.kind is Kind.NOTIFY:
+    if stop.kind is StopKind.NOTIFY:
         v.continue_call(stop)
     else:
         v.resume()

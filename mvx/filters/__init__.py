@@ -16,7 +16,7 @@ from mvx.syscalls import raw_selectors
 
 if TYPE_CHECKING:
     from mvx.arch import Arch
-    from mvx.engine import Action
+    from mvx.engine import Trap
 
 # AUDIT_ARCH -> libseccomp's arch token
 _SECCOMP_ARCH = {
@@ -28,11 +28,11 @@ _SECCOMP_ARCH = {
 TRACE_DATA = 0x6d76  # "mv"
 
 
-def _action(action: Action) -> int:
+def _action(action: Trap) -> int:
     return pyseccomp.NOTIFY if action.value == "notify" else pyseccomp.TRACE(TRACE_DATA)
 
 
-def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilter:
+def _arch_filter(arch: Arch, rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
     f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     token = _SECCOMP_ARCH[arch.name]
     if not f.exist_arch(token):
@@ -59,7 +59,7 @@ def _arch_filter(arch: Arch, rules: dict[str, Action]) -> pyseccomp.SyscallFilte
     return f
 
 
-def _merged_filter(arches: list[Arch], rules: dict[str, Action]) -> pyseccomp.SyscallFilter:
+def _merged_filter(arches: list[Arch], rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
     """One filter with a section per arch (libseccomp merges single-arch filters)."""
     first, *rest = [_arch_filter(arch, rules) for arch in arches]
     for f in rest:
@@ -74,12 +74,12 @@ def _export(f: pyseccomp.SyscallFilter, how: str) -> bytes:
         return out.read()
 
 
-def build_bpf(arches: list[Arch], rules: dict[str, Action]) -> bytes:
+def build_bpf(arches: list[Arch], rules: dict[str, Trap]) -> bytes:
     """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches`."""
     return _export(_merged_filter(arches, rules), "export_bpf")
 
 
-def describe(arches: list[Arch], rules: dict[str, Action]) -> str:
+def describe(arches: list[Arch], rules: dict[str, Trap]) -> str:
     """libseccomp's pseudo-code for the filter, for reading in tests and by people."""
     return _export(_merged_filter(arches, rules), "export_pfc").decode()
 

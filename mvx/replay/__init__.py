@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass, field
 
 from mvx import MvxError
-from mvx.engine import CallGone, Kind, Stop, Variant
+from mvx.engine import CallGone, Stop, StopKind, Variant
 
 
 class Strategy(enum.Enum):
@@ -51,7 +51,7 @@ def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Str
     end is returned (the monitor keeps it, so a write there goes into nothing instead of failing)."""
     for addr, data in rec.writes:
         variant.write(addr, data)
-    if stop.kind is Kind.NOTIFY:
+    if stop.kind is StopKind.NOTIFY:
         if rec.creates_fd and rec.ret >= 0:
             placeholder, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -66,7 +66,7 @@ def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Str
         if not variant.respond(stop, rec.ret):
             raise CallGone(f"variant {variant.pid}: the notified call went away")
         return None
-    if stop.kind not in (Kind.ENTRY, Kind.SECCOMP):
+    if stop.kind not in (StopKind.ENTRY, StopKind.SECCOMP):
         raise MvxError(f"cannot inject at a {stop.kind.name} stop")
     if rec.creates_fd and rec.ret >= 0:
         _inject_fd_by_rewrite(variant, stop, rec)
@@ -76,7 +76,7 @@ def inject(variant: Variant, stop: Stop, rec: Recorded, strategy: Strategy = Str
         return None
     variant.skip(stop, -38, to_exit=True)  # nr = -1 now; the real value goes in at the exit
     exit_stop = variant.wait()
-    if exit_stop.kind is not Kind.EXIT:
+    if exit_stop.kind is not StopKind.EXIT:
         raise ReplayError(f"expected the exit of the skipped call, got {exit_stop.kind.name}")
     variant.set_return(exit_stop, rec.ret)
     variant.resume()
@@ -93,7 +93,7 @@ def _inject_fd_by_rewrite(variant: Variant, stop: Stop, rec: Recorded) -> None:
     variant.rewrite(stop, "socket", (arch.const("AF_UNIX"), sock_type, 0))
     variant.resume(to_exit=True)
     exit_stop = variant.wait()
-    if exit_stop.kind is not Kind.EXIT:
+    if exit_stop.kind is not StopKind.EXIT:
         raise ReplayError(f"expected the exit of the placeholder socket, got {exit_stop.kind.name}")
     if exit_stop.ret != rec.ret:
         # the fd tables differ: undo the placeholder's effect is impossible here, so fail closed
