@@ -143,6 +143,7 @@ def _lookup(a, what: str) -> tuple[int, str]:
 
 def _canonical_lines(name: str | None) -> list[str]:
     from mvx import arch as archmod
+    from mvx import policy as policymod
 
     if name is None:
         out = []
@@ -158,6 +159,13 @@ def _canonical_lines(name: str | None) -> list[str]:
     for i, (an, k) in enumerate(zip(spec.arg_names, spec.kinds)):
         out.append(f"  {i}: {an}  {describe_kind(k)}")
     out.append(f"  returns {describe_kind(spec.ret)}")
+    out.append(f"  traits: {'; '.join(spec.traits.describe()) or '-'}")
+    for policy_name in policymod.available():
+        policy = policymod.load(policy_name)
+        cls = policy.class_of(name) or "not synced"
+        if name in policy.file_local:
+            cls += " (local on regular files and directories)"
+        out.append(f"  policy {policy_name}: {cls}")
     for arch_name in archmod.ARCHES:
         a = archmod.get(arch_name)
         sels = []

@@ -1,8 +1,8 @@
 """A replicated call's out-data, carried from the leader's ISA to a follower's.
 
 The leader decodes what its call wrote (canonical.decode_outputs: bytes, TimeValue, SockAddr,
-struct dicts, epoll events...) and `pack`s it into wire-safe plain data. A follower `unpack`s it and
-`writes_for` re-encodes each value in its own ISA's layout at its own pointers: a 12-byte x86
+struct dicts, epoll events...); the values travel as they are (mvx.protocol encodes each type). A
+follower's `writes_for` re-encodes each value in its own ISA's layout at its own pointers: a 12-byte x86
 epoll_event becomes a 16-byte aarch64 one, a 64-bit timespec a 32-bit one, an iovec's bytes are
 scattered over the follower's own iovecs. What cannot be re-encoded raises `OutputError`: the
 follower then fails closed (a divergence), it never runs on with memory the leader did not see.
@@ -13,65 +13,15 @@ it registered itself for that fd."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from mvx import MvxError, structs
 from mvx import syscalls as S
 from mvx.canonical import FIELD_KINDS, Call, IoVec, encode_value
-from mvx.structs import SockAddr, TimeValue
-from mvx.syscalls import Addr, FlagSet
+from mvx.structs import TimeValue
+from mvx.syscalls import Addr
 
 
 class OutputError(MvxError):
     """Out-data that cannot be reproduced in the follower (unsupported kind, missing registration)."""
-
-
-# ---- wire form ---------------------------------------------------------------------------------
-
-
-def pack(value: Any) -> Any:
-    """A decoded value as plain wire data, reversibly (`unpack`)."""
-    if value is None or isinstance(value, (bool, int, str, bytes)):
-        return value
-    if isinstance(value, TimeValue):
-        return {"$tv": [value.sec, value.nsec, value.usec]}
-    if isinstance(value, SockAddr):
-        return {"$sa": [value.family, [[k, pack(v)] for k, v in value.fields]]}
-    if isinstance(value, IoVec):
-        return {"$iov": value.data}
-    if isinstance(value, FlagSet):
-        return {"$fl": [sorted(value.names), value.rest]}
-    if isinstance(value, Addr):
-        return {"$addr": value.value}
-    if isinstance(value, (frozenset, set)):
-        return {"$set": sorted(value, key=repr)}
-    if isinstance(value, (list, tuple)):
-        return [pack(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): pack(v) for k, v in value.items()}
-    raise OutputError(f"cannot carry a {type(value).__name__} to a follower")
-
-
-def unpack(value: Any) -> Any:
-    if isinstance(value, list):
-        return [unpack(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1:
-        (tag, body), = value.items()
-        if tag == "$tv":
-            return TimeValue(int(body[0]), int(body[1]), bool(body[2]))
-        if tag == "$sa":
-            return SockAddr(body[0], tuple((k, unpack(v)) for k, v in body[1]))
-        if tag == "$iov":
-            return IoVec((body,))
-        if tag == "$fl":
-            return FlagSet(frozenset(body[0]), int(body[1]))
-        if tag == "$addr":
-            return Addr(int(body))
-        if tag == "$set":
-            return frozenset(body)
-    return {k: unpack(v) for k, v in value.items()}
 
 
 # ---- epoll registrations ---------------------------------------------------------------------------
@@ -123,11 +73,11 @@ def epoll_ctl_data(call: Call) -> int | None:
 
 
 def epoll_events_to_fds(events, epfd: int, registry: EpollRegistry) -> list:
-    """Leader side: decoded events -> [[events FlagSet packed, fd], ...]."""
+    """Leader side: decoded events -> [[events FlagSet, fd], ...]."""
     out = []
     for ev in events or ():
         data = ev["data"].value if isinstance(ev["data"], Addr) else ev["data"]
-        out.append([pack(ev["events"]), registry.fd_of(epfd, data)])
+        out.append([ev["events"], registry.fd_of(epfd, data)])
     return out
 
 
@@ -151,12 +101,6 @@ def _struct_bytes(arch, layout: str, value) -> bytes:
             elif isinstance(v, Addr):
                 value[f] = v.value
     return structs.encode(arch, layout, value)
-
-
-def _read_word_ints(mem, addr: int, arch, count: int) -> list[int]:
-    w = arch.word_size
-    data = mem.read(addr, w * count)
-    return [int.from_bytes(data[i * w:(i + 1) * w], "little") for i in range(count)]
 
 
 def writes_for(call: Call, outputs: dict, mem, arch, *, epoll: EpollRegistry | None = None) -> list[tuple[int, bytes]]:
@@ -186,7 +130,7 @@ def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, 
         if epoll is None:
             raise OutputError("epoll events without a registry")
         epfd = call.args[0]
-        items = [{"events": unpack(ev) if isinstance(ev, dict) else ev, "data": epoll.data_of(epfd, fd)}
+        items = [{"events": ev, "data": epoll.data_of(epfd, fd)}
                  for ev, fd in value]
         return [(ptr, b"".join(_struct_bytes(arch, "epoll_event", it) for it in items))]
     if isinstance(kind, S.StructArray):
@@ -248,7 +192,6 @@ def _msghdr_writes(ptr, value, mem, arch) -> list[tuple[int, bytes]]:
 # One reading of the real-time clock, whatever call the variant's libc made for it: glibc on x86_64
 # calls time, gettimeofday and clock_gettime; on i386 (2.36) all three are clock_gettime64. The
 # leader's reading travels as [sec, nsec] and each follower gets it in the form it asked for.
-CLOCK_READS = frozenset({"clock_gettime", "gettimeofday", "time"})
 
 
 def clock_reading(call: Call, ret: int | None, outputs: dict) -> list[int] | None:

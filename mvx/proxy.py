@@ -224,6 +224,7 @@ def _getpid(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
     return Performed(v.pid)
 
 
+# Traits.perform -> how the monitor performs the call on its duplicates of the variant's fds
 PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]] = {
     "read": _read,
     "pread64": _pread,
@@ -236,10 +237,6 @@ PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]
 }
 
 
-def can_perform(name: str) -> bool:
-    return name in PERFORMERS
-
-
 def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
     """Run the notified call in the monitor; out-data is in the variant's memory on return, the
     notification not yet answered (so the caller can decode outputs while the variant still waits;
@@ -247,7 +244,7 @@ def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | Non
     variant), or the variant's call went away meanwhile."""
     if stop.pid != v.pid:
         return None  # a forked child: fds and memory are not the variant's (children are not followed)
-    performer = PERFORMERS.get(call.name)
+    performer = PERFORMERS.get(call.spec.traits.perform)
     try:
         return performer(v, stop, call, fds) if performer else None
     except Interrupted:

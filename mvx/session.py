@@ -25,7 +25,8 @@ import trio
 
 from mvx.channel import Channel, ChannelClosed, ChannelError
 from mvx.engine import Mode
-from mvx.monitor import FollowerMonitor, Inbox, LeaderLink, LeaderMonitor, Outcome, Stopped
+from mvx.link import Inbox, LeaderLink, Stopped
+from mvx.monitor import FollowerMonitor, LeaderMonitor, Outcome
 from mvx.pipe import Pipe
 from mvx.policy import Policy
 from mvx.sync import Divergence

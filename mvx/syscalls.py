@@ -398,12 +398,75 @@ UNKNOWN = _Unknown()
 
 
 @dataclass(frozen=True)
+class Traits:
+    """What is true of a call itself, whatever the policy (in the spirit of strace's per-call flags
+    TD/TN/TCL...): the monitors, the sync core and the C tables read these, never a list of names.
+
+    clock_read        returns a reading of a clock: compared as one clock, answered in each
+                      follower's own form
+    blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
+    ends              ends the program (its result is never seen)
+    fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
+                      its result, and a follower runs it even on a placeholder fd
+    follower_runs     a follower always executes it, whatever its class (skipping it would leave
+                      the follower's fd table apart from the leader's)
+    ret_not_compared  its result legitimately differs between ISAs (F_GETFL bits, ...)
+    word_sized        the argument that is one machine word of the caller's ISA when the source
+                      says sizeof(long): compared as "one word", replayed at the follower's width
+    compared_only     the only arguments compared (None: all)
+    fields_not_compared  ((argument, (struct fields never compared)), ...): program-chosen cookies
+    unused_for        (command argument, argument, commands that do not read it)
+    view_as           compared in another call's shape ("stat": statx/fstatat as one fstatat)
+    perform           how a hybrid monitor performs the call itself (mvx.proxy), None: it cannot
+    sends_file        the argument naming a file whose bytes the call sends: compared by digest
+    changes_fs_when   (argument, flags): with any of these flags the call can change the file
+                      system, so the leader waits for the followers' check first
+    shadow            its effect on the monitor's shadow of the fd table: "epoll_ctl", "close",
+                      "dup", "pair" (two new fds), "exec"
+    """
+
+    clock_read: bool = False
+    blocks: bool = False
+    ends: bool = False
+    fd_table_only: bool = False
+    follower_runs: bool = False
+    ret_not_compared: bool = False
+    word_sized: str | None = None
+    compared_only: tuple[str, ...] | None = None
+    fields_not_compared: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    unused_for: tuple[str, str, frozenset[str]] | None = None
+    view_as: str | None = None
+    perform: str | None = None
+    sends_file: str | None = None
+    changes_fs_when: tuple[str, frozenset[str]] | None = None
+    shadow: str | None = None
+
+    def describe(self) -> list[str]:
+        """The traits that are set, one "name: value" each (mvx syscalls --canonical)."""
+        out = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value in (False, None, ()):
+                continue
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = tuple(sorted(v) if isinstance(v, frozenset) else v for v in value)
+            out.append(name if value is True else f"{name}: {value}")
+        return out
+
+
+NO_TRAITS = Traits()
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     arg_names: tuple[str, ...]
     kinds: tuple[Kind, ...]
     ret: Kind = field(default_factory=Long)
     generic: bool = False
+    traits: Traits = NO_TRAITS
 
     @property
     def nargs(self) -> int:
@@ -422,10 +485,10 @@ def _k(kind) -> Kind:
     return kind if isinstance(kind, Kind) else kind()
 
 
-def sc(name: str, ret=None, /, **args) -> Spec:
-    """Declare a spec: sc("read", Long, fd=Fd, buf=OutBuf(2), count=Ulong)."""
+def sc(name: str, ret=None, traits: Traits = NO_TRAITS, /, **args) -> Spec:
+    """Declare a spec: sc("read", Long, Traits(blocks=True), fd=Fd, buf=OutBuf(2), count=Ulong)."""
     return Spec(name, tuple(a.rstrip("_") for a in args), tuple(_k(k) for k in args.values()),
-                _k(ret) if ret is not None else Long())
+                _k(ret) if ret is not None else Long(), traits=traits)
 
 
 def generic_spec(name: str) -> Spec:
@@ -515,30 +578,33 @@ FUTEX_TIMEOUT = Switch(1, (("FUTEX_WAIT", InStruct("timespec")), ("FUTEX_WAIT_BI
                            ("FUTEX_WAIT_REQUEUE_PI", InStruct("timespec"))), Uint("long"))
 RLIMITS = Enum("RLIMIT_", exclude=("RLIMIT_NLIMITS", "RLIMIT_OFILE"))
 
+# open flags that make an open able to change the file system
+WRITE_OPEN_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"})
+
 _SPEC_LIST = [
     # --- file I/O ---
-    sc("read", Long, fd=Fd, buf=OutBuf(2), count=Ulong),
-    sc("write", Long, fd=Fd, buf=InBuf(2), count=Ulong),
-    sc("pread64", Long, fd=Fd, buf=OutBuf(2), count=Ulong, offset=Int64),
+    sc("read", Long, Traits(blocks=True, perform="read"), fd=Fd, buf=OutBuf(2), count=Ulong),
+    sc("write", Long, Traits(blocks=True, perform="write"), fd=Fd, buf=InBuf(2), count=Ulong),
+    sc("pread64", Long, Traits(perform="pread64"), fd=Fd, buf=OutBuf(2), count=Ulong, offset=Int64),
     sc("pwrite64", Long, fd=Fd, buf=InBuf(2), count=Ulong, offset=Int64),
-    sc("readv", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int),
-    sc("writev", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int),
+    sc("readv", Long, Traits(blocks=True), fd=Fd, iov=IovecOut(2), iovcnt=Int),
+    sc("writev", Long, Traits(blocks=True), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
-    sc("openat", Fd, dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
+    sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS)), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
     sc("openat2", Fd, dirfd=DirFd, path=Path, how=InStruct("open_how"), size=Ulong),
-    sc("close", Int, fd=Fd),
+    sc("close", Int, Traits(fd_table_only=True, follower_runs=True, ret_not_compared=True, shadow="close"), fd=Fd),
     sc("close_range", Int, fd=Uint, max_fd=Uint, flags=Flags("CLOSE_RANGE_")),
-    sc("fstatat", Int, dirfd=DirFd, path=Path, statbuf=OutStruct("stat"), flags=AT_FLAGS),
-    sc("statx", Int, dirfd=DirFd, path=Path, flags=AT_FLAGS, mask=Flags("STATX_"),
+    sc("fstatat", Int, Traits(view_as="stat"), dirfd=DirFd, path=Path, statbuf=OutStruct("stat"), flags=AT_FLAGS),
+    sc("statx", Int, Traits(view_as="stat"), dirfd=DirFd, path=Path, flags=AT_FLAGS, mask=Flags("STATX_"),
        statxbuf=OutStruct("statx")),
     sc("faccessat", Int, dirfd=DirFd, path=Path, mode=Flags(("R_OK", "W_OK", "X_OK")), flags=AT_FLAGS),
     sc("lseek", Int("s64"), fd=Fd, offset=Int64, whence=Enum("SEEK_", exclude=("SEEK_MAX",))),
     sc("ioctl", Int, fd=Fd, request=IOCTL_REQ, arg=IOCTL_ARG),
-    sc("fcntl", Long, fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
+    sc("fcntl", Long, Traits(ret_not_compared=True, unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
     sc("dup", Fd, oldfd=Fd),
-    sc("dup3", Fd, oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
-    sc("pipe2", Int, pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
+    sc("dup3", Fd, Traits(shadow="dup"), oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
+    sc("pipe2", Int, Traits(shadow="pair"), pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
     sc("getdents64", Long, fd=Fd, dirp=Dirents(), count=Uint),
     sc("truncate", Int, path=Path, length=Int64),
     sc("ftruncate", Int, fd=Fd, length=Int64),
@@ -550,7 +616,7 @@ _SPEC_LIST = [
     sc("statfs", Int, path=Path, buf=OutStruct("statfs")),
     sc("fstatfs", Int, fd=Fd, buf=OutStruct("statfs")),
     sc("flock", Int, fd=Fd, operation=Flags(("LOCK_SH", "LOCK_EX", "LOCK_NB", "LOCK_UN"))),
-    sc("sendfile", Long, out_fd=Fd, in_fd=Fd, offset=InOutInt("long"), count=Ulong),
+    sc("sendfile", Long, Traits(blocks=True, sends_file="in_fd"), out_fd=Fd, in_fd=Fd, offset=InOutInt("long"), count=Ulong),
     sc("copy_file_range", Long, fd_in=Fd, off_in=InOutInt("s64"), fd_out=Fd, off_out=InOutInt("s64"),
        len_=Ulong, flags=Uint),
     sc("splice", Long, fd_in=Fd, off_in=InOutInt("s64"), fd_out=Fd, off_out=InOutInt("s64"), len_=Ulong,
@@ -579,12 +645,12 @@ _SPEC_LIST = [
     sc("mount", Int, source=Path, target=Path, fstype=Path, flags=Ulong, data=Ptr),
     sc("umount2", Int, target=Path, flags=Flags(("MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE",
                                                  "UMOUNT_NOFOLLOW"))),
-    sc("execve", Int, path=Path, argv=StrArray, envp=StrArray),
-    sc("execveat", Int, dirfd=DirFd, path=Path, argv=StrArray, envp=StrArray, flags=AT_FLAGS),
+    sc("execve", Int, Traits(shadow="exec"), path=Path, argv=StrArray, envp=StrArray),
+    sc("execveat", Int, Traits(shadow="exec"), dirfd=DirFd, path=Path, argv=StrArray, envp=StrArray, flags=AT_FLAGS),
     # --- memory ---
     sc("mmap", Ptr, addr=Ptr, length=Ulong, prot=PROT_FLAGS, flags=MAP_FLAGS, fd=Fd, offset=Int64),
     sc("munmap", Int, addr=Ptr, length=Ulong),
-    sc("mprotect", Int, addr=Ptr, length=Ulong, prot=PROT_FLAGS),
+    sc("mprotect", Int, Traits(ret_not_compared=True, compared_only=("prot",)), addr=Ptr, length=Ulong, prot=PROT_FLAGS),
     sc("madvise", Int, addr=Ptr, length=Ulong, advice=Enum("MADV_")),
     sc("mremap", Ptr, old_address=Ptr, old_size=Ulong, new_size=Ulong,
        flags=Flags(("MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP")), new_address=Ptr),
@@ -601,20 +667,20 @@ _SPEC_LIST = [
     sc("rseq", Int, rseq=Ptr, rseq_len=Uint, flags=Int, sig=Uint(compared=False)),
     sc("prlimit64", Int, pid=Int, resource=RLIMITS, new_limit=InStruct("rlimit64"),
        old_limit=OutStruct("rlimit64")),
-    sc("getrandom", Long, buf=OutBuf(1), buflen=Ulong, flags=Flags("GRND_")),
-    sc("exit", Int, status=Int),
-    sc("exit_group", Int, status=Int),
+    sc("getrandom", Long, Traits(word_sized="buflen"), buf=OutBuf(1), buflen=Ulong, flags=Flags("GRND_")),
+    sc("exit", Int, Traits(ends=True), status=Int),
+    sc("exit_group", Int, Traits(ends=True), status=Int),
     sc("clone", Int, flags=CLONE_FLAGS, stack=Ptr, parent_tid=Ptr, child_tid=Ptr, tls=Ptr),
     sc("clone3", Int, cl_args=InStruct("clone_args"), size=Ulong),
-    sc("wait4", Int, pid=Int, wstatus=OutInt(), options=WAIT_FLAGS, rusage=Ptr),
+    sc("wait4", Int, Traits(blocks=True), pid=Int, wstatus=OutInt(), options=WAIT_FLAGS, rusage=Ptr),
     sc("waitid", Int, idtype=Enum(("P_ALL", "P_PID", "P_PGID", "P_PIDFD")), id_=Int, infop=Ptr,
        options=WAIT_FLAGS, rusage=Ptr),
     sc("prctl", Int, option=PR_OPTION, arg2=PRCTL_ARG2, arg3=Ulong, arg4=Ulong, arg5=Ulong),
-    sc("futex", Long, uaddr=Ptr, futex_op=FUTEX_OP, val=Uint, timeout=FUTEX_TIMEOUT, uaddr2=Ptr, val3=Uint),
+    sc("futex", Long, Traits(blocks=True), uaddr=Ptr, futex_op=FUTEX_OP, val=Uint, timeout=FUTEX_TIMEOUT, uaddr2=Ptr, val3=Uint),
     sc("sched_getaffinity", Int, pid=Int, cpusetsize=Uint("long"), mask=OutBuf(1)),
     sc("sched_setaffinity", Int, pid=Int, cpusetsize=Uint("long"), mask=InBuf(1)),
     sc("sched_yield", Int),
-    sc("getpid", Int), sc("getppid", Int), sc("gettid", Int),
+    sc("getpid", Int, Traits(perform="getpid")), sc("getppid", Int), sc("gettid", Int),
     sc("getuid", Int), sc("geteuid", Int), sc("getgid", Int), sc("getegid", Int),
     sc("setuid", Int, uid=Uid), sc("setgid", Int, gid=Uid),
     sc("setreuid", Int, ruid=Uid, euid=Uid), sc("setregid", Int, rgid=Uid, egid=Uid),
@@ -644,24 +710,24 @@ _SPEC_LIST = [
        sigsetsize=Ulong(False)),
     sc("rt_sigprocmask", Int, how=SIGHOW, set_=SigSetIn(3), oldset=SigSetOut(3), sigsetsize=Ulong(False)),
     sc("rt_sigreturn", Long),
-    sc("rt_sigsuspend", Int, mask=SigSetIn(1), sigsetsize=Ulong(False)),
+    sc("rt_sigsuspend", Int, Traits(blocks=True), mask=SigSetIn(1), sigsetsize=Ulong(False)),
     sc("rt_sigpending", Int, set_=SigSetOut(1), sigsetsize=Ulong(False)),
     sc("rt_sigtimedwait", Int, set_=SigSetIn(3), info=Ptr, timeout=InStruct("timespec"),
        sigsetsize=Ulong(False)),
     sc("sigaltstack", Int, ss=Ptr, old_ss=Ptr),
     sc("signal", Ptr, signum=Signal, handler=Ptr),
-    sc("pause", Int),
+    sc("pause", Int, Traits(blocks=True)),
     sc("alarm", Uint, seconds=Uint),
     sc("signalfd4", Fd, fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
     # --- time ---
-    sc("clock_gettime", Int, clockid=CLOCKS, tp=OutStruct("timespec")),
+    sc("clock_gettime", Int, Traits(clock_read=True), clockid=CLOCKS, tp=OutStruct("timespec")),
     sc("clock_getres", Int, clockid=CLOCKS, res=OutStruct("timespec")),
     sc("clock_settime", Int, clockid=CLOCKS, tp=InStruct("timespec")),
-    sc("clock_nanosleep", Int, clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
+    sc("clock_nanosleep", Int, Traits(blocks=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
        remain=OutStruct("timespec")),
-    sc("gettimeofday", Int, tv=OutStruct("timeval"), tz=Ptr),
+    sc("gettimeofday", Int, Traits(clock_read=True), tv=OutStruct("timeval"), tz=Ptr),
     sc("settimeofday", Int, tv=InStruct("timeval"), tz=Ptr),
-    sc("time", Long, tloc=Ptr),
+    sc("time", Long, Traits(clock_read=True), tloc=Ptr),
     sc("timerfd_create", Fd, clockid=CLOCKS, flags=CLOEXEC_NONBLOCK),
     sc("timerfd_settime", Int, fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
        new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
@@ -670,37 +736,37 @@ _SPEC_LIST = [
     sc("setitimer", Int, which=Int, new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
     # --- fds of events ---
     sc("epoll_create1", Fd, flags=Flags(("EPOLL_CLOEXEC",))),
-    sc("epoll_ctl", Int, epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,
+    sc("epoll_ctl", Int, Traits(fd_table_only=True, ret_not_compared=True, fields_not_compared=(("event", ("data",)),), shadow="epoll_ctl"), epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,
        event=InStruct("epoll_event")),
-    sc("epoll_pwait", Int, epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
+    sc("epoll_pwait", Int, Traits(blocks=True, perform="epoll_pwait"), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
        maxevents=Int, timeout=Int, sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
-    sc("epoll_pwait2", Int, epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
+    sc("epoll_pwait2", Int, Traits(blocks=True), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
        maxevents=Int, timeout=InStruct("timespec64"), sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
-    sc("ppoll", Int, fds=StructArray("pollfd", 1, "inout"), nfds=Uint, tsp=InStruct("timespec"),
+    sc("ppoll", Int, Traits(blocks=True), fds=StructArray("pollfd", 1, "inout"), nfds=Uint, tsp=InStruct("timespec"),
        sigmask=SigSetIn(4), sigsetsize=Ulong(False)),
-    sc("pselect6", Int, nfds=Int, readfds=FdSet(0), writefds=FdSet(0), exceptfds=FdSet(0),
+    sc("pselect6", Int, Traits(blocks=True), nfds=Int, readfds=FdSet(0), writefds=FdSet(0), exceptfds=FdSet(0),
        timeout=InOutStruct("timespec"), sigmask=Ptr),
     sc("eventfd2", Fd, initval=Uint, flags=Flags(("EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE"))),
     sc("inotify_init1", Fd, flags=CLOEXEC_NONBLOCK),
     sc("inotify_rm_watch", Int, fd=Fd, wd=Int),
     # --- sockets ---
     sc("socket", Fd, domain=AF, type_=SOCK_TYPE, protocol=Int),
-    sc("socketpair", Int, domain=AF, type_=SOCK_TYPE, protocol=Int, sv=OutInts(2)),
+    sc("socketpair", Int, Traits(shadow="pair"), domain=AF, type_=SOCK_TYPE, protocol=Int, sv=OutInts(2)),
     sc("bind", Int, sockfd=Fd, addr=SockAddrIn(2), addrlen=Uint),
-    sc("connect", Int, sockfd=Fd, addr=SockAddrIn(2), addrlen=Uint),
+    sc("connect", Int, Traits(blocks=True), sockfd=Fd, addr=SockAddrIn(2), addrlen=Uint),
     sc("listen", Int, sockfd=Fd, backlog=Int),
-    sc("accept4", Fd, sockfd=Fd, addr=SockAddrOut(2), addrlen=InOutInt(), flags=SOCK_FLAGS),
+    sc("accept4", Fd, Traits(blocks=True, perform="accept4"), sockfd=Fd, addr=SockAddrOut(2), addrlen=InOutInt(), flags=SOCK_FLAGS),
     sc("getsockname", Int, sockfd=Fd, addr=SockAddrOut(2), addrlen=InOutInt()),
     sc("getpeername", Int, sockfd=Fd, addr=SockAddrOut(2), addrlen=InOutInt()),
     sc("getsockopt", Int, sockfd=Fd, level=LEVELS, optname=SOCKOPT_NAME,
        optval=OutBuf(len_from_ret=False, len_ptr_arg=4), optlen=InOutInt()),
-    sc("setsockopt", Int, sockfd=Fd, level=LEVELS, optname=SOCKOPT_NAME, optval=InBuf(4), optlen=Uint),
-    sc("sendto", Long, sockfd=Fd, buf=InBuf(2), len_=Ulong, flags=MSG_FLAGS, dest_addr=SockAddrIn(5),
+    sc("setsockopt", Int, Traits(ret_not_compared=True), sockfd=Fd, level=LEVELS, optname=SOCKOPT_NAME, optval=InBuf(4), optlen=Uint),
+    sc("sendto", Long, Traits(blocks=True, perform="sendto"), sockfd=Fd, buf=InBuf(2), len_=Ulong, flags=MSG_FLAGS, dest_addr=SockAddrIn(5),
        addrlen=Uint),
-    sc("recvfrom", Long, sockfd=Fd, buf=OutBuf(2), len_=Ulong, flags=MSG_FLAGS, src_addr=SockAddrOut(5),
+    sc("recvfrom", Long, Traits(blocks=True, perform="recvfrom"), sockfd=Fd, buf=OutBuf(2), len_=Ulong, flags=MSG_FLAGS, src_addr=SockAddrOut(5),
        addrlen=InOutInt()),
-    sc("sendmsg", Long, sockfd=Fd, msg=MsgHdrIn, flags=MSG_FLAGS),
-    sc("recvmsg", Long, sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
+    sc("sendmsg", Long, Traits(blocks=True), sockfd=Fd, msg=MsgHdrIn, flags=MSG_FLAGS),
+    sc("recvmsg", Long, Traits(blocks=True), sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
     sc("sendmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS),
     sc("recvmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS, timeout=InStruct("timespec")),
     sc("shutdown", Int, sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),

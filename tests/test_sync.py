@@ -1,5 +1,5 @@
-"""The sync rules and the wire format, sans-IO: canonical calls from raw registers of different
-ISAs, records through the real encoder, decisions and divergences as plain data."""
+"""The sync rules, sans-IO: canonical calls from raw registers of different ISAs, records through
+the real binary encoder, plans and divergences as plain data."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 from mvx import arch as archmod
 from mvx import policy as policymod
 from mvx.canonical import BytesMemory, RawSyscall, normalize
-from mvx.sync import Action, Divergence, FollowerSync, LeaderSync
-from mvx.wire import FrameDecoder, WireError, check_hello, encode, hello
+from mvx.outputs import EpollRegistry
+from mvx.protocol import Ack, Checked, FrameDecoder, encode
+from mvx.sync import Action, Divergence, FollowerSync, LeaderSync, render_view, view
+from mvx.syscalls import FlagSet, spec_of
 
 POLICY = policymod.load("default")
 BUF, PATH = 0x10000, 0x20000
@@ -20,7 +22,7 @@ def raw_call(arch: str, name: str, *args: int, mem: dict | None = None):
     return normalize(RawSyscall(arch, a.nr(name), tuple(args) + (0,) * (6 - len(args))), BytesMemory(mem or {}))
 
 
-def through_wire(message: dict) -> dict:
+def through_wire(message):
     decoder = FrameDecoder()
     frame = encode(message)
     out = []
@@ -33,8 +35,9 @@ def through_wire(message: dict) -> dict:
 def test_equal_writes_across_isas_are_skipped_with_the_leaders_result():
     leader = LeaderSync(POLICY)
     rec = through_wire(leader.record(raw_call("x86_64", "write", 1, BUF, 3, mem={BUF: b"hi\n"}), 3))
-    decision = FollowerSync(POLICY).on_call(raw_call("i386", "write", 1, BUF + 8, 3, mem={BUF + 8: b"hi\n"}), rec)
-    assert decision.action is Action.SKIP and decision.record["ret"] == 3
+    plan = FollowerSync(POLICY).on_call(raw_call("i386", "write", 1, BUF + 8, 3, mem={BUF + 8: b"hi\n"}), rec,
+                                        arch=archmod.get("i386"))
+    assert plan.action is Action.ANSWER and plan.ret == 3 and plan.writes == ()
 
 
 def test_different_output_bytes_are_a_divergence_with_the_offset():
@@ -64,16 +67,83 @@ def test_open_on_x86_equals_openat_on_aarch64_and_runs_locally():
     rec = through_wire(LeaderSync(POLICY).record(raw_call("x86_64", "open", PATH, flags_x86, 0,
                                                           mem={PATH: b"/srv\x00"}), 3))
     at_fdcwd = arm.const("AT_FDCWD") & 0xFFFFFFFFFFFFFFFF
-    decision = FollowerSync(POLICY).on_call(raw_call("aarch64", "openat", at_fdcwd, PATH, flags_arm, 0,
-                                                     mem={PATH: b"/srv\x00"}), rec)
-    assert decision.action is Action.RUN
+    plan = FollowerSync(POLICY).on_call(raw_call("aarch64", "openat", at_fdcwd, PATH, flags_arm, 0,
+                                                 mem={PATH: b"/srv\x00"}), rec)
+    assert plan.action is Action.RUN and plan.compare_ret  # an fd: the numbers must agree
 
 
-def test_replicated_read_is_injected_and_pointer_values_are_not_compared():
+def test_replicated_read_is_answered_with_the_leaders_bytes_and_pointer_values_are_not_compared():
     rec = through_wire(LeaderSync(POLICY).record(raw_call("x86_64", "read", 0, 0x7ffd0000, 4096), 5,
-                                                 {"data": b"hello"}))
-    decision = FollowerSync(POLICY).on_call(raw_call("i386", "read", 0, 0xffd10000, 4096), rec)
-    assert decision.action is Action.INJECT and decision.outputs == {"data": b"hello"}
+                                                 {1: b"hello"}))
+    assert rec.outputs == {1: b"hello"}
+    plan = FollowerSync(POLICY).on_call(raw_call("i386", "read", 0, 0xffd10000, 4096), rec,
+                                        arch=archmod.get("i386"))
+    assert plan.action is Action.ANSWER and plan.ret == 5 and plan.writes == ((0xffd10000, b"hello"),)
+
+
+def test_clock_reads_are_one_clock_answered_in_the_followers_form():
+    """x86_64 time() against i386 clock_gettime64(CLOCK_REALTIME_COARSE): one reading, the follower's
+    own timespec layout."""
+    i386 = archmod.get("i386")
+    rec = through_wire(LeaderSync(POLICY).record(raw_call("x86_64", "time", 0), 1700000000))
+    assert rec.clock == (1700000000, 0)
+    call = raw_call("i386", "clock_gettime64", i386.const("CLOCK_REALTIME_COARSE"), BUF)
+    plan = FollowerSync(POLICY).on_call(call, rec, arch=i386)
+    assert plan.action is Action.ANSWER and plan.ret == 0
+    ((addr, data),) = plan.writes
+    assert addr == BUF and int.from_bytes(data[:8], "little") == 1700000000
+
+
+def test_epoll_events_travel_as_fds_and_come_back_as_the_followers_own_data():
+    """lighttpd keeps pointers in epoll_event.data: the leader sends fds, each follower writes the
+    data it registered itself for that fd, in its own epoll_event layout (12 bytes on x86, 16 on
+    aarch64)."""
+    x86, arm = archmod.get("x86_64"), archmod.get("aarch64")
+    leader_epoll, follower_epoll = EpollRegistry(), EpollRegistry()
+    leader_epoll.on_ctl(4, "EPOLL_CTL_ADD", 7, 0x5500AA)
+    follower_epoll.on_ctl(4, "EPOLL_CTL_ADD", 7, 0xBB)
+    events = [{"events": FlagSet(frozenset({"EPOLLIN"}), 0), "data": 0x5500AA}]
+    rec = through_wire(LeaderSync(POLICY).record(raw_call("x86_64", "epoll_wait", 4, BUF, 8, -1), 1,
+                                                 {1: events}, epoll=leader_epoll))
+    assert rec.outputs == {1: [[FlagSet(frozenset({"EPOLLIN"}), 0), 7]]}
+    plan = FollowerSync(POLICY).on_call(raw_call("aarch64", "epoll_pwait", 4, BUF, 8, -1, 0, 8), rec,
+                                        arch=arm, epoll=follower_epoll)
+    ((addr, data),) = plan.writes
+    assert addr == BUF and len(data) == arm.layouts["epoll_event"].size
+    assert int.from_bytes(data[arm.layouts["epoll_event"].fields["data"].offset:], "little") == 0xBB
+    assert int.from_bytes(data[:4], "little") == x86.const("EPOLLIN") == arm.const("EPOLLIN")
+
+
+def test_a_follower_acks_every_sixteenth_record():
+    leader, follower = LeaderSync(POLICY), FollowerSync(POLICY)
+    acks = []
+    for _ in range(32):
+        rec = leader.record(raw_call("x86_64", "getpid"), 42)
+        acks.append(follower.on_call(raw_call("i386", "getpid"), rec, arch=archmod.get("i386")).ack)
+    assert [a for a in acks if a] == [Ack(16), Ack(32)]
+
+
+def test_getrandom_of_one_word_is_one_word_in_each_isa():
+    """glibc's tcache key: getrandom(&key, sizeof key) is 8 bytes on x86_64, 4 on i386."""
+    rec = LeaderSync(POLICY).record(raw_call("x86_64", "getrandom", BUF, 8, 1), 8, {0: b"ABCDEFGH"})
+    plan = FollowerSync(POLICY).on_call(raw_call("i386", "getrandom", BUF, 4, 1), rec, arch=archmod.get("i386"))
+    assert plan.ret == 4 and plan.writes == ((BUF, b"ABCD"),)
+    with pytest.raises(Divergence, match="buflen"):
+        FollowerSync(POLICY).on_call(raw_call("i386", "getrandom", BUF, 16, 1), rec, arch=archmod.get("i386"))
+
+
+def test_traits_not_names_decide():
+    """What is compared and how a call is handled comes from its spec's traits."""
+    assert spec_of("close").traits.follower_runs and spec_of("close").traits.fd_table_only
+    assert spec_of("read").traits.blocks and not spec_of("close").traits.blocks
+    mprotect = raw_call("x86_64", "mprotect", 0x1000, 4096, 1)
+    assert view(mprotect)[1][:2] == [None, None]  # compared_only: prot
+    leader = LeaderSync(POLICY)
+    assert leader.plan(raw_call("x86_64", "close", 5), "local").wants_ret is False
+    assert leader.plan(raw_call("x86_64", "exit_group", 0), "exit").ends
+    creat = raw_call("x86_64", "open", PATH, archmod.get("x86_64").const("O_CREAT"), 0o600, mem={PATH: b"f\x00"})
+    assert leader.plan(creat, "fd_creating").check is not None  # can change the file system: lockstep
+    assert render_view(view(raw_call("x86_64", "write", 1, BUF, 2, mem={BUF: b"hi"})), 2) == 'write(1, "hi", 2) = 2'
 
 
 def test_fd_numbers_must_agree_after_local_fd_creation():
@@ -105,47 +175,9 @@ def test_lockstep_holds_outputs_under_sensitive():
     leader = LeaderSync(POLICY)
     write = raw_call("x86_64", "write", 1, BUF, 1, mem={BUF: b"x"})
     read = raw_call("x86_64", "read", 0, BUF, 1)
-    assert leader.needs_lockstep(write, "sensitive") and not leader.needs_lockstep(read, "sensitive")
-    assert leader.needs_lockstep(read, "all") and not leader.needs_lockstep(write, "none")
-    request = through_wire(leader.check_request(write))
-    FollowerSync(POLICY).check(raw_call("i386", "write", 1, BUF, 1, mem={BUF: b"x"}), request)
+    assert leader.needs_lockstep(write) and not leader.needs_lockstep(read)
+    assert LeaderSync(POLICY, "all").needs_lockstep(read) and not LeaderSync(POLICY, "none").needs_lockstep(write)
+    request = through_wire(leader.plan(write, "checked_output").check)
+    assert FollowerSync(POLICY).check(raw_call("i386", "write", 1, BUF, 1, mem={BUF: b"x"}), request) == Checked(1)
     with pytest.raises(Divergence):
         FollowerSync(POLICY).check(raw_call("i386", "write", 1, BUF, 1, mem={BUF: b"y"}), request)
-
-
-def framed(body: bytes) -> bytes:
-    return len(body).to_bytes(4, "big") + body
-
-
-@pytest.mark.parametrize("frame, message", [
-    (b"\xff\xff\xff\xff", "over the"),
-    (framed(b"abc"), "malformed"),
-    (framed(b"\xff\xfe"), "malformed"),
-    (framed(b"[]"), "string type"),
-    (framed(b'{"t":1,"x":[]}'), "string type"),
-    (framed(b'{"t":"a","b":{"$b":"!"}}'), "bad bytes"),
-])
-def test_bad_frames_are_wire_errors(frame, message):
-    decoder = FrameDecoder()
-    with pytest.raises(WireError, match=message):
-        list(decoder.feed(frame))
-
-
-def test_truncated_frame_is_visible_and_objects_cannot_be_sent():
-    decoder = FrameDecoder()
-    assert list(decoder.feed(encode({"t": "call", "x": 1})[:-2])) == []
-    assert decoder.pending > 0  # at EOF this is a truncated frame
-    with pytest.raises(WireError):
-        encode({"t": "call", "x": object()})
-
-
-def test_handshake():
-    check_hello(through_wire(hello("leader", "x86_64", "default")), "leader", "default")
-    with pytest.raises(WireError, match="expected a follower"):
-        check_hello(hello("leader", "x86_64", "default"), "follower", "default")
-    with pytest.raises(WireError, match="policy"):
-        check_hello(hello("leader", "x86_64", "seed"), "leader", "default")
-    bad = hello("leader", "x86_64", "default")
-    bad["version"] = 99
-    with pytest.raises(WireError, match="version"):
-        check_hello(bad, "leader", "default")
