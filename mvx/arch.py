@@ -56,10 +56,6 @@ class Layout(NamedTuple):
             raise UnknownConst(f"struct has no field {name!r} (fields: {', '.join(self.fields)})") from None
 
 
-# Default names skipped by flag_names(): aliases of a preferred name, and masks that are not flags.
-FLAG_ALIASES = frozenset({"O_NDELAY", "O_FSYNC", "O_RSYNC", "O_ACCMODE", "SA_NOMASK", "SA_ONESHOT",
-                          "MAP_TYPE", "MAP_FILE"})
-
 
 @dataclass(frozen=True)
 class Arch:
@@ -169,30 +165,6 @@ class Arch:
     def names_for(self, prefix: str, value: int) -> list[str]:
         """Sorted names of the `prefix` family equal to `value` (several when aliases exist)."""
         return sorted(n for n, v in self.family(prefix).items() if v == value)
-
-    def flag_names(self, prefix: str, value: int, skip: frozenset[str] = FLAG_ALIASES) -> list[str]:
-        """Decode a flag word into names of the `prefix` family, so flags compare across ISAs
-        (O_DIRECTORY is 040000 on aarch64, 0200000 on x86). Multi-bit names (O_SYNC, O_TMPFILE)
-        are tried before their parts; bits left over are appended as one hex string. Zero-valued
-        and enum-like members (O_RDONLY, the MAP_TYPE part) are the caller's business."""
-        cands = sorted(((v, n) for n, v in self.family(prefix).items()
-                        if v > 0 and n not in skip and not n.endswith(("_MASK", "_SHIFT"))),
-                       key=lambda vn: (-vn[0].bit_count(), vn[0], vn[1]))
-        out, rest = [], value
-        for v, n in cands:
-            if rest & v == v:
-                out.append(n)
-                rest &= ~v
-        if rest:
-            out.append(hex(rest))
-        return out
-
-    def flags_value(self, names) -> int:
-        """Inverse of flag_names: OR of the named constants (hex strings taken literally)."""
-        value = 0
-        for n in names:
-            value |= int(n, 16) if n.startswith("0x") else self.const(n)
-        return value
 
 
 _X86_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")

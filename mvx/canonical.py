@@ -1,9 +1,8 @@
-"""Raw (arch, nr, args) -> canonical `Call`; decoding arguments from tracee memory; comparison.
+"""Raw (arch, nr, args) -> canonical `Call`; decoding arguments from tracee memory.
 
     call = normalize(RawSyscall("i386", 102, (18, 0xffd0)), mem)     # socketcall(SYS_ACCEPT4, ...)
     call.name == "accept4"
     call = decode_outputs(call, mem, ret)                             # after the call returned
-    compare(leader_call, follower_call) -> [Difference, ...]
 
 Raw register values are unsigned 64-bit; for a 32-bit tracee (i386) only the low 32 bits are
 meaningful, so every argument is masked to the arch's word size and then sign-extended as its kind
@@ -33,12 +32,10 @@ __all__ = [
     "MAX_BUF",
     "BytesMemory",
     "Call",
-    "Difference",
     "IoVec",
     "Memory",
     "MemoryFault",
     "RawSyscall",
-    "compare",
     "decode_enum",
     "decode_flags",
     "decode_outputs",
@@ -150,25 +147,6 @@ class Call:
 
     def output(self, name: str):
         return self.outputs.get(self.spec.arg_names.index(name))
-
-
-@dataclass(frozen=True)
-class Difference:
-    what: str  # "name", "arg", "output", "ret"
-    index: int | None
-    arg_name: str | None
-    a: Any
-    b: Any
-    offset: int | None = None  # first differing byte of a buffer
-    path: str = ""  # where inside a struct / array
-
-    def __str__(self):
-        if self.what == "name":
-            return f"syscall differs: {self.a} vs {self.b}"
-        where = f"{self.what} {self.arg_name or self.index}{self.path}"
-        if self.offset is not None:
-            return f"{where} differs at byte {self.offset}"
-        return f"{where} differs: {self.a!r} vs {self.b!r}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -713,71 +691,3 @@ def decode_outputs(call: Call, mem: Memory | None, ret: int, *, max_buf: int = M
             except MemoryFault:
                 pass
     return replace(call, ret=r, outputs=outputs)
-
-
-# --------------------------------------------------------------------------------------------------
-# Comparison
-# --------------------------------------------------------------------------------------------------
-
-
-def _first_diff(x, y, path: str = ""):
-    """None if equal (addresses and unknowns ignored), else (path, offset or None, x, y)."""
-    if isinstance(x, (Addr, type(UNKNOWN))) or isinstance(y, (Addr, type(UNKNOWN))):
-        return None
-    if isinstance(x, IoVec) and isinstance(y, IoVec):
-        x, y = x.data, y.data
-    if isinstance(x, (bytes, bytearray)) and isinstance(y, (bytes, bytearray)):
-        if x == y:
-            return None
-        n = min(len(x), len(y))
-        off = next((i for i in range(n) if x[i] != y[i]), n)
-        return path, off, x, y
-    if isinstance(x, dict) and isinstance(y, dict):
-        for k in sorted(set(x) | set(y), key=str):
-            if k not in x or k not in y:
-                return f"{path}.{k}", None, x.get(k), y.get(k)
-            d = _first_diff(x[k], y[k], f"{path}.{k}")
-            if d:
-                return d
-        return None
-    if isinstance(x, (tuple, list)) and isinstance(y, (tuple, list)):
-        if len(x) != len(y):
-            return f"{path}[len]", None, len(x), len(y)
-        for i, (p, q) in enumerate(zip(x, y)):
-            d = _first_diff(p, q, f"{path}[{i}]")
-            if d:
-                return d
-        return None
-    if isinstance(x, SockAddr) and isinstance(y, SockAddr):
-        if x.family != y.family:
-            return f"{path}.family", None, x.family, y.family
-        return _first_diff(dict(x.fields), dict(y.fields), path)
-    return None if x == y else (path, None, x, y)
-
-
-def compare(a: Call, b: Call, *, outputs: bool = False, ret: bool = False) -> list[Difference]:
-    """Differences between two canonical calls: the name, then every compared argument (Ptr
-    kinds and undecoded pointers are skipped; buffers report their first differing offset).
-    With outputs=True decoded outputs are compared too; with ret=True the results."""
-    if a.name != b.name:
-        return [Difference("name", None, None, a.name, b.name)]
-    diffs: list[Difference] = []
-    names = a.spec.arg_names
-    for i, (x, y) in enumerate(zip(a.args, b.args)):
-        ka = a.kinds[i] if i < len(a.kinds) else None
-        if ka is not None and not ka.compared:
-            continue
-        d = _first_diff(x, y)
-        if d:
-            path, off, p, q = d
-            diffs.append(Difference("arg", i, names[i] if i < len(names) else None, p, q, off, path))
-    if outputs:
-        for i in sorted(set(a.outputs) & set(b.outputs)):
-            d = _first_diff(a.outputs[i], b.outputs[i])
-            if d:
-                path, off, p, q = d
-                diffs.append(Difference("output", i, names[i] if i < len(names) else None, p, q, off, path))
-    if ret and a.ret is not None and b.ret is not None and not isinstance(a.spec.ret, S.Ptr) \
-            and a.ret != b.ret:
-        diffs.append(Difference("ret", None, None, a.ret, b.ret))
-    return diffs
