@@ -30,14 +30,18 @@ server.bind          = "{bind}"
 server.errorlog      = "{tmp}/error.log"
 server.upload-dirs   = ( "{tmp}" )
 server.event-handler = "linux-sysepoll"
-server.modules = ( "mod_access", "mod_indexfile", "mod_dirlisting", "mod_staticfile" )
+server.modules = ( {modules} )
 index-file.names         = ( "index.html" )
-dir-listing.activate     = "enable"
-dir-listing.auto-layout  = "disable"
-url.access-deny          = ( ".deny" )
 # ETags from size and mtime only: an inode number is not the same on another node's copy
 etag.use-inode           = "disable"
 mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain", "" => "application/octet-stream" )
+{extra}"""
+# the site's modules and their settings (the tests' odd cases: listings, denied files)
+SITE_MODULES = ("mod_access", "mod_indexfile", "mod_dirlisting", "mod_staticfile")
+SITE_EXTRA = """\
+dir-listing.activate     = "enable"
+dir-listing.auto-layout  = "disable"
+url.access-deny          = ( ".deny" )
 """
 
 INDEX = (b"<!DOCTYPE html>\n<html><head><title>mvx</title></head>\n<body><h1>Served by every variant</h1>\n"
@@ -76,9 +80,10 @@ class Site:
 
 
 def make_site(root: str | os.PathLike, port: int, *, docroot: str | os.PathLike | None = None,
-              bind: str = "127.0.0.1") -> Site:
+              bind: str = "127.0.0.1", modules: tuple[str, ...] = SITE_MODULES, extra: str = SITE_EXTRA) -> Site:
     """A document root (unless `docroot` names one) and a configuration for `bind`:`port` (a guest
-    under qemu's user networking binds 0.0.0.0 to be reached through a forwarded port)."""
+    under qemu's user networking binds 0.0.0.0 to be reached through a forwarded port), loading
+    `modules` with the `extra` configuration lines."""
     root = Path(root).resolve()
     site = Site(root, port, Path(docroot).resolve() if docroot else root / "www")
     (site.root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -88,7 +93,8 @@ def make_site(root: str | os.PathLike, port: int, *, docroot: str | os.PathLike 
             path = www / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-    site.conf.write_text(CONFIG.format(docroot=www, port=port, tmp=site.root / "tmp", bind=bind))
+    site.conf.write_text(CONFIG.format(docroot=www, port=port, tmp=site.root / "tmp", bind=bind,
+                                       modules=", ".join(f'"{m}"' for m in modules), extra=extra))
     return site
 
 

@@ -294,9 +294,6 @@ class LeaderSync:
         self.lockstep = lockstep
         self.seq = 0
 
-    def class_of(self, call: Call, fd_kind: str | None = None) -> str:
-        return self.policy.class_of(call.name, fd_kind) or "local"
-
     def plan(self, call: Call, cls: str, content: str | None = None) -> LeaderPlan:
         """`call` of class `cls` (with `content`, the digest of the file bytes it sends, for a
         call with Traits.sends_file)."""
@@ -315,14 +312,14 @@ class LeaderSync:
             flags = call.args[call.spec.arg_names.index(when[0])]
             if isinstance(flags, FlagSet) and flags.names & when[1]:
                 return True
-        return (cls or self.class_of(call)) in LOCKSTEP_SENSITIVE
+        return (cls or self.policy.class_of(call.name) or "local") in LOCKSTEP_SENSITIVE
 
     def record(self, call: Call, ret: int | None, outputs: dict | None = None, cls: str | None = None, *,
                content: str | None = None, epoll: EpollRegistry | None = None) -> CallRecord:
         """After the leader executed `call`, returning `ret` (None when the monitor let it run
         without learning its result), with the decoded `outputs` ({argument index: value}); the
         epoll registry translates events to fds."""
-        cls = cls or self.class_of(call)
+        cls = cls or self.policy.class_of(call.name) or "local"
         wire = self._wire_outputs(call, cls, ret, outputs or {}, epoll)
         clock = None
         if call.spec.traits.clock_read:
