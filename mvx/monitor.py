@@ -13,7 +13,6 @@ variant diverged, a signal, the channel broke) reaches the thread as `link.Stopp
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 from dataclasses import dataclass, replace
@@ -31,7 +30,16 @@ from mvx.proxy import Performed, answer, perform
 from mvx.render import render
 from mvx.replay import Recorded, ReplayError, inject
 from mvx.sigrelay import SignalRelay
-from mvx.sync import NOT_EXECUTED, Action, Divergence, FollowerSync, LeaderSync, render_view
+from mvx.sync import (
+    NOT_EXECUTED,
+    Action,
+    Divergence,
+    FollowerSync,
+    LeaderSync,
+    content_digest,
+    render_view,
+    sent_file_range,
+)
 from mvx.syscalls import Fd
 
 ENDINGS = (StopKind.EXITED, StopKind.KILLED)
@@ -198,23 +206,19 @@ class Monitor:
         """A signal from outside, suppressed; the leader replicates it, a follower ignores it."""
 
     def file_digest(self, call) -> str | None:
-        """A digest of the file bytes a call with Traits.sends_file is about to send (its arguments
-        alone do not say what leaves the machine), read through a duplicate of the variant's fd."""
-        source = call.spec.traits.sends_file
-        if source is None:
+        """The digest of the file bytes a call with Traits.sends_file is about to send (its
+        arguments alone do not say what leaves the machine), read through a duplicate of the
+        variant's fd."""
+        sent = sent_file_range(call)
+        if sent is None:
             return None
-        names = call.spec.arg_names
-        in_fd, offset, count = (call.args[names.index(n)] for n in (source, "offset", "count"))
-        if not isinstance(in_fd, int):
-            return None
-        count = count if isinstance(count, int) else 0
+        fd, offset, count = sent
         try:
-            mine = self.fds.dups.get(in_fd)
-            offset = offset if isinstance(offset, int) else os.lseek(mine, 0, os.SEEK_CUR)
-            data = os.pread(mine, min(count, 64 << 20), offset)
+            mine = self.fds.dups.get(fd)
+            data = os.pread(mine, min(count, 64 << 20), os.lseek(mine, 0, os.SEEK_CUR) if offset is None else offset)
         except OSError as exc:
             return f"unreadable: {exc.strerror}"
-        return hashlib.sha256(data).hexdigest()
+        return content_digest(data)
 
     # ---- per call ---------------------------------------------------------------------------------
     def call_of(self, stop: Stop):

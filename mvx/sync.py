@@ -14,6 +14,7 @@ result and these writes, run it, let it end the program, or a `Divergence`."""
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +160,24 @@ def _plain_view(call: Call) -> list:
         else:
             args.append(neutral(a))
     return [call.name, args]
+
+
+def content_digest(data: bytes) -> str:
+    """What a call with Traits.sends_file is compared by: a digest of the file bytes it sends."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sent_file_range(call: Call) -> tuple[int, int | None, int] | None:
+    """(fd, offset or None for the file's own position, count) of the bytes a call with
+    Traits.sends_file is about to send; None when the call has no such file."""
+    source = call.spec.traits.sends_file
+    if source is None:
+        return None
+    names = call.spec.arg_names
+    fd, offset, count = (call.args[names.index(n)] for n in (source, "offset", "count"))
+    if not isinstance(fd, int):
+        return None
+    return fd, offset if isinstance(offset, int) else None, count if isinstance(count, int) else 0
 
 
 def render_view(v: list | None, ret: int | None = None) -> str:
