@@ -190,16 +190,23 @@ def _supported() -> str:
     return ", ".join(ARCHES)
 
 
+_BY_NAME: dict[str, Arch] = {}  # every name asked for so far (this runs for every decoded value)
+
+
 def get(name: str | Arch) -> Arch:
     """The Arch called `name` (aliases such as amd64, i686, arm64 accepted)."""
     if isinstance(name, Arch):
         return name
+    a = _BY_NAME.get(name)
+    if a is not None:
+        return a
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
     try:
-        return ARCHES[key]
+        a = _BY_NAME[name] = ARCHES[key]
     except KeyError:
         raise UnknownArch(f"unknown arch {name!r}; supported: {_supported()}") from None
+    return a
 
 
 def from_audit(audit_arch: int) -> Arch:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from mvx import MvxError, structs
 from mvx import syscalls as S
+from mvx.arch import get as _arch
 from mvx.structs import SockAddr, TimeValue
 from mvx.syscalls import UNKNOWN, Addr, FlagSet, Kind
 
@@ -154,19 +155,8 @@ class Call:
 # --------------------------------------------------------------------------------------------------
 
 
-_ARCH_BY_NAME: dict = {}
 
 
-def _arch(arch):
-    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
-    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
-    if a is None:
-        from mvx import arch as archmod
-
-        a = archmod.get(arch)
-        if isinstance(arch, str):
-            _ARCH_BY_NAME[arch] = a
-    return a
 
 
 def _bits(a, size: str) -> int:

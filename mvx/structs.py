@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mvx import MvxError
+from mvx.arch import get as _arch
 
 __all__ = [
     "SockAddr",
@@ -154,19 +155,8 @@ TIME_LAYOUTS = {"timespec": "tv_nsec", "timespec64": "tv_nsec", "timeval": "tv_u
 STAT_LAYOUTS = frozenset({"stat", "stat64", "__old_kernel_stat"})
 
 
-_ARCH_BY_NAME: dict = {}
 
 
-def _arch(arch):
-    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
-    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
-    if a is None:
-        from mvx import arch as archmod
-
-        a = archmod.get(arch)
-        if isinstance(arch, str):
-            _ARCH_BY_NAME[arch] = a
-    return a
 
 
 def layout(arch, name: str):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from mvx import MvxError
+from mvx.arch import get as _arch
 
 # --------------------------------------------------------------------------------------------------
 # Argument kinds
@@ -1109,19 +1110,8 @@ class UnknownCanonical(MvxError):
     """A canonical syscall name nobody declared."""
 
 
-_ARCH_BY_NAME: dict = {}
 
 
-def _arch(arch):
-    """mvx.arch.get, memoized by name (this runs for every decoded value)."""
-    a = _ARCH_BY_NAME.get(arch) if isinstance(arch, str) else None
-    if a is None:
-        from mvx import arch as archmod
-
-        a = archmod.get(arch)
-        if isinstance(arch, str):
-            _ARCH_BY_NAME[arch] = a
-    return a
 
 
 def const(arch, name: str) -> int:
