@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from mvx import MvxError
-from mvx.engine import Mode, StopKind, Trap, TrapSet, Variant
+from mvx.engine import Mode, StopKind, TrapSet, Variant
+from mvx.filters import Trap
 from mvx.native import lib
 
 SOURCE = Path(__file__).resolve().parent / "bench_programs" / "syscall_loop.c"

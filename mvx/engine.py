@@ -16,6 +16,7 @@ from typing import Self
 
 from mvx import MvxError
 from mvx import arch as archmod
+from mvx.filters import Trap, build_bpf, traced_numbers
 from mvx.native import ffi, lib
 
 # The hybrid loop learns of ptrace stops from a SIGCHLD signalfd, which sees SIGCHLD only if no
@@ -46,13 +47,6 @@ class StopKind(enum.IntEnum):
     KILLED = lib.MVX_EV_KILLED
     SIGNAL = lib.MVX_EV_SIGNAL
     EXEC = lib.MVX_EV_EXEC
-
-
-class Trap(enum.Enum):
-    """What the filter does with a synced syscall."""
-
-    TRACE = "trace"
-    NOTIFY = "notify"
 
 
 class Stop:
@@ -192,8 +186,6 @@ class Variant:
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> int:
-        from mvx.filters import build_bpf, traced_numbers
-
         t = self._t
         t.mode = {Mode.PTRACE: lib.MVX_MODE_PTRACE, Mode.SECCOMP: lib.MVX_MODE_SECCOMP,
                   Mode.HYBRID: lib.MVX_MODE_HYBRID}[self.mode]

@@ -20,8 +20,9 @@ from typing import TextIO
 
 from mvx import MvxError
 from mvx.canonical import RawSyscall, decode_outputs, normalize
-from mvx.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, Trap, TrapSet, Variant
+from mvx.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant
 from mvx.fdshadow import FdShadow
+from mvx.filters import Trap
 from mvx.link import Inbox, LeaderLink, Stopped
 from mvx.policy import Policy
 from mvx.procinfo import LoaderRange

@@ -16,7 +16,8 @@ from _variants import NATIVE_ARCHES, free_port, variant_bin
 
 from mvx import MvxError
 from mvx.canonical import RawSyscall, normalize
-from mvx.engine import Mode, StopKind, TraceeMemory, Trap, TrapSet, Variant
+from mvx.engine import Mode, StopKind, TraceeMemory, TrapSet, Variant
+from mvx.filters import Trap
 from mvx.replay import Recorded, Strategy, inject
 
 MODES = [Mode.PTRACE, Mode.SECCOMP, Mode.HYBRID]

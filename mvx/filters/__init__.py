@@ -6,6 +6,7 @@ become raw selectors per arch through mvx.syscalls (i386 socketcall is matched o
 
 from __future__ import annotations
 
+import enum
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,14 @@ from mvx.syscalls import raw_selectors
 
 if TYPE_CHECKING:
     from mvx.arch import Arch
-    from mvx.engine import Trap
+
+
+class Trap(enum.Enum):
+    """What the filter does with a synced syscall."""
+
+    TRACE = "trace"
+    NOTIFY = "notify"
+
 
 # AUDIT_ARCH -> libseccomp's arch token
 _SECCOMP_ARCH = {
@@ -29,7 +37,7 @@ TRACE_DATA = 0x6d76  # "mv"
 
 
 def _action(action: Trap) -> int:
-    return pyseccomp.NOTIFY if action.value == "notify" else pyseccomp.TRACE(TRACE_DATA)
+    return pyseccomp.NOTIFY if action is Trap.NOTIFY else pyseccomp.TRACE(TRACE_DATA)
 
 
 def _arch_filter(arch: Arch, rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
