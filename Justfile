@@ -35,13 +35,13 @@ bench *args: setup variants
 
 # Measure the cost of each syscall-interception mechanism.
 bench-intercept *args: setup
-    {{python}} -m mvx.bench_intercept "$@"
+    {{python}} -m mvx.bench.intercept "$@"
 
 # Lint the Python code.
 lint:
     {{python}} -m ruff check mvx tests scripts
 
-# Regenerate mvx/archdata/*.py from the kernel headers and compilers.
+# Regenerate mvx/isa/archdata/*.py from the kernel headers and compilers.
 regen:
     {{python}} scripts/gen_archdata.py
 

@@ -13,7 +13,7 @@
 #       cwd = the current directory if it is inside the repo, else the repo root. PYTHONPATH has the
 #       repo root, so `python3 -m mvx ...` and `python3 -m pytest ...` work as on the host.
 #       The guest's native mvx module (cffi) is built in build/arm64-node/native/, which the guest
-#       bind-mounts over mvx/native/_build, so the host's x86_64 build is never touched.
+#       bind-mounts over mvx/mechanics/native/_build, so the host's x86_64 build is never touched.
 #       Options:
 #         --fwd HOSTPORT:GUESTPORT   forward host 127.0.0.1:HOSTPORT to guest TCP port (repeatable);
 #                                    the guest reaches the host's loopback at 10.0.2.2
@@ -280,9 +280,9 @@ modprobe -a virtio_net virtio_rng 2>/dev/null
 [ -n "${NOFILE_SOFT:-}" ] && ulimit -Sn "$NOFILE_SOFT" 2>/dev/null
 mkdir -p "$REPO"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=mmap mvxrepo "$REPO" || { say "cannot mount the repo share"; exit 1; }
-# The guest's cffi build of mvx/native goes to a per-arch dir, not the host's x86_64 one.
-if [ -d "$REPO/mvx/native" ] && [ -n "$SHARED_NATIVE" ]; then
-  mkdir -p "$REPO/mvx/native/_build" "$SHARED_NATIVE" && mount --bind "$SHARED_NATIVE" "$REPO/mvx/native/_build"
+# The guest's cffi build of mvx/mechanics/native goes to a per-arch dir, not the host's x86_64 one.
+if [ -d "$REPO/mvx/mechanics/native" ] && [ -n "$SHARED_NATIVE" ]; then
+  mkdir -p "$REPO/mvx/mechanics/native/_build" "$SHARED_NATIVE" && mount --bind "$SHARED_NATIVE" "$REPO/mvx/mechanics/native/_build"
 fi
 ip link set lo up
 nic=$(ls /sys/class/net | grep -v '^lo$' | head -1)

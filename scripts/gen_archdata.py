@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate mvx/archdata/{x86_64,i386,aarch64}.py from the kernel UAPI and libc headers.
+"""Generate mvx/isa/archdata/{x86_64,i386,aarch64}.py from the kernel UAPI and libc headers.
 
 Every number comes from the C compiler of the target ISA, never from parsing header text:
 the preprocessor (-E -dM) only tells which macro names exist; their values, struct sizes and
@@ -8,7 +8,7 @@ is an immediate operand of an asm statement, as the kernel's asm-offsets does. S
 come from aarch64-linux-gnu-gcc without qemu, and macro chains such as __NR3264_* or enum-backed
 glibc macros resolve exactly as they would in a real build.
 
-    python3 scripts/gen_archdata.py            # rewrite mvx/archdata/*.py
+    python3 scripts/gen_archdata.py            # rewrite mvx/isa/archdata/*.py
     python3 scripts/gen_archdata.py --check    # exit 1 if the committed files are stale
 """
 
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "mvx" / "archdata"
+OUT_DIR = ROOT / "mvx" / "isa" / "archdata"
 REGEN = "python3 scripts/gen_archdata.py"
 
 
@@ -463,8 +463,8 @@ def generate(out_dir: Path) -> list[Path]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temporary directory and fail if mvx/archdata differs")
-    ap.add_argument("--out", type=Path, default=OUT_DIR, help="output directory (default: mvx/archdata)")
+                    help="regenerate into a temporary directory and fail if mvx/isa/archdata differs")
+    ap.add_argument("--out", type=Path, default=OUT_DIR, help="output directory (default: mvx/isa/archdata)")
     args = ap.parse_args(argv)
     try:
         if args.check:
@@ -478,7 +478,7 @@ def main(argv=None) -> int:
                 print(f"gen_archdata: {', '.join(stale)} out of date in {args.out}; run: {REGEN}",
                       file=sys.stderr)
                 return 1
-            print("gen_archdata: mvx/archdata is up to date")
+            print("gen_archdata: mvx/isa/archdata is up to date")
             return 0
         for p in generate(args.out):
             print(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}")

@@ -1,4 +1,4 @@
-"""mvx.arch and the generated mvx/archdata tables: reproducible, and right about known ABI facts."""
+"""mvx.isa.arch and the generated mvx/isa/archdata tables: reproducible, and right about known ABI facts."""
 
 import shutil
 import subprocess
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mvx import MvxError, arch
-from mvx.arch import UnknownArch, UnknownConst, UnknownSyscall
+from mvx import MvxError
+from mvx.isa import arch
+from mvx.isa.arch import UnknownArch, UnknownConst, UnknownSyscall
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "scripts" / "gen_archdata.py"
-ARCHDATA = ROOT / "mvx" / "archdata"
+ARCHDATA = ROOT / "mvx" / "isa" / "archdata"
 NAMES = ("x86_64", "i386", "aarch64")
 
 needs_compilers = pytest.mark.skipif(
@@ -55,8 +56,8 @@ def test_generated_header_is_host_independent(name):
 
 
 def test_importing_arch_does_not_load_tables():
-    code = ("import sys, mvx.arch; "
-            "sys.exit(any(m.startswith('mvx.archdata.') for m in sys.modules))")
+    code = ("import sys, mvx.isa.arch; "
+            "sys.exit(any(m.startswith('mvx.isa.archdata.') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from mvx import lighttpd
+from mvx.demo import lighttpd
 from tests._variants import free_port, variant_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,7 +297,7 @@ PATHS = ["1k.txt", "index.html", "64k.txt", "dir/a.txt", "nope.txt"]
 
 
 def http_load(port: int, connections: int, per_connection: int) -> dict[str, int]:
-    """Keep-alive HTTP clients cycling over PATHS; each body is checked against mvx.lighttpd's site.
+    """Keep-alive HTTP clients cycling over PATHS; each body is checked against mvx.demo.lighttpd's site.
     Returns counts: ok, bad (a wrong status or body), error (no answer even on a new connection),
     reconnect (a kept-alive connection the server had closed before answering, the GET sent again
     on a new one, as HTTP allows and wrk does; seen only with the slow guest leader, 4-12 in 2000

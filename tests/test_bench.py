@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mvx import bench
-from mvx import bench_servers as servers
+from mvx.bench import harness as bench
+from mvx.bench import servers
 from tests._variants import variant_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,13 +125,13 @@ def test_cli_errors():
 def test_profile_buckets_are_read_from_py_spy_stacks():
     """Sans-IO: py-spy's raw lines become stacks; the innermost bucketed frame names the bucket;
     only the monitor thread (Monitor.run) is split."""
-    from mvx import bench_profile as bp
+    from mvx.bench import profile as bp
 
-    raw = ("Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);LeaderMonitor.on_call (mvx/monitor.py:490);"
-           "LeaderLink.check (mvx/monitor.py:414);Condition.wait (threading.py:331) 7\n"
-           "Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);Variant.wait (mvx/engine.py:250) 2\n"
-           "Thread.run (threading.py:982);Monitor.run (mvx/monitor.py:209);Monitor.on_call (mvx/monitor.py:1) 1\n"
-           "Thread.run (threading.py:982);LeaderSession._read_loop (mvx/session.py:1);Pipe._recv_raw (mvx/pipe.py:9) 5\n")
+    raw = ("Thread.run (threading.py:982);Monitor.run (mvx/runtime/monitor.py:209);LeaderMonitor.on_call (mvx/runtime/monitor.py:490);"
+           "LeaderLink.check (mvx/runtime/monitor.py:414);Condition.wait (threading.py:331) 7\n"
+           "Thread.run (threading.py:982);Monitor.run (mvx/runtime/monitor.py:209);Variant.wait (mvx/mechanics/engine.py:250) 2\n"
+           "Thread.run (threading.py:982);Monitor.run (mvx/runtime/monitor.py:209);Monitor.on_call (mvx/runtime/monitor.py:1) 1\n"
+           "Thread.run (threading.py:982);LeaderSession._read_loop (mvx/runtime/session.py:1);Pipe._recv_raw (mvx/runtime/pipe.py:9) 5\n")
     stacks = bp.parse_raw(raw)
     assert stacks[1] == (["Thread.run", "Monitor.run", "Variant.wait"], 2)
     total, buckets = bp.monitor_thread_buckets(stacks)
@@ -142,7 +142,7 @@ def test_profile_buckets_are_read_from_py_spy_stacks():
 
 def test_profile_of_lighttpd_under_mvx(tmp_path):
     """The profile run itself: both monitors sampled, numbers produced and sane."""
-    from mvx import bench_profile as bp
+    from mvx.bench import profile as bp
 
     servers.get("lighttpd").check(["x86_64", "i386"])
     prof = bp.profile_lighttpd(tmp_path, bench.free_port(), 2, None, quiet)

@@ -6,12 +6,12 @@ import struct
 
 import pytest
 
-from mvx import arch, structs
-from mvx import syscalls as S
-from mvx.canonical import BytesMemory, IoVec, RawSyscall, decode_outputs, normalize
-from mvx.structs import SockAddr, TimeValue
-from mvx.sync import view
-from mvx.syscalls import UNKNOWN, Addr, FlagSet
+from mvx.core.sync import view
+from mvx.isa import arch, structs
+from mvx.isa import syscalls as S
+from mvx.isa.canonical import BytesMemory, IoVec, RawSyscall, decode_outputs, normalize
+from mvx.isa.structs import SockAddr, TimeValue
+from mvx.isa.syscalls import UNKNOWN, Addr, FlagSet
 
 M64 = (1 << 64) - 1
 

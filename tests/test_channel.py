@@ -15,8 +15,10 @@ import outcome
 import pytest
 import trio
 
-from mvx import MvxError, wire
-from mvx.channel import (
+from mvx import MvxError
+from mvx.cli.keygen import make_keys
+from mvx.runtime import wire
+from mvx.runtime.channel import (
     ChannelClosed,
     ChannelError,
     channel_from_socket,
@@ -27,7 +29,6 @@ from mvx.channel import (
     require_secure_or_loopback,
     tls_files,
 )
-from mvx.cli_keygen import make_keys
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = "default"

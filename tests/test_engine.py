@@ -15,10 +15,10 @@ import pytest
 from _variants import NATIVE_ARCHES, free_port, variant_bin
 
 from mvx import MvxError
-from mvx.canonical import RawSyscall, normalize
-from mvx.engine import Mode, StopKind, TraceeMemory, TrapSet, Variant
-from mvx.filters import Trap
-from mvx.replay import Recorded, Strategy, inject
+from mvx.isa.canonical import RawSyscall, normalize
+from mvx.mechanics.engine import Mode, StopKind, TraceeMemory, TrapSet, Variant
+from mvx.mechanics.filters import Trap
+from mvx.mechanics.replay import Recorded, Strategy, inject
 
 MODES = [Mode.PTRACE, Mode.SECCOMP, Mode.HYBRID]
 

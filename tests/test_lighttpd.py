@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mvx import lighttpd
+from mvx.demo import lighttpd
 from tests._variants import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-NATIVE = Path(__file__).resolve().parent.parent / "mvx" / "native"
+NATIVE = Path(__file__).resolve().parent.parent / "mvx" / "mechanics" / "native"
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "aarch64-linux-gnu-gcc"])

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import struct
 
-from mvx import structs
-from mvx import syscalls as S
-from mvx.canonical import BytesMemory, RawSyscall, decode_outputs, normalize
-from mvx.render import escape, render
-from mvx.structs import SockAddr
+from mvx.isa import structs
+from mvx.isa import syscalls as S
+from mvx.isa.canonical import BytesMemory, RawSyscall, decode_outputs, normalize
+from mvx.isa.render import escape, render
+from mvx.isa.structs import SockAddr
 
 M64 = (1 << 64) - 1
 
 
 def call(a, name, *args, mem=None):
-    from mvx import arch
+    from mvx.isa import arch
 
     return normalize(RawSyscall(a, arch.get(a).numbers[name], tuple(x & M64 for x in args)), mem)
 

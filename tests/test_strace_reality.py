@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from mvx import arch
-from mvx import syscalls as S
-from mvx.canonical import BytesMemory, RawSyscall, normalize
-from mvx.render import render
+from mvx.isa import arch
+from mvx.isa import syscalls as S
+from mvx.isa.canonical import BytesMemory, RawSyscall, normalize
+from mvx.isa.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "build" / "variants"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from mvx import arch as archmod
-from mvx import policy as policymod
-from mvx.canonical import BytesMemory, RawSyscall, normalize
-from mvx.outputs import EpollRegistry
-from mvx.protocol import Ack, Checked, FrameDecoder, encode
-from mvx.sync import Action, Divergence, FollowerSync, LeaderSync, render_view, view
-from mvx.syscalls import FlagSet, spec_of
+from mvx.core import policy as policymod
+from mvx.core.outputs import EpollRegistry
+from mvx.core.protocol import Ack, Checked, FrameDecoder, encode
+from mvx.core.sync import Action, Divergence, FollowerSync, LeaderSync, render_view, view
+from mvx.isa import arch as archmod
+from mvx.isa.canonical import BytesMemory, RawSyscall, normalize
+from mvx.isa.syscalls import FlagSet, spec_of
 
 POLICY = policymod.load("default")
 BUF, PATH = 0x10000, 0x20000

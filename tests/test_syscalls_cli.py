@@ -41,7 +41,7 @@ def test_lookup_by_number_and_aarch64_registers():
 
 
 def test_whole_table_one_line_per_syscall():
-    from mvx import arch
+    from mvx.isa import arch
 
     r = mvx("--arch", "x86_64")
     assert r.returncode == 0, r.stderr

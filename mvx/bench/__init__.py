@@ -1,0 +1,1 @@
+"""The A/B overhead benchmark, its loads, servers and profile."""

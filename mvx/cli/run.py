@@ -1,0 +1,329 @@
+"""`mvx run`, `mvx leader`, `mvx follower`: running variants in step.
+
+`mvx leader` and `mvx follower` are the two-node form: one monitor process per node, joined over
+TCP (TLS with mutual authentication, or --insecure on loopback). `mvx run` is the one-machine form:
+it starts one `mvx leader` and one `mvx follower` process per variant, joined by socketpairs, each
+pinned to its own CPU with its variant."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+
+from mvx import MvxError
+from mvx.core import policy as policymod
+from mvx.mechanics.engine import Mode, check_runnable, host_arch, resolve_program
+
+PR_SET_PDEATHSIG = 1
+
+
+def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
+    p.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value,
+                   help="interception: ptrace (every syscall stops; the A/B baseline), seccomp (RET_TRACE for "
+                   "the synced set), hybrid (user notification where the monitor can finish the call; default)")
+    p.add_argument("--policy", default="default", choices=policymod.available(),
+                   help="which syscalls are synced and how (mvx/core/policies/*.toml; default: default, "
+                   "seed: HeterISA-MVX's lists)")
+    p.add_argument("--lockstep", choices=("sensitive", "all", "none"), default="sensitive",
+                   help="when the leader waits for every follower before executing a call: sensitive (outputs, "
+                   "execve, opens for writing, kill, mprotect, exit; default), all, or none (run ahead within "
+                   "--window records)")
+    p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
+                   help="kill: stop every variant (default); alert: report, stop the diverged follower and "
+                   "let the leader keep running")
+    p.add_argument("--timeout", type=_positive, default=10.0, metavar="SECONDS",
+                   help="a follower that does not reach the leader's next synced call (or end) within this "
+                   "time has diverged (default 10)")
+    p.add_argument("--window", type=_positive_int, default=256, metavar="N",
+                   help="how many synced calls the leader may run ahead of the slowest follower (default 256)")
+    p.add_argument("--log", metavar="FILE", help="append divergences and session events to FILE as JSON lines")
+    p.add_argument("--cpu", type=int, metavar="N", help="pin the monitor and its variant to CPU N")
+    p.add_argument("--no-pin", action="store_true", help="do not pin monitors and variants to CPUs")
+    if hidden_fd:
+        p.add_argument("--channel-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _program(args: argparse.Namespace, usage: str) -> list[str]:
+    program = list(args.program)
+    if program and program[0] == "--":
+        program = program[1:]
+    if not program:
+        raise MvxError(f"no program given: {usage}")
+    return program
+
+
+def _cpu(args: argparse.Namespace) -> int | None:
+    if args.no_pin:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[0] if args.cpu is None else args.cpu
+    if cpu not in allowed:
+        raise MvxError(f"--cpu {cpu}: this process may run on CPUs {allowed} only")
+    os.sched_setaffinity(0, {cpu})  # before any thread starts: they all inherit it
+    return cpu
+
+
+def _options(args: argparse.Namespace, argv: list[str], **kw):
+    from mvx.runtime.session import Options
+
+    arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
+    return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
+                   on_divergence=args.on_divergence, timeout=args.timeout, cpu=_cpu(args), log=args.log,
+                   window=args.window, arch=arch.name, **kw)
+
+
+def _channel_from_fd(fd: int):
+    from mvx.runtime.channel import channel_from_socket
+
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise MvxError(f"--channel-fd {fd}: {exc.strerror}") from None
+    return channel_from_socket(sock)
+
+
+def cmd_leader(args: argparse.Namespace) -> int:
+    from mvx.runtime import channel as ch
+    from mvx.runtime import wire
+    from mvx.runtime.session import run_leader
+
+    argv = _program(args, "mvx leader --listen HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
+    if args.channel_fd:
+        if args.listen:
+            raise MvxError("--listen and --channel-fd exclude each other")
+        fds = list(args.channel_fd)
+        opts = _options(args, argv, followers_share_stderr=True)
+
+        async def open_channels():
+            return [_channel_from_fd(fd) for fd in fds]
+    else:
+        if not args.listen:
+            raise MvxError("mvx leader needs --listen HOST:PORT")
+        host, port = ch.parse_hostport(args.listen)
+        ch.require_secure_or_loopback(host, args.insecure, args.keys)
+        tls = ch.tls_files(args.keys, "leader") if args.keys else None
+        opts = _options(args, argv)
+        hello = wire.hello("leader", opts.arch, opts.policy.name)
+
+        async def open_channels():
+            def waiting():
+                print(f"mvx: leader waiting for {args.followers} follower(s) on {args.listen}", file=sys.stderr,
+                      flush=True)
+
+            return await ch.listen_for_followers(host, port, args.followers, tls=tls, timeout=args.wait,
+                                                 my_hello=hello, policy=opts.policy.name, on_listening=waiting)
+    return run_leader(opts, open_channels)
+
+
+def cmd_follower(args: argparse.Namespace) -> int:
+    from mvx.runtime import channel as ch
+    from mvx.runtime import wire
+    from mvx.runtime.session import run_follower
+
+    argv = _program(args, "mvx follower --connect HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    kw = {"stdio": (devnull, devnull, devnull), "isolate_net": args.isolate_net}
+    if args.channel_fd:
+        if args.connect or len(args.channel_fd) != 1:
+            raise MvxError("a follower takes one --channel-fd, without --connect")
+        fd = args.channel_fd[0]
+        opts = _options(args, argv, **kw)
+
+        async def open_channel():
+            return _channel_from_fd(fd)
+    else:
+        if not args.connect:
+            raise MvxError("mvx follower needs --connect HOST:PORT")
+        host, port = ch.parse_hostport(args.connect)
+        ch.require_secure_or_loopback(host, args.insecure, args.keys)
+        tls = ch.tls_files(args.keys, "follower") if args.keys else None
+        opts = _options(args, argv, **kw)
+        hello = wire.hello("follower", opts.arch, opts.policy.name)
+
+        async def open_channel():
+            return await ch.connect_to_leader(host, port, tls=tls, timeout=args.wait, my_hello=hello,
+                                              policy=opts.policy.name)
+    return run_follower(opts, open_channel)
+
+
+def _set_pdeathsig() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prog_args = list(args.program)
+    if prog_args and prog_args[0] == "--":
+        prog_args = prog_args[1:]
+    return run_variants(args, args.leader, args.follower, prog_args)
+
+
+def variant_argv(spec: str, option: str) -> list[str]:
+    """'BIN [ARGS]' (shell quoting) -> [BIN, ARGS...]."""
+    try:
+        argv = shlex.split(spec)
+    except ValueError as exc:
+        raise MvxError(f"{option} {spec!r}: {exc}") from None
+    if not argv:
+        raise MvxError(f"{option}: no program given")
+    return argv
+
+
+def run_variants(args: argparse.Namespace, leader: str, followers: list[str], prog_args: list[str]) -> int:
+    if not followers:
+        raise MvxError("mvx run needs at least one --follower BIN")
+    leader_argv = variant_argv(leader, "--leader")
+    follower_argvs = [variant_argv(f, "--follower") for f in followers]
+    for argv in [leader_argv, *follower_argvs]:
+        check_runnable(resolve_program(argv[0]))
+    allowed = sorted(os.sched_getaffinity(0))
+    common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
+              "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window)]
+    pairs = [socket.socketpair() for _ in followers]
+    me = [sys.executable, "-m", "mvx"]
+
+    def pin(i: int) -> list[str]:
+        return ["--no-pin"] if args.no_pin else ["--cpu", str(allowed[i % len(allowed)])]
+
+    leader_cmd = [*me, "leader", *common, *pin(0), *(["--log", args.log] if args.log else [])]
+    for a, _ in pairs:
+        leader_cmd += ["--channel-fd", str(a.fileno())]
+    leader_cmd += ["--", *leader_argv, *prog_args]
+    procs: list[subprocess.Popen] = []
+    try:
+        for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
+            cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
+                   *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
+            # own sessions: a terminal's ^C reaches `mvx run` alone, which hands it to the leader
+            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig,  # noqa: PLW1509 - no threads here
+                                          start_new_session=True))
+        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs],
+                                       preexec_fn=_set_pdeathsig, start_new_session=True)  # noqa: PLW1509
+        procs.insert(0, leader_proc)
+        for a, b in pairs:
+            a.close()
+            b.close()
+        forward = _forward_signals(procs[:1])
+        try:
+            code = _wait(leader_proc)
+            for p in procs[1:]:
+                try:
+                    p.wait(timeout=args.timeout + 5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        finally:
+            for sig, old in forward.items():
+                signal.signal(sig, old)
+        return code
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the monitors got the same SIGINT from the terminal and stop by themselves
+
+
+def _forward_signals(procs: list[subprocess.Popen]) -> dict:
+    """SIGTERM/SIGINT sent to `mvx run` go to the leader's monitor: the first is passed to the
+    program (replicated to every follower), a second stops every variant."""
+
+    def forward(sig, _frame):
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    p.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    return {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run variants of several ISAs in step on one machine",
+        description="Run one program as a leader variant and one or more follower variants (any ISAs this "
+        "machine runs: x86_64 and i386 here), each under its own monitor process pinned to its own CPU. The "
+        "leader talks to the world; followers get its inputs replayed and must make the same synced calls "
+        "with the same arguments and output bytes. A difference is reported as a divergence (stderr, and "
+        "--log) and, by default, every variant is stopped. Exit status: the program's own when every "
+        "variant agreed, 70 after a divergence, 2 for a usage error, 128+N when stopped by signal N.",
+    )
+    p.add_argument("--leader", metavar="'BIN [ARGS]'", required=True,
+                   help="the leader variant's program, optionally with arguments of its own (one shell-quoted "
+                   "string), which come before the common ARGS after --; e.g. a module directory per ISA: "
+                   "--leader 'amd64/lighttpd -m amd64/lib'")
+    p.add_argument("--follower", metavar="'BIN [ARGS]'", action="append", default=[], required=True,
+                   help="a follower variant's program, with arguments of its own as for --leader (repeat "
+                   "for more followers)")
+    p.add_argument("--shared-net", action="store_true",
+                   help="let followers share the machine's network (default: each follower's program runs in a "
+                   "network namespace of its own, so it can never reach the world or take the leader's port)")
+    _add_common(p, hidden_fd=False)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "leader", help="run the leader variant of a two-node session",
+        description="Run PROGRAM as the leader variant and wait for followers (`mvx follower`) to connect; "
+        "the leader may be started before or after them. The channel is TLS with mutual authentication "
+        "(--keys, made by `mvx keygen`), or plain TCP with --insecure on loopback only.",
+    )
+    p.add_argument("--listen", metavar="HOST:PORT", help="where followers connect")
+    p.add_argument("--followers", type=_positive_int, default=1, metavar="N", help="how many followers (default 1)")
+    _add_node_args(p)
+    _add_common(p, hidden_fd=True)
+    p.set_defaults(handler=cmd_leader)
+
+    p = sub.add_parser(
+        "follower", help="run a follower variant of a two-node session",
+        description="Run PROGRAM as a follower variant: connect to the leader (retrying until --wait runs "
+        "out), then replay its inputs and check every synced call. The follower's program never talks to "
+        "the world: its stdio is /dev/null and its inputs come from the leader.",
+    )
+    p.add_argument("--connect", metavar="HOST:PORT", help="the leader's --listen address")
+    p.add_argument("--isolate-net", action="store_true",
+                   help="run the program in a network namespace of its own (needs root)")
+    _add_node_args(p)
+    _add_common(p, hidden_fd=True)
+    p.set_defaults(handler=cmd_follower)
+
+
+def _add_node_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="DIR", help="TLS key material from `mvx keygen DIR`")
+    p.add_argument("--insecure", action="store_true", help="plain TCP without TLS (loopback addresses only)")
+    p.add_argument("--wait", type=_positive, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the other node (default 60)")

@@ -1,0 +1,1 @@
+"""The sans-IO core: the sync decisions, the typed protocol and its encoding, policies."""

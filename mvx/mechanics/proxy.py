@@ -1,0 +1,273 @@
+"""Performing a notified syscall in the monitor, on the variant's behalf (hybrid mode).
+
+With seccomp user notification there is no exit stop: the monitor runs the call itself on a
+duplicate of the variant's fd (pidfd_getfd: the same open file description) and answers the
+notification with the result, so a leader's synced I/O costs one round trip. Pointed-to data is
+copied once, so what is checked is what is executed. Calls that depend on the calling process (fd
+table changes, memory, signals) are never performed here: they are trapped with RET_TRACE instead.
+
+A call that would block (a blocking read, epoll_wait with a timeout) waits for readiness in slices,
+checking between slices that the notification is still live (a signal to the variant cancels it)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mvx.isa.canonical import Call
+from mvx.mechanics.engine import CallGone, Stop, Variant, host_arch
+from mvx.mechanics.native import ffi, lib
+
+POLLIN, POLLOUT = 0x001, 0x004
+SLICE_MS = 50
+
+
+@dataclass
+class Performed:
+    """What a performed call returned. `new_fd`: a monitor fd that the answer installs in the
+    variant (ADDFD), whose number there is the call's result; `ret` is then 0 until answered."""
+
+    ret: int
+    data: bytes = b""
+    new_fd: int | None = None
+    cloexec: bool = False
+
+
+class Interrupted(Exception):
+    """The variant's call went away (signal or death) while the monitor waited on its behalf."""
+
+
+class FdCache:
+    """Duplicates of a variant's fds, checked with kcmp before each use so a reused fd number
+    never reaches the wrong file."""
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        self._fds: dict[int, int] = {}
+
+    def get(self, fd: int) -> int:
+        mine = self._fds.get(fd)
+        if mine is not None:
+            if lib.mvx_same_file(self.variant.pid, fd, mine) == 1:
+                return mine
+            os.close(mine)
+            del self._fds[fd]
+        mine = self.variant.grab_fd(fd)
+        self._fds[fd] = mine
+        return mine
+
+    def close(self) -> None:
+        for mine in self._fds.values():
+            os.close(mine)
+        self._fds.clear()
+
+
+def _blocking(fd: int) -> bool:
+    return os.get_blocking(fd)
+
+
+def _wait_ready(v: Variant, stop: Stop, fd: int, events: int, timeout_ms: int | None) -> bool:
+    """Wait for fd readiness while the notification is live. False on timeout."""
+    waited = 0
+    while True:
+        slice_ms = SLICE_MS if timeout_ms is None or timeout_ms < 0 else min(SLICE_MS, timeout_ms - waited)
+        r = lib.mvx_wait_ready(fd, events, v.pid, max(slice_ms, 0))
+        if r == 1:
+            return True
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+        waited += slice_ms
+        if not v.notification_valid(stop):
+            raise Interrupted()
+        if timeout_ms is not None and timeout_ms >= 0 and waited >= timeout_ms:
+            return False
+
+
+def _errno_of(exc: OSError) -> int:
+    return -(exc.errno or errno.EIO)
+
+
+def _read(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count = call.values[:3]
+    mine = fds.get(fd)
+    if _blocking(mine):
+        _wait_ready(v, stop, mine, POLLIN, None)
+    try:
+        data = os.read(mine, count)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _pread(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count, offset = call.values[:4]
+    try:
+        data = os.pread(fds.get(fd), count, offset)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _write(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, buf, count = call.values[:3]
+    data = v.read(buf, count)
+    try:
+        return Performed(os.write(fds.get(fd), data), data)
+    except OSError as exc:
+        return Performed(_errno_of(exc), data)
+
+
+def _recvfrom(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, buf, length, flags, addr, _addrlen = call.values[:6]
+    if addr:
+        return None  # the source address layout is the variant's: let the variant do it
+    mine = fds.get(fd)
+    if _blocking(mine) and not flags & socket.MSG_DONTWAIT:
+        _wait_ready(v, stop, mine, POLLIN, None)
+    sock = socket.socket(fileno=os.dup(mine))
+    try:
+        data = sock.recv(length, flags)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    finally:
+        sock.close()
+    v.write(buf, data)
+    return Performed(len(data), data)
+
+
+def _sendto(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, buf, length, flags, addr, _addrlen = call.values[:6]
+    if addr:
+        return None
+    data = v.read(buf, length)
+    sock = socket.socket(fileno=os.dup(fds.get(fd)))
+    try:
+        return Performed(sock.send(data, flags), data)
+    except OSError as exc:
+        return Performed(_errno_of(exc), data)
+    finally:
+        sock.close()
+
+
+def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    fd, addr, addrlen, flags = call.values[:4]
+    if addr and not addrlen:
+        return None  # the kernel would fault (EFAULT): let the variant get its own error
+    arch = stop.arch
+    mine = fds.get(fd)
+    if _blocking(mine):
+        _wait_ready(v, stop, mine, POLLIN, None)
+    sock = socket.socket(fileno=os.dup(mine))
+    try:
+        newfd, peer = sock._accept()
+        family = sock.family
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    finally:
+        sock.close()
+    try:
+        if addr:  # the peer's address, as the kernel would have written it (same bytes on every ISA)
+            raw = _raw_sockaddr(family, peer)
+            room = int.from_bytes(v.read(addrlen, 4), "little")
+            v.write(addr, raw[:room])
+            v.write(addrlen, len(raw).to_bytes(4, "little"))
+        os.set_blocking(newfd, not flags & arch.const("SOCK_NONBLOCK"))
+    except BaseException:
+        os.close(newfd)
+        raise
+    return Performed(0, new_fd=newfd, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
+
+
+def _raw_sockaddr(family: int, peer) -> bytes:
+    """struct sockaddr_{in,in6,un} of an address as Python's socket module returns it."""
+    if family == socket.AF_INET:
+        host, port = peer
+        return struct.pack("<H", family) + struct.pack(">H", port) + socket.inet_aton(host) + bytes(8)
+    if family == socket.AF_INET6:
+        host, port, flowinfo, scope_id = peer
+        return (struct.pack("<H", family) + struct.pack(">HI", port, flowinfo)
+                + socket.inet_pton(socket.AF_INET6, host.split("%")[0]) + struct.pack("<I", scope_id))
+    if family == socket.AF_UNIX:
+        path = peer.encode() if isinstance(peer, str) else bytes(peer or b"")
+        return struct.pack("<H", family) + path + (b"\0" if path and not path.startswith(b"\0") else b"")
+    raise OSError(errno.EAFNOSUPPORT, f"address family {family}")
+
+
+def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    epfd, events, maxevents, timeout = call.values[:4]
+    arch = stop.arch
+    size = arch.layout("epoll_event").size
+    if size != host_arch().layout("epoll_event").size or maxevents <= 0:
+        return None  # the variant's event layout is not the monitor's
+    if call.values[4]:
+        return None  # a signal mask: only the variant can apply it
+    mine = fds.get(epfd)
+    timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
+    if timeout != 0 and not _wait_ready(v, stop, mine, POLLIN, None if timeout < 0 else timeout):
+        return Performed(0)
+    buf = ffi.new("char[]", size * maxevents)
+    n = lib.mvx_epoll_wait_raw(mine, buf, maxevents, 0)
+    if n < 0:
+        return Performed(n)
+    data = bytes(ffi.buffer(buf, n * size))
+    v.write(events, data)
+    return Performed(n, data)
+
+
+def _getpid(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    return Performed(v.pid)
+
+
+# Traits.perform -> how the monitor performs the call on its duplicates of the variant's fds
+PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]] = {
+    "read": _read,
+    "pread64": _pread,
+    "write": _write,
+    "recvfrom": _recvfrom,
+    "sendto": _sendto,
+    "accept4": _accept4,
+    "epoll_pwait": _epoll_pwait,
+    "getpid": _getpid,
+}
+
+
+def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    """Run the notified call in the monitor; out-data is in the variant's memory on return, the
+    notification not yet answered (so the caller can decode outputs while the variant still waits;
+    then `answer`). None: not performable with these arguments (the caller lets it run in the
+    variant), or the variant's call went away meanwhile."""
+    if stop.pid != v.pid:
+        return None  # a forked child: fds and memory are not the variant's (children are not followed)
+    performer = PERFORMERS.get(call.spec.traits.perform)
+    try:
+        return performer(v, stop, call, fds) if performer else None
+    except Interrupted:
+        return None
+
+
+def answer(v: Variant, stop: Stop, done: Performed | None) -> int | None:
+    """Answer a notification after `perform` (or let the call run in the variant); the call's
+    result as the variant sees it (None when it ran in the variant). Decode the call's outputs
+    before: once answered, the variant runs on and may reuse its buffers."""
+    if done is None:
+        v.continue_call(stop)
+        return None
+    if done.new_fd is not None:
+        try:
+            ret = v.install_fd(stop, done.new_fd, answer=True, cloexec=done.cloexec)
+        except CallGone:
+            raise  # the fd stays open: the restarted call gets it (LeaderMonitor.unanswered)
+        except BaseException:
+            os.close(done.new_fd)
+            raise
+        os.close(done.new_fd)
+        return ret
+    if not v.respond(stop, done.ret):
+        raise CallGone(f"variant {v.pid}: the notified call went away")
+    return done.ret

@@ -1,0 +1,96 @@
+"""A monitor's shadow of its variant's fd table: what kind of file each fd is, the epoll
+registrations (their data words), the monitor's own duplicates of the variant's fds, and a
+follower's placeholders (fds that exist for real only in the leader: the follower holds an inert
+socket there, whose other end the monitor keeps). Calls change it by their Traits.shadow."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+from mvx.core.outputs import EpollRegistry, epoll_ctl_data
+from mvx.isa.syscalls import Fd
+from mvx.mechanics.procinfo import FdKinds
+from mvx.mechanics.proxy import FdCache
+
+
+class FdShadow:
+    def __init__(self, variant) -> None:
+        self.variant = variant
+        self.kinds = FdKinds(variant.pid)
+        self.epoll = EpollRegistry()
+        self.dups = FdCache(variant)
+        self._placeholders: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
+
+    def kind(self, fd: int) -> str | None:
+        return self.kinds.get(fd)
+
+    def track(self, call, ret: int | None) -> None:
+        """Keep the shadow current after `call` returned `ret` (None: not learned)."""
+        effect = call.spec.traits.shadow
+        if effect == "epoll_ctl":
+            self.epoll.on_ctl(call.args[0], call.args[1], call.args[2], epoll_ctl_data(call))
+        elif effect == "close" and isinstance(call.args[0], int):
+            self.epoll.on_close(call.args[0])
+            self.kinds.forget(call.args[0])
+        elif effect == "dup":
+            self.kinds.forget(call.args[1])
+        if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
+            self.kinds.forget(ret)
+        elif effect == "pair":
+            self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
+
+    # ---- placeholders (a follower's) --------------------------------------------------------------
+    def is_placeholder(self, fd) -> bool:
+        return fd in self._placeholders
+
+    def drop_placeholder(self, fd: int) -> None:
+        """The follower closed a placeholder."""
+        peer = self._placeholders.pop(fd, None)
+        if peer:
+            peer.close()
+
+    def adopt_placeholder(self, fd: int, peer: socket.socket | None = None) -> None:
+        """Keep the other end of the inert socket just placed at `fd` (connect one first when the
+        replay made a lone socket: ptrace), so a program whose policy lets it write there (the
+        seed's) writes into nothing instead of failing."""
+        self.drop_placeholder(fd)
+        if peer is None:
+            peer = self._connect(fd)
+        peer.setblocking(False)
+        self._placeholders[fd] = peer
+
+    def _connect(self, fd: int) -> socket.socket:
+        mine = self.variant.grab_fd(fd)
+        # a path, not an abstract name: the placeholder may live in the follower's own network
+        # namespace, and abstract AF_UNIX names do not cross namespaces
+        with tempfile.TemporaryDirectory(prefix="mvx-ph-") as tmp:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                listener.bind(os.path.join(tmp, "s"))
+                listener.listen(1)
+                target = socket.socket(fileno=mine)
+                try:
+                    target.connect(listener.getsockname())
+                finally:
+                    target.detach()
+                    os.close(mine)
+                peer, _ = listener.accept()
+            finally:
+                listener.close()
+        return peer
+
+    def drain_placeholders(self) -> None:
+        for peer in self._placeholders.values():
+            try:
+                while peer.recv(65536):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+
+    def close(self) -> None:
+        self.dups.close()
+        for peer in self._placeholders.values():
+            peer.close()
+        self._placeholders.clear()

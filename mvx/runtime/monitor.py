@@ -1,0 +1,522 @@
+"""The monitors: one thread per variant carries out the sync core's plans (mvx.core.sync).
+
+A monitor owns its Variant (ptrace answers only the thread that started the tracee) and decides
+nothing about a call itself: the core plans, the monitor executes (performs, injects, waits), keeps
+its fd-table shadow (mvx.runtime.fdshadow) and relays signals (mvx.runtime.sigrelay). It talks to the rest of the
+session only through a link (mvx.runtime.link): the leader publishes records and waits for checks, a
+follower takes the leader's messages from its inbox and replies.
+
+`mvx trace` runs on the same loop (`TraceMonitor`): one variant, its synced calls printed.
+
+A divergence found here is raised as `sync.Divergence`; an ending forced from outside (another
+variant diverged, a signal, the channel broke) reaches the thread as `link.Stopped`."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, replace
+from typing import TextIO
+
+from mvx import MvxError
+from mvx.core.policy import Policy
+from mvx.core.protocol import CallRecord, CheckRequest, End, SignalBatch
+from mvx.core.sync import (
+    NOT_EXECUTED,
+    Action,
+    Divergence,
+    FollowerSync,
+    LeaderSync,
+    content_digest,
+    render_view,
+    sent_file_range,
+)
+from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
+from mvx.isa.render import render
+from mvx.isa.syscalls import Fd
+from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant
+from mvx.mechanics.filters import Trap
+from mvx.mechanics.procinfo import LoaderRange
+from mvx.mechanics.proxy import Performed, answer, perform
+from mvx.mechanics.replay import Recorded, ReplayError, inject
+from mvx.runtime.fdshadow import FdShadow
+from mvx.runtime.link import Inbox, LeaderLink, Stopped
+from mvx.runtime.sigrelay import SignalRelay
+
+ENDINGS = (StopKind.EXITED, StopKind.KILLED)
+# The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
+# at a syscall-exit stop, they mean a signal interrupted the call and it is about to be made again
+# (no handler runs for a signal the monitor suppresses); never a result.
+RESTARTING = frozenset({-512, -513, -514, -516})
+
+
+@dataclass
+class Unanswered:
+    """A call the monitor performed for its variant whose answer found the call gone (a signal
+    interrupted the wait; the kernel restarts it). Its effects happened (bytes read, a connection
+    accepted) and its record is out: the restarted call gets this result, it is not made twice."""
+    key: tuple
+    done: Performed
+
+
+class _Ended(Exception):
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+
+
+def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
+    """Which synced calls reach the monitor how. Hybrid: by user notification when the monitor can
+    finish the call itself (the leader performs it, a follower answers it from the record, a call
+    that only changes the fd table continues), by RET_TRACE when the call must run in the variant
+    and its result is needed. `mvx trace` notifies only the calls it can perform."""
+    if mode is not Mode.HYBRID:
+        return TrapSet({n: Trap.TRACE for n in policy.synced()})
+    from mvx.isa.syscalls import spec_of
+
+    rules = {}
+    for name in policy.synced():
+        traits = spec_of(name).traits
+        cls = policy.class_of(name)
+        if role == "trace":
+            monitor_finishes = traits.perform is not None
+        else:
+            answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.file_local
+            monitor_finishes = (traits.fd_table_only and cls == "local") or traits.perform is not None or answered
+        rules[name] = Trap.NOTIFY if monitor_finishes else Trap.TRACE
+    return TrapSet(rules)
+
+
+@dataclass
+class Outcome:
+    """How a monitor's run ended: the program's status, or a divergence."""
+
+    status: int | None = None  # exit code
+    signal: int | None = None  # killed by
+    divergence: Divergence | None = None
+    stopped: str | None = None  # ended from outside (reason)
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.status or 0
+
+
+class Monitor:
+    """The loop every monitor runs: wait for the variant's next stop, hand each synced call to
+    `on_call`, end cleanly. Subclasses carry out the plans of their role."""
+
+    role = "?"
+    hide_vdso = True  # time calls become real syscalls, so they can be replicated
+    report_signals = True  # signals stop at the monitor (sigrelay)
+
+    def __init__(self, argv: list[str], *, mode: Mode, policy: Policy, cpu: int | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 stdio: tuple[int | None, int | None, int | None] = (None, None, None),
+                 isolate_net: bool = False) -> None:
+        self.policy = policy
+        self.mode = mode
+        self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
+                               stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
+                               hide_vdso=self.hide_vdso, report_signals=self.report_signals)
+        self.fds: FdShadow | None = None
+        self.loader: LoaderRange | None = None
+        self.mem: TraceeMemory | None = None
+        self.signals = SignalRelay(self.variant)
+        self.synced = policy.synced()
+        self.in_wait = False  # the thread is waiting for the variant (a follower's watchdog reads it)
+        self.stopping: str | None = None
+        self.stop_divergence: Divergence | None = None
+        self.unanswered: Unanswered | None = None
+
+    def start(self) -> int:
+        pid = self.variant.start()
+        self.fds, self.loader = FdShadow(self.variant), LoaderRange(pid, self.variant.read)
+        self.mem = TraceeMemory(self.variant)
+        return pid
+
+    def kill(self) -> None:
+        self.variant.kill()
+        if self.fds:
+            self.fds.close()
+
+    def stop(self, reason: str, divergence: Divergence | None = None) -> None:
+        """From another thread: end this monitor's run now (the variant is killed; the run returns
+        an Outcome with `stopped`, and `divergence` when the stop is one)."""
+        if self.stopping is None:
+            self.stopping, self.stop_divergence = reason, divergence
+        pid = self.variant.pid
+        if pid > 0 and self.variant.alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stopped_outcome(self) -> Outcome:
+        return Outcome(stopped=self.stopping, divergence=self.stop_divergence)
+
+    def run(self) -> Outcome:
+        """Drive the variant until its program ends or the session stops; never leaves it running."""
+        try:
+            self.start()
+            while True:
+                self.in_wait = True
+                stop = self.variant.wait()
+                self.in_wait = False
+                if stop.kind in ENDINGS:
+                    return self.ended(stop)
+                if stop.kind is StopKind.SIGNAL:
+                    foreign = self.signals.on_signal(stop.status)
+                    if foreign is not None:
+                        self.foreign_signal(*foreign)
+                    continue
+                if not stop.is_syscall:
+                    self.variant.resume()
+                    continue
+                if self.is_noise(stop):
+                    self.let_run(stop)
+                    continue
+                if self.unanswered is not None:
+                    self.answer_again(stop)
+                    continue
+                try:
+                    self.on_call(stop)
+                except _Ended as ended:
+                    return self.ended(ended.stop)
+                except CallGone:
+                    continue
+        except Divergence as d:
+            return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
+        except Stopped as s:
+            return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)
+        except (OSError, MvxError):
+            if self.stopping:  # the variant vanished under a request we were making
+                return self.stopped_outcome()
+            raise
+        finally:
+            self.in_wait = False
+            self.kill()
+
+    def on_call(self, stop: Stop) -> None:
+        raise NotImplementedError
+
+    def ended(self, stop: Stop) -> Outcome:
+        raise NotImplementedError
+
+    def foreign_signal(self, sig: int, info: bytes) -> None:
+        """A signal from outside, suppressed; the leader replicates it, a follower ignores it."""
+
+    def file_digest(self, call) -> str | None:
+        """The digest of the file bytes a call with Traits.sends_file is about to send (its
+        arguments alone do not say what leaves the machine), read through a duplicate of the
+        variant's fd."""
+        sent = sent_file_range(call)
+        if sent is None:
+            return None
+        fd, offset, count = sent
+        try:
+            mine = self.fds.dups.get(fd)
+            data = os.pread(mine, min(count, 64 << 20), os.lseek(mine, 0, os.SEEK_CUR) if offset is None else offset)
+        except OSError as exc:
+            return f"unreadable: {exc.strerror}"
+        return content_digest(data)
+
+    # ---- per call ---------------------------------------------------------------------------------
+    def call_of(self, stop: Stop):
+        return normalize(RawSyscall(stop.arch.name, stop.nr, stop.args), self.mem)
+
+    def is_noise(self, stop: Stop) -> bool:
+        """Startup noise: the dynamic loader's own calls (procinfo), and calls of forked children
+        (not followed; docs/DESIGN.md)."""
+        return stop.pid != self.variant.pid or self.loader.contains(stop.ip)
+
+    def class_of(self, call) -> str:
+        kind = None
+        if call.name in self.policy.file_local and isinstance(call.args[0], int):
+            kind = self.fds.kind(call.args[0])
+        return self.policy.class_of(call.name, kind) or "local"
+
+    def let_run(self, stop: Stop) -> None:
+        if stop.kind is StopKind.NOTIFY:
+            self.variant.continue_call(stop)
+        else:
+            self.variant.resume()
+
+    def track(self, call, ret: int | None) -> None:
+        """Keep the monitor's shadow of the fd table (and of the loader after an exec) current."""
+        self.fds.track(call, ret)
+        if call.spec.traits.shadow == "exec":
+            self.loader.reset()
+
+    def answer_again(self, stop: Stop) -> None:
+        """The restarted copy of an unanswered performed call gets its result (mvx.mechanics.proxy.answer).
+        Any other call means the result was lost: the variants can no longer agree (fail closed)."""
+        pending, self.unanswered = self.unanswered, None
+        if stop.kind is StopKind.NOTIFY and _call_key(stop) == pending.key:
+            try:
+                answer(self.variant, stop, pending.done)
+            except CallGone:
+                self.unanswered = pending
+            return
+        if pending.done.new_fd is not None:
+            os.close(pending.done.new_fd)
+        raise MvxError(f"a call performed for the variant was interrupted and not made again "
+                       f"(syscall {pending.key[1]}): its result is lost")
+
+    def run_here(self, stop: Stop, call, want_ret: bool) -> tuple[int | None, dict]:
+        """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
+        when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
+        v = self.variant
+        if stop.kind is StopKind.NOTIFY:
+            done = perform(v, stop, call, self.fds.dups)
+            if done is None:
+                if not v.continue_call(stop) and not v.notification_valid(stop):
+                    raise CallGone
+                return None, {}
+            full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
+            try:
+                return answer(v, stop, done), full.outputs
+            except CallGone:
+                self.unanswered = Unanswered(_call_key(stop), done)
+                return done.ret, full.outputs
+        if not want_ret:
+            v.resume()
+            return None, {}
+        v.resume(to_exit=True)
+        after = v.wait()
+        if after.kind is not StopKind.EXIT:
+            if after.kind in ENDINGS:
+                raise _Ended(after)
+            raise MvxError(f"unexpected {after.kind.name} stop at the exit of {call.name}")
+        if after.ret in RESTARTING:  # a signal came in the middle; suppressed, so the kernel makes it again
+            v.resume()
+            raise CallGone
+        full = decode_outputs(call, self.mem, after.ret)
+        v.resume()
+        return full.ret, full.outputs
+
+
+# ---- the leader ------------------------------------------------------------------------------------
+
+
+class LeaderMonitor(Monitor):
+    role = "leader"
+
+    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", **kw) -> None:
+        super().__init__(argv, **kw)
+        self.link = link
+        self.sync = LeaderSync(self.policy, lockstep)
+
+    def foreign_signal(self, sig: int, info: bytes) -> None:
+        self.signals.deferred.append((sig, info))
+
+    def on_call(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        if self.signals.deferred and self.signals.can_interrupt(stop, call):
+            # replicated just before this call, in every variant: one batch, delivered at one stop
+            how = "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
+            sigs = self.signals.take_deferred()
+            self.link.publish(self.sync.signal_batch(sigs, how))
+            self.signals.deliver(stop, sigs, how)
+            return
+        if call.name not in self.synced:  # (ptrace mode stops at every i386 socketcall)
+            self.let_run(stop)
+            return
+        cls = self.class_of(call)
+        content = self.file_digest(call)
+        plan = self.sync.plan(call, cls, content)
+        if plan.check is not None:
+            self.link.check(plan.check)
+        if plan.ends:
+            self.link.publish(self.sync.record(call, None, cls=cls))
+            self.let_run(stop)
+            return
+        ret, outputs = self.run_here(stop, call, plan.wants_ret)
+        self.track(call, ret)
+        self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
+
+    def ended(self, stop: Stop) -> Outcome:
+        if self.stopping:
+            return self.stopped_outcome()
+        if stop.kind is StopKind.KILLED:
+            outcome = Outcome(signal=stop.status)
+            self.link.end(self.sync.exit_record(None, stop.status))
+            if stop.status in self.signals.replicated:  # every follower got it too: they must end alike
+                return outcome
+            outcome.divergence = Divergence("signal", self.sync.seq + 1, _ending(None, stop.status), "-",
+                                            "the leader was killed by a signal")
+            return outcome
+        self.link.end(self.sync.exit_record(stop.status, None))
+        return Outcome(status=stop.status)
+
+
+# ---- a follower ------------------------------------------------------------------------------------
+
+
+class FollowerMonitor(Monitor):
+    role = "follower"
+
+    def __init__(self, argv: list[str], *, inbox: Inbox, reply, end_timeout: float = 10.0, **kw) -> None:
+        super().__init__(argv, **kw)
+        self.end_timeout = end_timeout
+        self.inbox = inbox
+        self.reply = reply  # reply(message): thread-safe hand-off to the trio side
+        self.sync = FollowerSync(self.policy)
+        self._held = None  # a record read ahead, for the next synced call
+
+    def next_record(self, timeout: float | None = None, signals: bool = False):
+        if self._held is not None:
+            message, self._held = self._held, None
+            return message
+        wanted = (CallRecord, CheckRequest, End, SignalBatch) if signals else (CallRecord, CheckRequest, End)
+        while True:
+            message = self.inbox.get(timeout)
+            if isinstance(message, wanted):
+                return message
+
+    def on_call(self, stop: Stop) -> None:
+        record = self.next_record(signals=True)
+        if isinstance(record, SignalBatch):  # the leader took these signals just before this call
+            how = record.how if record.how in ("interrupt", "rewind") else None
+            self.signals.deliver(stop, _signals_of(record), how)
+            return
+        call = self.call_of(stop)
+        if call.name not in self.synced:
+            self._held = record
+            self.let_run(stop)
+            return
+        try:
+            self.follow(stop, call, record)
+        except CallGone:  # a signal from outside took the call away: its record waits for it
+            self._held = record
+            raise
+
+    def follow(self, stop: Stop, call, record) -> None:
+        cls = self.class_of(call)
+        content = self.file_digest(call)
+        while isinstance(record, CheckRequest):  # (again when the leader's call was interrupted and re-made)
+            self.reply(self.sync.check(call, record, content))
+            record = self.next_record()
+        fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) else None
+        on_placeholder = self.fds.is_placeholder(fd)
+        plan = self.sync.on_call(call, record, cls, content=content, mem=self.mem, arch=stop.arch,
+                                 epoll=self.fds.epoll, on_placeholder=on_placeholder)
+        if plan.ack is not None:
+            self.reply(plan.ack)
+            self.fds.drain_placeholders()
+        if plan.action is Action.EXIT:
+            self.let_run(stop)
+        elif plan.action is Action.ANSWER:
+            self.answer_from(stop, call, record, plan)
+        else:
+            ret, _ = self.run_here(stop, call, plan.compare_ret)
+            self.track(call, ret)
+            if on_placeholder and call.spec.traits.shadow == "close":
+                self.fds.drop_placeholder(fd)
+            elif ret is not None:
+                self.sync.after_local(call, ret, record)
+
+    def answer_from(self, stop: Stop, call, record: CallRecord, plan) -> None:
+        """Do not execute the call: it returns the leader's result with the leader's out-data."""
+        if stop.kind is StopKind.NOTIFY and not self.variant.notification_valid(stop):
+            raise CallGone
+        rec = Recorded(plan.ret, list(plan.writes), creates_fd=plan.creates_fd, cloexec=plan.cloexec,
+                       nonblock=plan.nonblock)
+        try:
+            peer = inject(self.variant, stop, rec)
+        except ReplayError as exc:
+            raise Divergence("fd", record.seq, render_view(record.view, record.ret), render(call), str(exc)) from None
+        self.track(call, plan.ret)
+        if plan.creates_fd:
+            self.fds.adopt_placeholder(plan.ret, peer)
+
+    def ended(self, stop: Stop) -> Outcome:
+        """The follower's program ended: a signal is a divergence whatever the leader did; an exit
+        must match the leader's, which must come within the timeout."""
+        seq = self.sync.seq + 1
+        if self.stopping:
+            return self.stopped_outcome()
+        if stop.kind is StopKind.KILLED and stop.status not in self.signals.replicated:
+            raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
+                             f"the follower was killed by signal {stop.status}")
+        try:
+            record = self.next_record(timeout=self.end_timeout)
+        except TimeoutError:
+            raise Divergence("exit", seq, "(still running)", _ending(stop.status, None),
+                             f"the follower ended; the leader did not within {self.end_timeout:g}s") from None
+        if stop.kind is StopKind.KILLED:  # by a signal the leader took too
+            self.sync.on_end(None, stop.status, record)
+            return Outcome(signal=stop.status)
+        self.sync.on_end(stop.status, None, record)
+        return Outcome(status=stop.status)
+
+
+# ---- one variant, traced ---------------------------------------------------------------------------
+
+
+class TraceMonitor(Monitor):
+    """`mvx trace`: one variant on the monitors' loop, each synced call printed strace-style with
+    its result. The vDSO stays and signals are the program's own: a trace shows the program as it
+    runs without mvx."""
+
+    role = "trace"
+    hide_vdso = False
+    report_signals = False
+
+    def __init__(self, argv: list[str], *, out: TextIO, **kw) -> None:
+        super().__init__(argv, **kw)
+        self.out = out
+
+    def emit(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def is_noise(self, stop: Stop) -> bool:
+        """Every call of the program is shown, the loader's too; a forked child's are labelled."""
+        if stop.pid == self.variant.pid:
+            return False
+        if stop.kind is StopKind.NOTIFY:
+            self.emit(f"[pid {stop.pid}] {stop.name}(...) = ? <child process, not followed>")
+        return True
+
+    def on_call(self, stop: Stop) -> None:
+        call = self.call_of(stop)
+        if call.name not in self.synced:
+            self.let_run(stop)
+            return
+        if call.spec.traits.ends:
+            self.emit(render(call))
+            self.let_run(stop)
+            return
+        try:
+            ret, outputs = self.run_here(stop, call, True)
+        except _Ended:
+            self.emit(render(call))
+            raise
+        if stop.kind is StopKind.NOTIFY and ret is None:
+            self.emit(render(call) + " <ran in the variant>")
+            return
+        self.emit(render(replace(call, ret=ret, outputs=outputs)))
+
+    def ended(self, stop: Stop) -> Outcome:
+        if stop.kind is StopKind.EXITED:
+            self.emit(f"+++ exited with {stop.status} +++")
+            return Outcome(status=stop.status)
+        self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")
+        return Outcome(signal=stop.status)
+
+
+def _call_key(stop: Stop) -> tuple:
+    return (stop.pid, stop.nr, tuple(stop.args))
+
+
+def _signals_of(batch: SignalBatch) -> list[tuple[int, bytes]]:
+    """The batch's signals: [(signal, siginfo or b"")]."""
+    return [(int(sig), bytes(info) if isinstance(info, bytes) and len(info) == 128 else b"")
+            for sig, info in batch.sigs]
+
+
+def _ending(status: int | None, sig: int | None) -> str:
+    if sig is not None:
+        return f"+++ killed by signal {sig} +++"
+    return f"+++ exited with {status} +++"

@@ -1,0 +1,161 @@
+"""The channel's data plane for threads: whole messages sent and received with blocking calls.
+
+Every synced call crosses the channel, so it must not pay for a trio loop iteration and two thread
+hops on each side. Once trio has set a channel up (TCP, TLS handshake, hellos: mvx.runtime.channel), the
+session detaches it into a Pipe: the monitor thread sends its records itself, and one reader thread
+per pipe hands incoming messages on. TLS goes on with the same SSL object (its memory BIOs are
+driven here, under a lock, so a reader and a writer never use it at once).
+
+Errors are ChannelError/ChannelClosed with the same one-line wording as the trio side."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections import deque
+
+from mvx.runtime import wire
+from mvx.runtime.channel import ChannelClosed, ChannelError, _Frames
+
+RECV_CHUNK = 256 << 10
+POLL = 0.5  # seconds: how often a blocked reader looks whether the pipe was shut down
+
+
+class Pipe(_Frames):
+    """Frames over a connected stream socket, optionally through a TLS object (ssl.SSLObject with
+    its incoming/outgoing memory BIOs)."""
+
+    def __init__(self, sock: socket.socket, label: str, *, tls: ssl.SSLObject | None = None,
+                 incoming: ssl.MemoryBIO | None = None, outgoing: ssl.MemoryBIO | None = None,
+                 ready: deque | None = None, decoder: wire.FrameDecoder | None = None,
+                 send_timeout: float = 15.0) -> None:
+        self._sock = sock
+        self._label = label
+        self._tls, self._in, self._out = tls, incoming, outgoing
+        self._ready: deque[dict] = ready if ready is not None else deque()
+        self._decoder = decoder or wire.FrameDecoder()
+        self._send_lock = threading.Lock()  # whole frames, in order
+        self._tls_lock = threading.Lock()  # the SSL object is used by one thread at a time
+        self._send_timeout = send_timeout
+        self._closed = False
+        self._broken: ChannelError | None = None
+        sock.settimeout(POLL)
+
+    def __repr__(self) -> str:
+        return f"<Pipe {self._label}>"
+
+    # ---- sending (any thread) -----------------------------------------------------------------------
+    def send(self, message: dict) -> None:
+        try:
+            frame = wire.encode(message)
+        except wire.WireError as exc:
+            raise self._error(f"cannot send: {exc}") from None
+        with self._send_lock:
+            if self._closed:
+                raise self._error("the channel is closed", ChannelClosed)
+            if self._tls is not None:
+                with self._tls_lock:
+                    try:
+                        self._tls.write(frame)
+                    except ssl.SSLError as exc:
+                        raise self._error(f"TLS: {exc}") from None
+                    frame = self._out.read()
+            self._send_raw(frame)
+
+    def _send_raw(self, data: bytes) -> None:
+        """All of `data`, within the send timeout (a peer that stops reading is a lost peer)."""
+        view = memoryview(data)
+        waited = 0.0
+        while view:
+            try:
+                n = self._sock.send(view)
+            except TimeoutError:
+                waited += POLL
+                if waited >= self._send_timeout or self._closed:
+                    raise self._error(f"the peer stopped reading for {waited:g}s") from None
+                continue
+            except OSError as exc:
+                raise self._error(exc.strerror or str(exc)) from None
+            view = view[n:]
+
+    def _flush_tls(self) -> None:
+        """Send what the TLS object produced while reading (session tickets, key updates)."""
+        with self._send_lock:
+            with self._tls_lock:
+                data = self._out.read()
+            if data and not self._closed:
+                self._send_raw(data)
+
+    # ---- receiving (one reader thread) --------------------------------------------------------------
+    def receive(self) -> dict:
+        """The next message; blocks. ChannelClosed at the peer's clean end, or after close()."""
+        while not self._ready:
+            if self._broken is not None:
+                raise self._broken
+            self._take(self._read_some())
+        return self._ready.popleft()
+
+    def _read_some(self) -> bytes:
+        if self._tls is None:
+            return self._recv_raw()
+        while True:
+            with self._tls_lock:
+                try:
+                    data = self._tls.read(RECV_CHUNK)
+                except ssl.SSLWantReadError:
+                    data = None
+                except ssl.SSLZeroReturnError:
+                    return b""
+                except ssl.SSLError as exc:
+                    raise self._error(f"TLS: {exc}") from None
+                pending_out = self._out.pending
+            if pending_out:
+                self._flush_tls()
+            if data:
+                return data
+            raw = self._recv_raw()
+            with self._tls_lock:
+                if raw:
+                    self._in.write(raw)
+                else:
+                    self._in.write_eof()
+            if not raw and data is None:
+                # the peer closed without close_notify; what the TLS object still holds is read above
+                with self._tls_lock:
+                    try:
+                        rest = self._tls.read(RECV_CHUNK)
+                    except (ssl.SSLError, ssl.SSLZeroReturnError):
+                        rest = b""
+                return rest
+
+    def _recv_raw(self) -> bytes:
+        while True:
+            if self._closed:
+                return b""
+            try:
+                return self._sock.recv(RECV_CHUNK)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._closed:
+                    return b""
+                raise self._error(exc.strerror or str(exc)) from None
+
+    # ---- ending ---------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Wake the reader (it sees the end) and refuse further sends; the socket stays open until
+        close(), so a last message already sent is not cut off."""
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()

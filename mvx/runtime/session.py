@@ -1,0 +1,451 @@
+"""One monitor process's session: the trio side around a monitor thread (mvx.runtime.monitor).
+
+Once trio has set the channels up, they are detached into pipes (mvx.runtime.pipe) so that records do not
+wait for the trio loop: the monitor thread sends itself, and a reader thread per pipe hands acks and
+checks straight to the leader's link, or records to a follower's inbox. A nursery owns every task
+and thread: the monitor thread, the pipe readers, the follower's watchdog, and the signal watcher. Whatever ends the session (the program's
+end, a divergence here or reported by a peer, a broken channel, SIGINT/SIGTERM) stops the
+variants according to --on-divergence and cancels the rest; nothing is left running.
+
+Exit status: the program's own when every variant agreed; DIVERGENCE_EXIT (70) after a divergence;
+128+N when mvx itself was stopped by signal N; 1 when a peer stopped or vanished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import trio
+
+from mvx.core.policy import Policy
+from mvx.core.sync import Divergence
+from mvx.mechanics.engine import Mode
+from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
+from mvx.runtime.link import Inbox, LeaderLink, Stopped
+from mvx.runtime.monitor import FollowerMonitor, LeaderMonitor, Outcome
+from mvx.runtime.pipe import Pipe
+
+DIVERGENCE_EXIT = 70
+PEER_LOST_EXIT = 1
+
+
+@dataclass
+class Options:
+    argv: list[str]
+    mode: Mode
+    policy: Policy
+    lockstep: str = "sensitive"
+    on_divergence: str = "kill"
+    timeout: float = 10.0
+    cpu: int | None = None
+    log: str | None = None
+    window: int = 256
+    arch: str = ""  # the program's ISA (for the handshake)
+    env: dict | None = None
+    stdio: tuple = (None, None, None)  # the variant's stdin/stdout/stderr (None: the monitor's own)
+    followers_share_stderr: bool = False  # mvx run: a follower's report is already on our terminal
+    isolate_net: bool = False
+
+
+class Reporter:
+    """Divergences and session events: a readable block on stderr, a JSON line in --log."""
+
+    def __init__(self, log: str | None, role: str) -> None:
+        self.role = role
+        self._log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - closed by close()
+        self._lock = threading.Lock()
+
+    def divergence(self, d: Divergence | dict, where: str, show: bool = True) -> None:
+        entry = d.as_json() if isinstance(d, Divergence) else dict(d)
+        entry["where"] = where
+        if show:
+            block = d.report() if isinstance(d, Divergence) else _block(entry)
+            print(f"{block}\n  (detected by the {where})", file=sys.stderr, flush=True)
+        self.event(entry)
+
+    def event(self, entry: dict) -> None:
+        if self._log:
+            entry = {"time": round(time.time(), 6), "role": self.role, **entry}
+            with self._lock:
+                self._log.write(json.dumps(entry, default=str) + "\n")
+
+    def say(self, text: str) -> None:
+        print(f"mvx: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+
+
+def _block(entry: dict) -> str:
+    return (f"mvx: DIVERGENCE ({entry.get('kind')}) at synced call #{entry.get('seq')}\n"
+            f"  leader:   {entry.get('leader')}\n  follower: {entry.get('follower')}\n  {entry.get('detail', '')}")
+
+
+def _guarded(monitor, reporter: Reporter) -> Outcome:
+    """Run a monitor thread; a bug in mvx ends the session closed (the variant is already killed
+    by the monitor's own cleanup), as one line, with the traceback only under MVX_DEBUG=1."""
+    try:
+        profile_to = os.environ.get("MVX_PROFILE")  # a directory: cProfile of each monitor thread
+        if profile_to:
+            import cProfile
+
+            prof = cProfile.Profile()
+            try:
+                return prof.runcall(monitor.run)
+            finally:
+                prof.dump_stats(os.path.join(profile_to, f"{monitor.role}-{os.getpid()}.prof"))
+        return monitor.run()
+    except Exception as exc:  # noqa: BLE001 - the session must end cleanly whatever went wrong
+        if os.environ.get("MVX_DEBUG"):
+            traceback.print_exc()
+        reason = f"internal error in the {monitor.role}'s monitor: {type(exc).__name__}: {exc}"
+        reporter.say(reason + " (variant stopped; MVX_DEBUG=1 shows the traceback)")
+        reporter.event({"event": "internal-error", "detail": reason})
+        return Outcome(stopped=reason)
+
+
+def _soon(token: trio.lowlevel.TrioToken, fn, *args) -> None:
+    """Run fn(*args) in the trio thread (from a reader or monitor thread); a no-op once trio is done."""
+    try:
+        token.run_sync_soon(fn, *args)
+    except trio.RunFinishedError:
+        pass
+
+
+# ---- the leader -----------------------------------------------------------------------------------
+
+
+class LeaderSession:
+    def __init__(self, opts: Options, channels: list[Channel]) -> None:
+        self.opts = opts
+        self.channels = channels
+        self.reporter = Reporter(opts.log, "leader")
+        self.divergences: list[dict] = []
+        self.final: dict[int, dict] = {}  # follower index -> its last word (ended/divergence/stopped)
+        self.all_final = trio.Event()
+        self.stopped_by: str | None = None
+        self.exit_override: int | None = None
+
+    async def run(self) -> int:
+        opts = self.opts
+        self.token = trio.lowlevel.current_trio_token()
+        self.pipes: list[Pipe] = []
+        for ch in self.channels:
+            self.pipes.append(await ch.detach())
+        self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
+        self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout)
+        self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep, mode=opts.mode,
+                                     policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
+                                     isolate_net=opts.isolate_net)
+        self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
+                             "policy": opts.policy.name, "followers": len(self.pipes), "cpu": opts.cpu})
+        if not self.pipes:
+            self.all_final.set()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    for i, pipe in enumerate(self.pipes):
+                        nursery.start_soon(trio.to_thread.run_sync, self._read_loop, i, pipe)
+                    nursery.start_soon(self._signals)
+                    outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
+                    code = await self._finish(outcome)
+                finally:
+                    for pipe in self.pipes:  # the readers see the end and return
+                        pipe.shutdown()
+                    nursery.cancel_scope.cancel()
+        finally:
+            for pipe in self.pipes:
+                pipe.close()
+            self.reporter.close()
+        return code
+
+    def _send(self, i: int, message: dict) -> None:
+        """Any thread: one message to follower i; a failed pipe is that follower lost."""
+        if i in self.lost:
+            return
+        try:
+            self.pipes[i].send(message)
+        except ChannelError as exc:
+            self.lost.add(i)
+            _soon(self.token, self._peer_lost, i, str(exc))
+
+    def _read_loop(self, i: int, pipe: Pipe) -> None:
+        """A reader thread: acks and checks go straight to the link (the monitor thread waits on
+        them); the rest is handled in the trio thread."""
+        link = self.link
+        while True:
+            try:
+                message = pipe.receive()
+            except ChannelClosed:
+                _soon(self.token, self._closed_by, i)
+                return
+            except ChannelError as exc:
+                _soon(self.token, self._peer_lost, i, str(exc))
+                return
+            t = message.get("t")
+            if t == "ack":
+                link.on_ack(i, int(message.get("seq", 0)))
+            elif t == "checked":
+                link.on_checked(i, int(message.get("seq", 0)))
+            else:
+                _soon(self.token, self._on_message, i, message)
+
+    def _closed_by(self, i: int) -> None:
+        if i not in self.final and not self.pipes[i]._closed:
+            self._peer_lost(i, "closed the channel")
+
+    def _on_message(self, i: int, message: dict) -> None:
+        t = message.get("t")
+        if t == "divergence":
+            self._on_follower_divergence(i, message.get("divergence") or {})
+        elif t == "ended":
+            self._follower_done(i, message)
+        elif t == "stopped":
+            self._follower_done(i, message)
+            if self.stopped_by is None:
+                self.reporter.say(f"follower {i} stopped: {message.get('reason')}; stopping")
+                self.monitor.stop(f"follower {i} stopped")
+                self.link.fail(Stopped("stopped"))
+
+    async def _finish(self, outcome: Outcome) -> int:
+        opts = self.opts
+        if outcome.divergence is not None and outcome.stopped is None:
+            self._record(outcome.divergence, "leader", show=True)
+            self._stop_followers("the leader diverged")
+        elif outcome.stopped is None:
+            # the program ended: every follower must end the same way, in time
+            with trio.move_on_after(opts.timeout + 2):
+                await self.all_final.wait()
+            for i in range(len(self.pipes)):
+                if i not in self.final:
+                    self._record({"event": "divergence", "kind": "timeout", "seq": self.monitor.sync.seq + 1,
+                                  "leader": _end_line(outcome), "follower": "(no answer)",
+                                  "detail": f"follower {i} did not end within {opts.timeout:g}s"}, "leader")
+            self._stop_followers("the session is over")
+        else:
+            self._stop_followers(outcome.stopped)
+        self.reporter.event({"event": "end", "status": outcome.status, "signal": outcome.signal,
+                             "stopped": outcome.stopped, "divergences": len(self.divergences),
+                             "synced_calls": self.monitor.sync.seq})
+        if self.exit_override is not None:
+            return self.exit_override
+        if self.divergences:
+            return DIVERGENCE_EXIT
+        if outcome.stopped is not None:
+            return PEER_LOST_EXIT
+        return outcome.exit_code
+
+    def _record(self, d: Divergence | dict, where: str, show: bool = True) -> None:
+        entry = d.as_json() if isinstance(d, Divergence) else d
+        self.divergences.append(entry)
+        self.reporter.divergence(d, where, show=show)
+
+    def _stop_followers(self, reason: str) -> None:
+        for i in range(len(self.pipes)):
+            if i not in self.final:
+                self._send(i, {"t": "stop", "reason": reason})
+
+    def _on_follower_divergence(self, i: int, entry: dict) -> None:
+        self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
+        self._follower_done(i, entry)
+        if self.opts.on_divergence == "kill":
+            self.monitor.stop(f"follower {i} diverged")
+            self.link.fail(Stopped("divergence"))
+            self._stop_followers(f"follower {i} diverged")
+        else:
+            self.reporter.say(f"follower {i} diverged and was stopped; the leader keeps running (--on-divergence alert)")
+
+    def _follower_done(self, i: int, message: dict) -> None:
+        self.final[i] = message
+        self.link.detach(i)
+        if len(self.final) == len(self.pipes):
+            self.all_final.set()
+
+    def _peer_lost(self, i: int, why: str) -> None:
+        if i in self.final:
+            return
+        entry = {"event": "divergence", "kind": "channel", "seq": self.monitor.sync.seq + 1,
+                 "leader": "(running)", "follower": "(gone)", "detail": f"follower {i} lost: {why}"}
+        self._record(entry, "leader")
+        self._follower_done(i, entry)
+        if self.opts.on_divergence == "kill":  # fail closed: an unverified leader must not go on
+            self.monitor.stop(f"follower {i} lost")
+            self.link.fail(Stopped("channel"))
+            self._stop_followers(f"follower {i} lost")
+
+    async def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread (a session run inside a test's thread)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            graceful = False
+            async for sig in signals:
+                name = signal.Signals(sig).name
+                if not graceful:
+                    # the program gets it, and every follower at the same point of its stream: a
+                    # server shuts down cleanly on every variant, and the endings are compared
+                    graceful = True
+                    self.reporter.say(f"{name}: passed to the program (every variant); again to stop at once")
+                    self.monitor.variant.send_signal(sig)
+                    nursery = self._nursery
+                    nursery.start_soon(self._grace, name)
+                    continue
+                self._stop_now(name, sig)
+                return
+
+    async def _grace(self, name: str) -> None:
+        await trio.sleep(self.opts.timeout)
+        self.reporter.say(f"the program did not end within {self.opts.timeout:g}s of {name}")
+        self._stop_now(name, signal.Signals[name].value)
+
+    def _stop_now(self, name: str, sig: int) -> None:
+        self.stopped_by = name
+        self.exit_override = 128 + sig
+        self.reporter.say(f"{name}: stopping every variant")
+        self.monitor.stop(f"mvx got {name}")
+        self.link.fail(Stopped(name))
+        self._stop_followers(f"the leader got {name}")
+
+
+def _end_line(outcome: Outcome) -> str:
+    if outcome.signal is not None:
+        return f"+++ killed by signal {outcome.signal} +++"
+    return f"+++ exited with {outcome.status} +++"
+
+
+# ---- a follower -----------------------------------------------------------------------------------
+
+
+class FollowerSession:
+    def __init__(self, opts: Options, channel: Channel) -> None:
+        self.opts = opts
+        self.channel = channel
+        self.reporter = Reporter(opts.log, "follower")
+        self.exit_override: int | None = None
+        self.leader_gone: str | None = None
+
+    async def run(self) -> int:
+        opts = self.opts
+        self.pipe = await self.channel.detach()
+        self.inbox = Inbox()
+        self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, mode=opts.mode,
+                                       policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
+                                       stdio=opts.stdio, isolate_net=opts.isolate_net)
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    nursery.start_soon(trio.to_thread.run_sync, self._read_loop)
+                    nursery.start_soon(self._watchdog)
+                    nursery.start_soon(self._signals)
+                    outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
+                    code = await self._finish(outcome)
+                finally:
+                    self.pipe.shutdown()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.pipe.close()
+            self.reporter.close()
+        return code
+
+    async def _finish(self, outcome: Outcome) -> int:
+        if outcome.divergence is not None:
+            self.reporter.divergence(outcome.divergence, "follower")
+            final = {"t": "divergence", "divergence": outcome.divergence.as_json()}
+            code = DIVERGENCE_EXIT
+        elif outcome.stopped is not None:
+            final = {"t": "stopped", "reason": outcome.stopped}
+            if self.leader_gone:
+                self.reporter.say(f"stopped: {self.leader_gone}")
+            code = PEER_LOST_EXIT
+        else:
+            final = {"t": "ended", "status": outcome.status, "signal": outcome.signal}
+            code = outcome.exit_code
+        if not self.leader_gone:
+            self._reply(final)
+        if self.exit_override is not None:
+            return self.exit_override
+        return code
+
+    def _reply(self, message: dict) -> None:
+        """Any thread: one message to the leader; a failed pipe is the leader lost."""
+        try:
+            self.pipe.send(message)
+        except ChannelError as exc:
+            self._leader_lost(str(exc))
+
+    def _read_loop(self) -> None:
+        """The reader thread: the leader's records go to the monitor's inbox, in order."""
+        while True:
+            try:
+                message = self.pipe.receive()
+            except ChannelClosed:
+                if not self.pipe._closed:
+                    self._leader_lost("the leader closed the channel")
+                return
+            except ChannelError as exc:
+                self._leader_lost(str(exc))
+                return
+            if message.get("t") == "stop":
+                reason = message.get("reason", "the leader stopped the session")
+                self.leader_gone = f"the leader ended the session ({reason})"
+                self.monitor.stop(reason)
+                self.inbox.close(reason)
+                return
+            self.inbox.put(message)
+
+    def _leader_lost(self, why: str) -> None:
+        if self.leader_gone is None:
+            self.leader_gone = why
+        self.monitor.stop(why)  # fail closed: a follower without its leader must not run on
+        self.inbox.close(why)
+
+    async def _watchdog(self) -> None:
+        """A follower that does not reach the leader's next synced call in time has diverged."""
+        limit = self.opts.timeout
+        while True:
+            await trio.sleep(min(0.1, limit / 4))
+            waited = self.inbox.oldest_wait()
+            if waited > limit and self.monitor.in_wait:
+                seq = self.monitor.sync.seq + 1
+                d = Divergence("timeout", seq, "(the leader's next synced call)", "(not reached)",
+                               f"the follower did not reach the leader's next synced call within {limit:g}s")
+                self.monitor.stop("timeout", d)
+                self.inbox.close("timeout")
+                return
+
+    async def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread (a session run inside a test's thread)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for sig in signals:
+                name = signal.Signals(sig).name
+                self.exit_override = 128 + sig
+                self.monitor.stop(f"the follower got {name}")
+                self.inbox.close(name)
+                return
+
+
+def run_leader(opts: Options, open_channels) -> int:
+    """Open the channels (an async callable returning [Channel]), then run the session."""
+
+    async def main() -> int:
+        channels = await open_channels()
+        return await LeaderSession(opts, channels).run()
+
+    return trio.run(main)
+
+
+def run_follower(opts: Options, open_channel) -> int:
+    async def main() -> int:
+        channel = await open_channel()
+        return await FollowerSession(opts, channel).run()
+
+    return trio.run(main)
+

@@ -1,0 +1,89 @@
+"""Signal replication: a signal from outside reaches every variant just before the same synced
+call, the leader's way (docs/DESIGN.md, signals). The leader's monitor suppresses it where it
+arrives and defers it to its next call that may take it; every variant then gets the same batch
+at that call. A signal a variant raises by its own fault is delivered where it happens (a crash
+is then a divergence)."""
+
+from __future__ import annotations
+
+import signal
+
+from mvx.mechanics.engine import Stop, StopKind
+
+SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
+                         signal.SIGSYS})
+
+
+class SignalRelay:
+    """One variant's signals: those the monitor sent it to deliver at a chosen point, those it
+    delivered (one may end the program), and (the leader's) those deferred to the next call."""
+
+    def __init__(self, variant) -> None:
+        self.variant = variant
+        self.releasing: list[tuple[int, bytes]] = []  # sent to the variant, to deliver
+        self.replicated: set[int] = set()  # replicated signals delivered
+        self.restart_on_delivery = False  # the notified call our signal interrupts is to be made again
+        self.deferred: list[tuple[int, bytes]] = []  # from outside, replicated at the next synced call
+
+    def on_signal(self, sig: int) -> tuple[int, bytes] | None:
+        """A signal is about to be delivered to the variant (ptrace signal-delivery stop); the
+        variant is resumed. Returns (signal, siginfo) of one from outside, which was suppressed."""
+        v = self.variant
+        if sig in SYNCHRONOUS:
+            v.resume()  # delivered where it happened
+            return None
+        for i, (mine, info) in enumerate(self.releasing):
+            if mine == sig:  # one of ours, at the point chosen for it, as the original was sent
+                del self.releasing[i]
+                self.replicated.add(sig)
+                if info:
+                    v.set_siginfo(info)
+                if self.restart_on_delivery:
+                    self.restart_on_delivery = False
+                    v.restart_interrupted()
+                v.resume()
+                return None
+        info = v.siginfo()
+        v.deliver_signal(0)
+        v.resume()
+        return sig, info
+
+    def can_interrupt(self, stop: Stop, call) -> bool:
+        """Whether a signal may be delivered at this stop: a ptrace-stopped call is rewound (it is
+        made again after the handler), but a notified call is interrupted, which only a call that
+        can block does natively (close never returns EINTR): others wait for a later call."""
+        return stop.kind is not StopKind.NOTIFY or call.spec.traits.blocks
+
+    def take_deferred(self) -> list[tuple[int, bytes]]:
+        sigs, self.deferred = pending(self.deferred), []
+        return sigs
+
+    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> None:
+        """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`, the leader's way
+        (`how`, default by this stop's kind): "interrupt" a notified call as a real blocking call
+        is (the kernel restarts it or returns EINTR, per SA_RESTART), or "rewind" it: not run now,
+        made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
+        the signal-delivery stop). Every variant must do what the leader did, or one sees EINTR
+        where another makes the call."""
+        how = how or ("interrupt" if stop.kind is StopKind.NOTIFY else "rewind")
+        self.releasing.extend(sigs)
+        self.restart_on_delivery = stop.kind is StopKind.NOTIFY and how == "rewind"
+        for sig, _ in sigs:
+            self.variant.send_signal(sig)
+        if stop.kind is not StopKind.NOTIFY:
+            self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
+
+
+def pending(sigs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The signals a batch delivers: a standard signal is pending at most once (the kernel merges
+    repeats; delivered one by one, how many a variant takes would depend on timing), real-time
+    signals queue."""
+    seen: set[int] = set()
+    out = []
+    for sig, info in sigs:
+        if sig < 32:
+            if sig in seen:
+                continue
+            seen.add(sig)
+        out.append((sig, info))
+    return out
