@@ -8,8 +8,15 @@ Addr, IoVec) and frozenset."""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from mvx import MvxError
+from mvx.isa.canonical import IoVec
+from mvx.isa.structs import SockAddr, TimeValue
+from mvx.isa.syscalls import Addr, FlagSet
 
 VERSION = 2
 
@@ -122,3 +129,466 @@ FROM_FOLLOWER = (Hello, Checked, Ack, DivergenceReport, FollowerStopped, Followe
 FROM_LEADER = (Hello, CallRecord, CheckRequest, SignalBatch, End, StopSession)
 MESSAGES = (Hello, CallRecord, CheckRequest, Checked, Ack, SignalBatch, End, StopSession, DivergenceReport,
             FollowerStopped, FollowerEnded)
+
+
+# ---- the binary encoding (docs/PROTOCOL.md) -------------------------------------------------------
+
+MAX_FRAME = 16 << 20  # bytes of one frame's body
+MAX_DEPTH = 32  # nesting of values
+_FRAME = struct.Struct("<I")
+_U8, _U32, _U64, _I64 = struct.Struct("<B"), struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<q")
+
+# message type codes
+CODES = {Hello: 1, CallRecord: 2, CheckRequest: 3, Checked: 4, Ack: 5, SignalBatch: 6, End: 7, StopSession: 8,
+         DivergenceReport: 9, FollowerStopped: 10, FollowerEnded: 11}
+TYPES = {code: cls for cls, code in CODES.items()}
+
+# value tags
+T_NONE, T_FALSE, T_TRUE, T_I64, T_U64, T_BIGINT, T_STR, T_BYTES, T_LIST, T_DICT = range(10)
+T_TIME, T_SOCKADDR, T_FLAGS, T_ADDR, T_IOVEC, T_SET, T_TUPLE = range(10, 17)
+
+
+class ProtocolError(MvxError):
+    """A message that cannot be encoded, or bytes that are not a message (one line, naming the
+    message and the field)."""
+
+
+# ---- encoding -------------------------------------------------------------------------------------
+
+
+class _Writer:
+    __slots__ = ("out", "path")
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.path = ""
+
+    def u8(self, v: int) -> None:
+        self.out += _U8.pack(v)
+
+    def u32(self, v: int) -> None:
+        self.out += _U32.pack(v)
+
+    def u64(self, v: int) -> None:
+        try:
+            self.out += _U64.pack(v)
+        except (struct.error, TypeError):
+            raise ProtocolError(f"{self.path}: {v!r} is not an unsigned 64-bit integer") from None
+
+    def i64(self, v: int) -> None:
+        try:
+            self.out += _I64.pack(v)
+        except (struct.error, TypeError):
+            raise ProtocolError(f"{self.path}: {v!r} is not a signed 64-bit integer") from None
+
+    def opt_i64(self, v: int | None) -> None:
+        if v is None:
+            self.u8(0)
+        else:
+            self.u8(1)
+            self.i64(v)
+
+    def str_(self, v: str) -> None:
+        if not isinstance(v, str):
+            raise ProtocolError(f"{self.path}: expected a string, got {type(v).__name__}")
+        self.bytes_(v.encode("utf-8", "surrogatepass"))
+
+    def opt_str(self, v: str | None) -> None:
+        if v is None:
+            self.u8(0)
+        else:
+            self.u8(1)
+            self.str_(v)
+
+    def bytes_(self, v: bytes) -> None:
+        self.u32(len(v))
+        self.out += v
+
+    def value(self, v: Any, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise ProtocolError(f"{self.path}: nested deeper than {MAX_DEPTH}")
+        if v is None:
+            self.u8(T_NONE)
+        elif v is False or v is True:
+            self.u8(T_TRUE if v else T_FALSE)
+        elif isinstance(v, int):
+            if -(1 << 63) <= v < (1 << 63):
+                self.u8(T_I64)
+                self.out += _I64.pack(v)
+            elif 0 <= v < (1 << 64):
+                self.u8(T_U64)
+                self.out += _U64.pack(v)
+            else:
+                self.u8(T_BIGINT)
+                self.bytes_(v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+        elif isinstance(v, str):
+            self.u8(T_STR)
+            self.str_(v)
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            self.u8(T_BYTES)
+            self.bytes_(bytes(v))
+        elif isinstance(v, list):
+            self.u8(T_LIST)
+            self._items(v, depth)
+        elif isinstance(v, tuple):
+            self.u8(T_TUPLE)
+            self._items(v, depth)
+        elif isinstance(v, dict):
+            self.u8(T_DICT)
+            self.u32(len(v))
+            for k, item in v.items():
+                self.str_(k) if isinstance(k, str) else self._fail(f"dict key {k!r} is not a string")
+                self.value(item, depth + 1)
+        elif isinstance(v, TimeValue):
+            self.u8(T_TIME)
+            self.i64(v.sec)
+            self.i64(v.nsec)
+            self.u8(1 if v.usec else 0)
+        elif isinstance(v, SockAddr):
+            self.u8(T_SOCKADDR)
+            self.value(v.family, depth + 1)
+            self.u32(len(v.fields))
+            for name, item in v.fields:
+                self.str_(name)
+                self.value(item, depth + 1)
+        elif isinstance(v, FlagSet):
+            self.u8(T_FLAGS)
+            names = sorted(v.names)
+            self.u32(len(names))
+            for name in names:
+                self.str_(name)
+            self.value(v.rest, depth + 1)
+        elif isinstance(v, Addr):
+            self.u8(T_ADDR)
+            self.u64(v.value)
+        elif isinstance(v, IoVec):
+            self.u8(T_IOVEC)
+            self.u32(len(v.parts))
+            for part in v.parts:
+                self.bytes_(bytes(part))
+        elif isinstance(v, (frozenset, set)):
+            self.u8(T_SET)
+            items = []
+            for item in v:
+                sub = _Writer()
+                sub.path = self.path
+                sub.value(item, depth + 1)
+                items.append(bytes(sub.out))
+            self.u32(len(items))
+            for item in sorted(items):  # one order whatever the set's: the bytes are canonical
+                self.out += item
+        else:
+            self._fail(f"cannot send a {type(v).__name__}")
+
+    def _items(self, v, depth: int) -> None:
+        self.u32(len(v))
+        for item in v:
+            self.value(item, depth + 1)
+
+    def _fail(self, what: str):
+        raise ProtocolError(f"{self.path}: {what}")
+
+
+def _encode_message(w: _Writer, m) -> None:
+    code = CODES.get(type(m))
+    if code is None:
+        raise ProtocolError(f"cannot send a {type(m).__name__}: not a protocol message")
+    name = type(m).__name__
+    w.u8(code)
+    for f, kind in _FIELDS[type(m)]:
+        w.path = f"{name}.{f}"
+        _WRITE[kind](w, getattr(m, f))
+
+
+def _w_outputs(w: _Writer, outputs: dict) -> None:
+    w.u32(len(outputs))
+    for i in sorted(outputs):
+        if not isinstance(i, int) or not 0 <= i < 256:
+            raise ProtocolError(f"{w.path}: argument index {i!r} is not 0..255")
+        w.u32(i)
+        w.value(outputs[i])
+
+
+def _w_clock(w: _Writer, clock) -> None:
+    if clock is None:
+        w.u8(0)
+        return
+    w.u8(1)
+    w.i64(clock[0])
+    w.i64(clock[1])
+
+
+def _w_sigs(w: _Writer, sigs) -> None:
+    w.u32(len(sigs))
+    for sig, info in sigs:
+        w.u32(sig)
+        w.bytes_(bytes(info))
+
+
+_WRITE = {"u32": _Writer.u32, "u64": _Writer.u64, "opt_i64": _Writer.opt_i64, "str": _Writer.str_,
+          "opt_str": _Writer.opt_str, "value": _Writer.value, "outputs": _w_outputs, "clock": _w_clock,
+          "sigs": _w_sigs}
+
+# each message's fields in order, with their encodings (docs/PROTOCOL.md says the same)
+_FIELDS = {
+    Hello: (("version", "u32"), ("role", "str"), ("arch", "str"), ("policy", "str")),
+    CallRecord: (("seq", "u64"), ("cls", "str"), ("view", "value"), ("ret", "opt_i64"), ("outputs", "outputs"),
+                 ("content", "opt_str"), ("clock", "clock")),
+    CheckRequest: (("seq", "u64"), ("view", "value"), ("content", "opt_str")),
+    Checked: (("seq", "u64"),),
+    Ack: (("seq", "u64"),),
+    SignalBatch: (("seq", "u64"), ("how", "str"), ("sigs", "sigs")),
+    End: (("seq", "u64"), ("status", "opt_i64"), ("signal", "opt_i64")),
+    StopSession: (("reason", "str"),),
+    DivergenceReport: (("kind", "str"), ("seq", "u64"), ("leader", "str"), ("follower", "str"), ("detail", "str")),
+    FollowerStopped: (("reason", "str"),),
+    FollowerEnded: (("status", "opt_i64"), ("signal", "opt_i64")),
+}
+
+
+def encode_batch(messages) -> bytes:
+    """One frame holding `messages` back to back (one write for several)."""
+    w = _Writer()
+    w.u32(0)
+    for m in messages:
+        _encode_message(w, m)
+    size = len(w.out) - 4
+    if size > MAX_FRAME:
+        raise ProtocolError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
+    _FRAME.pack_into(w.out, 0, size)
+    return bytes(w.out)
+
+
+def encode(message) -> bytes:
+    """One frame holding one message."""
+    return encode_batch((message,))
+
+
+# ---- decoding -------------------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "path", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.path = "frame"
+
+    def _take(self, n: int, what: str) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise ProtocolError(f"{self.path}: truncated {what} (need {n} bytes, have {len(self.data) - self.pos})")
+        out = self.data[self.pos:end]
+        self.pos = end
+        return out
+
+    def u8(self) -> int:
+        return self._take(1, "u8")[0]
+
+    def u32(self) -> int:
+        return _U32.unpack(self._take(4, "u32"))[0]
+
+    def u64(self) -> int:
+        return _U64.unpack(self._take(8, "u64"))[0]
+
+    def i64(self) -> int:
+        return _I64.unpack(self._take(8, "i64"))[0]
+
+    def flag(self) -> bool:
+        b = self.u8()
+        if b > 1:
+            raise ProtocolError(f"{self.path}: presence byte {b} is not 0 or 1")
+        return b == 1
+
+    def opt_i64(self) -> int | None:
+        return self.i64() if self.flag() else None
+
+    def bytes_(self) -> bytes:
+        n = self.u32()
+        return bytes(self._take(n, "bytes"))
+
+    def str_(self) -> str:
+        raw = self.bytes_()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{self.path}: a string that is not UTF-8") from None
+
+    def opt_str(self) -> str | None:
+        return self.str_() if self.flag() else None
+
+    def count(self, each: int) -> int:
+        """An item count, bounded by the bytes left (each item takes at least `each`)."""
+        n = self.u32()
+        if n * each > len(self.data) - self.pos:
+            raise ProtocolError(f"{self.path}: {n} items announced, the frame has room for fewer")
+        return n
+
+    def value(self, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise ProtocolError(f"{self.path}: nested deeper than {MAX_DEPTH}")
+        tag = self.u8()
+        if tag == T_NONE:
+            return None
+        if tag in (T_FALSE, T_TRUE):
+            return tag == T_TRUE
+        if tag == T_I64:
+            return self.i64()
+        if tag == T_U64:
+            v = self.u64()
+            if v < (1 << 63):
+                raise ProtocolError(f"{self.path}: u64 tag for {v}, which is an i64 (not canonical)")
+            return v
+        if tag == T_BIGINT:
+            raw = self.bytes_()
+            v = int.from_bytes(raw, "little", signed=True)
+            if -(1 << 63) <= v < (1 << 64) or raw != v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True):
+                raise ProtocolError(f"{self.path}: big integer {v} not in its canonical form")
+            return v
+        if tag == T_STR:
+            return self.str_()
+        if tag == T_BYTES:
+            return self.bytes_()
+        if tag in (T_LIST, T_TUPLE):
+            items = [self._item(i, depth) for i in range(self.count(1))]
+            return items if tag == T_LIST else tuple(items)
+        if tag == T_DICT:
+            out = {}
+            for _ in range(self.count(5)):
+                key = self.str_()
+                if key in out:
+                    raise ProtocolError(f"{self.path}: key {key!r} twice")
+                out[key] = self._item(key, depth)
+            return out
+        if tag == T_TIME:
+            sec, nsec, usec = self.i64(), self.i64(), self.flag()
+            return TimeValue(sec, nsec, usec)
+        if tag == T_SOCKADDR:
+            family = self.value(depth + 1)
+            fields = []
+            for _ in range(self.count(5)):
+                name = self.str_()
+                fields.append((name, self._item(name, depth)))
+            return SockAddr(family, tuple(fields))
+        if tag == T_FLAGS:
+            names = [self.str_() for _ in range(self.count(4))]
+            rest = self.value(depth + 1)
+            if not isinstance(rest, int) or isinstance(rest, bool) or names != sorted(set(names)):
+                raise ProtocolError(f"{self.path}: a flag set needs sorted distinct names and an integer rest")
+            return FlagSet(frozenset(names), rest)
+        if tag == T_ADDR:
+            return Addr(self.u64())
+        if tag == T_IOVEC:
+            return IoVec(tuple(self.bytes_() for _ in range(self.count(4))))
+        if tag == T_SET:
+            items, last = [], None
+            for _ in range(self.count(1)):
+                start = self.pos
+                item = self.value(depth + 1)
+                raw = self.data[start:self.pos]
+                if last is not None and raw <= last:
+                    raise ProtocolError(f"{self.path}: set items not in canonical order")
+                last = raw
+                items.append(item)
+            try:
+                return frozenset(items)
+            except TypeError:
+                raise ProtocolError(f"{self.path}: a set item that cannot be in a set") from None
+        raise ProtocolError(f"{self.path}: unknown value tag 0x{tag:02x}")
+
+    def _item(self, key, depth: int):
+        path = self.path
+        self.path = f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]"
+        try:
+            return self.value(depth + 1)
+        finally:
+            self.path = path
+
+
+def _r_outputs(r: _Reader) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for _ in range(r.count(5)):
+        i = r.u32()
+        if i > 255 or i in out or (out and i < max(out)):
+            raise ProtocolError(f"{r.path}: argument index {i} out of range, repeated or out of order")
+        out[i] = r._item(i, 0)
+    return out
+
+
+def _r_clock(r: _Reader) -> tuple[int, int] | None:
+    return (r.i64(), r.i64()) if r.flag() else None
+
+
+def _r_sigs(r: _Reader) -> tuple[tuple[int, bytes], ...]:
+    return tuple((r.u32(), r.bytes_()) for _ in range(r.count(8)))
+
+
+_READ = {"u32": _Reader.u32, "u64": _Reader.u64, "opt_i64": _Reader.opt_i64, "str": _Reader.str_,
+         "opt_str": _Reader.opt_str, "value": _Reader.value, "outputs": _r_outputs, "clock": _r_clock,
+         "sigs": _r_sigs}
+
+
+def decode_body(body: bytes) -> list:
+    """The messages of one frame's body."""
+    r = _Reader(body)
+    out = []
+    if not body:
+        raise ProtocolError("frame: empty (a frame holds at least one message)")
+    while r.pos < len(body):
+        r.path = "frame"
+        code = r.u8()
+        cls = TYPES.get(code)
+        if cls is None:
+            raise ProtocolError(f"frame: unknown message type 0x{code:02x}")
+        values = {}
+        for f, kind in _FIELDS[cls]:
+            r.path = f"{cls.__name__}.{f}"
+            values[f] = _READ[kind](r)
+        out.append(cls(**values))
+    return out
+
+
+class FrameDecoder:
+    """Feed received bytes; iterate whole messages. A frame over the size limit is rejected from
+    its header, before its body is buffered."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> Iterator:
+        self._buf += data
+        while len(self._buf) >= _FRAME.size:
+            (size,) = _FRAME.unpack_from(self._buf)
+            if size > self.max_frame:
+                raise ProtocolError(f"frame: {size} bytes announced, over the {self.max_frame}-byte limit")
+            if len(self._buf) < _FRAME.size + size:
+                return
+            body = bytes(self._buf[_FRAME.size:_FRAME.size + size])
+            del self._buf[:_FRAME.size + size]
+            yield from decode_body(body)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame (non-zero at a peer's EOF means a truncated frame)."""
+        return len(self._buf)
+
+
+# ---- the handshake --------------------------------------------------------------------------------
+
+
+def hello(role: str, arch: str, policy: str) -> Hello:
+    return Hello(VERSION, role, arch, policy)
+
+
+def check_hello(message, expect_role: str, policy: str) -> None:
+    """The version handshake: same protocol version, the expected role, the same policy."""
+    if not isinstance(message, Hello):
+        raise ProtocolError(f"expected Hello, got {type(message).__name__}")
+    if message.version != VERSION:
+        raise ProtocolError(f"protocol version {message.version!r}, this mvx speaks {VERSION}")
+    if message.role != expect_role:
+        raise ProtocolError(f"peer is a {message.role!r}, expected a {expect_role}")
+    if message.policy != policy:
+        raise ProtocolError(f"peer runs policy {message.policy!r}, this side {policy!r}")
