@@ -114,6 +114,29 @@ class Arch:
         return MappingProxyType(dict(self._data.CONSTS))
 
     @cached_property
+    def neutral_consts(self) -> Mapping[str, int]:
+        """Constants outside CONSTS' families (CLONE_*, STATX_*, ioctl requests...), equal on
+        every ISA: they fill gaps of `consts`."""
+        return MappingProxyType(dict(self._data.NEUTRAL_CONSTS))
+
+    @cached_property
+    def kernel_consts(self) -> Mapping[str, int]:
+        """Values as the kernel sees them: O_LARGEFILE of the UAPI, the kernel-internal restart
+        codes (ERESTARTSYS...)."""
+        return MappingProxyType(dict(self._data.KERNEL_CONSTS))
+
+    @cached_property
+    def restart_codes(self) -> frozenset[int]:
+        """Syscall results meaning "interrupted by a signal, about to be made again" (negated
+        ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)."""
+        return frozenset(-v for n, v in self.kernel_consts.items() if n.startswith("ERESTART"))
+
+    @cached_property
+    def native_on(self) -> frozenset[str]:
+        """Host ISAs whose kernel runs this ISA's binaries natively (not under emulation)."""
+        return frozenset(self._data.NATIVE_ON)
+
+    @cached_property
     def layouts(self) -> Mapping[str, Layout]:
         return MappingProxyType({
             s: Layout(size, MappingProxyType({f: Field(*t) for f, t in fields.items()}))
