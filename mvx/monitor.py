@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from mvx import MvxError
 from mvx.canonical import RawSyscall, decode_outputs, normalize
-from mvx.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, Trap, TrapSet, Variant
+from mvx.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, Trap, TrapSet, Variant, host_arch
 from mvx.outputs import (
     CLOCK_READS,
     EpollRegistry,
@@ -94,7 +94,7 @@ class Unanswered:
 # The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
 # at a syscall-exit stop, they mean a signal interrupted the call and it is about to be made again
 # (no handler runs for a signal the monitor suppresses); never a result.
-RESTARTING = frozenset({-512, -513, -514, -516})
+RESTARTING = host_arch().restart_codes  # generated: KERNEL_CONSTS of mvx/archdata
 
 
 class _Ended(Exception):
