@@ -79,6 +79,9 @@ class Arch:
     nr_write_regset: str | None  # None: the number is written through nr_reg in `regset`
     elf_machine: int
     elf_class: int  # 1: ELFCLASS32, 2: ELFCLASS64
+    ip_reg: str
+    sp_reg: str
+    syscall_insn_len: int  # bytes of the syscall instruction (an ip rewind makes the call again)
 
     def __repr__(self) -> str:
         return f"<Arch {self.name}>"
@@ -221,13 +224,15 @@ class Arch:
 _X86_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 ARCHES: dict[str, Arch] = {
     "x86_64": Arch("x86_64", nr_reg="orig_rax", arg_regs=_X86_REGS, ret_reg="rax",
-                   regset="x86_64", nr_write_regset=None, elf_machine=62, elf_class=2),
+                   regset="x86_64", nr_write_regset=None, elf_machine=62, elf_class=2,
+                   ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),
     # int 0x80 / sysenter convention, seen through the 64-bit user_regs_struct.
     "i386": Arch("i386", nr_reg="orig_rax", arg_regs=("rbx", "rcx", "rdx", "rsi", "rdi", "rbp"),
-                 ret_reg="rax", regset="x86_64", nr_write_regset=None, elf_machine=3, elf_class=1),
+                 ret_reg="rax", regset="x86_64", nr_write_regset=None, elf_machine=3, elf_class=1,
+                 ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),  # int $0x80, sysenter: 2 bytes
     "aarch64": Arch("aarch64", nr_reg="x8", arg_regs=("x0", "x1", "x2", "x3", "x4", "x5"),
                     ret_reg="x0", regset="aarch64", nr_write_regset="NT_ARM_SYSTEM_CALL",
-                    elf_machine=183, elf_class=2),
+                    elf_machine=183, elf_class=2, ip_reg="pc", sp_reg="sp", syscall_insn_len=4),
 }
 
 ALIASES = {
