@@ -41,9 +41,13 @@ bench-intercept *args: setup
 lint:
     {{python}} -m ruff check mvx tests scripts
 
-# Regenerate mvx/isa/archdata/*.py from the kernel headers and compilers.
-regen:
-    {{python}} scripts/gen_archdata.py
+# Regenerate mvx/isa/archdata/*.py from the kernel headers and compilers, then
+# mvx/mechanics/native/mvx_tables.h and the golden vectors (tests/golden/) from them; `just regen --check`
+# only fails (one line naming the stale file) if any would change.
+regen *args:
+    {{python}} scripts/gen_archdata.py "$@"
+    {{python}} scripts/gen_ctables.py "$@"
+    {{python}} scripts/gen_golden.py "$@"
 
 # Build the arm64 test node (Debian arm64 guest for qemu-system-aarch64, cached in build/arm64-node/).
 arm64-node:

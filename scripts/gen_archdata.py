@@ -42,6 +42,8 @@ ARCHES = {
         "audit": "AUDIT_ARCH_X86_64",
         "word": 8,
         "regs": "x86",
+        # Host ISAs whose kernel runs this ISA's binaries natively (under ptrace, not emulation).
+        "native_on": ["x86_64"],
     },
     "i386": {
         # gcc-multilib conflicts with the aarch64 cross compiler, so -m32 gets its <asm/...>
@@ -52,6 +54,7 @@ ARCHES = {
         "audit": "AUDIT_ARCH_I386",
         "word": 4,
         "regs": "x86",
+        "native_on": ["i386", "x86_64"],  # the x86_64 kernel runs i386 through its compat entry
     },
     "aarch64": {
         "cc": ["aarch64-linux-gnu-gcc"],
@@ -59,9 +62,15 @@ ARCHES = {
         "audit": "AUDIT_ARCH_AARCH64",
         "word": 8,
         "regs": "aarch64",
+        "native_on": ["aarch64"],  # aarch64 builds under qemu-user are not variants (docs/DESIGN.md)
     },
 }
 X86_ASM_DIR = "/usr/include/x86_64-linux-gnu/asm"
+
+
+def includes(headers: list[str]) -> str:
+    return "".join(f"#include <{h}>\n" for h in headers)
+
 
 # --- constants -----------------------------------------------------------------------------------
 
@@ -101,6 +110,82 @@ ERRNO_FAMILIES = [r"E[A-Z0-9]+"]
 # Names a family regex catches that are not members of the family: stack sizes, a mask the kernel
 # defines for aarch64 only, and SIGRTMAX, which the x86 UAPI cannot evaluate (_NSIG is kernel-only).
 NOT_CONSTS = {"SIGSTKSZ", "MINSIGSTKSZ", "O_TMPFILE_MASK", "SIGRTMAX"}
+
+# --- constants outside the families ---------------------------------------------------------------
+# Constants the syscall specs name (mvx.isa.syscalls) that the families above do not collect: emitted as
+# NEUTRAL_CONSTS, which fill gaps of CONSTS. Each name is evaluated by the ISA's compiler from the
+# first unit that defines it, and must come out equal on every ISA (generate() checks it): the table
+# is ISA-neutral by measurement, not by assumption. The name list is explicit because prefix
+# families of the specs (Flags("STATX_"), Flags("RWF_")...) decode with exactly these names.
+NEUTRAL_UNITS = [
+    "#include <unistd.h>\n",
+    "#include <linux/sched.h>\n",
+    "#include <sys/eventfd.h>\n#include <sys/timerfd.h>\n",
+    includes(["linux/time.h", "linux/memfd.h", "linux/fcntl.h", "linux/fadvise.h", "linux/falloc.h",
+              "linux/wait.h", "linux/fs.h", "linux/mman.h", "linux/close_range.h", "linux/stat.h",
+              "linux/inotify.h", "linux/eventpoll.h", "asm/signal.h", "asm/ioctls.h", "linux/ipc.h",
+              "linux/sem.h", "linux/msg.h", "linux/shm.h", "linux/in.h", "linux/in6.h",
+              "asm/socket.h"]),
+    "#define _GNU_SOURCE\n" + includes(["fcntl.h", "sys/mount.h", "sys/mman.h", "sys/socket.h",
+                                        "netinet/in.h", "netinet/tcp.h", "netinet/udp.h"]),
+]
+NEUTRAL_NAMES = [
+    "R_OK", "W_OK", "X_OK", "F_OK",
+    "CLONE_VM", "CLONE_FS", "CLONE_FILES", "CLONE_SIGHAND", "CLONE_PIDFD", "CLONE_PTRACE",
+    "CLONE_VFORK", "CLONE_PARENT", "CLONE_THREAD", "CLONE_NEWNS", "CLONE_SYSVSEM", "CLONE_SETTLS",
+    "CLONE_PARENT_SETTID", "CLONE_CHILD_CLEARTID", "CLONE_DETACHED", "CLONE_UNTRACED",
+    "CLONE_CHILD_SETTID", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWUSER",
+    "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_IO",
+    "EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK",
+    "TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET", "TIMER_ABSTIME",
+    "MFD_CLOEXEC", "MFD_ALLOW_SEALING", "MFD_HUGETLB", "MFD_NOEXEC_SEAL", "MFD_EXEC",
+    "RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT",
+    "POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL", "POSIX_FADV_WILLNEED",
+    "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE",
+    "FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_COLLAPSE_RANGE", "FALLOC_FL_ZERO_RANGE",
+    "FALLOC_FL_INSERT_RANGE", "FALLOC_FL_UNSHARE_RANGE",
+    "WNOHANG", "WUNTRACED", "WSTOPPED", "WEXITED", "WCONTINUED", "WNOWAIT", "__WNOTHREAD", "__WALL",
+    "__WCLONE", "P_ALL", "P_PID", "P_PGID", "P_PIDFD",
+    "LOCK_SH", "LOCK_EX", "LOCK_NB", "LOCK_UN",
+    "RWF_HIPRI", "RWF_DSYNC", "RWF_SYNC", "RWF_NOWAIT", "RWF_APPEND",
+    "MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP",
+    "MS_ASYNC", "MS_INVALIDATE", "MS_SYNC",
+    "MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE", "UMOUNT_NOFOLLOW",
+    "CLOSE_RANGE_UNSHARE", "CLOSE_RANGE_CLOEXEC",
+    "SPLICE_F_MOVE", "SPLICE_F_NONBLOCK", "SPLICE_F_MORE", "SPLICE_F_GIFT",
+    "STATX_TYPE", "STATX_MODE", "STATX_NLINK", "STATX_UID", "STATX_GID", "STATX_ATIME",
+    "STATX_MTIME", "STATX_CTIME", "STATX_INO", "STATX_SIZE", "STATX_BLOCKS", "STATX_BASIC_STATS",
+    "STATX_BTIME", "STATX_MNT_ID", "STATX_DIOALIGN",
+    "IN_ACCESS", "IN_MODIFY", "IN_ATTRIB", "IN_CLOSE_WRITE", "IN_CLOSE_NOWRITE", "IN_OPEN",
+    "IN_MOVED_FROM", "IN_MOVED_TO", "IN_CREATE", "IN_DELETE", "IN_DELETE_SELF", "IN_MOVE_SELF",
+    "IN_ONLYDIR", "IN_DONT_FOLLOW", "IN_EXCL_UNLINK", "IN_MASK_CREATE", "IN_MASK_ADD", "IN_ISDIR",
+    "IN_ONESHOT",
+    "EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "EPOLL_CLOEXEC",
+    "SIG_BLOCK", "SIG_UNBLOCK", "SIG_SETMASK",
+    "TCGETS", "TCSETS", "TCSETSW", "TCSETSF", "TCXONC", "TCFLSH", "TIOCSCTTY", "TIOCGPGRP",
+    "TIOCSPGRP", "TIOCOUTQ", "TIOCGWINSZ", "TIOCSWINSZ", "FIONREAD", "TIOCNOTTY", "FIONBIO",
+    "FIONCLEX", "FIOCLEX", "FIOASYNC", "TIOCGPTN", "TIOCSPTLCK",
+    "IPC_RMID", "IPC_SET", "IPC_STAT", "IPC_INFO", "GETPID", "GETVAL", "GETALL", "GETNCNT",
+    "GETZCNT", "SETVAL", "SETALL", "SEM_STAT", "SEM_INFO", "MSG_STAT", "MSG_INFO", "SHM_LOCK",
+    "SHM_UNLOCK", "SHM_STAT", "SHM_INFO",
+    "SOL_SOCKET", "SOL_IP", "SOL_TCP", "SOL_UDP", "SOL_IPV6",
+    "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6",
+]
+# Truly ISA-neutral values in no header of any ISA installed here: the memfd exec-sealing flags came
+# with Linux 6.3 (include/uapi/linux/memfd.h), newer than the UAPI headers of this toolchain. Used
+# only where no unit defines the name; a header that does define it wins (and must agree).
+NEUTRAL_DECLARED = {"MFD_NOEXEC_SEAL": 0x0008, "MFD_EXEC": 0x0010}
+
+# Kernel facts as the kernel (not libc) sees them, emitted as KERNEL_CONSTS.
+# O_LARGEFILE: the UAPI value alone (glibc's <fcntl.h> says 0 on 64-bit ISAs); mvx drops it from
+# open flags on every ISA, since i386 glibc sets it on every open and 64-bit callers never need it.
+KERNEL_UAPI_CONSTS = [("#include <linux/fcntl.h>\n", ["O_LARGEFILE"])]
+# The restart codes of include/linux/errno.h: kernel-internal, not UAPI (so no header can be
+# compiled for them), the same on every ISA. A syscall-exit stop may show them in the return
+# register when a signal interrupted the call and the kernel is about to make it again.
+KERNEL_DECLARED = {
+    "ERESTARTSYS": 512, "ERESTARTNOINTR": 513, "ERESTARTNOHAND": 514, "ERESTART_RESTARTBLOCK": 516,
+}
 
 # --- layouts -------------------------------------------------------------------------------------
 # Field suffixes: "*" pointer, "[]" array, "{}" struct/union (never signed), "[*]" flexible array
@@ -188,8 +273,52 @@ LAYOUT_UNITS = [
         ("sigaction", "struct mvx_sigaction", ["sa_handler*", "sa_flags", "sa_restorer*", "sa_mask{}"]),
     ]),
 ]
+_STATFS_FIELDS = ["f_type", "f_bsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
+                  "f_fsid{}", "f_namelen", "f_frsize", "f_flags"]
+_FLOCK_FIELDS = ["l_type", "l_whence", "l_start", "l_len", "l_pid"]
+LAYOUT_UNITS += [
+    ("#include <linux/sched.h>\n#include <linux/openat2.h>\n", [
+        ("clone_args", "struct clone_args", [
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+            "set_tid", "set_tid_size", "cgroup"]),
+        ("open_how", "struct open_how", ["flags", "mode", "resolve"]),
+    ]),
+    ("#include <linux/fcntl.h>\n", [("flock", "struct flock", _FLOCK_FIELDS)]),
+    ("#include <asm/termios.h>\n", [
+        ("winsize", "struct winsize", ["ws_row", "ws_col", "ws_xpixel", "ws_ypixel"]),
+    ]),
+    # glibc's struct statfs is the kernel's (the UAPI spells the 32-bit word fields __u32; glibc's
+    # signed __fsword_t is how mvx decodes f_type, f_bsize, f_namelen, f_frsize and f_flags).
+    ("#define _GNU_SOURCE\n#include <sys/statfs.h>\n", [
+        ("statfs", "struct statfs", _STATFS_FIELDS),
+    ]),
+    # Not exported by the UAPI: the kernel's struct linux_dirent (fs/readdir.c) verbatim but for
+    # d_off, an opaque cookie that mvx decodes signed like linux_dirent64's.
+    (("struct linux_dirent { unsigned long d_ino; long d_off; unsigned short d_reclen;\n"
+      "  char d_name[]; };\n"), [
+        ("linux_dirent", "struct linux_dirent", ["d_ino", "d_off", "d_reclen", "d_name[*]"]),
+    ]),
+]
 LAYOUT_UNITS_BY_ARCH = {
-    "i386": [("#include <asm/stat.h>\n", [("stat64", "struct stat64", _STAT_FIELDS)])],
+    "i386": [
+        ("#include <asm/stat.h>\n", [
+            ("stat64", "struct stat64", _STAT_FIELDS),
+            ("__old_kernel_stat", "struct __old_kernel_stat", [
+                "st_dev", "st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size",
+                "st_atime", "st_mtime", "st_ctime"]),
+        ]),
+        ("#include <linux/fcntl.h>\n", [("flock64", "struct flock64", _FLOCK_FIELDS)]),
+        ("#define _GNU_SOURCE\n#include <sys/statfs.h>\n", [
+            ("statfs64", "struct statfs64", _STATFS_FIELDS),
+        ]),
+        # The kernel's struct old_sigaction (arch/x86/include/asm/signal.h, not UAPI) verbatim,
+        # with the handler and restorer as plain pointers.
+        (("struct old_sigaction { void *sa_handler; unsigned long sa_mask; unsigned long sa_flags;\n"
+          "  void *sa_restorer; };\n"), [
+            ("old_sigaction", "struct old_sigaction",
+             ["sa_handler*", "sa_mask", "sa_flags", "sa_restorer*"]),
+        ]),
+    ],
 }
 
 X86_REGS_UNIT = "#include <sys/user.h>\n", "struct user_regs_struct", [
@@ -337,10 +466,6 @@ def first_error(stderr: str) -> str:
     return stderr.strip().splitlines()[0] if stderr.strip() else "unknown error"
 
 
-def includes(headers: list[str]) -> str:
-    return "".join(f"#include <{h}>\n" for h in headers)
-
-
 # --- per-arch tables -----------------------------------------------------------------------------
 
 def gen_syscalls(t: Target) -> dict[int, str]:
@@ -379,6 +504,30 @@ def gen_consts(t: Target) -> dict[str, int]:
     return consts
 
 
+def gen_neutral(t: Target) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for prelude in NEUTRAL_UNITS:
+        left = [n for n in NEUTRAL_NAMES if n not in out]
+        out.update(t.evaluate(prelude, left))
+    for name, v in NEUTRAL_DECLARED.items():
+        out.setdefault(name, v)
+    missing = [n for n in NEUTRAL_NAMES if n not in out]
+    if missing:
+        raise GenError(f"{t.arch}: neutral constants in no header: {' '.join(missing[:8])}")
+    return out
+
+
+def gen_kernel(t: Target) -> dict[str, int]:
+    out = dict(KERNEL_DECLARED)
+    for prelude, names in KERNEL_UAPI_CONSTS:
+        values = t.evaluate(prelude, names)
+        if set(values) != set(names):
+            raise GenError(f"{t.arch}: kernel constants that do not evaluate: "
+                           f"{' '.join(sorted(set(names) - set(values)))}")
+        out.update(values)
+    return out
+
+
 def gen_layouts(t: Target) -> dict[str, tuple[int, dict]]:
     out = {}
     for prelude, structs in LAYOUT_UNITS + LAYOUT_UNITS_BY_ARCH.get(t.arch, []):
@@ -413,10 +562,13 @@ def gen_arch(arch: str, tmp: Path) -> str:
     consts = gen_consts(t)
     layouts = gen_layouts(t)
     regs, regset_size = gen_regs(t, host)
-    return render(arch, audit, word, syscalls, consts, layouts, regs, regset_size)
+    neutral = gen_neutral(t)
+    kernel = gen_kernel(t)
+    text = render(arch, audit, word, syscalls, consts, layouts, regs, regset_size, neutral, kernel)
+    return text, neutral
 
 
-def render(arch, audit, word, syscalls, consts, layouts, regs, regset_size) -> str:
+def render(arch, audit, word, syscalls, consts, layouts, regs, regset_size, neutral, kernel) -> str:
     cc = " ".join(ARCHES[arch]["cc"])
     regsrc = ("<sys/user.h> struct user_regs_struct of the x86_64 gcc" if ARCHES[arch]["regs"] == "x86"
               else "<asm/ptrace.h> struct user_pt_regs")
@@ -428,12 +580,19 @@ def render(arch, audit, word, syscalls, consts, layouts, regs, regset_size) -> s
         f"AUDIT_ARCH = 0x{audit:08X}",
         f"WORD_SIZE = {word}",
         f"REGSET_SIZE = {regset_size}",
+        f"NATIVE_ON = {tuple(sorted(ARCHES[arch]['native_on']))!r}  # host ISAs running it natively",
         "",
         "SYSCALLS = {",
     ]
     o += [f"    {nr}: {name!r}," for nr, name in sorted(syscalls.items())]
     o += ["}", "", "CONSTS = {"]
     o += [f"    {name!r}: {v}," for name, v in sorted(consts.items())]
+    o += ["}", "", "# Constants outside the families, equal on every ISA (gaps of CONSTS).",
+          "NEUTRAL_CONSTS = {"]
+    o += [f"    {name!r}: {v}," for name, v in sorted(neutral.items())]
+    o += ["}", "", "# As the kernel sees them: UAPI-only values and kernel-internal codes.",
+          "KERNEL_CONSTS = {"]
+    o += [f"    {name!r}: {v}," for name, v in sorted(kernel.items())]
     o += ["}", "", "LAYOUTS = {"]
     for sname, (size, fields) in sorted(layouts.items()):
         o.append(f"    {sname!r}: ({size}, {{")
@@ -451,7 +610,14 @@ def generate(out_dir: Path) -> list[Path]:
     with (tempfile.TemporaryDirectory(prefix="mvx-archdata-") as tmp,
           concurrent.futures.ThreadPoolExecutor(len(ARCHES)) as pool):
         futs = {a: pool.submit(gen_arch, a, Path(tmp)) for a in ARCHES}
-        texts = {a: f.result() for a, f in futs.items()}
+        results = {a: f.result() for a, f in futs.items()}
+    texts = {a: text for a, (text, _) in results.items()}
+    first, *rest = ARCHES
+    for a in rest:
+        for name, v in results[a][1].items():
+            if results[first][1].get(name) != v:
+                raise GenError(f"neutral constant {name} is {v} on {a} but "
+                               f"{results[first][1].get(name)} on {first}")
     paths = []
     for arch, text in texts.items():
         p = out_dir / f"{arch}.py"

@@ -75,6 +75,9 @@ class Arch:
     nr_write_regset: str | None  # None: the number is written through nr_reg in `regset`
     elf_machine: int
     elf_class: int  # 1: ELFCLASS32, 2: ELFCLASS64
+    ip_reg: str
+    sp_reg: str
+    syscall_insn_len: int  # bytes of the syscall instruction (an ip rewind makes the call again)
 
     def __repr__(self) -> str:
         return f"<Arch {self.name}>"
@@ -108,6 +111,29 @@ class Arch:
     @cached_property
     def consts(self) -> Mapping[str, int]:
         return MappingProxyType(dict(self._data.CONSTS))
+
+    @cached_property
+    def neutral_consts(self) -> Mapping[str, int]:
+        """Constants outside CONSTS' families (CLONE_*, STATX_*, ioctl requests...), equal on
+        every ISA: they fill gaps of `consts`."""
+        return MappingProxyType(dict(self._data.NEUTRAL_CONSTS))
+
+    @cached_property
+    def kernel_consts(self) -> Mapping[str, int]:
+        """Values as the kernel sees them: O_LARGEFILE of the UAPI, the kernel-internal restart
+        codes (ERESTARTSYS...)."""
+        return MappingProxyType(dict(self._data.KERNEL_CONSTS))
+
+    @cached_property
+    def restart_codes(self) -> frozenset[int]:
+        """Syscall results meaning "interrupted by a signal, about to be made again" (negated
+        ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)."""
+        return frozenset(-v for n, v in self.kernel_consts.items() if n.startswith("ERESTART"))
+
+    @cached_property
+    def native_on(self) -> frozenset[str]:
+        """Host ISAs whose kernel runs this ISA's binaries natively (not under emulation)."""
+        return frozenset(self._data.NATIVE_ON)
 
     @cached_property
     def layouts(self) -> Mapping[str, Layout]:
@@ -170,13 +196,15 @@ class Arch:
 _X86_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 ARCHES: dict[str, Arch] = {
     "x86_64": Arch("x86_64", nr_reg="orig_rax", arg_regs=_X86_REGS, ret_reg="rax",
-                   regset="x86_64", nr_write_regset=None, elf_machine=62, elf_class=2),
+                   regset="x86_64", nr_write_regset=None, elf_machine=62, elf_class=2,
+                   ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),
     # int 0x80 / sysenter convention, seen through the 64-bit user_regs_struct.
     "i386": Arch("i386", nr_reg="orig_rax", arg_regs=("rbx", "rcx", "rdx", "rsi", "rdi", "rbp"),
-                 ret_reg="rax", regset="x86_64", nr_write_regset=None, elf_machine=3, elf_class=1),
+                 ret_reg="rax", regset="x86_64", nr_write_regset=None, elf_machine=3, elf_class=1,
+                 ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),  # int $0x80, sysenter: 2 bytes
     "aarch64": Arch("aarch64", nr_reg="x8", arg_regs=("x0", "x1", "x2", "x3", "x4", "x5"),
                     ret_reg="x0", regset="aarch64", nr_write_regset="NT_ARM_SYSTEM_CALL",
-                    elf_machine=183, elf_class=2),
+                    elf_machine=183, elf_class=2, ip_reg="pc", sp_reg="sp", syscall_insn_len=4),
 }
 
 ALIASES = {

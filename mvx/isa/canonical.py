@@ -176,7 +176,7 @@ def _uint(v: int, bits: int) -> int:
 def _family(a, fam) -> list[str]:
     if isinstance(fam, tuple):
         return list(fam)
-    names = set(a.consts) | {n for n in S.NEUTRAL_CONSTS}
+    names = set(a.consts) | set(a.neutral_consts)
     return sorted(n for n in names if n.startswith(fam))
 
 
@@ -193,8 +193,8 @@ def _flag_plan(arch_name: str, kind: S.Flags):
     drop = 0
     for n in kind.drop:
         drop |= S.const_or_none(a, n) or 0
-        if n == "O_LARGEFILE":
-            drop |= S.O_LARGEFILE_KERNEL.get(a.name, 0)
+        if n == "O_LARGEFILE":  # the kernel's value, whatever libc says (see gen_archdata.py)
+            drop |= a.kernel_consts["O_LARGEFILE"]
     skip = set(kind.exclude) | set(kind.drop) | {n for _, ns in kind.fields for n in ns}
     bits = []
     for n in _family(a, kind.family):

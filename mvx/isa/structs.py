@@ -4,8 +4,7 @@ A struct decodes to a dict {field: value}: integer fields (1, 2, 4, 8 bytes) to 
 layout says), nested structs (itimerspec's it_value, rusage's ru_utime, statx's stx_atime) to their
 own decoded value, char arrays to bytes. Time structs (timespec, timespec64, timeval,
 statx_timestamp) decode to a `TimeValue`, so a 32-bit timespec, a 64-bit one and a timeval holding
-the same time compare equal. Layouts missing from the generated tables (a few kernel structs that
-glibc does not expose) come from `BUILTIN_LAYOUTS` below.
+the same time compare equal. Every layout comes from the generated tables (mvx/isa/archdata).
 
 All three ISAs are little-endian; network-order fields of sockaddrs are handled by
 `decode_sockaddr` / `encode_sockaddr`.
@@ -76,69 +75,6 @@ class SockAddr:
         return dict(self.fields).get(name, default)
 
 
-class _L:
-    """A layout built here (same shape as mvx.isa.arch.Layout)."""
-
-    def __init__(self, size: int, fields: dict[str, tuple[int, int, bool]]):
-        from mvx.isa.arch import Field
-
-        self.size = size
-        self.fields = {k: Field(*v) for k, v in fields.items()}
-
-
-def _b(size, **fields):
-    return (size, fields)
-
-
-# Structs made of __u64 fields only: the same on every ISA.
-_FIXED_WIDTH = {
-    "clone_args": _b(88, **{f: (8 * i, 8, False) for i, f in enumerate(
-        ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
-         "set_tid", "set_tid_size", "cgroup"))}),
-    "open_how": _b(24, flags=(0, 8, False), mode=(8, 8, False), resolve=(16, 8, False)),
-}
-
-# Kernel structs not in the generated tables, by word size (4: i386, 8: x86_64/aarch64).
-BUILTIN_LAYOUTS: dict[int, dict[str, tuple[int, dict]]] = {
-    8: {
-        **_FIXED_WIDTH,
-        "linux_dirent": _b(24, d_ino=(0, 8, False), d_off=(8, 8, True), d_reclen=(16, 2, False),
-                           d_name=(18, 0, False)),
-        "flock": _b(32, l_type=(0, 2, True), l_whence=(2, 2, True), l_start=(8, 8, True), l_len=(16, 8, True),
-                    l_pid=(24, 4, True)),
-        "winsize": _b(8, ws_row=(0, 2, False), ws_col=(2, 2, False), ws_xpixel=(4, 2, False),
-                      ws_ypixel=(6, 2, False)),
-        "statfs": _b(120, f_type=(0, 8, True), f_bsize=(8, 8, True), f_blocks=(16, 8, False),
-                     f_bfree=(24, 8, False), f_bavail=(32, 8, False), f_files=(40, 8, False),
-                     f_ffree=(48, 8, False), f_fsid=(56, 8, False), f_namelen=(64, 8, True),
-                     f_frsize=(72, 8, True), f_flags=(80, 8, True)),
-    },
-    4: {
-        **_FIXED_WIDTH,
-        "linux_dirent": _b(12, d_ino=(0, 4, False), d_off=(4, 4, True), d_reclen=(8, 2, False),
-                           d_name=(10, 0, False)),
-        "flock": _b(16, l_type=(0, 2, True), l_whence=(2, 2, True), l_start=(4, 4, True), l_len=(8, 4, True),
-                    l_pid=(12, 4, True)),
-        "flock64": _b(24, l_type=(0, 2, True), l_whence=(2, 2, True), l_start=(4, 8, True),
-                      l_len=(12, 8, True), l_pid=(20, 4, True)),
-        "winsize": _b(8, ws_row=(0, 2, False), ws_col=(2, 2, False), ws_xpixel=(4, 2, False),
-                      ws_ypixel=(6, 2, False)),
-        "old_sigaction": _b(16, sa_handler=(0, 4, False), sa_mask=(4, 4, False), sa_flags=(8, 4, False),
-                            sa_restorer=(12, 4, False)),
-        "__old_kernel_stat": _b(32, st_dev=(0, 2, False), st_ino=(2, 2, False), st_mode=(4, 2, False),
-                                st_nlink=(6, 2, False), st_uid=(8, 2, False), st_gid=(10, 2, False),
-                                st_rdev=(12, 2, False), st_size=(16, 4, False), st_atime=(20, 4, False),
-                                st_mtime=(24, 4, False), st_ctime=(28, 4, False)),
-        "statfs": _b(64, f_type=(0, 4, True), f_bsize=(4, 4, True), f_blocks=(8, 4, False),
-                     f_bfree=(12, 4, False), f_bavail=(16, 4, False), f_files=(20, 4, False),
-                     f_ffree=(24, 4, False), f_fsid=(28, 8, False), f_namelen=(36, 4, True),
-                     f_frsize=(40, 4, True), f_flags=(44, 4, True)),
-        "statfs64": _b(84, f_type=(0, 4, True), f_bsize=(4, 4, True), f_blocks=(8, 8, False),
-                       f_bfree=(16, 8, False), f_bavail=(24, 8, False), f_files=(32, 8, False),
-                       f_ffree=(40, 8, False), f_fsid=(48, 8, False), f_namelen=(56, 4, True),
-                       f_frsize=(60, 4, True), f_flags=(64, 4, True)),
-    },
-}
 # Struct-valued fields: (layout, field) -> layout of the member (same arch).
 NESTED = {
     ("itimerspec", "it_interval"): "timespec", ("itimerspec", "it_value"): "timespec",
@@ -160,17 +96,14 @@ STAT_LAYOUTS = frozenset({"stat", "stat64", "__old_kernel_stat"})
 
 
 def layout(arch, name: str):
-    """The layout `name` of `arch` (generated tables first, then BUILTIN_LAYOUTS)."""
+    """The layout `name` of `arch` (64-bit ISAs have no flock64 of their own: flock is it)."""
     a = _arch(arch)
     lay = a.layouts.get(name)
-    if lay is not None:
-        return lay
-    builtin = BUILTIN_LAYOUTS.get(a.word_size, {}).get(name)
-    if builtin is None and name == "flock64":
-        builtin = BUILTIN_LAYOUTS[a.word_size].get("flock")
-    if builtin is None:
+    if lay is None and name == "flock64":
+        lay = a.layouts.get("flock")
+    if lay is None:
         raise StructError(f"{a.name} has no struct layout {name!r}")
-    return _L(*builtin)
+    return lay
 
 
 def has_layout(arch, name: str) -> bool:

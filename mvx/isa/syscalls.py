@@ -1045,62 +1045,6 @@ DEMUX: dict[str, dict[str, MemDemux | RegDemux]] = {
 }
 ALIASES["old_mmap"] = Alias("mmap")  # the sub-call of i386's old mmap: offset already in bytes
 
-# Values identical on x86_64, i386 and aarch64, used when an arch table lacks the name.
-NEUTRAL_CONSTS: dict[str, int] = {
-    "R_OK": 4, "W_OK": 2, "X_OK": 1, "F_OK": 0,
-    "CLONE_VM": 0x100, "CLONE_FS": 0x200, "CLONE_FILES": 0x400, "CLONE_SIGHAND": 0x800,
-    "CLONE_PIDFD": 0x1000, "CLONE_PTRACE": 0x2000, "CLONE_VFORK": 0x4000, "CLONE_PARENT": 0x8000,
-    "CLONE_THREAD": 0x10000, "CLONE_NEWNS": 0x20000, "CLONE_SYSVSEM": 0x40000, "CLONE_SETTLS": 0x80000,
-    "CLONE_PARENT_SETTID": 0x100000, "CLONE_CHILD_CLEARTID": 0x200000, "CLONE_DETACHED": 0x400000,
-    "CLONE_UNTRACED": 0x800000, "CLONE_CHILD_SETTID": 0x1000000, "CLONE_NEWCGROUP": 0x2000000,
-    "CLONE_NEWUTS": 0x4000000, "CLONE_NEWIPC": 0x8000000, "CLONE_NEWUSER": 0x10000000,
-    "CLONE_NEWPID": 0x20000000, "CLONE_NEWNET": 0x40000000, "CLONE_IO": 0x80000000,
-    "EFD_SEMAPHORE": 1, "EFD_CLOEXEC": 0o2000000, "EFD_NONBLOCK": 0o4000,
-    "TFD_TIMER_ABSTIME": 1, "TFD_TIMER_CANCEL_ON_SET": 2, "TIMER_ABSTIME": 1,
-    "MFD_CLOEXEC": 1, "MFD_ALLOW_SEALING": 2, "MFD_HUGETLB": 4, "MFD_NOEXEC_SEAL": 8, "MFD_EXEC": 0x10,
-    "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2, "RENAME_WHITEOUT": 4,
-    "POSIX_FADV_NORMAL": 0, "POSIX_FADV_RANDOM": 1, "POSIX_FADV_SEQUENTIAL": 2, "POSIX_FADV_WILLNEED": 3,
-    "POSIX_FADV_DONTNEED": 4, "POSIX_FADV_NOREUSE": 5,
-    "FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2, "FALLOC_FL_COLLAPSE_RANGE": 8,
-    "FALLOC_FL_ZERO_RANGE": 0x10, "FALLOC_FL_INSERT_RANGE": 0x20, "FALLOC_FL_UNSHARE_RANGE": 0x40,
-    "WNOHANG": 1, "WUNTRACED": 2, "WSTOPPED": 2, "WEXITED": 4, "WCONTINUED": 8, "WNOWAIT": 0x1000000,
-    "__WNOTHREAD": 0x20000000, "__WALL": 0x40000000, "__WCLONE": 0x80000000,
-    "P_ALL": 0, "P_PID": 1, "P_PGID": 2, "P_PIDFD": 3,
-    "LOCK_SH": 1, "LOCK_EX": 2, "LOCK_NB": 4, "LOCK_UN": 8,
-    "RWF_HIPRI": 1, "RWF_DSYNC": 2, "RWF_SYNC": 4, "RWF_NOWAIT": 8, "RWF_APPEND": 0x10,
-    "MREMAP_MAYMOVE": 1, "MREMAP_FIXED": 2, "MREMAP_DONTUNMAP": 4,
-    "MS_ASYNC": 1, "MS_INVALIDATE": 2, "MS_SYNC": 4,
-    "MNT_FORCE": 1, "MNT_DETACH": 2, "MNT_EXPIRE": 4, "UMOUNT_NOFOLLOW": 8,
-    "CLOSE_RANGE_UNSHARE": 2, "CLOSE_RANGE_CLOEXEC": 4,
-    "SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4, "SPLICE_F_GIFT": 8,
-    "STATX_TYPE": 1, "STATX_MODE": 2, "STATX_NLINK": 4, "STATX_UID": 8, "STATX_GID": 0x10,
-    "STATX_ATIME": 0x20, "STATX_MTIME": 0x40, "STATX_CTIME": 0x80, "STATX_INO": 0x100,
-    "STATX_SIZE": 0x200, "STATX_BLOCKS": 0x400, "STATX_BASIC_STATS": 0x7FF, "STATX_BTIME": 0x800,
-    "STATX_MNT_ID": 0x1000, "STATX_DIOALIGN": 0x2000,
-    "IN_ACCESS": 1, "IN_MODIFY": 2, "IN_ATTRIB": 4, "IN_CLOSE_WRITE": 8, "IN_CLOSE_NOWRITE": 0x10,
-    "IN_OPEN": 0x20, "IN_MOVED_FROM": 0x40, "IN_MOVED_TO": 0x80, "IN_CREATE": 0x100, "IN_DELETE": 0x200,
-    "IN_DELETE_SELF": 0x400, "IN_MOVE_SELF": 0x800, "IN_ONLYDIR": 0x1000000, "IN_DONT_FOLLOW": 0x2000000,
-    "IN_EXCL_UNLINK": 0x4000000, "IN_MASK_CREATE": 0x10000000, "IN_MASK_ADD": 0x20000000,
-    "IN_ISDIR": 0x40000000, "IN_ONESHOT": 0x80000000,
-    "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3, "EPOLL_CLOEXEC": 0o2000000,
-    "SIG_BLOCK": 0, "SIG_UNBLOCK": 1, "SIG_SETMASK": 2,
-    "TCGETS": 0x5401, "TCSETS": 0x5402, "TCSETSW": 0x5403, "TCSETSF": 0x5404, "TCXONC": 0x540A,
-    "TCFLSH": 0x540B, "TIOCSCTTY": 0x540E, "TIOCGPGRP": 0x540F, "TIOCSPGRP": 0x5410, "TIOCOUTQ": 0x5411,
-    "TIOCGWINSZ": 0x5413, "TIOCSWINSZ": 0x5414, "FIONREAD": 0x541B, "TIOCNOTTY": 0x5422,
-    "FIONBIO": 0x5421, "FIONCLEX": 0x5450, "FIOCLEX": 0x5451, "FIOASYNC": 0x5452,
-    "TIOCGPTN": 0x80045430, "TIOCSPTLCK": 0x40045431,
-    "IPC_RMID": 0, "IPC_SET": 1, "IPC_STAT": 2, "IPC_INFO": 3, "GETPID": 11, "GETVAL": 12, "GETALL": 13,
-    "GETNCNT": 14, "GETZCNT": 15, "SETVAL": 16, "SETALL": 17, "SEM_STAT": 18, "SEM_INFO": 19,
-    "MSG_STAT": 11, "MSG_INFO": 12, "SHM_LOCK": 11, "SHM_UNLOCK": 12, "SHM_STAT": 13, "SHM_INFO": 14,
-    "SOL_SOCKET": 1, "SOL_IP": 0, "SOL_TCP": 6, "SOL_UDP": 17, "SOL_IPV6": 41,
-    "IPPROTO_IP": 0, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_IPV6": 41,
-}
-# Kernel values of O_LARGEFILE, dropped from open flags whatever the arch table says: i386 glibc
-# sets it on every open (to allow files > 2 GiB) while 64-bit callers never need it (the kernel
-# forces it), so keeping it would make every i386 open differ from its x86_64/aarch64 twin.
-O_LARGEFILE_KERNEL = {"x86_64": 0o100000, "i386": 0o100000, "aarch64": 0o400000}
-
-
 # --------------------------------------------------------------------------------------------------
 # Lookups
 # --------------------------------------------------------------------------------------------------
@@ -1115,14 +1059,14 @@ class UnknownCanonical(MvxError):
 
 
 def const(arch, name: str) -> int:
-    """A constant of `arch` ("A|B" ORs several); NEUTRAL_CONSTS fill gaps of the arch tables."""
+    """A constant of `arch` ("A|B" ORs several); the arch's neutral_consts fill gaps of its consts."""
     a = _arch(arch)
     value = 0
     for part in name.split("|"):
         part = part.strip()
         v = a.consts.get(part)
         if v is None:
-            v = NEUTRAL_CONSTS.get(part)
+            v = a.neutral_consts.get(part)
         if v is None:
             from mvx.isa.arch import UnknownConst
 
@@ -1134,7 +1078,7 @@ def const(arch, name: str) -> int:
 def const_or_none(arch, name: str) -> int | None:
     a = _arch(arch)
     v = a.consts.get(name)
-    return NEUTRAL_CONSTS.get(name) if v is None else v
+    return a.neutral_consts.get(name) if v is None else v
 
 
 def alias_for(arch, raw_name: str) -> Alias | None:

@@ -106,9 +106,7 @@ def host_arch() -> archmod.Arch:
 def runnable_arches() -> set[str]:
     """The tracee arches this machine's kernel runs natively (under ptrace, not emulation)."""
     host = host_arch().name
-    if host == "x86_64":
-        return {"x86_64", "i386"}
-    return {host}
+    return {a.name for a in archmod.ARCHES.values() if host in a.native_on}
 
 
 def resolve_program(program: str) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +21,8 @@ from mvx.isa.canonical import Call
 from mvx.mechanics.engine import CallGone, Stop, Variant, host_arch
 from mvx.mechanics.native import ffi, lib
 
-POLLIN, POLLOUT = 0x001, 0x004
+# For the monitor's own poll (mvx_wait_ready): the host's values.
+POLLIN, POLLOUT = host_arch().const("POLLIN"), host_arch().const("POLLOUT")
 SLICE_MS = 50
 
 
@@ -173,7 +173,7 @@ def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | No
         sock.close()
     try:
         if addr:  # the peer's address, as the kernel would have written it (same bytes on every ISA)
-            raw = _raw_sockaddr(family, peer)
+            raw = _raw_sockaddr(arch, family, peer)
             room = int.from_bytes(v.read(addrlen, 4), "little")
             v.write(addr, raw[:room])
             v.write(addrlen, len(raw).to_bytes(4, "little"))
@@ -184,18 +184,45 @@ def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | No
     return Performed(0, new_fd=newfd, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
 
 
-def _raw_sockaddr(family: int, peer) -> bytes:
-    """struct sockaddr_{in,in6,un} of an address as Python's socket module returns it."""
-    if family == socket.AF_INET:
-        host, port = peer
-        return struct.pack("<H", family) + struct.pack(">H", port) + socket.inet_aton(host) + bytes(8)
-    if family == socket.AF_INET6:
-        host, port, flowinfo, scope_id = peer
-        return (struct.pack("<H", family) + struct.pack(">HI", port, flowinfo)
-                + socket.inet_pton(socket.AF_INET6, host.split("%")[0]) + struct.pack("<I", scope_id))
-    if family == socket.AF_UNIX:
+def _raw_sockaddr(arch, family: int, peer) -> bytes:
+    """struct sockaddr_{in,in6,un} of `arch` (layout and AF_* value from its tables) for an address
+    as Python's socket module returns it; `family` is the monitor's socket's (a host value)."""
+    host = host_arch()
+    out = bytearray()
+
+    def put(lay, name: str, data: bytes) -> None:
+        off = lay.field(name).offset
+        if len(out) < off + len(data):
+            out.extend(bytes(off + len(data) - len(out)))
+        out[off:off + len(data)] = data
+
+    def put_family(lay, prefix: str, af: str) -> None:
+        put(lay, f"{prefix}_family", arch.const(af).to_bytes(lay.field(f"{prefix}_family").size, "little"))
+
+    if family == host.const("AF_INET"):
+        lay = arch.layout("sockaddr_in")
+        addr, port = peer
+        out.extend(bytes(lay.size))  # sin_zero included
+        put_family(lay, "sin", "AF_INET")
+        put(lay, "sin_port", port.to_bytes(lay.field("sin_port").size, "big"))
+        put(lay, "sin_addr", socket.inet_aton(addr))
+        return bytes(out)
+    if family == host.const("AF_INET6"):
+        lay = arch.layout("sockaddr_in6")
+        addr, port, flowinfo, scope_id = peer
+        out.extend(bytes(lay.size))
+        put_family(lay, "sin6", "AF_INET6")
+        put(lay, "sin6_port", port.to_bytes(lay.field("sin6_port").size, "big"))
+        put(lay, "sin6_flowinfo", flowinfo.to_bytes(lay.field("sin6_flowinfo").size, "big"))
+        put(lay, "sin6_addr", socket.inet_pton(socket.AF_INET6, addr.split("%")[0]))
+        put(lay, "sin6_scope_id", scope_id.to_bytes(lay.field("sin6_scope_id").size, "little"))
+        return bytes(out)
+    if family == host.const("AF_UNIX"):
+        lay = arch.layout("sockaddr_un")
         path = peer.encode() if isinstance(peer, str) else bytes(peer or b"")
-        return struct.pack("<H", family) + path + (b"\0" if path and not path.startswith(b"\0") else b"")
+        put_family(lay, "sun", "AF_UNIX")  # the kernel's length: up to the path and its NUL
+        put(lay, "sun_path", path + (b"\0" if path and not path.startswith(b"\0") else b""))
+        return bytes(out)
     raise OSError(errno.EAFNOSUPPORT, f"address family {family}")
 
 

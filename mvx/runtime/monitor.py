@@ -34,7 +34,7 @@ from mvx.core.sync import (
 from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
 from mvx.isa.render import render
 from mvx.isa.syscalls import Fd
-from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant
+from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant, host_arch
 from mvx.mechanics.filters import Trap
 from mvx.mechanics.procinfo import LoaderRange
 from mvx.mechanics.proxy import Performed, answer, perform
@@ -47,7 +47,7 @@ ENDINGS = (StopKind.EXITED, StopKind.KILLED)
 # The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
 # at a syscall-exit stop, they mean a signal interrupted the call and it is about to be made again
 # (no handler runs for a signal the monitor suppresses); never a result.
-RESTARTING = frozenset({-512, -513, -514, -516})
+RESTARTING = host_arch().restart_codes  # generated: KERNEL_CONSTS of mvx/isa/archdata
 
 
 @dataclass

@@ -29,6 +29,13 @@
 #include <linux/seccomp.h>
 
 #include "mvx_native.h"
+#include "mvx_tables.h"
+
+#ifndef MVX_HOST_ISA
+#error "unsupported monitor architecture"
+#endif
+_Static_assert(sizeof(struct user_regs_struct) == MVX_HOST(REGSET_SIZE),
+               "mvx_tables.h: the host regset size differs from <sys/user.h>; run `just regen`");
 
 #ifndef NT_ARM_SYSTEM_CALL
 #define NT_ARM_SYSTEM_CALL 0x404
@@ -158,18 +165,13 @@ static int hide_vdso(int pid) {
         return -1;
     unsigned long long sp;
     size_t w;
-#if defined(__x86_64__)
-    if (iov.iov_len == sizeof(struct user_regs_struct)) {
-        sp = ((struct user_regs_struct *)regs)->rsp;
+    if (iov.iov_len == MVX_HOST(REGSET_SIZE)) {
+        memcpy(&sp, (char *)regs + MVX_HOST(REG_SP), sizeof sp);
         w = 8;
     } else {                    /* the i386 compat view: 17 32-bit registers, esp is the 16th */
         sp = ((uint32_t *)regs)[15];
         w = 4;
     }
-#elif defined(__aarch64__)
-    sp = ((struct user_regs_struct *)regs)->sp;
-    w = 8;
-#endif
     static unsigned char stack[256 << 10];
     long n = mvx_read_mem(pid, sp, stack, sizeof stack);
     if (n <= 0) {
@@ -512,30 +514,63 @@ int mvx_resume(struct mvx_tracee *t, int how) {
 
 /* ---- registers ---------------------------------------------------------------------------- */
 
+/* The host's regset as raw bytes; every offset comes from mvx_tables.h (keyed by the host ISA). */
+typedef unsigned long long mvx_regs_t[(MVX_HOST(REGSET_SIZE) + 7) / 8];
+
+static unsigned long long reg_get(const mvx_regs_t r, int off) {
+    unsigned long long v;
+    memcpy(&v, (const char *)r + off, sizeof v);
+    return v;
+}
+
+static void reg_set(mvx_regs_t r, int off, unsigned long long v) {
+    memcpy((char *)r + off, &v, sizeof v);
+}
+
+/* Read/write the whole regset: PTRACE_GETREGS on x86_64 (always the 64-bit view, i386 tracees
+ * included), NT_PRSTATUS elsewhere. */
+static int regs_read(int pid, void *r) {
+#if defined(__x86_64__)
+    return ptrace(PTRACE_GETREGS, pid, 0, r) < 0 ? -errno : 0;
+#else
+    struct iovec iov = {r, MVX_HOST(REGSET_SIZE)};
+    return ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#endif
+}
+
+static int regs_write(int pid, const void *r) {
+#if defined(__x86_64__)
+    return ptrace(PTRACE_SETREGS, pid, 0, r) < 0 ? -errno : 0;
+#else
+    struct iovec iov = {(void *)r, MVX_HOST(REGSET_SIZE)};
+    return ptrace(PTRACE_SETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+#endif
+}
+
+/* Set the syscall number at an entry or seccomp stop: in `r` (written back by the caller) where
+ * the regset holds it, else through the ISA's regset of its own (aarch64: NT_ARM_SYSTEM_CALL). */
+static int nr_write(int pid, mvx_regs_t r, long long nr) {
+    if (MVX_HOST(NR_WRITE_REGSET)) {
+        int n = (int)nr;
+        struct iovec sc = {&n, sizeof n};
+        return ptrace(PTRACE_SETREGSET, pid, (void *)(long)MVX_HOST(NR_WRITE_REGSET), &sc) < 0 ? -errno : 0;
+    }
+    reg_set(r, MVX_HOST(REG_NR), (unsigned long long)nr);
+    return 0;
+}
+
 int mvx_get_regs(int pid, unsigned int arch, void *buf, int len) {
     (void)arch;
-#if defined(__x86_64__)
-    if (len < (int)sizeof(struct user_regs_struct))
+    if (len < MVX_HOST(REGSET_SIZE))
         return -EINVAL;
-    return ptrace(PTRACE_GETREGS, pid, 0, buf) < 0 ? -errno : 0;
-#elif defined(__aarch64__)
-    struct iovec iov = {buf, (size_t)len};
-    return ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
-#else
-#error "unsupported monitor architecture"
-#endif
+    return regs_read(pid, buf);
 }
 
 int mvx_set_regs(int pid, unsigned int arch, const void *buf, int len) {
     (void)arch;
-#if defined(__x86_64__)
-    if (len < (int)sizeof(struct user_regs_struct))
+    if (len < MVX_HOST(REGSET_SIZE))
         return -EINVAL;
-    return ptrace(PTRACE_SETREGS, pid, 0, buf) < 0 ? -errno : 0;
-#else
-    struct iovec iov = {(void *)buf, (size_t)len};
-    return ptrace(PTRACE_SETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
-#endif
+    return regs_write(pid, buf);
 }
 
 /* Skip the syscall at an entry or seccomp stop: the number becomes -1 and the return register
@@ -543,24 +578,13 @@ int mvx_set_regs(int pid, unsigned int arch, const void *buf, int len) {
  * x86_64, on the i386 compat entry and on aarch64, so no exit stop is needed. */
 int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how) {
     (void)arch;
-#if defined(__x86_64__)
-    struct user_regs_struct r;
-    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-    r.orig_rax = (unsigned long long)-1;
-    r.rax = (unsigned long long)retval;
-    if (ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-#elif defined(__aarch64__)
-    /* the number has its own regset; x0 is written as at an exit stop */
-    int nr = -1;
-    struct iovec sc = {&nr, sizeof nr};
-    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
-        return -errno;
-    int r = mvx_set_return(t, arch, retval);
-    if (r < 0)
-        return r;
-#endif
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0 || (e = nr_write(t->pid, r, -1)) < 0)
+        return e;
+    reg_set(r, MVX_HOST(REG_RET), (unsigned long long)retval);
+    if ((e = regs_write(t->pid, r)) < 0)
+        return e;
     return mvx_resume(t, how);
 }
 
@@ -569,28 +593,18 @@ int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how)
  * register, the instruction pointer back on the syscall instruction). A signal delivered on this
  * resume then runs its handler just before the call: the point mvx replicates signals at. */
 int mvx_rewind(struct mvx_tracee *t, int how) {
-#if defined(__x86_64__)
-    struct user_regs_struct r;
-    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-    r.rax = r.orig_rax;            /* syscall, int $0x80 and sysenter read the number from eax */
-    r.orig_rax = (unsigned long long)-1;
-    r.rip -= 2;                    /* all three instructions are two bytes long */
-    if (ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-#elif defined(__aarch64__)
-    struct user_regs_struct r;
-    struct iovec iov = {&r, sizeof r};
-    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-    int nr = -1;
-    struct iovec sc = {&nr, sizeof nr};
-    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
-        return -errno;
-    r.pc -= 4;                     /* svc #0; x8 still holds the number, x0 the first argument */
-    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-#endif
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0)
+        return e;
+    if (!MVX_HOST(NR_WRITE_REGSET))  /* x86: syscall, int $0x80 and sysenter read the number from eax */
+        reg_set(r, MVX_HOST(REG_RET), reg_get(r, MVX_HOST(REG_NR)));
+    /* (aarch64: x8 still holds the number, x0 the first argument) */
+    if ((e = nr_write(t->pid, r, -1)) < 0)
+        return e;
+    reg_set(r, MVX_HOST(REG_IP), reg_get(r, MVX_HOST(REG_IP)) - MVX_HOST(SYSCALL_INSN_LEN));
+    if ((e = regs_write(t->pid, r)) < 0)
+        return e;
     return mvx_resume(t, how);
 }
 
@@ -598,25 +612,19 @@ int mvx_rewind(struct mvx_tracee *t, int how) {
  * kernel's -ERESTARTSYS and kin): make the call restart after the handler whatever SA_RESTART
  * says, as if the signal had come just before the call. 1 if done, 0 if no call was interrupted. */
 int mvx_restart_interrupted(struct mvx_tracee *t) {
-    long long ret;
-#if defined(__x86_64__)
-    struct user_regs_struct r;
-    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-    ret = (long long)r.rax;
-    if ((long long)r.orig_rax < 0)
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0)
+        return e;
+    long long ret = (long long)reg_get(r, MVX_HOST(REG_RET));
+    /* where the regset holds the kernel's own record of the number (x86 orig_rax), < 0: no call */
+    if (!MVX_HOST(NR_WRITE_REGSET) && (long long)reg_get(r, MVX_HOST(REG_NR)) < 0)
         return 0;
-#elif defined(__aarch64__)
-    struct user_regs_struct r;
-    struct iovec iov = {&r, sizeof r};
-    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-    ret = (long long)r.regs[0];
-#endif
     /* an i386 tracee's eax: only the low 32 bits count */
-    if ((int)ret != -512 && (int)ret != -514 && (int)ret != -516)  /* ERESTARTSYS, NOHAND, RESTART_RESTARTBLOCK */
+    if ((int)ret != -MVX_HOST(ERESTARTSYS) && (int)ret != -MVX_HOST(ERESTARTNOHAND)
+        && (int)ret != -MVX_HOST(ERESTART_RESTARTBLOCK))
         return 0;
-    int err = mvx_set_return(t, 0, -513);                               /* ERESTARTNOINTR */
+    int err = mvx_set_return(t, 0, -MVX_HOST(ERESTARTNOINTR));
     return err < 0 ? err : 1;
 }
 
@@ -629,20 +637,12 @@ int mvx_siginfo(int pid, void *buf, int set) {
 /* Set the return register at a syscall-exit stop. */
 int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval) {
     (void)arch;
-#if defined(__x86_64__)
-    struct user_regs_struct r;
-    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-    r.rax = (unsigned long long)retval;
-    return ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0 ? -errno : 0;
-#elif defined(__aarch64__)
-    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
-    struct iovec iov = {&r, sizeof r};
-    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-    r.regs[0] = (unsigned long long)retval;
-    return ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
-#endif
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0)
+        return e;
+    reg_set(r, MVX_HOST(REG_RET), (unsigned long long)retval);
+    return regs_write(t->pid, r);
 }
 
 /* ---- memory --------------------------------------------------------------------------------- */
@@ -726,30 +726,14 @@ int mvx_kill_tree(struct mvx_tracee *t) {
  * arguments). is_compat: an i386 tracee seen through the 64-bit registers. */
 int mvx_set_syscall(struct mvx_tracee *t, long long nr, const unsigned long long args[6], int nargs,
                     int is_compat) {
-#if defined(__x86_64__)
-    struct user_regs_struct r;
-    if (ptrace(PTRACE_GETREGS, t->pid, 0, &r) < 0)
-        return -errno;
-    unsigned long long *x64[6] = {&r.rdi, &r.rsi, &r.rdx, &r.r10, &r.r8, &r.r9};
-    unsigned long long *x32[6] = {&r.rbx, &r.rcx, &r.rdx, &r.rsi, &r.rdi, &r.rbp};
-    r.orig_rax = (unsigned long long)nr;
+    const struct mvx_regs *conv = &mvx_isas[is_compat ? MVX_HOST_COMPAT_ISA : MVX_HOST_ISA].regs;
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0 || (e = nr_write(t->pid, r, nr)) < 0)
+        return e;
     for (int i = 0; i < nargs && i < 6; i++)
-        *(is_compat ? x32 : x64)[i] = args[i];
-    return ptrace(PTRACE_SETREGS, t->pid, 0, &r) < 0 ? -errno : 0;
-#elif defined(__aarch64__)
-    (void)is_compat;
-    int n = (int)nr;
-    struct iovec sc = {&n, sizeof n};
-    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_ARM_SYSTEM_CALL, &sc) < 0)
-        return -errno;
-    struct user_regs_struct r;  /* glibc name of the kernel user_pt_regs */
-    struct iovec iov = {&r, sizeof r};
-    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0)
-        return -errno;
-    for (int i = 0; i < nargs && i < 6; i++)
-        r.regs[i] = args[i];
-    return ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
-#endif
+        reg_set(r, conv->args[i], args[i]);
+    return regs_write(t->pid, r);
 }
 
 /* The C floor for benchmarks: answer n synced stops (let them run, or skip them with value 0)
