@@ -3,6 +3,7 @@ socketpair, and every way a peer can fail — each must end as a one-line Channe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -17,7 +18,8 @@ import trio
 
 from mvx import MvxError
 from mvx.cli.keygen import make_keys
-from mvx.runtime import wire
+from mvx.core import protocol as wire
+from mvx.core.protocol import Ack, CallRecord, Checked, StopSession
 from mvx.runtime.channel import (
     ChannelClosed,
     ChannelError,
@@ -72,7 +74,7 @@ def follow(port, tls=None, timeout=5.0, my_hello=FOLLOWER_HELLO, policy=POLICY):
 
 
 async def test_messages_with_bytes_round_trip_over_tls(keys):
-    big = {"t": "rec", "data": bytes(range(256)) * 8192, "args": [1, -2, None, True, "x"]}  # 2 MiB
+    big = CallRecord(1, "replicated", ["read", [5, None, 2 << 20]], 2 << 20, {1: bytes(range(256)) * 8192})  # 2 MiB
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             leader = Leader()
@@ -83,12 +85,12 @@ async def test_messages_with_bytes_round_trip_over_tls(keys):
 
             async def send_both_ways():  # both directions at once: a large frame must not deadlock
                 await to_follower.send(big)
-                await to_follower.send({"t": "small", "n": 1})
+                await to_follower.send(StopSession("small"))
             nursery.start_soon(send_both_ways)
-            await follower.send({"t": "ack", "data": b"\x00\xff"})
+            await follower.send(Ack(16))
             assert await follower.receive() == big
-            assert await follower.receive() == {"t": "small", "n": 1}
-            assert await to_follower.receive() == {"t": "ack", "data": b"\x00\xff"}
+            assert await follower.receive() == StopSession("small")
+            assert await to_follower.receive() == Ack(16)
             await follower.aclose()
             with pytest.raises(ChannelClosed):
                 await to_follower.receive()
@@ -99,10 +101,11 @@ async def test_messages_round_trip_over_a_socketpair():
     a, b = socket.socketpair()
     one, two = channel_from_socket(a), channel_from_socket(b)
     with trio.fail_after(5):
-        await one.send({"t": "x", "data": b"\x01" * 100_000})
-        await one.send({"t": "y"})
-        assert await two.receive() == {"t": "x", "data": b"\x01" * 100_000}
-        assert await two.receive() == {"t": "y"}
+        record = CallRecord(7, "replicated", ["read", [0, None, 100_000]], 100_000, {1: b"\x01" * 100_000})
+        await one.send(record)
+        await one.send(Checked(8))
+        assert await two.receive() == record
+        assert await two.receive() == Checked(8)
         await one.aclose()
         with pytest.raises(ChannelClosed, match="socketpair: closed"):
             await two.receive()
@@ -125,8 +128,8 @@ async def test_a_follower_started_before_the_leader_connects_once_it_listens():
             leader = Leader()
             await leader.start(nursery, port=port)
             [channel] = await leader.channels()
-        await got[0].send({"t": "hi"})
-        assert await channel.receive() == {"t": "hi"}
+        await got[0].send(StopSession("hi"))
+        assert await channel.receive() == StopSession("hi")
 
 
 async def test_a_follower_gives_up_on_a_leader_that_never_listens():
@@ -156,8 +159,8 @@ async def test_garbage_is_rejected_and_the_leader_still_accepts_a_real_follower(
             await scanner.aclose()
             follower = await follow(port)
             [channel] = await leader.channels()
-        await channel.send({"t": "go"})
-        assert await follower.receive() == {"t": "go"}
+        await channel.send(StopSession("go"))
+        assert await follower.receive() == StopSession("go")
     err = capfd.readouterr().err
     assert "mvx: rejected a connection from 127.0.0.1:" in err and "over the" in err
     assert len(err.strip().splitlines()) == 1
@@ -166,7 +169,7 @@ async def test_garbage_is_rejected_and_the_leader_still_accepts_a_real_follower(
 async def test_a_truncated_frame_is_an_error():
     a, b = socket.socketpair()
     channel = channel_from_socket(a, "peer")
-    frame = wire.encode({"t": "rec", "data": b"x" * 100})
+    frame = wire.encode(StopSession("x" * 100))
     b.sendall(frame[: len(frame) // 2])
     b.close()
     with trio.fail_after(5), pytest.raises(ChannelError, match="peer: truncated frame") as info:
@@ -177,7 +180,7 @@ async def test_a_truncated_frame_is_an_error():
 async def test_an_oversized_announced_frame_is_an_error():
     a, b = socket.socketpair()
     channel = channel_from_socket(a)
-    b.sendall((wire.MAX_FRAME + 1).to_bytes(4, "big"))  # the body never needs to arrive
+    b.sendall((wire.MAX_FRAME + 1).to_bytes(4, "little"))  # the body never needs to arrive
     with trio.fail_after(5), pytest.raises(ChannelError, match="over the .*-byte limit"):
         await channel.receive()
     b.close()
@@ -186,10 +189,10 @@ async def test_an_oversized_announced_frame_is_an_error():
 async def test_messages_before_a_malformed_frame_are_delivered_then_the_error():
     a, b = socket.socketpair()
     channel = channel_from_socket(a)
-    b.sendall(wire.encode({"t": "ok"}) + (5).to_bytes(4, "big") + b"{nope")
+    b.sendall(wire.encode(Ack(1)) + (5).to_bytes(4, "little") + b"{nope")
     with trio.fail_after(5):
-        assert await channel.receive() == {"t": "ok"}
-        with pytest.raises(ChannelError, match="malformed frame"):
+        assert await channel.receive() == Ack(1)
+        with pytest.raises(ChannelError, match="unknown message type 0x7b"):
             await channel.receive()
     b.close()
 
@@ -230,7 +233,7 @@ KILLED_PEER = """
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 buf = b""
-while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):  # the leader's hello
+while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "little"):  # the leader's hello
     buf += s.recv(4096)
 s.sendall(bytes.fromhex(sys.argv[2]))
 time.sleep(60)
@@ -238,7 +241,7 @@ time.sleep(60)
 
 
 async def test_a_peer_killed_mid_stream_is_an_error_not_a_hang():
-    half = wire.encode({"t": "rec", "data": b"y" * 1000})[:500]
+    half = wire.encode(StopSession("y" * 1000))[:500]
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             leader = Leader()
@@ -257,7 +260,7 @@ async def test_a_peer_killed_mid_stream_is_an_error_not_a_hang():
 
 @pytest.mark.parametrize("leader_hello, follower_policy, why", [
     (LEADER_HELLO, "paranoid", "peer runs policy 'default', this side 'paranoid'"),
-    ({**LEADER_HELLO, "version": 99}, POLICY, "protocol version 99"),
+    (dataclasses.replace(LEADER_HELLO, version=99), POLICY, "protocol version 99"),
     (wire.hello("follower", "x86_64", POLICY), POLICY, "peer is a 'follower', expected a leader"),
 ])
 async def test_a_follower_refuses_a_mismatched_leader_hello(leader_hello, follower_policy, why):
@@ -273,7 +276,7 @@ async def test_a_follower_refuses_a_mismatched_leader_hello(leader_hello, follow
 
 @pytest.mark.parametrize("follower_hello, why", [
     (wire.hello("follower", "i386", "paranoid"), "peer runs policy 'paranoid', this side 'default'"),
-    ({**FOLLOWER_HELLO, "version": 99}, "protocol version 99"),
+    (dataclasses.replace(FOLLOWER_HELLO, version=99), "protocol version 99"),
     (wire.hello("leader", "i386", POLICY), "peer is a 'leader', expected a follower"),
 ])
 async def test_a_leader_rejects_a_mismatched_follower_hello_and_keeps_waiting(follower_hello, why, capfd):

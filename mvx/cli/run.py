@@ -110,8 +110,8 @@ def _channel_from_fd(fd: int):
 
 
 def cmd_leader(args: argparse.Namespace) -> int:
+    from mvx.core import protocol
     from mvx.runtime import channel as ch
-    from mvx.runtime import wire
     from mvx.runtime.session import run_leader
 
     argv = _program(args, "mvx leader --listen HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
@@ -130,7 +130,7 @@ def cmd_leader(args: argparse.Namespace) -> int:
         ch.require_secure_or_loopback(host, args.insecure, args.keys)
         tls = ch.tls_files(args.keys, "leader") if args.keys else None
         opts = _options(args, argv)
-        hello = wire.hello("leader", opts.arch, opts.policy.name)
+        hello = protocol.hello("leader", opts.arch, opts.policy.name)
 
         async def open_channels():
             def waiting():
@@ -143,8 +143,8 @@ def cmd_leader(args: argparse.Namespace) -> int:
 
 
 def cmd_follower(args: argparse.Namespace) -> int:
+    from mvx.core import protocol
     from mvx.runtime import channel as ch
-    from mvx.runtime import wire
     from mvx.runtime.session import run_follower
 
     argv = _program(args, "mvx follower --connect HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
@@ -165,7 +165,7 @@ def cmd_follower(args: argparse.Namespace) -> int:
         ch.require_secure_or_loopback(host, args.insecure, args.keys)
         tls = ch.tls_files(args.keys, "follower") if args.keys else None
         opts = _options(args, argv, **kw)
-        hello = wire.hello("follower", opts.arch, opts.policy.name)
+        hello = protocol.hello("follower", opts.arch, opts.policy.name)
 
         async def open_channel():
             return await ch.connect_to_leader(host, port, tls=tls, timeout=args.wait, my_hello=hello,

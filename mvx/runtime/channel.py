@@ -1,4 +1,4 @@
-"""The leader<->follower stream over trio: wire frames on TCP (mutual TLS 1.3) or on a socketpair.
+"""The leader<->follower stream over trio: protocol frames on TCP (mutual TLS 1.3) or on a socketpair.
 
 Every network condition (refused, reset, truncated, garbage, a bad certificate, a peer of another
 version or policy) becomes a ChannelError: one line that names the peer, never a traceback. A leader
@@ -19,25 +19,14 @@ from pathlib import Path
 import trio
 
 from mvx import MvxError
-from mvx.runtime import wire
+from mvx.core import protocol
+from mvx.runtime.frames import ChannelClosed, ChannelError, Frames
 
 RECV_CHUNK = 64 << 10
 _CONNECT_RETRY = 0.1  # seconds between attempts while the leader is not listening yet
 _HANDSHAKE_TIMEOUT = 10.0  # a silent connection must not hold a leader's socket for the whole wait
 _CLOSE_GRACE = 1.0  # time to send a TLS close_notify to a peer that may not read any more
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
-
-
-class ChannelError(MvxError):
-    """A broken, refused or misbehaving channel, as one line that names the peer."""
-
-    def __init__(self, message: str, why: str | None = None) -> None:
-        super().__init__(message)
-        self.why = why or message  # without the peer's name, for the leader's "rejected" line
-
-
-class ChannelClosed(ChannelError):
-    """The peer closed the channel cleanly, at a frame boundary."""
 
 
 def _describe(exc: BaseException, handshake: bool = False) -> str:
@@ -67,30 +56,7 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _Frames:
-    """Received bytes into whole messages, and the one-line errors: what the trio Channel and the
-    threads' Pipe (mvx.runtime.pipe) share. Needs _label, _decoder, _ready and _broken."""
-
-    def _error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
-        return cls(f"{self._label}: {why}", why)
-
-    def _take(self, data: bytes) -> None:
-        """Decode `data` into _ready; b"" is the peer's end (clean, or mid-frame)."""
-        if not data:
-            if self._decoder.pending:
-                self._broken = self._error(
-                    f"truncated frame (peer closed mid-frame, {self._decoder.pending} bytes in)")
-            else:
-                self._broken = self._error("closed the connection", ChannelClosed)
-            return
-        try:
-            for message in self._decoder.feed(data):
-                self._ready.append(message)
-        except wire.WireError as exc:  # the frames before the bad one are still delivered
-            self._broken = self._error(str(exc))
-
-
-class Channel(_Frames):
+class Channel(Frames):
     """Whole messages over a byte stream: send writes one frame (trio applies TCP backpressure),
     receive decodes frames as they arrive and hands them out one at a time."""
 
@@ -98,7 +64,7 @@ class Channel(_Frames):
         self.peer = peer
         self._label = label or peer  # e.g. "follower 127.0.0.1:40312", the prefix of every error
         self._stream = stream
-        self._decoder = wire.FrameDecoder()
+        self._decoder = protocol.FrameDecoder()
         self._ready: deque[dict] = deque()
         self._broken: ChannelError | None = None
         self._send_lock = trio.Lock()  # frames from concurrent senders must not interleave
@@ -106,10 +72,10 @@ class Channel(_Frames):
     def __repr__(self) -> str:
         return f"<Channel {self._label}>"
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message) -> None:
         try:
-            frame = wire.encode(message)
-        except wire.WireError as exc:
+            frame = protocol.encode(message)
+        except protocol.ProtocolError as exc:
             raise self._error(f"cannot send: {exc}") from None
         async with self._send_lock:
             try:
@@ -117,7 +83,7 @@ class Channel(_Frames):
             except _NETWORK_ERRORS as exc:
                 raise self._error(_describe(exc)) from None
 
-    async def receive(self) -> dict:
+    async def receive(self):
         while not self._ready:
             if self._broken is not None:
                 raise self._broken
@@ -276,7 +242,7 @@ async def _start_tls(stream: trio.abc.Stream, ctx: ssl.SSLContext, *, server_sid
 
 # --- the handshake both ways ---
 
-async def _receive_hello(channel: Channel) -> dict:
+async def _receive_hello(channel: Channel) -> protocol.Hello:
     try:
         return await channel.receive()
     except ChannelClosed:
@@ -284,15 +250,15 @@ async def _receive_hello(channel: Channel) -> dict:
                              "or hello)") from None
 
 
-def _check_hello(channel: Channel, theirs: dict, peer_role: str, policy: str) -> None:
+def _check_hello(channel: Channel, theirs, peer_role: str, policy: str) -> None:
     try:
-        wire.check_hello(theirs, peer_role, policy)
-    except wire.WireError as exc:
+        protocol.check_hello(theirs, peer_role, policy)
+    except protocol.ProtocolError as exc:
         raise channel._error(f"hello refused: {exc}") from None
 
 
 async def _establish(stream: trio.abc.Stream, peer: str, *, peer_role: str, ctx: ssl.SSLContext | None,
-                     my_hello: dict, policy: str) -> Channel:
+                     my_hello: protocol.Hello, policy: str) -> Channel:
     """TLS (if ctx), then hellos: the leader speaks first; a follower sends its hello even when the
     leader's is wrong, so that the leader can report the mismatch too."""
     label = f"{peer_role} {peer}"
@@ -345,7 +311,7 @@ async def _bind(host: str, port: int) -> trio.socket.SocketType:
 
 
 async def listen_for_followers(host: str, port: int, count: int, *, tls: TlsFiles | None, timeout: float,
-                               my_hello: dict, policy: str, on_listening=None,
+                               my_hello: protocol.Hello, policy: str, on_listening=None,
                                task_status=trio.TASK_STATUS_IGNORED) -> list[Channel]:
     """Wait up to `timeout` s for `count` followers that pass TLS and the hello; report and drop the
     rest. task_status.started(port) and on_listening() once listening, so a caller can ask for port 0
@@ -439,7 +405,7 @@ async def _connect(host: str, port: int, timeout: float, label: str) -> trio.Soc
     raise ChannelError(f"{label}: not reachable within {timeout:g}s (connection refused)")
 
 
-async def connect_to_leader(host: str, port: int, *, tls: TlsFiles | None, timeout: float, my_hello: dict,
+async def connect_to_leader(host: str, port: int, *, tls: TlsFiles | None, timeout: float, my_hello: protocol.Hello,
                             policy: str) -> Channel:
     """Connect (retrying for up to `timeout` s while refused), then TLS and the hello within another
     `timeout` s."""

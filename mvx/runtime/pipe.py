@@ -15,26 +15,26 @@ import ssl
 import threading
 from collections import deque
 
-from mvx.runtime import wire
-from mvx.runtime.channel import ChannelClosed, ChannelError, _Frames
+from mvx.core import protocol
+from mvx.runtime.frames import ChannelClosed, ChannelError, Frames
 
 RECV_CHUNK = 256 << 10
 POLL = 0.5  # seconds: how often a blocked reader looks whether the pipe was shut down
 
 
-class Pipe(_Frames):
+class Pipe(Frames):
     """Frames over a connected stream socket, optionally through a TLS object (ssl.SSLObject with
     its incoming/outgoing memory BIOs)."""
 
     def __init__(self, sock: socket.socket, label: str, *, tls: ssl.SSLObject | None = None,
                  incoming: ssl.MemoryBIO | None = None, outgoing: ssl.MemoryBIO | None = None,
-                 ready: deque | None = None, decoder: wire.FrameDecoder | None = None,
+                 ready: deque | None = None, decoder: protocol.FrameDecoder | None = None,
                  send_timeout: float = 15.0) -> None:
         self._sock = sock
         self._label = label
         self._tls, self._in, self._out = tls, incoming, outgoing
         self._ready: deque[dict] = ready if ready is not None else deque()
-        self._decoder = decoder or wire.FrameDecoder()
+        self._decoder = decoder or protocol.FrameDecoder()
         self._send_lock = threading.Lock()  # whole frames, in order
         self._tls_lock = threading.Lock()  # the SSL object is used by one thread at a time
         self._send_timeout = send_timeout
@@ -42,14 +42,19 @@ class Pipe(_Frames):
         self._broken: ChannelError | None = None
         sock.settimeout(POLL)
 
+    @property
+    def closed(self) -> bool:
+        """This side shut the pipe down (a receive that fails after it is not the peer's doing)."""
+        return self._closed
+
     def __repr__(self) -> str:
         return f"<Pipe {self._label}>"
 
     # ---- sending (any thread) -----------------------------------------------------------------------
-    def send(self, message: dict) -> None:
+    def send(self, message) -> None:
         try:
-            frame = wire.encode(message)
-        except wire.WireError as exc:
+            frame = protocol.encode(message)
+        except protocol.ProtocolError as exc:
             raise self._error(f"cannot send: {exc}") from None
         with self._send_lock:
             if self._closed:
@@ -88,7 +93,7 @@ class Pipe(_Frames):
                 self._send_raw(data)
 
     # ---- receiving (one reader thread) --------------------------------------------------------------
-    def receive(self) -> dict:
+    def receive(self):
         """The next message; blocks. ChannelClosed at the peer's clean end, or after close()."""
         while not self._ready:
             if self._broken is not None:

@@ -24,6 +24,14 @@ from dataclasses import dataclass
 import trio
 
 from mvx.core.policy import Policy
+from mvx.core.protocol import (
+    Ack,
+    Checked,
+    DivergenceReport,
+    FollowerEnded,
+    FollowerStopped,
+    StopSession,
+)
 from mvx.core.sync import Divergence
 from mvx.mechanics.engine import Mode
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
@@ -128,7 +136,7 @@ class LeaderSession:
         self.channels = channels
         self.reporter = Reporter(opts.log, "leader")
         self.divergences: list[dict] = []
-        self.final: dict[int, dict] = {}  # follower index -> its last word (ended/divergence/stopped)
+        self.final: dict[int, object] = {}  # follower index -> its last word (ended/divergence/stopped)
         self.all_final = trio.Event()
         self.stopped_by: str | None = None
         self.exit_override: int | None = None
@@ -167,7 +175,7 @@ class LeaderSession:
             self.reporter.close()
         return code
 
-    def _send(self, i: int, message: dict) -> None:
+    def _send(self, i: int, message) -> None:
         """Any thread: one message to follower i; a failed pipe is that follower lost."""
         if i in self.lost:
             return
@@ -190,28 +198,28 @@ class LeaderSession:
             except ChannelError as exc:
                 _soon(self.token, self._peer_lost, i, str(exc))
                 return
-            t = message.get("t")
-            if t == "ack":
-                link.on_ack(i, int(message.get("seq", 0)))
-            elif t == "checked":
-                link.on_checked(i, int(message.get("seq", 0)))
+            if isinstance(message, Ack):
+                link.on_ack(i, message.seq)
+            elif isinstance(message, Checked):
+                link.on_checked(i, message.seq)
             else:
                 _soon(self.token, self._on_message, i, message)
 
     def _closed_by(self, i: int) -> None:
-        if i not in self.final and not self.pipes[i]._closed:
+        if i not in self.final and not self.pipes[i].closed:
             self._peer_lost(i, "closed the channel")
 
-    def _on_message(self, i: int, message: dict) -> None:
-        t = message.get("t")
-        if t == "divergence":
-            self._on_follower_divergence(i, message.get("divergence") or {})
-        elif t == "ended":
+    def _on_message(self, i: int, message) -> None:
+        if isinstance(message, DivergenceReport):
+            self._on_follower_divergence(i, {"event": "divergence", "kind": message.kind, "seq": message.seq,
+                                             "leader": message.leader, "follower": message.follower,
+                                             "detail": message.detail})
+        elif isinstance(message, FollowerEnded):
             self._follower_done(i, message)
-        elif t == "stopped":
+        elif isinstance(message, FollowerStopped):
             self._follower_done(i, message)
             if self.stopped_by is None:
-                self.reporter.say(f"follower {i} stopped: {message.get('reason')}; stopping")
+                self.reporter.say(f"follower {i} stopped: {message.reason}; stopping")
                 self.monitor.stop(f"follower {i} stopped")
                 self.link.fail(Stopped("stopped"))
 
@@ -251,7 +259,7 @@ class LeaderSession:
     def _stop_followers(self, reason: str) -> None:
         for i in range(len(self.pipes)):
             if i not in self.final:
-                self._send(i, {"t": "stop", "reason": reason})
+                self._send(i, StopSession(reason))
 
     def _on_follower_divergence(self, i: int, entry: dict) -> None:
         self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
@@ -263,7 +271,7 @@ class LeaderSession:
         else:
             self.reporter.say(f"follower {i} diverged and was stopped; the leader keeps running (--on-divergence alert)")
 
-    def _follower_done(self, i: int, message: dict) -> None:
+    def _follower_done(self, i: int, message) -> None:
         self.final[i] = message
         self.link.detach(i)
         if len(self.final) == len(self.pipes):
@@ -357,15 +365,16 @@ class FollowerSession:
     async def _finish(self, outcome: Outcome) -> int:
         if outcome.divergence is not None:
             self.reporter.divergence(outcome.divergence, "follower")
-            final = {"t": "divergence", "divergence": outcome.divergence.as_json()}
+            d = outcome.divergence
+            final = DivergenceReport(d.kind, d.seq, d.leader, d.follower, d.detail)
             code = DIVERGENCE_EXIT
         elif outcome.stopped is not None:
-            final = {"t": "stopped", "reason": outcome.stopped}
+            final = FollowerStopped(outcome.stopped)
             if self.leader_gone:
                 self.reporter.say(f"stopped: {self.leader_gone}")
             code = PEER_LOST_EXIT
         else:
-            final = {"t": "ended", "status": outcome.status, "signal": outcome.signal}
+            final = FollowerEnded(outcome.status, outcome.signal)
             code = outcome.exit_code
         if not self.leader_gone:
             self._reply(final)
@@ -373,7 +382,7 @@ class FollowerSession:
             return self.exit_override
         return code
 
-    def _reply(self, message: dict) -> None:
+    def _reply(self, message) -> None:
         """Any thread: one message to the leader; a failed pipe is the leader lost."""
         try:
             self.pipe.send(message)
@@ -386,14 +395,14 @@ class FollowerSession:
             try:
                 message = self.pipe.receive()
             except ChannelClosed:
-                if not self.pipe._closed:
+                if not self.pipe.closed:
                     self._leader_lost("the leader closed the channel")
                 return
             except ChannelError as exc:
                 self._leader_lost(str(exc))
                 return
-            if message.get("t") == "stop":
-                reason = message.get("reason", "the leader stopped the session")
+            if isinstance(message, StopSession):
+                reason = message.reason or "the leader stopped the session"
                 self.leader_gone = f"the leader ended the session ({reason})"
                 self.monitor.stop(reason)
                 self.inbox.close(reason)
