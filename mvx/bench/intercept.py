@@ -53,7 +53,7 @@ def run_traced(binary: str, calls: int, mode: Mode, inject: bool, in_c: bool, cp
     try:
         t0 = time.perf_counter()
         if in_c:
-            done = lib.mvx_floor_loop(v._t, calls, int(inject))
+            done = lib.mvx_floor_loop(v.native, calls, int(inject))
         else:
             done = 0
             while done < calls:

@@ -34,7 +34,7 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("waiting for the follower's check (lockstep)", ("LeaderLink.check",)),
     ("waiting for the window (follower acks)", ("LeaderLink.publish",)),
     ("waiting for the leader's next record", ("FollowerMonitor.next_record",)),
-    ("sending a record (JSON, socket)", ("LeaderSession._send", "FollowerSession._reply", "Pipe.send")),
+    ("sending a record (binary frame, socket)", ("LeaderSession._send", "FollowerSession._reply", "Pipe.send")),
     ("performing the call for the variant", ("perform",)),
     ("replaying a result into the follower", ("inject",)),
     ("reading the call (registers, memory, decode)", ("Monitor.call_of", "Monitor.synced_call")),

@@ -182,6 +182,11 @@ class Variant:
         self.killed_by: int | None = None
         self._regbuf = ffi.new("unsigned char[512]")
 
+    @property
+    def native(self):
+        """The C side's state of this tracee (struct mvx_tracee), for C loops driving it."""
+        return self._t
+
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> int:
         t = self._t

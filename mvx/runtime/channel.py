@@ -76,12 +76,12 @@ class Channel(Frames):
         try:
             frame = protocol.encode(message)
         except protocol.ProtocolError as exc:
-            raise self._error(f"cannot send: {exc}") from None
+            raise self.error(f"cannot send: {exc}") from None
         async with self._send_lock:
             try:
                 await self._stream.send_all(frame)
             except _NETWORK_ERRORS as exc:
-                raise self._error(_describe(exc)) from None
+                raise self.error(_describe(exc)) from None
 
     async def receive(self):
         while not self._ready:
@@ -90,7 +90,7 @@ class Channel(Frames):
             try:
                 data = await self._stream.receive_some(RECV_CHUNK)
             except _NETWORK_ERRORS as exc:
-                raise self._error(_describe(exc)) from None
+                raise self.error(_describe(exc)) from None
             self._take(data)
         return self._ready.popleft()
 
@@ -246,7 +246,7 @@ async def _receive_hello(channel: Channel) -> protocol.Hello:
     try:
         return await channel.receive()
     except ChannelClosed:
-        raise channel._error("closed the connection before its hello (it may have refused our certificate "
+        raise channel.error("closed the connection before its hello (it may have refused our certificate "
                              "or hello)") from None
 
 
@@ -254,7 +254,7 @@ def _check_hello(channel: Channel, theirs, peer_role: str, policy: str) -> None:
     try:
         protocol.check_hello(theirs, peer_role, policy)
     except protocol.ProtocolError as exc:
-        raise channel._error(f"hello refused: {exc}") from None
+        raise channel.error(f"hello refused: {exc}") from None
 
 
 async def _establish(stream: trio.abc.Stream, peer: str, *, peer_role: str, ctx: ssl.SSLContext | None,

@@ -24,20 +24,21 @@ class Frames:
     (mvx.runtime.channel) and the threads' Pipe (mvx.runtime.pipe) share. Needs _label, _decoder,
     _ready and _broken."""
 
-    def _error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
+    def error(self, why: str, cls: type[ChannelError] = ChannelError) -> ChannelError:
+        """A ChannelError naming this end's peer."""
         return cls(f"{self._label}: {why}", why)
 
     def _take(self, data: bytes) -> None:
         """Decode `data` into _ready; b"" is the peer's end (clean, or mid-frame)."""
         if not data:
             if self._decoder.pending:
-                self._broken = self._error(
+                self._broken = self.error(
                     f"truncated frame (peer closed mid-frame, {self._decoder.pending} bytes in)")
             else:
-                self._broken = self._error("closed the connection", ChannelClosed)
+                self._broken = self.error("closed the connection", ChannelClosed)
             return
         try:
             for message in self._decoder.feed(data):
                 self._ready.append(message)
         except ProtocolError as exc:  # the frames before the bad one are still delivered
-            self._broken = self._error(str(exc))
+            self._broken = self.error(str(exc))

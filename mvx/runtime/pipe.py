@@ -55,16 +55,16 @@ class Pipe(Frames):
         try:
             frame = protocol.encode(message)
         except protocol.ProtocolError as exc:
-            raise self._error(f"cannot send: {exc}") from None
+            raise self.error(f"cannot send: {exc}") from None
         with self._send_lock:
             if self._closed:
-                raise self._error("the channel is closed", ChannelClosed)
+                raise self.error("the channel is closed", ChannelClosed)
             if self._tls is not None:
                 with self._tls_lock:
                     try:
                         self._tls.write(frame)
                     except ssl.SSLError as exc:
-                        raise self._error(f"TLS: {exc}") from None
+                        raise self.error(f"TLS: {exc}") from None
                     frame = self._out.read()
             self._send_raw(frame)
 
@@ -78,10 +78,10 @@ class Pipe(Frames):
             except TimeoutError:
                 waited += POLL
                 if waited >= self._send_timeout or self._closed:
-                    raise self._error(f"the peer stopped reading for {waited:g}s") from None
+                    raise self.error(f"the peer stopped reading for {waited:g}s") from None
                 continue
             except OSError as exc:
-                raise self._error(exc.strerror or str(exc)) from None
+                raise self.error(exc.strerror or str(exc)) from None
             view = view[n:]
 
     def _flush_tls(self) -> None:
@@ -113,7 +113,7 @@ class Pipe(Frames):
                 except ssl.SSLZeroReturnError:
                     return b""
                 except ssl.SSLError as exc:
-                    raise self._error(f"TLS: {exc}") from None
+                    raise self.error(f"TLS: {exc}") from None
                 pending_out = self._out.pending
             if pending_out:
                 self._flush_tls()
@@ -145,7 +145,7 @@ class Pipe(Frames):
             except OSError as exc:
                 if self._closed:
                     return b""
-                raise self._error(exc.strerror or str(exc)) from None
+                raise self.error(exc.strerror or str(exc)) from None
 
     # ---- ending ---------------------------------------------------------------------------------------
     def shutdown(self) -> None:
