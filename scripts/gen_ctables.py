@@ -97,6 +97,55 @@ def arg_entry(k: S.Kind, layouts: dict[str, int], families: dict) -> str:
     return ("{" + ", ".join(f".{n} = {v}" for n, v in a.items()) + "}")
 
 
+# Traits (mvx.isa.syscalls.Traits) as C: booleans in one bitmask, argument names as indexes, names
+# of a kind (how a call is performed, its fd-table effect, its view) as enum codes.
+BOOL_TRAITS = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared")
+NAMED_TRAITS = ("perform", "shadow", "view_as")
+
+
+def call_traits(canon: list[str], specs: dict) -> list[str]:
+    o = ["/* ---- per canonical call: its traits (mvx.isa.syscalls.Traits) ---- */"]
+    o += [f"#define MVX_T_{t.upper()} (1u << {i})" for i, t in enumerate(BOOL_TRAITS)]
+    codes = {}
+    for trait in NAMED_TRAITS:
+        values = sorted({getattr(specs[n].traits, trait) for n in canon} - {None})
+        codes[trait] = {v: i + 1 for i, v in enumerate(values)}
+        o.append(f"enum mvx_{trait} {{ MVX_{trait.upper()}_NONE = 0, "
+                 + ", ".join(f"MVX_{trait.upper()}_{cid(v)} = {c}" for v, c in codes[trait].items()) + " };")
+    o += [
+        "struct mvx_call_traits {",
+        "    uint16_t flags;          /* MVX_T_* */",
+        "    uint8_t compared;        /* bit i: argument i is compared (compared_only) */",
+        "    int8_t word_sized;       /* the one-word argument, -1 */",
+        "    int8_t sends_file;       /* the argument naming the file it sends, -1 */",
+        "    int8_t changes_fs_arg;   /* the flags argument that can make it change the file system, -1 */",
+        "    int8_t unused_cmd;       /* unused_for: the command argument, -1 */",
+        "    int8_t unused_arg;       /* unused_for: the argument those commands do not read, -1 */",
+        "    int8_t uncompared_fields_arg; /* the struct argument with fields never compared, -1 */",
+        "    uint8_t perform;         /* enum mvx_perform */",
+        "    uint8_t shadow;          /* enum mvx_shadow */",
+        "    uint8_t view_as;         /* enum mvx_view_as */",
+        "};",
+        "MVX_TABLE struct mvx_call_traits mvx_call_traits[MVX_NCALLS] = {",
+    ]
+    for n in canon:
+        sp, t = specs[n], specs[n].traits
+        names = sp.arg_names
+
+        def index(name, names=names):
+            return names.index(name) if name is not None else -1
+
+        flags = " | ".join(f"MVX_T_{b.upper()}" for b in BOOL_TRAITS if getattr(t, b)) or "0"
+        compared = sum(1 << i for i, a in enumerate(names) if t.compared_only is None or a in t.compared_only)
+        fields = index(t.fields_not_compared[0][0]) if t.fields_not_compared else -1
+        unused = t.unused_for or (None, None, ())
+        o.append(f"    [MVX_CALL_{n}] = {{{flags}, 0x{compared:02x}, {index(t.word_sized)}, {index(t.sends_file)}, "
+                 f"{index(t.changes_fs_when[0] if t.changes_fs_when else None)}, {index(unused[0])}, "
+                 f"{index(unused[1])}, {fields}, "
+                 + ", ".join(str(codes[tr].get(getattr(t, tr), 0)) for tr in NAMED_TRAITS) + "},")
+    return o + ["};", ""]
+
+
 def render() -> str:
     arches = [archmod.get(n) for n in ISAS]
     canon = S.canonical_names()
@@ -208,6 +257,7 @@ def render() -> str:
         o.append(f"    [MVX_CALL_{n}] = {{{sp.nargs}, {int(sp.generic)}, "
                  f"{arg_entry(sp.ret, layout_id, families)}, {{{args}}}}},")
     o += ["};", ""]
+    o += call_traits(canon, specs)
 
     # ---- syscall numbers ----
     o.append("/* ---- per ISA: syscall number -> canonical call id ---- */")

@@ -54,6 +54,12 @@ int main(void) {
     printf("spec read %d %d %d %d %d %d\n", rd->nargs, rd->ret.kind == MVX_K_INT, rd->args[0].kind == MVX_K_FD,
            rd->args[1].kind == MVX_K_OUTBUF, rd->args[1].arg, rd->args[2].kind == MVX_K_UINT);
     printf("ncalls %d\n", MVX_NCALLS);
+    for (int c = 0; c < MVX_NCALLS; c++) {
+        const struct mvx_call_traits *t = &mvx_call_traits[c];
+        printf("traits %s %d %d %d %d %d %d %d %d %d %d %d\n", mvx_call_names[c], t->flags, t->compared,
+               t->word_sized, t->sends_file, t->changes_fs_arg, t->unused_cmd, t->unused_arg,
+               t->uncompared_fields_arg, t->perform != 0, t->shadow != 0, t->view_as != 0);
+    }
     return 0;
 }
 """
@@ -124,3 +130,26 @@ def test_register_offsets_match_python(lines, name):
 
 def test_canonical_ids_cover_every_canonical_name(lines):
     assert f"ncalls {len(S.canonical_names())}" in lines
+
+
+def test_traits_agree(lines):
+    """Every canonical call's traits in C are its row's Traits in mvx/isa/syscalls.py."""
+    got = {ln.split()[1]: ln.split()[2:] for ln in lines if ln.startswith("traits ")}
+    assert set(got) == set(S.canonical_names())
+    bools = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared")
+    for name in S.canonical_names():
+        spec = S.spec_of(name)
+        t = spec.traits
+
+        def index(arg, spec=spec):
+            return spec.arg_names.index(arg) if arg is not None else -1
+
+        flags = sum(1 << i for i, b in enumerate(bools) if getattr(t, b))
+        compared = sum(1 << i for i, a in enumerate(spec.arg_names) if t.compared_only is None or a in t.compared_only)
+        unused = t.unused_for or (None, None)
+        want = [flags, compared, index(t.word_sized), index(t.sends_file),
+                index(t.changes_fs_when[0] if t.changes_fs_when else None), index(unused[0]), index(unused[1]),
+                index(t.fields_not_compared[0][0]) if t.fields_not_compared else -1,
+                int(t.perform is not None), int(t.shadow is not None), int(t.view_as is not None)]
+        assert [int(v) for v in got[name]] == want, name
+    assert got["close"][0] != "0" and got["read"][8] == "1"  # the table is not all zeros

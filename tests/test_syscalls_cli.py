@@ -75,3 +75,13 @@ def test_errors_are_one_line_exit_2(args, msg):
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert msg in r.stderr
+
+
+def test_canonical_entry_shows_traits_and_class_per_policy():
+    out = mvx("--canonical", "close").stdout
+    assert "traits: fd_table_only; follower_runs; ret_not_compared; shadow: close" in out
+    assert "policy default: local" in out and "policy seed: retval_only" in out
+    read = mvx("--canonical", "read").stdout
+    assert "traits: blocks; perform: read" in read
+    assert "policy default: replicated (local on regular files and directories)" in read
+    assert "traits: -" in mvx("--canonical", "getppid").stdout

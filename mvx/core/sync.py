@@ -120,10 +120,10 @@ def _stat_view(call: Call, args: list) -> list:
 
 
 def _clock_view(call: Call, args: list) -> list:
-    """A read of a clock (Traits.clock_read): gettimeofday reads CLOCK_REALTIME, time the coarse
-    real-time clock (the kernel's time() is its seconds; glibc's i386 time() asks for it)."""
-    clock = {"clock_gettime": args[0], "gettimeofday": "CLOCK_REALTIME", "time": "CLOCK_REALTIME_COARSE"}
-    return ["clock_gettime", [clock[call.name]]]
+    """A read of a clock (Traits.clock_read), as one clock_gettime of the clock it reads: its clockid
+    argument, or the clock its Traits name (gettimeofday reads CLOCK_REALTIME; time the coarse
+    real-time clock: the kernel's time() is its seconds, glibc's i386 time() asks for it)."""
+    return ["clock_gettime", [call.spec.traits.clock or args[0]]]
 
 
 # Traits.view_as -> how the call is compared in another call's shape

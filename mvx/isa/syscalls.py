@@ -404,7 +404,7 @@ class Traits:
     TD/TN/TCL...): the monitors, the sync core and the C tables read these, never a list of names.
 
     clock_read        returns a reading of a clock: compared as one clock, answered in each
-                      follower's own form
+                      follower's own form; `clock` names the clock when no argument does
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
     ends              ends the program (its result is never seen)
     fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
@@ -427,6 +427,7 @@ class Traits:
     """
 
     clock_read: bool = False
+    clock: str | None = None
     blocks: bool = False
     ends: bool = False
     fd_table_only: bool = False
@@ -726,9 +727,9 @@ _SPEC_LIST = [
     sc("clock_settime", Int, clockid=CLOCKS, tp=InStruct("timespec")),
     sc("clock_nanosleep", Int, Traits(blocks=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
        remain=OutStruct("timespec")),
-    sc("gettimeofday", Int, Traits(clock_read=True), tv=OutStruct("timeval"), tz=Ptr),
+    sc("gettimeofday", Int, Traits(clock_read=True, clock="CLOCK_REALTIME"), tv=OutStruct("timeval"), tz=Ptr),
     sc("settimeofday", Int, tv=InStruct("timeval"), tz=Ptr),
-    sc("time", Long, Traits(clock_read=True), tloc=Ptr),
+    sc("time", Long, Traits(clock_read=True, clock="CLOCK_REALTIME_COARSE"), tloc=Ptr),
     sc("timerfd_create", Fd, clockid=CLOCKS, flags=CLOEXEC_NONBLOCK),
     sc("timerfd_settime", Int, fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
        new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
