@@ -99,7 +99,7 @@ def arg_entry(k: S.Kind, layouts: dict[str, int], families: dict) -> str:
 
 # Traits (mvx.isa.syscalls.Traits) as C: booleans in one bitmask, argument names as indexes, names
 # of a kind (how a call is performed, its fd-table effect, its view) as enum codes.
-BOOL_TRAITS = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared")
+BOOL_TRAITS = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down")
 NAMED_TRAITS = ("perform", "shadow", "view_as")
 
 
@@ -117,6 +117,7 @@ def call_traits(canon: list[str], specs: dict) -> list[str]:
         "    uint16_t flags;          /* MVX_T_* */",
         "    uint8_t compared;        /* bit i: argument i is compared (compared_only) */",
         "    int8_t word_sized;       /* the one-word argument, -1 */",
+        "    int8_t sends;            /* the argument holding the bytes it sends, -1 */",
         "    int8_t sends_file;       /* the argument naming the file it sends, -1 */",
         "    int8_t changes_fs_arg;   /* the flags argument that can make it change the file system, -1 */",
         "    int8_t unused_cmd;       /* unused_for: the command argument, -1 */",
@@ -139,7 +140,7 @@ def call_traits(canon: list[str], specs: dict) -> list[str]:
         compared = sum(1 << i for i, a in enumerate(names) if t.compared_only is None or a in t.compared_only)
         fields = index(t.fields_not_compared[0][0]) if t.fields_not_compared else -1
         unused = t.unused_for or (None, None, ())
-        o.append(f"    [MVX_CALL_{n}] = {{{flags}, 0x{compared:02x}, {index(t.word_sized)}, {index(t.sends_file)}, "
+        o.append(f"    [MVX_CALL_{n}] = {{{flags}, 0x{compared:02x}, {index(t.word_sized)}, {index(t.sends)}, {index(t.sends_file)}, "
                  f"{index(t.changes_fs_when[0] if t.changes_fs_when else None)}, {index(unused[0])}, "
                  f"{index(unused[1])}, {fields}, "
                  + ", ".join(str(codes[tr].get(getattr(t, tr), 0)) for tr in NAMED_TRAITS) + "},")

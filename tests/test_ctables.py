@@ -56,8 +56,8 @@ int main(void) {
     printf("ncalls %d\n", MVX_NCALLS);
     for (int c = 0; c < MVX_NCALLS; c++) {
         const struct mvx_call_traits *t = &mvx_call_traits[c];
-        printf("traits %s %d %d %d %d %d %d %d %d %d %d %d\n", mvx_call_names[c], t->flags, t->compared,
-               t->word_sized, t->sends_file, t->changes_fs_arg, t->unused_cmd, t->unused_arg,
+        printf("traits %s %d %d %d %d %d %d %d %d %d %d %d %d\n", mvx_call_names[c], t->flags, t->compared,
+               t->word_sized, t->sends, t->sends_file, t->changes_fs_arg, t->unused_cmd, t->unused_arg,
                t->uncompared_fields_arg, t->perform != 0, t->shadow != 0, t->view_as != 0);
     }
     return 0;
@@ -136,7 +136,7 @@ def test_traits_agree(lines):
     """Every canonical call's traits in C are its row's Traits in mvx/isa/syscalls.py."""
     got = {ln.split()[1]: ln.split()[2:] for ln in lines if ln.startswith("traits ")}
     assert set(got) == set(S.canonical_names())
-    bools = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared")
+    bools = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down")
     for name in S.canonical_names():
         spec = S.spec_of(name)
         t = spec.traits
@@ -147,9 +147,9 @@ def test_traits_agree(lines):
         flags = sum(1 << i for i, b in enumerate(bools) if getattr(t, b))
         compared = sum(1 << i for i, a in enumerate(spec.arg_names) if t.compared_only is None or a in t.compared_only)
         unused = t.unused_for or (None, None)
-        want = [flags, compared, index(t.word_sized), index(t.sends_file),
+        want = [flags, compared, index(t.word_sized), index(t.sends), index(t.sends_file),
                 index(t.changes_fs_when[0] if t.changes_fs_when else None), index(unused[0]), index(unused[1]),
                 index(t.fields_not_compared[0][0]) if t.fields_not_compared else -1,
                 int(t.perform is not None), int(t.shadow is not None), int(t.view_as is not None)]
         assert [int(v) for v in got[name]] == want, name
-    assert got["close"][0] != "0" and got["read"][8] == "1"  # the table is not all zeros
+    assert got["close"][0] != "0" and got["read"][9] == "1"  # the table is not all zeros

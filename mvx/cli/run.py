@@ -34,6 +34,10 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    help="when the leader waits for every follower before executing a call: sensitive (outputs, "
                    "execve, opens for writing, kill, mprotect, exit; default), all, or none (run ahead within "
                    "--window records)")
+    p.add_argument("--no-write-behind", dest="write_behind", action="store_false",
+                   help="under --lockstep sensitive, stop the program at each output until every follower checked "
+                   "it, instead of holding the output in the leader's monitor while the program runs on (the "
+                   "default: either way no byte leaves before every follower agreed)")
     p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
                    help="kill: stop every variant (default); alert: report, stop the diverged follower and "
                    "let the leader keep running")
@@ -95,7 +99,8 @@ def _options(args: argparse.Namespace, argv: list[str], **kw):
 
     arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
     return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
-                   on_divergence=args.on_divergence, timeout=args.timeout, cpu=_cpu(args), log=args.log,
+                   write_behind=args.write_behind, on_divergence=args.on_divergence, timeout=args.timeout,
+                   cpu=_cpu(args), log=args.log,
                    window=args.window, arch=arch.name, **kw)
 
 
@@ -205,6 +210,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         check_runnable(resolve_program(argv[0]))
     allowed = sorted(os.sched_getaffinity(0))
     common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
+              *([] if args.write_behind else ["--no-write-behind"]),
               "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window)]
     pairs = [socket.socketpair() for _ in followers]
     me = [sys.executable, "-m", "mvx"]

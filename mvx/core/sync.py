@@ -180,6 +180,26 @@ def sent_file_range(call: Call) -> tuple[int, int | None, int] | None:
     return fd, offset if isinstance(offset, int) else None, count if isinstance(count, int) else 0
 
 
+def _holdable(call: Call) -> bool:
+    """An output whose whole effect is bytes (or the end of them) on its own fd: sent to a peer
+    already connected (sendto without an address), never with control data."""
+    traits = call.spec.traits
+    if traits.shuts_down:
+        return call.args[1] in ("SHUT_RD", "SHUT_WR", "SHUT_RDWR")
+    if traits.sends_file:
+        return True
+    if traits.sends is None:
+        return False
+    names = call.spec.arg_names
+    return "dest_addr" not in names or call.args[names.index("dest_addr")] is None
+
+
+def sent_bytes(call: Call) -> bytes:
+    """The bytes a call with Traits.sends sends (as decoded: at most canonical.MAX_BUF)."""
+    value = call.args[call.spec.arg_names.index(call.spec.traits.sends)]
+    return value.data if isinstance(value, IoVec) else bytes(value)
+
+
 def render_view(v: list | None, ret: int | None = None) -> str:
     """A compared view as one strace-like line (a divergence report's leader side: records carry
     no rendered line)."""
@@ -241,6 +261,11 @@ class LeaderPlan:
     check: CheckRequest | None
     ends: bool
     wants_ret: bool
+    hold: bool = False  # write-behind: answer at once, hold the output until `check` is agreed
+
+
+# the fds whose outputs may be held (write-behind): streams whose reader is outside the program
+HOLDABLE_FDS = frozenset({"socket", "pipe"})
 
 
 @dataclass(frozen=True)
@@ -308,17 +333,20 @@ def _argument_difference(names, theirs: list, mine: list) -> str:
 class LeaderSync:
     """Numbers the leader's synced calls, plans each and turns it into a record."""
 
-    def __init__(self, policy: Policy, lockstep: str = "sensitive") -> None:
+    def __init__(self, policy: Policy, lockstep: str = "sensitive", write_behind: bool = False) -> None:
         self.policy = policy
         self.lockstep = lockstep
+        self.write_behind = write_behind
         self.seq = 0
 
-    def plan(self, call: Call, cls: str, content: str | None = None) -> LeaderPlan:
+    def plan(self, call: Call, cls: str, content: str | None = None, fd_kind: str | None = None) -> LeaderPlan:
         """`call` of class `cls` (with `content`, the digest of the file bytes it sends, for a
-        call with Traits.sends_file)."""
+        call with Traits.sends_file; `fd_kind`, the kind of file its fd is)."""
         traits = call.spec.traits
         check = CheckRequest(self.seq + 1, view(call), content) if self.needs_lockstep(call, cls) else None
-        return LeaderPlan(check, traits.ends, not (traits.fd_table_only and cls == "local"))
+        hold = (check is not None and self.write_behind and self.lockstep == "sensitive" and cls == "checked_output"
+                and fd_kind in HOLDABLE_FDS and _holdable(call))
+        return LeaderPlan(check, traits.ends, not (traits.fd_table_only and cls == "local"), hold)
 
     def needs_lockstep(self, call: Call, cls: str | None = None) -> bool:
         """Must the leader wait for every follower's check before executing this call?"""

@@ -419,7 +419,9 @@ class Traits:
     unused_for        (command argument, argument, commands that do not read it)
     view_as           compared in another call's shape ("stat": statx/fstatat as one fstatat)
     perform           how a hybrid monitor performs the call itself (mvx.mechanics.proxy), None: it cannot
+    sends             the argument holding the bytes the call sends to its fd (write, writev, sendto)
     sends_file        the argument naming a file whose bytes the call sends: compared by digest
+    shuts_down        it ends the sending (or receiving) side of its socket
     changes_fs_when   (argument, flags): with any of these flags the call can change the file
                       system, so the leader waits for the followers' check first
     shadow            its effect on the monitor's shadow of the fd table: "epoll_ctl", "close",
@@ -439,7 +441,9 @@ class Traits:
     unused_for: tuple[str, str, frozenset[str]] | None = None
     view_as: str | None = None
     perform: str | None = None
+    sends: str | None = None
     sends_file: str | None = None
+    shuts_down: bool = False
     changes_fs_when: tuple[str, frozenset[str]] | None = None
     shadow: str | None = None
 
@@ -586,11 +590,11 @@ WRITE_OPEN_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APP
 _SPEC_LIST = [
     # --- file I/O ---
     sc("read", Long, Traits(blocks=True, perform="read"), fd=Fd, buf=OutBuf(2), count=Ulong),
-    sc("write", Long, Traits(blocks=True, perform="write"), fd=Fd, buf=InBuf(2), count=Ulong),
+    sc("write", Long, Traits(blocks=True, perform="write", sends="buf"), fd=Fd, buf=InBuf(2), count=Ulong),
     sc("pread64", Long, Traits(perform="pread64"), fd=Fd, buf=OutBuf(2), count=Ulong, offset=Int64),
     sc("pwrite64", Long, fd=Fd, buf=InBuf(2), count=Ulong, offset=Int64),
     sc("readv", Long, Traits(blocks=True), fd=Fd, iov=IovecOut(2), iovcnt=Int),
-    sc("writev", Long, Traits(blocks=True), fd=Fd, iov=IovecIn(2), iovcnt=Int),
+    sc("writev", Long, Traits(blocks=True, sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS)), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
@@ -763,7 +767,7 @@ _SPEC_LIST = [
     sc("getsockopt", Int, sockfd=Fd, level=LEVELS, optname=SOCKOPT_NAME,
        optval=OutBuf(len_from_ret=False, len_ptr_arg=4), optlen=InOutInt()),
     sc("setsockopt", Int, Traits(ret_not_compared=True), sockfd=Fd, level=LEVELS, optname=SOCKOPT_NAME, optval=InBuf(4), optlen=Uint),
-    sc("sendto", Long, Traits(blocks=True, perform="sendto"), sockfd=Fd, buf=InBuf(2), len_=Ulong, flags=MSG_FLAGS, dest_addr=SockAddrIn(5),
+    sc("sendto", Long, Traits(blocks=True, perform="sendto", sends="buf"), sockfd=Fd, buf=InBuf(2), len_=Ulong, flags=MSG_FLAGS, dest_addr=SockAddrIn(5),
        addrlen=Uint),
     sc("recvfrom", Long, Traits(blocks=True, perform="recvfrom"), sockfd=Fd, buf=OutBuf(2), len_=Ulong, flags=MSG_FLAGS, src_addr=SockAddrOut(5),
        addrlen=InOutInt()),
@@ -771,7 +775,7 @@ _SPEC_LIST = [
     sc("recvmsg", Long, Traits(blocks=True), sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
     sc("sendmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS),
     sc("recvmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS, timeout=InStruct("timespec")),
-    sc("shutdown", Int, sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),
+    sc("shutdown", Int, Traits(shuts_down=True), sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),
     # --- demultiplexers kept when their sub-call is unknown ---
     sc("socketcall", Int, call=Int, args=Ptr),
     sc("ipc", Int, call=Uint, first=Int, second=Int, third=Int, ptr=Ptr, fifth=Long),

@@ -60,6 +60,12 @@ class FdCache:
         self._fds[fd] = mine
         return mine
 
+    def forget(self, fd: int) -> None:
+        """The variant closed `fd`: drop the duplicate, so the file is not kept open by the monitor."""
+        mine = self._fds.pop(fd, None)
+        if mine is not None:
+            os.close(mine)
+
     def close(self) -> None:
         for mine in self._fds.values():
             os.close(mine)

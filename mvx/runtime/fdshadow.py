@@ -34,6 +34,7 @@ class FdShadow:
         elif effect == "close" and isinstance(call.args[0], int):
             self.epoll.on_close(call.args[0])
             self.kinds.forget(call.args[0])
+            self.dups.forget(call.args[0])
         elif effect == "dup":
             self.kinds.forget(call.args[1])
         if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -29,8 +30,10 @@ from mvx.core.sync import (
     LeaderSync,
     content_digest,
     render_view,
+    sent_bytes,
     sent_file_range,
 )
+from mvx.isa.arch import get as arch_of
 from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
 from mvx.isa.render import render
 from mvx.isa.syscalls import Fd
@@ -41,6 +44,7 @@ from mvx.mechanics.proxy import Performed, answer, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
 from mvx.runtime.fdshadow import FdShadow
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
+from mvx.runtime.outbox import Held, Outbox
 from mvx.runtime.sigrelay import SignalRelay
 
 ENDINGS = (StopKind.EXITED, StopKind.KILLED)
@@ -208,18 +212,22 @@ class Monitor:
 
     def file_digest(self, call) -> str | None:
         """The digest of the file bytes a call with Traits.sends_file is about to send (its
-        arguments alone do not say what leaves the machine), read through a duplicate of the
-        variant's fd."""
+        arguments alone do not say what leaves the machine)."""
+        data = self.file_bytes(call)
+        return data if data is None or isinstance(data, str) else content_digest(data)
+
+    def file_bytes(self, call) -> bytes | str | None:
+        """The file bytes a call with Traits.sends_file is about to send, read through a duplicate
+        of the variant's fd ("unreadable: why" when they cannot be read; None: no such call)."""
         sent = sent_file_range(call)
         if sent is None:
             return None
         fd, offset, count = sent
         try:
             mine = self.fds.dups.get(fd)
-            data = os.pread(mine, min(count, 64 << 20), os.lseek(mine, 0, os.SEEK_CUR) if offset is None else offset)
+            return os.pread(mine, min(count, 64 << 20), os.lseek(mine, 0, os.SEEK_CUR) if offset is None else offset)
         except OSError as exc:
             return f"unreadable: {exc.strerror}"
-        return content_digest(data)
 
     # ---- per call ---------------------------------------------------------------------------------
     def call_of(self, stop: Stop):
@@ -302,10 +310,18 @@ class Monitor:
 class LeaderMonitor(Monitor):
     role = "leader"
 
-    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", **kw) -> None:
+    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", write_behind: bool = True,
+                 **kw) -> None:
         super().__init__(argv, **kw)
         self.link = link
-        self.sync = LeaderSync(self.policy, lockstep)
+        write_behind = write_behind and lockstep == "sensitive"
+        self.sync = LeaderSync(self.policy, lockstep, write_behind)
+        self.outbox = Outbox(link) if write_behind else None
+
+    def kill(self) -> None:
+        super().kill()
+        if self.outbox is not None:
+            self.outbox.close()
 
     def foreign_signal(self, sig: int, info: bytes) -> None:
         self.signals.deferred.append((sig, info))
@@ -323,8 +339,13 @@ class LeaderMonitor(Monitor):
             self.let_run(stop)
             return
         cls = self.class_of(call)
-        content = self.file_digest(call)
-        plan = self.sync.plan(call, cls, content)
+        data = self.file_bytes(call)
+        content = data if data is None or isinstance(data, str) else content_digest(data)
+        fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) else None
+        plan = self.sync.plan(call, cls, content, self.fds.kind(fd) if fd is not None else None)
+        if plan.hold and not isinstance(data, str):
+            self.hold(stop, call, cls, plan, fd, data, content)
+            return
         if plan.check is not None:
             self.link.check(plan.check)
         if plan.ends:
@@ -335,9 +356,45 @@ class LeaderMonitor(Monitor):
         self.track(call, ret)
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
 
+    def hold(self, stop: Stop, call, cls: str, plan, fd: int, file_data: bytes | None, content: str | None) -> None:
+        """Write-behind (mvx.runtime.outbox): the followers check the call while the program runs
+        on; its bytes (or its shutdown) leave through the monitor's duplicate of the fd once every
+        follower agreed. The program sees its call done, with every byte taken."""
+        traits = call.spec.traits
+        writes, outputs, how = [], {}, None
+        if traits.shuts_down:
+            data, ret, how = b"", 0, getattr(socket, call.args[1])
+        elif traits.sends_file:
+            data, ret = file_data or b"", len(file_data or b"")
+            writes, outputs = self._advance_sent_file(call, ret)
+        else:
+            data = sent_bytes(call)
+            ret = len(data)
+        mine = os.dup(self.fds.dups.get(fd))
+        self.link.publish(plan.check)
+        self.outbox.hold(Held(plan.check.seq, mine, data, how))
+        inject(self.variant, stop, Recorded(ret, writes))
+        self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
+
+    def _advance_sent_file(self, call, n: int) -> tuple[list[tuple[int, bytes]], dict]:
+        """What sendfile does to its file offset, done for it: the offset it points to moves by
+        `n` (the new value is also the record's out-data), or the file's own position does."""
+        names = call.spec.arg_names
+        i = names.index("offset")
+        ptr, offset = call.values[i], call.args[i]
+        if isinstance(offset, int) and ptr:
+            word = arch_of(call.arch).word_size
+            size = 8 if call.kinds[i].size == "s64" else word
+            ptr &= (1 << 8 * word) - 1
+            return [(ptr, (offset + n).to_bytes(size, "little", signed=True))], {i: offset + n}
+        os.lseek(self.fds.dups.get(call.args[names.index(call.spec.traits.sends_file)]), n, os.SEEK_CUR)
+        return [], {}
+
     def ended(self, stop: Stop) -> Outcome:
         if self.stopping:
             return self.stopped_outcome()
+        if self.outbox is not None:  # what the program wrote leaves before its end is told
+            self.outbox.drain(self.link.timeout + 5)
         if stop.kind is StopKind.KILLED:
             outcome = Outcome(signal=stop.status)
             self.link.end(self.sync.exit_record(None, stop.status))

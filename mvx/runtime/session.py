@@ -49,6 +49,7 @@ class Options:
     mode: Mode
     policy: Policy
     lockstep: str = "sensitive"
+    write_behind: bool = True  # outputs held by the leader's monitor (mvx.runtime.outbox)
     on_divergence: str = "kill"
     timeout: float = 10.0
     cpu: int | None = None
@@ -149,7 +150,8 @@ class LeaderSession:
             self.pipes.append(await ch.detach())
         self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
         self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout)
-        self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep, mode=opts.mode,
+        self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep,
+                                     write_behind=opts.write_behind, mode=opts.mode,
                                      policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
                                      isolate_net=opts.isolate_net)
         self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
