@@ -50,10 +50,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Config:
-    name: str  # native, ptrace, seccomp, hybrid, strace, strace-seccomp
+    name: str  # native, ptrace, seccomp, hybrid, hybrid-lockstep, strace, strace-seccomp
     label: str
     kind: str  # native | mvx | strace
     mode: str | None = None
+    extra: tuple[str, ...] = ()  # more `mvx run` options
 
     def argv(self, server: servers.Server, port: int, workdir: Path, plan: Plan) -> list[str]:
         leader = server.argv(LEADER_ARCH, port, workdir)
@@ -64,7 +65,7 @@ class Config:
             return ["taskset", "-c", str(plan.server_cpu), "strace", "-f", *extra, "-o", "/dev/null", "--", *leader]
         follower = server.argv(FOLLOWER_ARCH, port, workdir)
         # each variant with arguments of its own (lighttpd: its ISA's -m module directory)
-        return [sys.executable, "-m", "mvx", "run", "--mode", self.mode, "--leader", shlex.join(leader),
+        return [sys.executable, "-m", "mvx", "run", "--mode", self.mode, *self.extra, "--leader", shlex.join(leader),
                 "--follower", shlex.join(follower)]
 
     def pinning(self, plan: Plan) -> str:
@@ -82,6 +83,8 @@ CONFIGS = {c.name: c for c in [
     Config("ptrace", "mvx ptrace", "mvx", "ptrace"),
     Config("seccomp", "mvx seccomp", "mvx", "seccomp"),
     Config("hybrid", "mvx hybrid", "mvx", "hybrid"),
+    # the same without write-behind: the program waits for the followers at each output
+    Config("hybrid-lockstep", "mvx hybrid --no-write-behind", "mvx", "hybrid", ("--no-write-behind",)),
     Config("strace", "strace -f", "strace", None),
     Config("strace-seccomp", "strace --seccomp-bpf", "strace", "seccomp"),
 ]}

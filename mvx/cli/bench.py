@@ -94,7 +94,8 @@ def register(sub) -> None:
                    help="epoll, lighttpd or all (default all)")
     p.add_argument("--modes", nargs="+", metavar="CONFIG",
                    help="configurations besides native (always run: ratios need it), comma- or space-separated: "
-                   "ptrace seccomp hybrid strace strace-seccomp (default: all)")
+                   "ptrace seccomp hybrid hybrid-lockstep (hybrid with --no-write-behind) strace strace-seccomp "
+                   "(default: all)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="load per workload point and round (default 1; wrk rounds it to whole seconds)")
     p.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds; medians are over them (default 3)")

@@ -159,6 +159,7 @@ class Variant:
         report_signals: bool = False,
         isolate_net: bool = False,
         hide_vdso: bool = False,
+        sync_wake_up: bool = True,
     ) -> None:
         if not argv:
             raise MvxError("no program given")
@@ -174,6 +175,7 @@ class Variant:
         self.report_signals = report_signals
         self.isolate_net = isolate_net
         self.hide_vdso = hide_vdso  # time calls become real syscalls (see mvx_native.c: hide_vdso)
+        self.sync_wake_up = sync_wake_up  # notifications as synchronous switches (Linux 6.6+)
         self._t = ffi.new("struct mvx_tracee *")
         self._ev = ffi.new("struct mvx_event *")
         self._keep: list = []
@@ -195,6 +197,7 @@ class Variant:
         t.report_signals = int(self.report_signals)
         t.isolate_net = int(self.isolate_net)
         t.hide_vdso = int(self.hide_vdso)
+        t.sync_wake_up = int(self.sync_wake_up)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]
         primary, secondary = arches[0], arches[1] if len(arches) > 1 else None
         t.arch_primary = primary.audit_arch

@@ -373,7 +373,10 @@ class LeaderMonitor(Monitor):
         mine = os.dup(self.fds.dups.get(fd))
         self.link.publish(plan.check)
         self.outbox.hold(Held(plan.check.seq, mine, data, how))
-        inject(self.variant, stop, Recorded(ret, writes))
+        try:
+            inject(self.variant, stop, Recorded(ret, writes))
+        except CallGone:  # a signal came first: the call is made again and gets this answer then
+            self.unanswered = Unanswered(_call_key(stop), Performed(ret))
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
 
     def _advance_sent_file(self, call, n: int) -> tuple[list[tuple[int, bytes]], dict]:

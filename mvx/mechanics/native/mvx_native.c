@@ -31,6 +31,16 @@
 #include "mvx_native.h"
 #include "mvx_tables.h"
 
+/* Linux 6.6: the notifier wakes the tracee (and is woken) as a synchronous switch on the same CPU,
+ * not through the scheduler (the monitor and its variant share one CPU). Older kernels say EINVAL
+ * or ENOTTY and the plain wake-up is used. */
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+
 #ifndef MVX_HOST_ISA
 #error "unsupported monitor architecture"
 #endif
@@ -199,6 +209,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
               int fd0, int fd1, int fd2, char *err, int errlen) {
     int mode = t->mode, report = t->report_signals, isolate = t->isolate_net, hide = t->hide_vdso;
+    int sync_wake_up = t->sync_wake_up;
     unsigned char tp[MVX_MAX_NR], ts[MVX_MAX_NR];
     unsigned int ap = t->arch_primary, as = t->arch_secondary;
     memcpy(tp, t->traced_primary, sizeof tp);
@@ -207,6 +218,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
     t->isolate_net = isolate;
     t->hide_vdso = hide;
+    t->sync_wake_up = sync_wake_up;
     memcpy(t->traced_primary, tp, sizeof tp);
     memcpy(t->traced_secondary, ts, sizeof ts);
     t->notify_fd = -1;
@@ -314,6 +326,9 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
                         set_err(err, errlen, "pidfd_getfd", -t->notify_fd);
                         goto fail;
                     }
+                    if (t->sync_wake_up)
+                        t->sync_wake_up = ioctl(t->notify_fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                                                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0;
                 } else if (last_nr == SYS_execve && info.exit.is_error) {
                     snprintf(err, errlen, "cannot execute %s: %s", path,
                              strerror((int)-info.exit.rval));

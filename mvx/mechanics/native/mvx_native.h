@@ -41,6 +41,7 @@ struct mvx_tracee {
     int pid;
     int mode;
     int notify_fd;              /* -1 unless hybrid */
+    int sync_wake_up;           /* in: ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP; out: granted */
     int sigchld_fd;             /* signalfd for SIGCHLD (hybrid) */
     int report_signals;
     int isolate_net;            /* the variant gets a network namespace of its own */
