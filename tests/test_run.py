@@ -367,16 +367,18 @@ def test_divergence_report_marks_the_differing_byte():
     assert lines[follower_line + 1].index("^") == lines[follower_line].index("O")
 
 
+@pytest.mark.parametrize("extra", [(), ("--write-behind",)], ids=["lockstep", "write-behind"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_same_point(mode, leader, follower):
+def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_same_point(mode, leader, follower,
+                                                                                        extra):
     """SIGUSR1 (a handler without SA_RESTART) sent to the leader's program every millisecond
     while it copies stdin to stdout (variants/src/signal_storm.c). Signals land on blocking calls
     (EINTR), on calls that never block (the call is made after the handler) and while the
     monitor performs a call for the variant (its result goes to the restarted call, so no byte
     read is lost). Every variant counts the same signals and EINTRs, and the output is the input."""
     data = b"".join(b"line %06d of the storm\n" % i for i in range(6000))
-    proc = subprocess.Popen([sys.executable, "-m", "mvx", "run", "--mode", mode,
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "run", "--mode", mode, *extra,
                              "--leader", variant_bin(leader, "signal_storm"),
                              "--follower", variant_bin(follower, "signal_storm")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)

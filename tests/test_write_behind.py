@@ -1,5 +1,5 @@
-"""Write-behind (mvx/runtime/outbox.py): under --lockstep sensitive the leader's monitor answers an
-output at once and holds its bytes until every follower has checked the same call. These tests
+"""Write-behind (`--write-behind`, mvx/runtime/outbox.py): under --lockstep sensitive the leader's
+monitor answers an output at once and holds its bytes until every follower has checked the same call. These tests
 show what that must never change: no byte of a diverging response leaves, responses arrive whole
 and in order, a close right after a large response still delivers all of it and then the end of
 the stream, and a lost follower stops the output (fail closed)."""
@@ -38,10 +38,12 @@ def http_get(port: int, path: str, timeout: float = 20.0) -> bytes:
             return b""
 
 
-def serve(tmp_path, files: dict[str, bytes], paths: list[str], *extra, tampered: dict[str, bytes] | None = None):
+def serve(tmp_path, files: dict[str, bytes], paths: list[str], *extra, tampered: dict[str, bytes] | None = None,
+          write_behind: bool = True):
     """sendfile_http, x86_64 leader and i386 follower, on one docroot (`tampered`: the follower
     runs in a mount namespace where those files have other contents, at the same paths). The
     responses the client got for `paths` (one connection each), the exit status, the stderr."""
+    wb = ["--write-behind"] if write_behind else []
     root = tmp_path / "www"
     root.mkdir()
     for rel, data in files.items():
@@ -50,7 +52,7 @@ def serve(tmp_path, files: dict[str, bytes], paths: list[str], *extra, tampered:
     leader = [variant_bin("x86_64", "sendfile_http"), str(port), str(root), str(len(paths))]
     follower = [variant_bin("i386", "sendfile_http"), str(port), str(root), str(len(paths))]
     if tampered is None:
-        proc = start_mvx("run", *extra, "--timeout", "5", "--leader", " ".join(leader), "--follower",
+        proc = start_mvx("run", *wb, *extra, "--timeout", "5", "--leader", " ".join(leader), "--follower",
                          " ".join(follower), "--")
         others = []
     else:
@@ -63,7 +65,8 @@ def serve(tmp_path, files: dict[str, bytes], paths: list[str], *extra, tampered:
                                  "--timeout", "5", "--", *follower])
         others = [subprocess.Popen(["unshare", "-m", "sh", "-c", " && ".join([*binds, f"exec {follower_cmd}"])],
                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
-        proc = start_mvx("leader", "--listen", channel, "--insecure", *extra, "--timeout", "5", "--", *leader)
+        proc = start_mvx("leader", "--listen", channel, "--insecure", *wb, *extra, "--timeout", "5",
+                         "--", *leader)
     try:
         got = [http_get(port, p) for p in paths]
         _, err = proc.communicate(timeout=60)
@@ -116,15 +119,27 @@ def test_a_response_that_diverges_from_its_first_byte_sends_nothing(tmp_path):
 def test_many_outputs_arrive_whole_and_in_order():
     """stdio_loop writes each line upper-cased: 20,000 writes to a pipe, held and released in order."""
     lines = b"".join(b"line %05d of the stream, held and then released\n" % i for i in range(20000))
-    r = mvx("run", "--leader", variant_bin("x86_64", "stdio_loop"), "--follower", variant_bin("i386", "stdio_loop"),
-            "--", stdin=lines, timeout=120)
+    r = mvx("run", "--write-behind", "--leader", variant_bin("x86_64", "stdio_loop"), "--follower",
+            variant_bin("i386", "stdio_loop"), "--", stdin=lines, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout == lines.upper()
 
 
+def test_a_diverging_response_under_plain_lockstep_sends_no_body_byte_either(tmp_path):
+    """The same check without write-behind (the default): the program waits at its sendfile."""
+    tampered = bytearray(LARGE)
+    tampered[1 << 20] ^= 1
+    root = tmp_path / "plain"
+    root.mkdir()
+    got, code, err = serve(root, {"big.bin": LARGE}, ["/big.bin"], tampered={"big.bin": bytes(tampered)},
+                           write_behind=False)
+    assert code == DIVERGENCE_EXIT, err
+    assert got[0].partition(b"\r\n\r\n")[2] == b""
+
+
 def test_without_write_behind_the_same_bytes_leave(tmp_path):
     files = {"big.bin": LARGE}
-    got, code, err = serve(tmp_path, files, ["/big.bin"], "--no-write-behind")
+    got, code, err = serve(tmp_path, files, ["/big.bin"], write_behind=False)
     assert code == 0, err
     assert body(got[0]) == LARGE
 
@@ -132,7 +147,7 @@ def test_without_write_behind_the_same_bytes_leave(tmp_path):
 def test_a_killed_follower_monitor_stops_the_output():
     """Fail closed: once the follower's monitor is gone, nothing the leader's program writes leaves."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mvx", "run", "--leader", variant_bin("x86_64", "stdio_loop"), "--follower",
+        [sys.executable, "-m", "mvx", "run", "--write-behind", "--leader", variant_bin("x86_64", "stdio_loop"), "--follower",
          variant_bin("i386", "stdio_loop"), "--"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=ROOT)
     try:

@@ -50,7 +50,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Config:
-    name: str  # native, ptrace, seccomp, hybrid, hybrid-lockstep, strace, strace-seccomp
+    name: str  # native, ptrace, seccomp, hybrid, hybrid-write-behind, strace, strace-seccomp
     label: str
     kind: str  # native | mvx | strace
     mode: str | None = None
@@ -83,8 +83,8 @@ CONFIGS = {c.name: c for c in [
     Config("ptrace", "mvx ptrace", "mvx", "ptrace"),
     Config("seccomp", "mvx seccomp", "mvx", "seccomp"),
     Config("hybrid", "mvx hybrid", "mvx", "hybrid"),
-    # the same without write-behind: the program waits for the followers at each output
-    Config("hybrid-lockstep", "mvx hybrid --no-write-behind", "mvx", "hybrid", ("--no-write-behind",)),
+    # the same with write-behind: outputs held by the leader's monitor while the program runs on
+    Config("hybrid-write-behind", "mvx hybrid --write-behind", "mvx", "hybrid", ("--write-behind",)),
     Config("strace", "strace -f", "strace", None),
     Config("strace-seccomp", "strace --seccomp-bpf", "strace", "seccomp"),
 ]}

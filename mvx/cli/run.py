@@ -34,10 +34,10 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    help="when the leader waits for every follower before executing a call: sensitive (outputs, "
                    "execve, opens for writing, kill, mprotect, exit; default), all, or none (run ahead within "
                    "--window records)")
-    p.add_argument("--no-write-behind", dest="write_behind", action="store_false",
-                   help="under --lockstep sensitive, stop the program at each output until every follower checked "
-                   "it, instead of holding the output in the leader's monitor while the program runs on (the "
-                   "default: either way no byte leaves before every follower agreed)")
+    p.add_argument("--write-behind", action="store_true",
+                   help="under --lockstep sensitive, answer an output on a socket or pipe at once and hold its bytes "
+                   "in the leader's monitor until every follower checked it, instead of stopping the program there "
+                   "(either way no byte leaves before every follower agreed; docs/DESIGN.md, write-behind)")
     p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
                    help="kill: stop every variant (default); alert: report, stop the diverged follower and "
                    "let the leader keep running")
@@ -210,7 +210,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         check_runnable(resolve_program(argv[0]))
     allowed = sorted(os.sched_getaffinity(0))
     common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
-              *([] if args.write_behind else ["--no-write-behind"]),
+              *(["--write-behind"] if args.write_behind else []),
               "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window)]
     pairs = [socket.socketpair() for _ in followers]
     me = [sys.executable, "-m", "mvx"]

@@ -1,7 +1,7 @@
-"""python3 -m mvx.demo"""
+"""python3 -m mvx.demo: the demonstration (mvx/demo/steps.py)."""
 
 import sys
 
-from mvx.demo import main
+from mvx.demo.steps import main
 
 sys.exit(main())
