@@ -207,6 +207,31 @@ class _Writer:
     def value(self, v: Any, depth: int = 0) -> None:
         if depth > MAX_DEPTH:
             raise ProtocolError(f"{self.path}: nested deeper than {MAX_DEPTH}")
+        out = self.out
+        t = type(v)
+        if t is int:  # the common types first, by exact type (bool is not int here)
+            if -(1 << 63) <= v < (1 << 63):
+                out.append(T_I64)
+                out += _I64.pack(v)
+                return
+        elif v is None:
+            out.append(T_NONE)
+            return
+        elif t is bytes:
+            out.append(T_BYTES)
+            out += _U32.pack(len(v))
+            out += v
+            return
+        elif t is str:
+            raw = v.encode("utf-8", "surrogatepass")
+            out.append(T_STR)
+            out += _U32.pack(len(raw))
+            out += raw
+            return
+        elif t is list:
+            out.append(T_LIST)
+            self._items(v, depth)
+            return
         if v is None:
             self.u8(T_NONE)
         elif v is False or v is True:
@@ -293,11 +318,10 @@ def _encode_message(w: _Writer, m) -> None:
     code = CODES.get(type(m))
     if code is None:
         raise ProtocolError(f"cannot send a {type(m).__name__}: not a protocol message")
-    name = type(m).__name__
-    w.u8(code)
-    for f, kind in _FIELDS[type(m)]:
-        w.path = f"{name}.{f}"
-        _WRITE[kind](w, getattr(m, f))
+    w.out.append(code)
+    for label, f, write in _WRITERS[type(m)]:
+        w.path = label
+        write(w, getattr(m, f))
 
 
 def _w_outputs(w: _Writer, outputs: dict) -> None:
@@ -346,6 +370,10 @@ _FIELDS = {
 }
 
 
+# per message type: ("Message.field", field, how to write it), in the fields' order
+_WRITERS = {cls: [(f"{cls.__name__}.{f}", f, _WRITE[kind]) for f, kind in fields] for cls, fields in _FIELDS.items()}
+
+
 def encode_batch(messages) -> bytes:
     """One frame holding `messages` back to back (one write for several)."""
     w = _Writer()
@@ -368,37 +396,62 @@ def encode(message) -> bytes:
 
 
 class _Reader:
-    __slots__ = ("data", "path", "pos")
+    __slots__ = ("data", "end", "field", "pos", "stack")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
-        self.path = "frame"
+        self.end = len(data)
+        self.field = "frame"  # "Message.field" being read; `stack` the keys inside its value
+        self.stack: list = []
+
+    @property
+    def where(self) -> str:
+        """The message, field and place in the value being read (built only for an error)."""
+        return self.field + "".join(f"[{k!r}]" if isinstance(k, str) else f"[{k}]" for k in self.stack)
+
+    def _short(self, n: int, what: str):
+        raise ProtocolError(f"{self.where}: truncated {what} (need {n} bytes, have {self.end - self.pos})")
 
     def _take(self, n: int, what: str) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise ProtocolError(f"{self.path}: truncated {what} (need {n} bytes, have {len(self.data) - self.pos})")
-        out = self.data[self.pos:end]
-        self.pos = end
-        return out
+        pos = self.pos
+        if pos + n > self.end:
+            self._short(n, what)
+        self.pos = pos + n
+        return self.data[pos:pos + n]
 
     def u8(self) -> int:
-        return self._take(1, "u8")[0]
+        pos = self.pos
+        if pos >= self.end:
+            self._short(1, "u8")
+        self.pos = pos + 1
+        return self.data[pos]
 
     def u32(self) -> int:
-        return _U32.unpack(self._take(4, "u32"))[0]
+        pos = self.pos
+        if pos + 4 > self.end:
+            self._short(4, "u32")
+        self.pos = pos + 4
+        return _U32.unpack_from(self.data, pos)[0]
 
     def u64(self) -> int:
-        return _U64.unpack(self._take(8, "u64"))[0]
+        pos = self.pos
+        if pos + 8 > self.end:
+            self._short(8, "u64")
+        self.pos = pos + 8
+        return _U64.unpack_from(self.data, pos)[0]
 
     def i64(self) -> int:
-        return _I64.unpack(self._take(8, "i64"))[0]
+        pos = self.pos
+        if pos + 8 > self.end:
+            self._short(8, "i64")
+        self.pos = pos + 8
+        return _I64.unpack_from(self.data, pos)[0]
 
     def flag(self) -> bool:
         b = self.u8()
         if b > 1:
-            raise ProtocolError(f"{self.path}: presence byte {b} is not 0 or 1")
+            raise ProtocolError(f"{self.where}: presence byte {b} is not 0 or 1")
         return b == 1
 
     def opt_i64(self) -> int | None:
@@ -413,7 +466,7 @@ class _Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError(f"{self.path}: a string that is not UTF-8") from None
+            raise ProtocolError(f"{self.where}: a string that is not UTF-8") from None
 
     def opt_str(self) -> str | None:
         return self.str_() if self.flag() else None
@@ -421,89 +474,166 @@ class _Reader:
     def count(self, each: int) -> int:
         """An item count, bounded by the bytes left (each item takes at least `each`)."""
         n = self.u32()
-        if n * each > len(self.data) - self.pos:
-            raise ProtocolError(f"{self.path}: {n} items announced, the frame has room for fewer")
+        if n * each > self.end - self.pos:
+            raise ProtocolError(f"{self.where}: {n} items announced, the frame has room for fewer")
         return n
 
     def value(self, depth: int = 0) -> Any:
-        if depth > MAX_DEPTH:
-            raise ProtocolError(f"{self.path}: nested deeper than {MAX_DEPTH}")
-        tag = self.u8()
-        if tag == T_NONE:
-            return None
-        if tag in (T_FALSE, T_TRUE):
-            return tag == T_TRUE
-        if tag == T_I64:
-            return self.i64()
-        if tag == T_U64:
-            v = self.u64()
-            if v < (1 << 63):
-                raise ProtocolError(f"{self.path}: u64 tag for {v}, which is an i64 (not canonical)")
-            return v
-        if tag == T_BIGINT:
-            raw = self.bytes_()
-            v = int.from_bytes(raw, "little", signed=True)
-            if -(1 << 63) <= v < (1 << 64) or raw != v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True):
-                raise ProtocolError(f"{self.path}: big integer {v} not in its canonical form")
-            return v
-        if tag == T_STR:
-            return self.str_()
-        if tag == T_BYTES:
-            return self.bytes_()
-        if tag in (T_LIST, T_TUPLE):
-            items = [self._item(i, depth) for i in range(self.count(1))]
-            return items if tag == T_LIST else tuple(items)
-        if tag == T_DICT:
-            out = {}
-            for _ in range(self.count(5)):
-                key = self.str_()
-                if key in out:
-                    raise ProtocolError(f"{self.path}: key {key!r} twice")
-                out[key] = self._item(key, depth)
-            return out
-        if tag == T_TIME:
-            sec, nsec, usec = self.i64(), self.i64(), self.flag()
-            return TimeValue(sec, nsec, usec)
-        if tag == T_SOCKADDR:
-            family = self.value(depth + 1)
-            fields = []
-            for _ in range(self.count(5)):
-                name = self.str_()
-                fields.append((name, self._item(name, depth)))
-            return SockAddr(family, tuple(fields))
-        if tag == T_FLAGS:
-            names = [self.str_() for _ in range(self.count(4))]
-            rest = self.value(depth + 1)
-            if not isinstance(rest, int) or isinstance(rest, bool) or names != sorted(set(names)):
-                raise ProtocolError(f"{self.path}: a flag set needs sorted distinct names and an integer rest")
-            return FlagSet(frozenset(names), rest)
-        if tag == T_ADDR:
-            return Addr(self.u64())
-        if tag == T_IOVEC:
-            return IoVec(tuple(self.bytes_() for _ in range(self.count(4))))
-        if tag == T_SET:
-            items, last = [], None
-            for _ in range(self.count(1)):
-                start = self.pos
-                item = self.value(depth + 1)
-                raw = self.data[start:self.pos]
-                if last is not None and raw <= last:
-                    raise ProtocolError(f"{self.path}: set items not in canonical order")
-                last = raw
-                items.append(item)
-            try:
-                return frozenset(items)
-            except TypeError:
-                raise ProtocolError(f"{self.path}: a set item that cannot be in a set") from None
-        raise ProtocolError(f"{self.path}: unknown value tag 0x{tag:02x}")
+        try:
+            value, self.pos = _value(self.data, self.pos, self.end, depth, self.stack)
+        except _Bad as bad:
+            raise ProtocolError(f"{self.where}: {bad}") from None
+        return value
 
     def _item(self, key, depth: int):
-        path = self.path
-        self.path = f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]"
+        stack = self.stack
+        stack.append(key)
+        value = self.value(depth + 1)  # (on an error the stack is left as it is: it names the place)
+        stack.pop()
+        return value
+
+
+class _Bad(Exception):
+    """A malformed value (what is wrong; the reader adds where)."""
+
+
+_u32_from, _u64_from, _i64_from = _U32.unpack_from, _U64.unpack_from, _I64.unpack_from
+
+
+def _need(pos: int, n: int, end: int, what: str) -> None:
+    if pos + n > end:
+        raise _Bad(f"truncated {what} (need {n} bytes, have {end - pos})")
+
+
+def _count(data, pos: int, end: int, each: int) -> tuple[int, int]:
+    _need(pos, 4, end, "u32")
+    n = _u32_from(data, pos)[0]
+    if n * each > end - pos - 4:
+        raise _Bad(f"{n} items announced, the frame has room for fewer")
+    return n, pos + 4
+
+
+def _blob(data, pos: int, end: int) -> tuple[bytes, int]:
+    _need(pos, 4, end, "u32")
+    n = _u32_from(data, pos)[0]
+    pos += 4
+    _need(pos, n, end, "bytes")
+    return bytes(data[pos:pos + n]), pos + n
+
+
+def _text(data, pos: int, end: int) -> tuple[str, int]:
+    raw, pos = _blob(data, pos, end)
+    try:
+        return raw.decode("utf-8"), pos
+    except UnicodeDecodeError:
+        raise _Bad("a string that is not UTF-8") from None
+
+
+def _value(data, pos: int, end: int, depth: int, stack: list) -> tuple[Any, int]:
+    """One tagged value at `pos`: (value, the position after it). One flat function: this runs
+    for every argument of every record."""
+    if depth > MAX_DEPTH:
+        raise _Bad(f"nested deeper than {MAX_DEPTH}")
+    if pos >= end:
+        raise _Bad("truncated u8 (need 1 bytes, have 0)")
+    tag = data[pos]
+    pos += 1
+    if tag == T_I64:
+        _need(pos, 8, end, "i64")
+        return _i64_from(data, pos)[0], pos + 8
+    if tag == T_NONE:
+        return None, pos
+    if tag == T_BYTES:
+        return _blob(data, pos, end)
+    if tag == T_STR:
+        return _text(data, pos, end)
+    if tag == T_LIST or tag == T_TUPLE:
+        n, pos = _count(data, pos, end, 1)
+        items = []
+        for i in range(n):
+            stack.append(i)
+            item, pos = _value(data, pos, end, depth + 1, stack)
+            stack.pop()
+            items.append(item)
+        return (items if tag == T_LIST else tuple(items)), pos
+    if tag == T_DICT:
+        n, pos = _count(data, pos, end, 5)
+        out = {}
+        for _ in range(n):
+            key, pos = _text(data, pos, end)
+            if key in out:
+                raise _Bad(f"key {key!r} twice")
+            stack.append(key)
+            out[key], pos = _value(data, pos, end, depth + 1, stack)
+            stack.pop()
+        return out, pos
+    if tag == T_FALSE or tag == T_TRUE:
+        return tag == T_TRUE, pos
+    if tag == T_FLAGS:
+        n, pos = _count(data, pos, end, 4)
+        names = []
+        for _ in range(n):
+            name, pos = _text(data, pos, end)
+            names.append(name)
+        rest, pos = _value(data, pos, end, depth + 1, stack)
+        if not isinstance(rest, int) or isinstance(rest, bool) or names != sorted(set(names)):
+            raise _Bad("a flag set needs sorted distinct names and an integer rest")
+        return FlagSet(frozenset(names), rest), pos
+    if tag == T_TIME:
+        _need(pos, 17, end, "time")
+        sec, nsec, usec = _i64_from(data, pos)[0], _i64_from(data, pos + 8)[0], data[pos + 16]
+        if usec > 1:
+            raise _Bad(f"presence byte {usec} is not 0 or 1")
+        return TimeValue(sec, nsec, usec == 1), pos + 17
+    if tag == T_U64:
+        _need(pos, 8, end, "u64")
+        v = _u64_from(data, pos)[0]
+        if v < (1 << 63):
+            raise _Bad(f"u64 tag for {v}, which is an i64 (not canonical)")
+        return v, pos + 8
+    if tag == T_BIGINT:
+        raw, pos = _blob(data, pos, end)
+        v = int.from_bytes(raw, "little", signed=True)
+        if -(1 << 63) <= v < (1 << 64) or raw != v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True):
+            raise _Bad(f"big integer {v} not in its canonical form")
+        return v, pos
+    if tag == T_SOCKADDR:
+        family, pos = _value(data, pos, end, depth + 1, stack)
+        n, pos = _count(data, pos, end, 5)
+        fields = []
+        for _ in range(n):
+            name, pos = _text(data, pos, end)
+            stack.append(name)
+            item, pos = _value(data, pos, end, depth + 1, stack)
+            stack.pop()
+            fields.append((name, item))
+        return SockAddr(family, tuple(fields)), pos
+    if tag == T_ADDR:
+        _need(pos, 8, end, "u64")
+        return Addr(_u64_from(data, pos)[0]), pos + 8
+    if tag == T_IOVEC:
+        n, pos = _count(data, pos, end, 4)
+        parts = []
+        for _ in range(n):
+            part, pos = _blob(data, pos, end)
+            parts.append(part)
+        return IoVec(tuple(parts)), pos
+    if tag == T_SET:
+        n, pos = _count(data, pos, end, 1)
+        items, last = [], None
+        for _ in range(n):
+            start = pos
+            item, pos = _value(data, pos, end, depth + 1, stack)
+            raw = data[start:pos]
+            if last is not None and raw <= last:
+                raise _Bad("set items not in canonical order")
+            last = raw
+            items.append(item)
         try:
-            return self.value(depth + 1)
-        finally:
-            self.path = path
+            return frozenset(items), pos
+        except TypeError:
+            raise _Bad("a set item that cannot be in a set") from None
+    raise _Bad(f"unknown value tag 0x{tag:02x}")
 
 
 def _r_outputs(r: _Reader) -> dict[int, Any]:
@@ -511,7 +641,7 @@ def _r_outputs(r: _Reader) -> dict[int, Any]:
     for _ in range(r.count(5)):
         i = r.u32()
         if i > 255 or i in out or (out and i < max(out)):
-            raise ProtocolError(f"{r.path}: argument index {i} out of range, repeated or out of order")
+            raise ProtocolError(f"{r.where}: argument index {i} out of range, repeated or out of order")
         out[i] = r._item(i, 0)
     return out
 
@@ -536,17 +666,21 @@ def decode_body(body: bytes) -> list:
     if not body:
         raise ProtocolError("frame: empty (a frame holds at least one message)")
     while r.pos < len(body):
-        r.path = "frame"
+        r.field = "frame"
         code = r.u8()
         cls = TYPES.get(code)
         if cls is None:
             raise ProtocolError(f"frame: unknown message type 0x{code:02x}")
-        values = {}
-        for f, kind in _FIELDS[cls]:
-            r.path = f"{cls.__name__}.{f}"
-            values[f] = _READ[kind](r)
-        out.append(cls(**values))
+        args = []
+        for label, read in _READERS[cls]:
+            r.field = label
+            args.append(read(r))
+        out.append(cls(*args))
     return out
+
+
+# per message type: ("Message.field", how to read it), in the fields' order
+_READERS = {cls: [(f"{cls.__name__}.{f}", _READ[kind]) for f, kind in fields] for cls, fields in _FIELDS.items()}
 
 
 class FrameDecoder:
