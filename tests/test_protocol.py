@@ -128,6 +128,8 @@ def test_deep_nesting_is_refused_both_ways():
     (b"\x03" + bytes(8) + b"\x04" + (5).to_bytes(8, "little") + b"\x00", "not canonical"),
     (b"\x03" + bytes(8) + b"\x00\x07", "CheckRequest.content: presence byte 7"),
     (b"\x05" + bytes(8) + b"\x66", "unknown message type 0x66"),
+    (b"\x03" + bytes(8) + b"\x0f\x02\x00\x00\x00\x02\x03" + (1).to_bytes(8, "little") + b"\x00",
+     "CheckRequest.view: set items equal as values"),  # {True, 1} is one item: it would not round trip
 ])
 def test_bytes_that_are_not_a_message_name_the_field(body, why):
     with pytest.raises(ProtocolError, match=why) as info:

@@ -630,9 +630,12 @@ def _value(data, pos: int, end: int, depth: int, stack: list) -> tuple[Any, int]
             last = raw
             items.append(item)
         try:
-            return frozenset(items), pos
+            out = frozenset(items)
         except TypeError:
             raise _Bad("a set item that cannot be in a set") from None
+        if len(out) != n:  # {True, 1}: distinct bytes, one item (it would not re-encode the same)
+            raise _Bad("set items equal as values (not canonical)")
+        return out, pos
     raise _Bad(f"unknown value tag 0x{tag:02x}")
 
 
