@@ -809,7 +809,7 @@ static int rd_value(struct rd *r, struct mvx_value *v, int depth)
                 return e;
             for (uint32_t i = 0; i < v->n; i++)
                 if (seen_add(&s, v->v.c.items, i, py_hash(&v->v.c.items[i]), 0))
-                    return fail(r, "set items equal in Python (not canonical)");
+                    return fail(r, "set items equal as values (not canonical)");
             r->a->used = mark; /* the table was the last thing taken */
         }
         return 0;

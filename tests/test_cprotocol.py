@@ -1,0 +1,306 @@
+"""The C protocol codec (mvx/mechanics/native/mvx_protocol.c) against the Python one
+(mvx/core/protocol.py): tests/c/protocol_check.c, compiled here with -Werror (and ASan/UBSan when
+the compiler has them), decodes and re-encodes frames; every golden record and every Python sample
+comes back byte for byte with the same messages, and on random, truncated and corrupted frames the
+C decoder never crashes and accepts exactly what the Python decoder accepts, with the same error
+string."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_protocol import SAMPLES  # tests/ is on sys.path (pytest's rootdir-less test modules)
+
+from mvx.core.protocol import (
+    _U32,
+    MESSAGES,
+    CallRecord,
+    CheckRequest,
+    ProtocolError,
+    _Writer,
+    decode_body,
+    encode,
+    encode_batch,
+)
+from mvx.isa.canonical import IoVec
+from mvx.isa.structs import SockAddr, TimeValue
+from mvx.isa.syscalls import Addr, FlagSet
+
+ROOT = Path(__file__).resolve().parent.parent
+NATIVE = ROOT / "mvx" / "mechanics" / "native"
+DRIVER = ROOT / "tests" / "c" / "protocol_check.c"
+VECTORS = sorted((ROOT / "tests" / "golden").glob("*/*.json"))
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc not found: the C protocol codec cannot be tested", pytrace=False)
+    out = tmp_path_factory.mktemp("cprotocol") / "protocol_check"
+    base = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{NATIVE}",
+            str(NATIVE / "mvx_protocol.c"), str(DRIVER), "-o", str(out)]
+    done = subprocess.run(base[:1] + SANITIZE + base[1:], capture_output=True, text=True, check=False)
+    sanitized = done.returncode == 0
+    if not sanitized:  # no sanitizer runtime here: the plain build must still pass (said in the output)
+        print("protocol_check: built without ASan/UBSan:", done.stderr.strip().splitlines()[-1:])
+        done = subprocess.run(base, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    return out, sanitized
+
+
+def run(driver, frames: list[bytes], verbose: bool = True) -> list[str]:
+    """One driver process for every frame: one output line each."""
+    exe, _ = driver
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    done = subprocess.run([str(exe)] + (["-v"] if verbose else []), input="".join(f.hex() + "\n" for f in frames),
+                          capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0 and not done.stderr, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(frames)
+    return lines
+
+
+# ---- the driver's dump of a message, rendered from the Python decoder's ---------------------------
+
+
+def q(raw: bytes) -> str:
+    return '"' + "".join(chr(c) if 0x20 <= c < 0x7f and c not in b'"\\' else f"\\x{c:02x}" for c in raw) + '"'
+
+
+def qs(s: str) -> str:
+    return q(s.encode())
+
+
+def encoded(v) -> bytes:
+    w = _Writer()
+    w.value(v, 1)
+    return bytes(w.out)
+
+
+def dump(v) -> str:
+    if v is None:
+        return "N"
+    if v is True or v is False:
+        return "T" if v else "F"
+    if isinstance(v, int):
+        if -(1 << 63) <= v < (1 << 63):
+            return f"i{v}"
+        if 0 <= v < (1 << 64):
+            return f"u{v}"
+        return "big" + v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True).hex()
+    if isinstance(v, str):
+        return qs(v)
+    if isinstance(v, bytes):
+        return "b" + q(v)
+    if isinstance(v, list):
+        return "[" + ",".join(map(dump, v)) + "]"
+    if isinstance(v, tuple):
+        return "(" + ",".join(map(dump, v)) + ")"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{qs(k)}:{dump(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, TimeValue):
+        return f"time({v.sec},{v.nsec},{int(v.usec)})"
+    if isinstance(v, SockAddr):
+        return f"sock({dump(v.family)};" + ",".join(f"{qs(k)}={dump(x)}" for k, x in v.fields) + ")"
+    if isinstance(v, FlagSet):
+        return "flags(" + "".join(qs(n) + "," for n in sorted(v.names, key=str.encode)) + f";{dump(v.rest)})"
+    if isinstance(v, Addr):
+        return f"@{v.value}"
+    if isinstance(v, IoVec):
+        return "iov(" + ",".join("b" + q(p) for p in v.parts) + ")"
+    if isinstance(v, frozenset):
+        return "set(" + ",".join(dump(x) for x in sorted(v, key=encoded)) + ")"
+    raise AssertionError(f"no dump for {v!r}")
+
+
+def opt(v, render=str) -> str:
+    return "-" if v is None else render(v)
+
+
+def dump_msg(m) -> str:
+    name = type(m).__name__
+    if name == "Hello":
+        return f"Hello version={m.version} role={qs(m.role)} arch={qs(m.arch)} policy={qs(m.policy)}"
+    if name == "CallRecord":
+        outputs = ",".join(f"{i}:{dump(v)}" for i, v in sorted(m.outputs.items()))
+        clock = "-" if m.clock is None else f"{m.clock[0]},{m.clock[1]}"
+        return (f"CallRecord seq={m.seq} cls={qs(m.cls)} view={dump(m.view)} ret={opt(m.ret)} outputs={{{outputs}}}"
+                f" content={opt(m.content, qs)} clock={clock}")
+    if name == "CheckRequest":
+        return f"CheckRequest seq={m.seq} view={dump(m.view)} content={opt(m.content, qs)}"
+    if name in ("Checked", "Ack"):
+        return f"{name} seq={m.seq}"
+    if name == "SignalBatch":
+        sigs = ",".join(f"{n}:b{q(info)}" for n, info in m.sigs)
+        return f"SignalBatch seq={m.seq} how={qs(m.how)} sigs=[{sigs}]"
+    if name == "End":
+        return f"End seq={m.seq} status={opt(m.status)} signal={opt(m.signal)}"
+    if name in ("StopSession", "FollowerStopped"):
+        return f"{name} reason={qs(m.reason)}"
+    if name == "DivergenceReport":
+        return (f"DivergenceReport kind={qs(m.kind)} seq={m.seq} leader={qs(m.leader)} follower={qs(m.follower)}"
+                f" detail={qs(m.detail)}")
+    if name == "FollowerEnded":
+        return f"FollowerEnded status={opt(m.status)} signal={opt(m.signal)}"
+    raise AssertionError(name)
+
+
+def python_line(body: bytes) -> str:
+    """What the driver must print for a frame with this body, from the Python decoder."""
+    try:
+        messages = decode_body(body)
+    except ProtocolError as exc:
+        return f"error {exc}"
+    types = ",".join(type(m).__name__ for m in messages)
+    return f"ok {len(messages)} {types}\t" + "\t".join(dump_msg(m) for m in messages)
+
+
+def top_level_items(text: str) -> int:
+    """Items of a dumped comma-separated list (commas inside brackets or quotes do not count)."""
+    depth, quoted, n = 0, False, 0
+    for i, c in enumerate(text):
+        if quoted:
+            quoted = c != '"'
+        elif c == '"':
+            quoted = True
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            n += 1
+    return n + 1 if text else 0
+
+
+def frame_of(body: bytes) -> bytes:
+    return _U32.pack(len(body)) + body
+
+
+# ---- the tests ------------------------------------------------------------------------------------
+
+
+def test_every_golden_record_round_trips_with_the_same_messages(driver):
+    import json
+
+    frames = [bytes.fromhex(json.loads(p.read_text())["record"]) for p in VECTORS]
+    assert len(frames) == 102
+    for path, frame, line in zip(VECTORS, frames, run(driver, frames)):
+        assert line == python_line(frame[4:]), path
+        record = decode_body(frame[4:])[-1]
+        assert isinstance(record, CallRecord)
+        last = line.split("\t")[-1]
+        seq, cls = re.match(r"CallRecord seq=(\d+) cls=(\S+) view=", last).groups()
+        ret, outputs = re.search(r" ret=(\S+) outputs=\{(.*)\} content=", last).groups()
+        assert (int(seq), cls, ret) == (record.seq, qs(record.cls), opt(record.ret)), path
+        assert top_level_items(outputs) == len(record.outputs), path
+
+
+def test_every_python_sample_round_trips(driver):
+    frames = [encode(m) for m in SAMPLES] + [encode_batch(SAMPLES), encode_batch(SAMPLES[:3] * 5)]
+    assert {type(m) for m in SAMPLES} == set(MESSAGES)
+    for frame, line in zip(frames, run(driver, frames)):
+        assert line == python_line(frame[4:])
+        assert line.startswith("ok ")
+
+
+def equal_item_sets() -> list[bytes]:
+    def set_frame(*items):
+        body = bytes([3]) + bytes(8) + bytes([15]) + _U32.pack(len(items)) + b"".join(sorted(items)) + b"\x00"
+        return frame_of(body)
+
+    frames = [
+        set_frame(bytes([2]), bytes([3]) + (1).to_bytes(8, "little")),
+        set_frame(encoded(TimeValue(1, 2)), encoded(TimeValue(1, 2, True))),
+        set_frame(encoded(IoVec((b"ab",))), encoded(IoVec((b"a", b"b")))),
+        set_frame(encoded((0,)), encoded((False,))),
+        set_frame(encoded(frozenset({1})), bytes([15]) + _U32.pack(1) + bytes([2])),
+        set_frame(bytes([2]), bytes([3]) + (2).to_bytes(8, "little")),  # True and 2: fine
+    ]
+    return frames
+
+
+def test_sets_of_values_equal_in_python_are_refused_by_both(driver):
+    """{True, 1}, two TimeValues differing in usec only, two IoVecs with the same joined bytes: sorted
+    and distinct as bytes, but one item in a Python frozenset; neither decoder takes them."""
+    frames = equal_item_sets()
+    lines = run(driver, frames)
+    for frame, line in zip(frames, lines):
+        assert line == python_line(frame[4:])
+    assert all(line.startswith("error CheckRequest.view: set items") for line in lines[:-1])
+    assert lines[-1].startswith("ok 1 CheckRequest")
+
+
+def test_errors_name_the_field_as_python_does(driver):
+    bodies = [b"", b"\x7f", b"\x05\x01\x02", b"\x08\xff\xff\xff\x7fabc", b"\x08\x02\x00\x00\x00\xff\xfe",
+              b"\x03" + bytes(8) + b"\x63", b"\x03" + bytes(8) + b"\x08\xff\xff\xff\xff",
+              b"\x03" + bytes(8) + b"\x04" + (5).to_bytes(8, "little") + b"\x00",
+              b"\x03" + bytes(8) + b"\x00\x07", b"\x05" + bytes(8) + b"\x66",
+              bytes([3]) + (1).to_bytes(8, "little") + bytes([8, 1, 0, 0, 0]) * 40 + bytes([0, 0]),
+              bytes([3]) + bytes(8) + bytes([9]) + _U32.pack(2) + (b"\x01\x00\x00\x00k" + b"\x00") * 2 + b"\x00",
+              bytes([3]) + bytes(8) + bytes([5]) + _U32.pack(9) + (1 << 64).to_bytes(9, "little") + b"\x00",
+              bytes([3]) + bytes(8) + bytes([5]) + _U32.pack(10) + (1 << 64).to_bytes(10, "little") + b"\x00",
+              bytes([3]) + bytes(8) + bytes([5]) + _U32.pack(2) + b"\xff\xff" + b"\x00",
+              encode(CallRecord(1, "x", [{"a'b": [1, 2, {"\u00e9\n": b"\x00"}]}], 0, {3: 1}))[4:-30]]
+    lines = run(driver, [frame_of(b) for b in bodies], verbose=False)
+    for body, line in zip(bodies, lines):
+        want = python_line(body)
+        assert line == (want if want.startswith("error") else want.split("\t")[0])
+    assert [line.startswith("error ") for line in lines].count(False) == 1  # 2**64 as a bigint is canonical
+    assert lines[-1] == "error CallRecord.view[0][\"a'b\"][2]['\u00e9\\n']: truncated u32 (need 4 bytes, have 3)"
+
+
+def fuzz_cases() -> list[bytes]:
+    rng = random.Random(20261128)
+    import json
+
+    valid = [encode(m)[4:] for m in SAMPLES] + [encode_batch(SAMPLES[6:12])[4:]]
+    valid += [bytes.fromhex(json.loads(p.read_text())["record"])[4:] for p in VECTORS[::7]]
+    cases = [rng.randbytes(rng.randrange(0, 64)) for _ in range(1000)]
+    cases += [bytes([rng.randrange(1, 12)]) + rng.randbytes(rng.randrange(0, 48)) for _ in range(1000)]
+    for body in valid:
+        n = len(body)
+        cuts = range(n) if n <= 300 else sorted({*range(200), *range(n - 100, n), *range(0, n, max(1, n // 100))})
+        cases += [body[:k] for k in cuts]
+        for _ in range(120):
+            b = bytearray(body)
+            b[rng.randrange(n)] = rng.choice((0, 1, 2, 0x7f, 0x80, 0xff, rng.randrange(256)))
+            cases.append(bytes(b))
+        for _ in range(20):  # a corrupted byte and a cut
+            b = bytearray(body)
+            b[rng.randrange(n)] ^= 1 << rng.randrange(8)
+            cases.append(bytes(b[:rng.randrange(1, n + 1)]))
+    return cases
+
+
+def test_fuzz_same_verdict_as_python_and_no_crash(driver):
+    cases = fuzz_cases()
+    assert len(cases) > 5000
+    lines = run(driver, [frame_of(b) for b in cases])
+    differ = [(body.hex(), line[:300], python_line(body)[:300]) for body, line in zip(cases, lines)
+              if line != python_line(body)]
+    assert not differ, f"{len(differ)} of {len(cases)} differ, first: {differ[:3]}"
+    accepted = sum(line.startswith("ok ") for line in lines)
+    assert 100 < accepted < len(cases) - 1000  # both verdicts are exercised
+
+
+def test_binary_stream_and_oversized_header(driver):
+    exe, _ = driver
+    stream = b"".join(encode(m) for m in SAMPLES[:4]) + (16 << 20 | 1).to_bytes(4, "little")
+    done = subprocess.run([str(exe), "-b"], input=stream, capture_output=True, check=False,
+                          env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    lines = done.stdout.decode().splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * 4 + ["error"]
+    assert lines[-1] == "error frame: 16777217 bytes announced, over the 16777216-byte limit"
+
+
+def test_a_check_request_is_a_check_request(driver):
+    (line,) = run(driver, [encode(CheckRequest(7, ["writev", [5, b"x", 2]], "d"))])
+    assert line == 'ok 1 CheckRequest\tCheckRequest seq=7 view=["writev",[i5,b"x",i2]] content="d"'
