@@ -280,6 +280,175 @@ def fuzz_cases() -> list[bytes]:
     return cases
 
 
+class Grammar:
+    """Random bodies from the wire grammar itself, each choice nearly always valid: a small u64 under
+    the u64 tag, a big integer of random bytes, unsorted or repeated flag names, set items out of
+    order or equal as values, a repeated dict key, a string with a bad UTF-8 sequence, a presence
+    byte of 2, an output index over 255 or out of order, nesting around 32 (what corrupting a valid
+    frame one byte at a time rarely reaches)."""
+
+    PIECES = (b"a", b"Z", b"'", b'"', b"\\", b"\n", b"\xc3\xa9", b"\xf0\x9f\x98\x80", b"\xe2\x82\xac")
+    BAD = (b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe0\x80\x80", b"\xe2\x82", b"\x80", b"\xff")
+    NAMES = ("O_RDWR", "O_CLOEXEC", "O_NONBLOCK", "b", "a", "\u00e9")
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def odd(self, p: float = 0.04) -> bool:
+        return self.rng.random() < p
+
+    def u32(self, v: int) -> bytes:
+        return _U32.pack(v)
+
+    def text(self) -> bytes:
+        raw = b"".join(self.rng.choice(self.PIECES) for _ in range(self.rng.randrange(4)))
+        if self.odd():
+            raw += self.rng.choice(self.BAD)
+        return raw
+
+    def str_(self, raw: bytes | None = None) -> bytes:
+        raw = self.text() if raw is None else raw
+        return self.u32(len(raw)) + raw
+
+    def i64(self) -> int:
+        return self.rng.choice([0, 1, -1, 2, 1 << 62, -(1 << 63), (1 << 63) - 1, self.rng.randrange(-999, 999)])
+
+    def big(self) -> bytes:
+        if self.odd(0.3):
+            raw = self.rng.randbytes(self.rng.randrange(0, 12))
+        else:
+            v = self.rng.choice([1 << 64, -(1 << 63) - 1, 1 << 70, -(1 << 90), -(1 << 95), (1 << 71) - 1, 1 << 200])
+            raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+        return self.u32(len(raw)) + raw
+
+    def value(self, depth: int = 0, hashable: bool = False) -> bytes:
+        rng = self.rng
+        if depth < 2 and self.odd(0.01):  # a chain of lists around the depth limit
+            n = rng.randrange(30, 35)
+            return bytes([8, 1, 0, 0, 0]) * n + b"\x00"
+        tags = [0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 10, 12, 13, 14, 16] + ([] if hashable else [8, 9])
+        if depth < 3:
+            tags += [11, 15] + ([] if hashable else [8, 9, 16])
+        tag = rng.choice(tags) if not self.odd(0.005) else rng.randrange(17, 256)
+        out = bytes([tag])
+        if tag == 3:
+            return out + self.i64().to_bytes(8, "little", signed=True)
+        if tag == 4:
+            v = rng.randrange(1 << 63, 1 << 64) if not self.odd(0.1) else rng.randrange(0, 1 << 63)
+            return out + v.to_bytes(8, "little")
+        if tag == 5:
+            return out + self.big()
+        if tag == 6:
+            return out + self.str_()
+        if tag in (7,):
+            return out + self.str_(rng.randbytes(rng.randrange(5)))
+        if tag in (8, 16):
+            items = [self.value(depth + 1, hashable) for _ in range(rng.randrange(4))]
+            return out + self.u32(len(items)) + b"".join(items)
+        if tag == 9:
+            pool = [b"a", b"b", b"c", b"d", b"e\xc3\xa9"]
+            n = rng.randrange(4)
+            if self.odd(0.2):  # over 8 keys: the decoder's hash table
+                pool, n = [bytes([97 + i]) for i in range(13)], rng.randrange(9, 13)
+            keys = [rng.choice(pool) for _ in range(n)]
+            if not self.odd(0.2):
+                keys = list(dict.fromkeys(keys))
+            return out + self.u32(len(keys)) + b"".join(self.str_(k) + self.value(depth + 1) for k in keys)
+        if tag == 10:
+            flag = rng.choice([0, 1]) if not self.odd() else 2
+            return out + self.i64().to_bytes(8, "little", signed=True) + rng.choice([0, 999999999]).to_bytes(
+                8, "little", signed=True) + bytes([flag])
+        if tag == 11:
+            fields = [self.str_() + self.value(depth + 1, hashable) for _ in range(rng.randrange(3))]
+            return out + self.value(depth + 1, hashable) + self.u32(len(fields)) + b"".join(fields)
+        if tag == 12:
+            names = [rng.choice(self.NAMES).encode() for _ in range(rng.randrange(4))]
+            if not self.odd(0.15):
+                names = sorted(set(names))
+            rest = self.value(depth + 1) if self.odd(0.1) else bytes([3]) + self.i64().to_bytes(8, "little", signed=True)
+            return out + self.u32(len(names)) + b"".join(self.str_(n) for n in names) + rest
+        if tag == 13:
+            return out + rng.randrange(1 << 64).to_bytes(8, "little")
+        if tag == 14:
+            parts = [rng.choice([b"", b"a", b"ab", b"b"]) for _ in range(rng.randrange(4))]
+            return out + self.u32(len(parts)) + b"".join(self.str_(p) for p in parts)
+        if tag == 15:
+            pool = [bytes([1]), bytes([2]), bytes([3]) + (1).to_bytes(8, "little"), bytes([3]) + bytes(8),
+                    encoded(TimeValue(1, 2)), encoded(TimeValue(1, 2, True)), encoded(IoVec((b"ab",))),
+                    encoded(IoVec((b"a", b"b"))), encoded((1, "x")), encoded((True, "x"))]
+            items = [rng.choice(pool) if rng.random() < 0.5 else self.value(depth + 1, not self.odd(0.1))
+                     for _ in range(rng.randrange(4))]
+            if not self.odd(0.1):
+                items = sorted(set(items))
+            return out + self.u32(len(items)) + b"".join(items)
+        return out  # None, False, True, an unknown tag
+
+    def flag(self) -> bytes:
+        return bytes([self.rng.choice([0, 1]) if not self.odd(0.02) else 2])
+
+    def opt_i64(self) -> bytes:
+        b = self.flag()
+        return b + (self.i64().to_bytes(8, "little", signed=True) if b == b"\x01" else b"")
+
+    def opt_str(self) -> bytes:
+        b = self.flag()
+        return b + (self.str_() if b == b"\x01" else b"")
+
+    def message(self) -> bytes:
+        rng = self.rng
+        code = rng.choice([2, 2, 2, 3, 3, 1, 4, 5, 6, 7, 8, 9, 10, 11]) if not self.odd(0.01) else rng.randrange(256)
+        seq = rng.randrange(1 << 64).to_bytes(8, "little")
+        if code == 1:
+            return bytes([1]) + self.u32(2) + self.str_() + self.str_() + self.str_()
+        if code == 2:
+            indexes = sorted(rng.sample(range(8), rng.randrange(4)))
+            if self.odd(0.1):
+                indexes = [rng.choice([0, 3, 255, 256, 300]) for _ in range(rng.randrange(1, 4))]
+            outputs = self.u32(len(indexes)) + b"".join(self.u32(i) + self.value(1) for i in indexes)
+            clock = self.flag()
+            if clock == b"\x01":
+                clock += bytes(16)
+            return (bytes([2]) + seq + self.str_() + self.value() + self.opt_i64() + outputs + self.opt_str()
+                    + clock)
+        if code == 3:
+            return bytes([3]) + seq + self.value() + self.opt_str()
+        if code in (4, 5):
+            return bytes([code]) + seq
+        if code == 6:
+            sigs = [self.u32(rng.randrange(65)) + self.str_(rng.choice([b"", bytes(128)])) for _ in range(rng.randrange(3))]
+            return bytes([6]) + seq + self.str_() + self.u32(len(sigs)) + b"".join(sigs)
+        if code == 7:
+            return bytes([7]) + seq + self.opt_i64() + self.opt_i64()
+        if code in (8, 10):
+            return bytes([code]) + self.str_()
+        if code == 9:
+            return bytes([9]) + self.str_() + seq + self.str_() + self.str_() + self.str_()
+        if code == 11:
+            return bytes([11]) + self.opt_i64() + self.opt_i64()
+        return bytes([code])
+
+    def body(self) -> bytes:
+        return b"".join(self.message() for _ in range(self.rng.choice([1, 1, 1, 2, 3])))
+
+
+def test_fuzz_from_the_grammar_same_verdict_as_python(driver):
+    grammar = Grammar(20261129)
+    rng = random.Random(7)
+    cases = []
+    for _ in range(3000):
+        body = grammar.body()
+        cut = bytearray(body[:rng.randrange(len(body))])
+        if cut:
+            cut[rng.randrange(len(cut))] ^= 1 << rng.randrange(8)
+        cases += [body, bytes(cut)]
+    lines = run(driver, [frame_of(b) for b in cases])
+    differ = [(body.hex(), line[:300], python_line(body)[:300]) for body, line in zip(cases, lines)
+              if line != python_line(body)]
+    assert not differ, f"{len(differ)} of {len(cases)} differ, first: {differ[:3]}"
+    verdicts = {line.split(":")[-1].split("(")[0].strip() if line.startswith("error") else "ok" for line in lines}
+    assert len(verdicts) > 15, verdicts  # many different rejections are reached
+
+
 def test_fuzz_same_verdict_as_python_and_no_crash(driver):
     cases = fuzz_cases()
     assert len(cases) > 5000
