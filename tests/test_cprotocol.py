@@ -20,8 +20,10 @@ from test_protocol import SAMPLES  # tests/ is on sys.path (pytest's rootdir-les
 from mvx.core.protocol import (
     _U32,
     MESSAGES,
+    Ack,
     CallRecord,
     CheckRequest,
+    FollowerEnded,
     ProtocolError,
     _Writer,
     decode_body,
@@ -473,3 +475,32 @@ def test_binary_stream_and_oversized_header(driver):
 def test_a_check_request_is_a_check_request(driver):
     (line,) = run(driver, [encode(CheckRequest(7, ["writev", [5, b"x", 2]], "d"))])
     assert line == 'ok 1 CheckRequest\tCheckRequest seq=7 view=["writev",[i5,b"x",i2]] content="d"'
+
+
+def test_messages_built_in_c_encode_as_python_and_bad_trees_are_refused(driver):
+    """-t: a batch built from structs (not decoded) encodes to Python's bytes; a buffer one byte
+    short is MVX_E_NOSPACE (-2); a tree with no canonical encoding is MVX_E_INVAL (-3)."""
+    exe, _ = driver
+    done = subprocess.run([str(exe), "-t"], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    got = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    want = encode_batch([Ack(0x0102), CallRecord(5, "replicated", ["read", [5, None, 4096]], 13, {1: b"GET"}, None,
+                                                 (5, 6)), FollowerEnded(0, None)])
+    assert got.pop("frame") == want.hex()
+    assert got.pop("deep-32") == encoded_top(nest(32))
+    assert got == {"nospace": "-2", "empty": "-3", "u64-small": "-3", "bigint-small": "-3", "flags-unsorted": "-3",
+                   "set-unsorted": "-3", "set-repeated": "-3", "str-not-utf8": "-3", "deep-33": "-3",
+                   "output-256": "-3", "type-12": "-3"}
+
+
+def nest(n: int):
+    v = None
+    for _ in range(n):
+        v = [v]
+    return v
+
+
+def encoded_top(v) -> str:
+    w = _Writer()
+    w.value(v)
+    return bytes(w.out).hex()

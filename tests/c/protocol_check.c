@@ -5,7 +5,8 @@
  *   error <message>                             not a frame (the decoder's error string)
  *   mismatch <what>                             decoded, but the re-encoding differs (a bug)
  * With -v an "ok" line goes on with a tab and a dump of each message (tab-separated) in a plain
- * text form that tests/test_cprotocol.py renders from the Python decoder's messages too. */
+ * text form that tests/test_cprotocol.py renders from the Python decoder's messages too.
+ * With -t it encodes messages built by hand, and trees that have no canonical encoding. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,80 @@ static void run(FILE *f, int binary)
     fflush(stdout);
 }
 
+/* -t: messages built by hand (not decoded), encoded; and trees with no canonical encoding */
+#define S(lit) ((struct mvx_str){(const uint8_t *)(lit), sizeof(lit) - 1})
+
+static void hexline(const char *what, const uint8_t *p, long n)
+{
+    printf("%s ", what);
+    if (n < 0)
+        printf("%ld", n);
+    for (long i = 0; i < n; i++)
+        printf("%02x", p[i]);
+    putchar('\n');
+}
+
+static void self_test(void)
+{
+    uint8_t out[512];
+    struct mvx_value args[3], view[2], out1, bad[4], inner[2];
+    memset(args, 0, sizeof args);
+    memset(view, 0, sizeof view);
+    memset(&out1, 0, sizeof out1);
+    args[0].tag = MVX_T_I64, args[0].v.i = 5;
+    args[1].tag = MVX_T_NONE;
+    args[2].tag = MVX_T_I64, args[2].v.i = 4096;
+    view[0].tag = MVX_T_STR, view[0].v.raw = (const uint8_t *)"read", view[0].n = 4;
+    view[1].tag = MVX_T_LIST, view[1].n = 3, view[1].v.c.items = args;
+    struct mvx_output outputs[1] = {{1, {0}}};
+    outputs[0].value.tag = MVX_T_BYTES, outputs[0].value.v.raw = (const uint8_t *)"GET", outputs[0].value.n = 3;
+    struct mvx_msg m[3];
+    memset(m, 0, sizeof m);
+    m[0].type = MVX_M_ACK, m[0].u.ack.seq = 0x0102;
+    m[1].type = MVX_M_CALL_RECORD;
+    struct mvx_call_record *c = &m[1].u.call_record;
+    c->seq = 5, c->cls = S("replicated");
+    c->view.tag = MVX_T_LIST, c->view.n = 2, c->view.v.c.items = view;
+    c->ret.present = 1, c->ret.v = 13;
+    c->noutputs = 1, c->outputs = outputs;
+    c->has_clock = 1, c->clock_sec = 5, c->clock_nsec = 6;
+    m[2].type = MVX_M_FOLLOWER_ENDED, m[2].u.follower_ended.status.present = 1;
+    long n = mvx_encode_frame(out, sizeof out, m, 3);
+    hexline("frame", out, n);
+    hexline("nospace", out, mvx_encode_frame(out, (size_t)n - 1, m, 3));
+    hexline("empty", out, mvx_encode_frame(out, sizeof out, m, 0));
+
+    /* each of these has no canonical encoding: MVX_E_INVAL */
+    memset(bad, 0, sizeof bad);
+    memset(inner, 0, sizeof inner);
+    bad[0].tag = MVX_T_U64, bad[0].v.u = 7;
+    hexline("u64-small", out, mvx_encode_value(out, sizeof out, &bad[0]));
+    bad[0].tag = MVX_T_BIGINT, bad[0].v.raw = (const uint8_t *)"\x05\x00", bad[0].n = 2;
+    hexline("bigint-small", out, mvx_encode_value(out, sizeof out, &bad[0]));
+    inner[0].tag = inner[1].tag = MVX_T_STR;
+    inner[0].v.raw = (const uint8_t *)"b", inner[1].v.raw = (const uint8_t *)"a";
+    inner[0].n = inner[1].n = 1;
+    bad[1].tag = MVX_T_I64;
+    bad[0].tag = MVX_T_FLAGS, bad[0].n = 2, bad[0].v.c.items = inner, bad[0].v.c.extra = &bad[1];
+    hexline("flags-unsorted", out, mvx_encode_value(out, sizeof out, &bad[0]));
+    bad[0].tag = MVX_T_SET;
+    hexline("set-unsorted", out, mvx_encode_value(out, sizeof out, &bad[0]));
+    inner[0].v.raw = (const uint8_t *)"a";
+    hexline("set-repeated", out, mvx_encode_value(out, sizeof out, &bad[0]));
+    inner[0].v.raw = (const uint8_t *)"\xff";
+    hexline("str-not-utf8", out, mvx_encode_value(out, sizeof out, &inner[0]));
+    struct mvx_value deep[34];
+    memset(deep, 0, sizeof deep);
+    for (int i = 0; i < 33; i++)
+        deep[i].tag = MVX_T_LIST, deep[i].n = 1, deep[i].v.c.items = &deep[i + 1];
+    hexline("deep-33", out, mvx_encode_value(out, sizeof out, &deep[0]));
+    hexline("deep-32", out, mvx_encode_value(out, sizeof out, &deep[1]));
+    outputs[0].index = 256;
+    hexline("output-256", out, mvx_encode_msg(out, sizeof out, &m[1]));
+    m[0].type = 12;
+    hexline("type-12", out, mvx_encode_msg(out, sizeof out, &m[0]));
+}
+
 int main(int argc, char **argv)
 {
     int binary = 0, files = 0;
@@ -338,6 +413,10 @@ int main(int argc, char **argv)
             verbose = 1;
         else if (!strcmp(argv[i], "-b"))
             binary = 1;
+        else if (!strcmp(argv[i], "-t")) {
+            self_test();
+            return 0;
+        }
     }
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '-' && argv[i][1])
