@@ -206,7 +206,9 @@ def test_every_golden_record_round_trips_with_the_same_messages(driver):
 
 
 def test_every_python_sample_round_trips(driver):
-    frames = [encode(m) for m in SAMPLES] + [encode_batch(SAMPLES), encode_batch(SAMPLES[:3] * 5)]
+    big = CheckRequest(1, ["x", [{f"k{i}": i for i in range(2000)}, frozenset(range(-1000, 1000)) | {True, "s", b"b"},
+                                 FlagSet(frozenset(f"F{i}" for i in range(500)), 1 << 80), b"\x00" * (1 << 20)]])
+    frames = [encode(m) for m in SAMPLES] + [encode_batch(SAMPLES), encode_batch(SAMPLES[:3] * 5), encode(big)]
     assert {type(m) for m in SAMPLES} == set(MESSAGES)
     for frame, line in zip(frames, run(driver, frames)):
         assert line == python_line(frame[4:])
