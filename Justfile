@@ -49,6 +49,10 @@ regen *args:
     {{python}} scripts/gen_ctables.py "$@"
     {{python}} scripts/gen_golden.py "$@"
 
+# The lighttpd tests with a mixed load of 100,000 requests per mode and ISA order (the suite uses 20,000).
+soak-lighttpd *args: setup variants
+    MVX_LIGHTTPD_REQUESTS=100000 {{python}} -m pytest -q tests/test_lighttpd.py "$@"
+
 # Build the arm64 test node (Debian arm64 guest for qemu-system-aarch64, cached in build/arm64-node/).
 arm64-node:
     bash scripts/arm64_node.sh build
