@@ -152,6 +152,8 @@ def dump_msg(m) -> str:
                 f" detail={qs(m.detail)}")
     if name == "FollowerEnded":
         return f"FollowerEnded status={opt(m.status)} signal={opt(m.signal)}"
+    if name == "Started":
+        return f"Started pid={m.pid}"
     raise AssertionError(name)
 
 
@@ -268,7 +270,7 @@ def fuzz_cases() -> list[bytes]:
     valid = [encode(m)[4:] for m in SAMPLES] + [encode_batch(SAMPLES[6:12])[4:]]
     valid += [bytes.fromhex(json.loads(p.read_text())["record"])[4:] for p in VECTORS[::7]]
     cases = [rng.randbytes(rng.randrange(0, 64)) for _ in range(1000)]
-    cases += [bytes([rng.randrange(1, 12)]) + rng.randbytes(rng.randrange(0, 48)) for _ in range(1000)]
+    cases += [bytes([rng.randrange(1, 13)]) + rng.randbytes(rng.randrange(0, 48)) for _ in range(1000)]
     for body in valid:
         n = len(body)
         cuts = range(n) if n <= 300 else sorted({*range(200), *range(n - 100, n), *range(0, n, max(1, n // 100))})
@@ -400,7 +402,7 @@ class Grammar:
 
     def message(self) -> bytes:
         rng = self.rng
-        code = rng.choice([2, 2, 2, 3, 3, 1, 4, 5, 6, 7, 8, 9, 10, 11]) if not self.odd(0.01) else rng.randrange(256)
+        code = rng.choice([2, 2, 2, 3, 3, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]) if not self.odd(0.01) else rng.randrange(256)
         seq = rng.randrange(1 << 64).to_bytes(8, "little")
         if code == 1:
             return bytes([1]) + self.u32(2) + self.str_() + self.str_() + self.str_()
@@ -416,7 +418,7 @@ class Grammar:
                     + clock)
         if code == 3:
             return bytes([3]) + seq + self.value() + self.opt_str()
-        if code in (4, 5):
+        if code in (4, 5, 12):
             return bytes([code]) + seq
         if code == 6:
             sigs = [self.u32(rng.randrange(65)) + self.str_(rng.choice([b"", bytes(128)])) for _ in range(rng.randrange(3))]
@@ -492,7 +494,7 @@ def test_messages_built_in_c_encode_as_python_and_bad_trees_are_refused(driver):
     assert got.pop("deep-32") == encoded_top(nest(32))
     assert got == {"nospace": "-2", "empty": "-3", "u64-small": "-3", "bigint-small": "-3", "flags-unsorted": "-3",
                    "set-unsorted": "-3", "set-repeated": "-3", "str-not-utf8": "-3", "deep-33": "-3",
-                   "output-256": "-3", "type-12": "-3"}
+                   "output-256": "-3", "type-13": "-3"}
 
 
 def nest(n: int):

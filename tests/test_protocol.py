@@ -23,6 +23,7 @@ from mvx.core.protocol import (
     Hello,
     ProtocolError,
     SignalBatch,
+    Started,
     StopSession,
     check_hello,
     decode_body,
@@ -55,7 +56,7 @@ SAMPLES = [
     End(10, 0, None), End(11, None, 9),
     StopSession("the leader diverged"),
     DivergenceReport("arguments", 12, 'write(1, "hi", 2) = 2', 'write(1, "ho", 2)', "argument buf differs"),
-    FollowerStopped("SIGTERM"), FollowerEnded(0, None), FollowerEnded(None, 15),
+    FollowerStopped("SIGTERM"), FollowerEnded(0, None), FollowerEnded(None, 15), Started(4242),
 ]
 
 

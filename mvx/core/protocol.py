@@ -18,7 +18,7 @@ from mvx.isa.canonical import IoVec
 from mvx.isa.structs import SockAddr, TimeValue
 from mvx.isa.syscalls import Addr, FlagSet
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,15 @@ class Hello:
     role: str
     arch: str
     policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Leader -> follower, before any record: the leader's variant exists with this pid. A follower
+    starts its own only then, with the same pid in a pid namespace of its own, so that identities
+    (getpid, gettid, /proc/PID paths, kill of itself) agree without translation."""
+
+    pid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +135,9 @@ class FollowerEnded:
 
 # What the leader receives from a follower / a follower from its leader.
 FROM_FOLLOWER = (Hello, Checked, Ack, DivergenceReport, FollowerStopped, FollowerEnded)
-FROM_LEADER = (Hello, CallRecord, CheckRequest, SignalBatch, End, StopSession)
+FROM_LEADER = (Hello, Started, CallRecord, CheckRequest, SignalBatch, End, StopSession)
 MESSAGES = (Hello, CallRecord, CheckRequest, Checked, Ack, SignalBatch, End, StopSession, DivergenceReport,
-            FollowerStopped, FollowerEnded)
+            FollowerStopped, FollowerEnded, Started)
 
 
 # ---- the binary encoding (docs/PROTOCOL.md) -------------------------------------------------------
@@ -140,7 +149,7 @@ _U8, _U32, _U64, _I64 = struct.Struct("<B"), struct.Struct("<I"), struct.Struct(
 
 # message type codes
 CODES = {Hello: 1, CallRecord: 2, CheckRequest: 3, Checked: 4, Ack: 5, SignalBatch: 6, End: 7, StopSession: 8,
-         DivergenceReport: 9, FollowerStopped: 10, FollowerEnded: 11}
+         DivergenceReport: 9, FollowerStopped: 10, FollowerEnded: 11, Started: 12}
 TYPES = {code: cls for cls, code in CODES.items()}
 
 # value tags
@@ -361,6 +370,7 @@ _FIELDS = {
     CheckRequest: (("seq", "u64"), ("view", "value"), ("content", "opt_str")),
     Checked: (("seq", "u64"),),
     Ack: (("seq", "u64"),),
+    Started: (("pid", "u64"),),
     SignalBatch: (("seq", "u64"), ("how", "str"), ("sigs", "sigs")),
     End: (("seq", "u64"), ("status", "opt_i64"), ("signal", "opt_i64")),
     StopSession: (("reason", "str"),),

@@ -158,6 +158,9 @@ class Variant:
         stderr: int | None = None,
         report_signals: bool = False,
         isolate_net: bool = False,
+        own_pids: bool = False,
+        own_files: bool = False,
+        as_pid: int = 0,
         hide_vdso: bool = False,
         sync_wake_up: bool = True,
     ) -> None:
@@ -174,6 +177,11 @@ class Variant:
         self.fds = (stdin, stdout, stderr)
         self.report_signals = report_signals
         self.isolate_net = isolate_net
+        # a world of its own (mvx_native.h, MVX_WORLD_*): a pid namespace where the variant has pid
+        # `as_pid` (the leader's), and with own_files an overlay over every file system
+        self.own_pids = own_pids or own_files
+        self.own_files = own_files
+        self.as_pid = as_pid
         self.hide_vdso = hide_vdso  # time calls become real syscalls (see mvx_native.c: hide_vdso)
         self.sync_wake_up = sync_wake_up  # notifications as synchronous switches (Linux 6.6+)
         self._t = ffi.new("struct mvx_tracee *")
@@ -196,6 +204,8 @@ class Variant:
                   Mode.HYBRID: lib.MVX_MODE_HYBRID}[self.mode]
         t.report_signals = int(self.report_signals)
         t.isolate_net = int(self.isolate_net)
+        t.world = (lib.MVX_WORLD_PIDS if self.own_pids else 0) | (lib.MVX_WORLD_FILES if self.own_files else 0)
+        t.as_pid = self.as_pid
         t.hide_vdso = int(self.hide_vdso)
         t.sync_wake_up = int(self.sync_wake_up)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]

@@ -203,6 +203,7 @@ static void dump_msg(const struct mvx_msg *m)
         opt_i64("status", &m->u.follower_ended.status);
         opt_i64("signal", &m->u.follower_ended.signal);
         break;
+    case MVX_M_STARTED: printf(" pid=%llu", (unsigned long long)m->u.started.pid); break;
     }
 }
 
@@ -401,8 +402,8 @@ static void self_test(void)
     hexline("deep-32", out, mvx_encode_value(out, sizeof out, &deep[1]));
     outputs[0].index = 256;
     hexline("output-256", out, mvx_encode_msg(out, sizeof out, &m[1]));
-    m[0].type = 12;
-    hexline("type-12", out, mvx_encode_msg(out, sizeof out, &m[0]));
+    m[0].type = 13;
+    hexline("type-13", out, mvx_encode_msg(out, sizeof out, &m[0]));
 }
 
 int main(int argc, char **argv)

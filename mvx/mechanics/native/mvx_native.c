@@ -15,6 +15,8 @@
 #include <string.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -66,11 +68,7 @@ static void set_err(char *err, int errlen, const char *what, int e) {
 
 /* A network namespace of the variant's own with only loopback up: a follower's sockets never
  * reach the world, and variants on one machine never fight over a port. */
-static int isolate_network(char *msg, size_t len) {
-    if (unshare(CLONE_NEWNET) < 0) {
-        snprintf(msg, len, "cannot isolate the follower's network (unshare: %s)", strerror(errno));
-        return -1;
-    }
+static int loopback_up(char *msg, size_t len) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
@@ -84,12 +82,241 @@ static int isolate_network(char *msg, size_t len) {
     return 0;
 }
 
+static int isolate_network(char *msg, size_t len) {
+    if (unshare(CLONE_NEWNET) < 0) {
+        snprintf(msg, len, "cannot isolate the follower's network (unshare: %s)", strerror(errno));
+        return -1;
+    }
+    return loopback_up(msg, len);
+}
+
+/* ---- a follower's world of its own (MVX_WORLD_*) ------------------------------------------ */
+
+/* Writes a one-line reason to the spawning monitor and ends this process. */
+static void world_fail(int fd, const char *what, int e) {
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));
+    if (write(fd, msg, n > 0 ? (size_t)n : 0) < 0) { /* nothing more to do */ }
+    _exit(127);
+}
+
+struct mvx_clone_args {         /* struct clone_args of <linux/sched.h>, whose macros clash with glibc's */
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+/* File systems that hold no files of a program's own: left out of the overlays. */
+static int pseudo_fs(const char *type) {
+    static const char *const names[] = {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "mqueue", "binfmt_misc", "debugfs",
+        "tracefs", "securityfs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs",
+        "efivarfs", "nsfs", "rpc_pipefs", "selinuxfs", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(type, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int under(const char *path, const char *dir) {
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == 0);
+}
+
+/* mountinfo's octal escapes (\040 for a space) undone in place. */
+static void unescape(char *s) {
+    char *o = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+            *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+}
+
+#define WORLD_ROOT "/proc/root"         /* the staging tmpfs is mounted over the old /proc */
+#define MAX_MOUNTS 256
+
+/* Every file system the variant could write to is seen through an overlay whose upper layer is a
+ * tmpfs of this mount namespace: what the follower creates, writes, renames or deletes stays in its
+ * own copy, and the leader's world is never touched. /dev and /sys are bound as they are (/dev/shm
+ * and other file-holding mounts below them get overlays too); /proc is mounted anew by the caller.
+ * The old root is then swapped out with pivot_root. */
+static void private_files(int report) {
+    static char mps[MAX_MOUNTS][512], types[MAX_MOUNTS][64];
+    static char line[4096];
+    int n = 0;
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        world_fail(report, "cannot read /proc/self/mountinfo", errno);
+    while (fgets(line, sizeof line, f) && n < MAX_MOUNTS) {
+        char *fields[64];
+        int nf = 0;
+        for (char *tok = strtok(line, " \n"); tok && nf < 64; tok = strtok(NULL, " \n"))
+            fields[nf++] = tok;
+        int dash = 6;
+        while (dash < nf && strcmp(fields[dash], "-") != 0)
+            dash++;
+        if (nf < 7 || dash + 1 >= nf)
+            continue;
+        unescape(fields[4]);
+        snprintf(mps[n], sizeof mps[n], "%s", fields[4]);
+        snprintf(types[n], sizeof types[n], "%s", fields[dash + 1]);
+        n++;
+    }
+    fclose(f);
+    if (mount("mvx-world", "/proc", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") < 0)
+        world_fail(report, "cannot mount the follower's staging tmpfs", errno);
+    char opts[1400], target[600], upper[64], work[64];
+    int layer = 0;
+    /* the root first, then the rest in mount order (parents come before their children) */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            const char *mp = mps[i], *type = types[i];
+            int is_root = strcmp(mp, "/") == 0;
+            if (pass == 0 ? !is_root : is_root)
+                continue;
+            if (under(mp, "/proc"))
+                continue;
+            int dup = 0;                /* a later mount at the same place hides this one */
+            for (int j = i + 1; j < n; j++)
+                dup |= strcmp(mps[j], mp) == 0;
+            if (dup)
+                continue;
+            snprintf(target, sizeof target, WORLD_ROOT "%.511s", is_root ? "" : mp);
+            if (pass == 0)
+                mkdir(WORLD_ROOT, 0700);
+            if (strcmp(mp, "/dev") == 0 || strcmp(mp, "/sys") == 0) {
+                if (mount(mp, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+                    world_fail(report, "cannot bind /dev or /sys into the follower's world", errno);
+                continue;
+            }
+            if ((under(mp, "/dev") || under(mp, "/sys")) && pseudo_fs(type))
+                continue;               /* already there with the recursive bind */
+            struct stat st;
+            if (pseudo_fs(type) || (stat(mp, &st) == 0 && !S_ISDIR(st.st_mode)) ||
+                strpbrk(mp, ",:\\")) {
+                /* read-only as it is: nothing of the follower's can land in the leader's world */
+                if (mount(mp, target, NULL, MS_BIND, NULL) < 0 ||
+                    mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+                    if (pseudo_fs(type))
+                        continue;
+                    snprintf(opts, sizeof opts, "cannot give the follower a private view of %.511s", mp);
+                    world_fail(report, opts, errno);
+                }
+                continue;
+            }
+            snprintf(upper, sizeof upper, "/proc/u%d", layer);
+            snprintf(work, sizeof work, "/proc/w%d", layer);
+            layer++;
+            if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0)
+                world_fail(report, "cannot make the follower's overlay layers", errno);
+            snprintf(opts, sizeof opts, "lowerdir=%.511s,upperdir=%s,workdir=%s", mp, upper, work);
+            if (mount("mvx-world", target, "overlay", 0, opts) < 0) {
+                snprintf(opts, sizeof opts, "cannot give the follower a private view of %.511s (overlay)", mp);
+                world_fail(report, opts, errno);
+            }
+        }
+    }
+    if (chdir(WORLD_ROOT) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+        chdir("/") < 0)
+        world_fail(report, "cannot enter the follower's world (pivot_root)", errno);
+}
+
+/* Pid 1 of the follower's pid namespace: makes the variant with the leader's pid, gives it its
+ * files and its own /proc, tells the monitor the variant's pid as the monitor sees it, and reaps. */
+static void world_init(int report, int go, int flags, int as_pid) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);   /* the namespace (and the variant) ends with its maker */
+    pid_t want = as_pid;
+    struct mvx_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    if (want > 1) {
+        ca.set_tid = (uint64_t)(uintptr_t)&want;
+        ca.set_tid_size = 1;
+    }
+    long c = syscall(SYS_clone3, &ca, sizeof ca);
+    if (c < 0) {
+        char what[96];
+        snprintf(what, sizeof what, "cannot give the follower the leader's pid %d", as_pid);
+        world_fail(report, what, errno);
+    }
+    if (c == 0) {               /* the variant: wait until the monitor traces it */
+        close(report);
+        char b;
+        ssize_t r;
+        do
+            r = read(go, &b, 1);
+        while (r < 0 && errno == EINTR);
+        if (r != 1)
+            _exit(127);
+        close(go);
+        return;
+    }
+    close(go);
+    long host = -1;
+    FILE *f = fopen("/proc/thread-self/children", "re");
+    if (!f || fscanf(f, "%ld", &host) != 1) {
+        kill((pid_t)c, SIGKILL);
+        world_fail(report, "cannot find the follower's pid (/proc/thread-self/children)", f ? EIO : errno);
+    }
+    fclose(f);
+    if (flags & MVX_WORLD_FILES)
+        private_files(report);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+        kill((pid_t)c, SIGKILL);
+        world_fail(report, "cannot mount the follower's /proc", errno);
+    }
+    char msg[32];
+    int len = snprintf(msg, sizeof msg, "P%ld", host);
+    if (write(report, msg, (size_t)len) < 0) { /* the monitor is gone: the variant waits for go */ }
+    close(report);
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    int st = 0;
+    for (;;) {
+        pid_t w = waitpid(-1, &st, 0);
+        if (w == (pid_t)c || (w < 0 && errno != EINTR))
+            break;
+    }
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/* The process that makes the namespaces; its child is their pid 1. Returns only in the variant. */
+static void enter_world(int report, int go, int flags, int as_pid, int isolate_net) {
+    int ns = CLONE_NEWPID | CLONE_NEWNS | (isolate_net ? CLONE_NEWNET : 0);
+    char msg[256];
+    if (unshare(ns) < 0)
+        world_fail(report, "cannot give the follower a world of its own (unshare; it needs root)", errno);
+    if (isolate_net && loopback_up(msg, sizeof msg) < 0)
+        world_fail(report, msg, errno);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        world_fail(report, "cannot make the follower's mounts private", errno);
+    pid_t b = fork();
+    if (b < 0)
+        world_fail(report, "fork", errno);
+    if (b == 0) {
+        world_init(report, go, flags, as_pid);
+        return;
+    }
+    close(report);
+    close(go);
+    int st = 0;
+    while (waitpid(b, &st, 0) < 0 && errno == EINTR) {}
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
 /* The child: everything before execve is plain C, so the only syscalls between the filter
  * load and the exec are the exec itself. Failures before PTRACE_TRACEME go through the error
- * pipe; later ones are seen by the parent at the syscall stops. */
+ * pipe; later ones are seen by the parent at the syscall stops. In a world of its own (go >= 0)
+ * the variant is a grandchild, traced with PTRACE_SEIZE once the monitor knows its pid, and waits
+ * for a byte on `go` before it goes on. */
 static void child_main(int errfd, const char *path, char *const argv[], char *const envp[],
                        const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
-                       int fd0, int fd1, int fd2, pid_t parent, int isolate_net) {
+                       int fd0, int fd1, int fd2, pid_t parent, int isolate_net, int go, int world,
+                       int as_pid) {
     char msg[256];
     sigset_t none;
     sigemptyset(&none);
@@ -111,21 +338,34 @@ static void child_main(int errfd, const char *path, char *const argv[], char *co
             goto fail;
         }
     }
+    static char here[4096];
+    if (!cwd)
+        cwd = getcwd(here, sizeof here);
     if (cwd && chdir(cwd) < 0) {
         snprintf(msg, sizeof msg, "cannot change directory to %s: %s", cwd, strerror(errno));
         goto fail;
     }
-    if (isolate_net && isolate_network(msg, sizeof msg) < 0)
-        goto fail;
-    if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) {
-        snprintf(msg, sizeof msg, "PTRACE_TRACEME: %s", strerror(errno));
-        goto fail;
+    if (world) {
+        enter_world(errfd, go, world, as_pid, isolate_net);
+        /* the variant, traced: its directory again, as the world's files see it */
+        if (cwd && chdir(cwd) < 0)
+            _exit(126);
+    } else {
+        if (isolate_net && isolate_network(msg, sizeof msg) < 0)
+            goto fail;
+        if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) {
+            snprintf(msg, sizeof msg, "PTRACE_TRACEME: %s", strerror(errno));
+            goto fail;
+        }
+        close(errfd);
     }
-    close(errfd);
     /* the variant starts with stdin/stdout/stderr only: every variant's fd table is the same,
      * whatever the monitor process holds (channel sockets, log files) */
     syscall(SYS_close_range, 3, ~0U, 0);
-    raise(SIGSTOP);
+    if (!world)
+        raise(SIGSTOP);
+    /* traced now, with PTRACE_O_EXITKILL: the program sees no parent-death signal of mvx's */
+    prctl(PR_SET_PDEATHSIG, 0);
     if (bpf) {
         struct sock_fprog prog = {.len = (unsigned short)bpf_len, .filter = (struct sock_filter *)bpf};
         unsigned int flags = want_listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
@@ -205,11 +445,25 @@ static int hide_vdso(int pid) {
     return 0;
 }
 
+/* The namespaces' maker ends once the variant has: reaped here so that nothing is left behind. */
+static void reap_world(struct mvx_tracee *t) {
+    if (t->world_pid <= 0)
+        return;
+    int st;
+    for (int i = 0; i < 200 && waitpid(t->world_pid, &st, WNOHANG) == 0; i++)
+        usleep(5000);
+    if (waitpid(t->world_pid, &st, WNOHANG) == 0) {
+        kill(t->world_pid, SIGKILL);
+        waitpid(t->world_pid, &st, 0);
+    }
+    t->world_pid = 0;
+}
+
 int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
               int fd0, int fd1, int fd2, char *err, int errlen) {
     int mode = t->mode, report = t->report_signals, isolate = t->isolate_net, hide = t->hide_vdso;
-    int sync_wake_up = t->sync_wake_up;
+    int sync_wake_up = t->sync_wake_up, world = t->world, as_pid = t->as_pid;
     unsigned char tp[MVX_MAX_NR], ts[MVX_MAX_NR];
     unsigned int ap = t->arch_primary, as = t->arch_secondary;
     memcpy(tp, t->traced_primary, sizeof tp);
@@ -219,6 +473,8 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     t->isolate_net = isolate;
     t->hide_vdso = hide;
     t->sync_wake_up = sync_wake_up;
+    t->world = world;
+    t->as_pid = as_pid;
     memcpy(t->traced_primary, tp, sizeof tp);
     memcpy(t->traced_secondary, ts, sizeof ts);
     t->notify_fd = -1;
@@ -235,8 +491,8 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
             return -1;
         }
     }
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    int pipefd[2], gofd[2] = {-1, -1};
+    if (pipe2(pipefd, O_CLOEXEC) < 0 || (world && pipe2(gofd, O_CLOEXEC) < 0)) {
         set_err(err, errlen, "pipe", errno);
         return -1;
     }
@@ -246,17 +502,57 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
         set_err(err, errlen, "fork", errno);
         close(pipefd[0]);
         close(pipefd[1]);
+        if (world) { close(gofd[0]); close(gofd[1]); }
         return -1;
     }
     if (pid == 0) {
         close(pipefd[0]);
+        if (world)
+            close(gofd[1]);
         child_main(pipefd[1], path, argv, envp, cwd, bpf, bpf_len, want_listener, cpu, fd0, fd1,
-                   fd2, parent, isolate);
+                   fd2, parent, isolate, gofd[0], world, as_pid);
     }
     close(pipefd[1]);
+    int st;
+    long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                PTRACE_O_TRACESECCOMP;
+    if (world) {
+        /* the variant is the grandchild of the namespaces' maker: its pid 1 sends "P<pid>" */
+        close(gofd[0]);
+        char msg[256] = {0};
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof msg - 1 && ((r = read(pipefd[0], msg + got, sizeof msg - 1 - got)) > 0 ||
+                                        (r < 0 && errno == EINTR)))
+            got += r > 0 ? (size_t)r : 0;
+        close(pipefd[0]);
+        t->world_pid = pid;
+        pid_t v = msg[0] == 'P' ? (pid_t)atol(msg + 1) : 0;
+        if (v <= 0) {
+            snprintf(err, errlen, "%s", got ? msg : "the variant died before it could be traced");
+            close(gofd[1]);
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            t->world_pid = 0;
+            return -1;
+        }
+        t->pid = pid = v;
+        if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0 || ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0 ||
+            waitpid(pid, &st, __WALL) < 0 || !WIFSTOPPED(st)) {
+            set_err(err, errlen, "PTRACE_SEIZE of the follower in its world", errno);
+            close(gofd[1]);
+            goto fail;
+        }
+        if (write(gofd[1], "g", 1) != 1) {
+            set_err(err, errlen, "starting the follower in its world", errno);
+            close(gofd[1]);
+            goto fail;
+        }
+        close(gofd[1]);
+        goto step;
+    }
     t->pid = pid;
 
-    int st;
     if (waitpid(pid, &st, __WALL) < 0 || !WIFSTOPPED(st)) {
         char msg[256] = {0};
         ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
@@ -269,14 +565,13 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
         return -1;
     }
     close(pipefd[0]);
-    long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
-                PTRACE_O_TRACESECCOMP;
     if (ptrace(PTRACE_SETOPTIONS, pid, 0, (void *)opts) < 0) {
         set_err(err, errlen, "PTRACE_SETOPTIONS", errno);
         kill(pid, SIGKILL);
         waitpid(pid, &st, __WALL);
         return -1;
     }
+step:;
     /* Step the child syscall by syscall up to its exec: pick up the listener fd at the exit of
      * seccomp() and see a failing execve at its exit. */
     long long last_nr = -1;
@@ -348,6 +643,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
 fail:
     kill(pid, SIGKILL);
     waitpid(pid, &st, __WALL);
+    reap_world(t);
     t->exited = 1;
     return -1;
 }
@@ -387,12 +683,14 @@ static int handle_status(struct mvx_tracee *t, int st, struct mvx_event *ev) {
     ev->pid = t->pid;
     if (WIFEXITED(st)) {
         t->exited = 1;
+        reap_world(t);
         ev->kind = MVX_EV_EXITED;
         ev->status = WEXITSTATUS(st);
         return 1;
     }
     if (WIFSIGNALED(st)) {
         t->exited = 1;
+        reap_world(t);
         ev->kind = MVX_EV_KILLED;
         ev->status = WTERMSIG(st);
         return 1;
@@ -731,6 +1029,7 @@ int mvx_kill_tree(struct mvx_tracee *t) {
             break;
     }
     t->exited = 1;
+    reap_world(t);
     if (t->notify_fd >= 0) close(t->notify_fd);
     if (t->sigchld_fd >= 0) close(t->sigchld_fd);
     t->notify_fd = t->sigchld_fd = -1;

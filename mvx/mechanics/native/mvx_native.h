@@ -45,6 +45,9 @@ struct mvx_tracee {
     int sigchld_fd;             /* signalfd for SIGCHLD (hybrid) */
     int report_signals;
     int isolate_net;            /* the variant gets a network namespace of its own */
+    int world;                  /* MVX_WORLD_* flags: a follower's world of its own (below) */
+    int as_pid;                 /* with MVX_WORLD_PIDS: the pid (and tid) the variant gets in it */
+    int world_pid;              /* the process that made the namespaces (reaped at the end) */
     int in_syscall;             /* ptrace mode: between entry and exit */
     int want_exit;              /* the last resume asked for an exit stop */
     int pending_sig;            /* signal to deliver at the next resume */
@@ -55,6 +58,12 @@ struct mvx_tracee {
     unsigned long long stops;   /* every ptrace stop seen, reported or not */
     int hide_vdso;              /* at exec: AT_SYSINFO_EHDR/AT_SYSINFO become AT_IGNORE */
 };
+
+/* A follower's world: its own pid namespace, where it has the leader's pid (so getpid, gettid,
+ * /proc/self/task/TID and kill(self) agree without translation); with FILES, a copy-on-write view
+ * of every file system (an overlay per mount, the changes kept in memory and gone at the end). */
+#define MVX_WORLD_PIDS 1
+#define MVX_WORLD_FILES 2
 
 int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *const envp[],
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,

@@ -1,4 +1,4 @@
-/* The mvx protocol, version 2: decoder and encoder (see mvx_protocol.h, docs/PROTOCOL.md).
+/* The mvx protocol, version 3: decoder and encoder (see mvx_protocol.h, docs/PROTOCOL.md).
  * The error strings follow mvx/core/protocol.py word for word, so both report the same place. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,12 +8,12 @@
 
 static const char *const MSG_NAMES[] = {
     NULL, "Hello", "CallRecord", "CheckRequest", "Checked", "Ack", "SignalBatch", "End", "StopSession",
-    "DivergenceReport", "FollowerStopped", "FollowerEnded",
+    "DivergenceReport", "FollowerStopped", "FollowerEnded", "Started",
 };
 
 const char *mvx_msg_name(int type)
 {
-    return type >= 1 && type <= 11 ? MSG_NAMES[type] : NULL;
+    return type >= 1 && type <= 12 ? MSG_NAMES[type] : NULL;
 }
 
 size_t mvx_decode_space(size_t len)
@@ -953,6 +953,9 @@ static int rd_message(struct rd *r, struct mvx_msg *m)
         FIELD("FollowerEnded.signal", rd_opt_i64(r, &f->signal));
         return 0;
     }
+    case MVX_M_STARTED:
+        FIELD("Started.pid", rd_u64(r, &m->u.started.pid, "u64"));
+        return 0;
     default:
         r->field = "frame";
         r->sp = 0;
@@ -1277,6 +1280,9 @@ static void put_message(struct wr *w, const struct mvx_msg *m)
     case MVX_M_FOLLOWER_ENDED:
         put_opt_i64(w, &m->u.follower_ended.status);
         put_opt_i64(w, &m->u.follower_ended.signal);
+        return;
+    case MVX_M_STARTED:
+        put_u64(w, m->u.started.pid);
         return;
     default:
         inval(w);

@@ -1,4 +1,4 @@
-/* The mvx protocol, version 2 (docs/PROTOCOL.md), in plain C: a decoder of frame bodies into a
+/* The mvx protocol, version 3 (docs/PROTOCOL.md), in plain C: a decoder of frame bodies into a
  * value tree and message structs, and an encoder back to the canonical bytes. No dependency on
  * Python and no allocation: the decoder takes a caller's array of messages and a caller's arena
  * (a bump allocator over a caller's buffer); the encoder writes into a caller's buffer.
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MVX_PROTOCOL_VERSION 2
+#define MVX_PROTOCOL_VERSION 3
 #define MVX_MAX_FRAME 16777216u /* bytes of one frame's body */
 #define MVX_MAX_DEPTH 32        /* nesting of values */
 
@@ -33,7 +33,7 @@ enum mvx_tag {
 enum mvx_msg_type {
     MVX_M_HELLO = 1, MVX_M_CALL_RECORD = 2, MVX_M_CHECK_REQUEST = 3, MVX_M_CHECKED = 4, MVX_M_ACK = 5,
     MVX_M_SIGNAL_BATCH = 6, MVX_M_END = 7, MVX_M_STOP_SESSION = 8, MVX_M_DIVERGENCE_REPORT = 9,
-    MVX_M_FOLLOWER_STOPPED = 10, MVX_M_FOLLOWER_ENDED = 11,
+    MVX_M_FOLLOWER_STOPPED = 10, MVX_M_FOLLOWER_ENDED = 11, MVX_M_STARTED = 12,
 };
 
 /* n bytes at p (UTF-8 for a str; not NUL-terminated) */
@@ -147,6 +147,10 @@ struct mvx_follower_ended {
     struct mvx_opt_i64 status, signal;
 };
 
+struct mvx_started {
+    uint64_t pid;
+};
+
 struct mvx_msg {
     uint8_t type; /* enum mvx_msg_type */
     union {
@@ -159,6 +163,7 @@ struct mvx_msg {
         struct mvx_reason stop_session, follower_stopped;
         struct mvx_divergence_report divergence_report;
         struct mvx_follower_ended follower_ended;
+        struct mvx_started started;
     } u;
 };
 
