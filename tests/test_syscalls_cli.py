@@ -83,5 +83,7 @@ def test_canonical_entry_shows_traits_and_class_per_policy():
     assert "policy default: local" in out and "policy seed: retval_only" in out
     read = mvx("--canonical", "read").stdout
     assert "traits: blocks; perform: read" in read
-    assert "policy default: replicated (local on regular files and directories)" in read
+    assert "policy default: replicated (local on the variant's own files, pipes and socketpairs)" in read
+    write = mvx("--canonical", "write").stdout
+    assert "policy default: checked_output (sensitive on the variant's own files, pipes and socketpairs)" in write
     assert "traits: -" in mvx("--canonical", "getppid").stdout

@@ -318,7 +318,9 @@ def register(sub) -> None:
         "follower", help="run a follower variant of a two-node session",
         description="Run PROGRAM as a follower variant: connect to the leader (retrying until --wait runs "
         "out), then replay its inputs and check every synced call. The follower's program never talks to "
-        "the world: its stdio is /dev/null and its inputs come from the leader.",
+        "the world: its stdio is /dev/null and its inputs come from the leader. It runs in a world of its own (needs "
+        "root): a pid namespace where it has the leader's pid, so identities agree, and a copy-on-write view "
+        "of this node's files, so what it creates, writes or deletes stays its own and is gone at its end.",
     )
     p.add_argument("--connect", metavar="HOST:PORT", help="the leader's --listen address")
     p.add_argument("--isolate-net", action="store_true",

@@ -163,8 +163,8 @@ def _canonical_lines(name: str | None) -> list[str]:
     for policy_name in policymod.available():
         policy = policymod.load(policy_name)
         cls = policy.class_of(name) or "not synced"
-        if name in policy.file_local:
-            cls += " (local on regular files and directories)"
+        if name in policy.in_world:
+            cls += f" ({policy.class_of(name, in_world=True)} on the variant's own files, pipes and socketpairs)"
         out.append(f"  policy {policy_name}: {cls}")
     for arch_name in archmod.ARCHES:
         a = archmod.get(arch_name)

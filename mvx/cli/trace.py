@@ -28,7 +28,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.only:
         names = set(args.only.split(","))
         policy = replace(policy, classes={n: policy.class_of(n) or "local" for n in names},
-                         file_local=policy.file_local & names)
+                         in_world=policy.in_world & names)
     cpu = None if args.no_pin else default_cpu()
     out = open(args.output, "w") if args.output else sys.stderr  # noqa: SIM115 - closed in finally
     monitor = TraceMonitor(args.program, out=out, mode=mode, policy=policy, cpu=cpu)

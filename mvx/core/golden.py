@@ -58,7 +58,7 @@ def lead(side: dict) -> bytes:
     policy = policymod.load(POLICY)
     memory = _memory(side)
     call = _call(side, memory)
-    cls = policy.class_of(call.name, side.get("fd_kind")) or "local"
+    cls = policy.class_of(call.name, side.get("fd_kind") in ("file", "dir")) or "local"  # a file it opened
     sync = LeaderSync(policy)
     content = _content(call, side)
     plan = sync.plan(call, cls, content)
@@ -83,7 +83,7 @@ def follow(side: dict, frame: bytes, leader: dict | None = None) -> dict:
         raise GoldenError("record: not one whole frame ending with a CallRecord")
     memory = _memory(side)
     call = _call(side, memory)
-    cls = policy.class_of(call.name, side.get("fd_kind")) or "local"
+    cls = policy.class_of(call.name, side.get("fd_kind") in ("file", "dir")) or "local"  # a file it opened
     content = _content(call, side)
     sync = FollowerSync(policy)
     checked = [sync.check(call, m, content).seq for m in messages if isinstance(m, CheckRequest)]

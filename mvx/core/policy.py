@@ -14,22 +14,30 @@ POLICY_DIR = Path(__file__).resolve().parent / "policies"
 CLASSES = ("replicated", "retval_only", "checked_output", "local", "fd_creating", "exit", "sensitive")
 
 
+# what a class becomes on an fd of the variant's own world: every variant runs the call
+WORLD_CLASS = {"replicated": "local", "retval_only": "local", "checked_output": "sensitive"}
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
     description: str
     classes: dict[str, str]  # canonical syscall -> class
-    file_local: frozenset[str] = frozenset()  # run locally when their fd is a regular file or directory
+    # calls that run in every variant when their fd is of the variant's own world (FdShadow.world:
+    # files it opened, pipes and socketpairs it made): inputs read locally, results compared;
+    # outputs checked (the leader waits for that under --lockstep sensitive) and performed in each
+    in_world: frozenset[str] = frozenset()
 
     def synced(self) -> set[str]:
         """Every canonical syscall the monitors must see."""
         return set(self.classes)
 
-    def class_of(self, name: str, fd_kind: str | None = None) -> str | None:
-        """The class of a call; `fd_kind` (procinfo.FdKinds) of its fd where the policy cares."""
-        if fd_kind in ("file", "dir") and name in self.file_local:
-            return "local"
-        return self.classes.get(name)
+    def class_of(self, name: str, in_world: bool = False) -> str | None:
+        """The class of a call; `in_world`: its fd is of the variant's own world."""
+        cls = self.classes.get(name)
+        if in_world and name in self.in_world:
+            return WORLD_CLASS.get(cls, cls)
+        return cls
 
     def members(self, cls: str) -> set[str]:
         return {name for name, c in self.classes.items() if c == cls}
@@ -50,11 +58,11 @@ def load(name: str) -> Policy:
             if syscall in classes:
                 raise MvxError(f"policy {name}: {syscall} is in both {classes[syscall]} and {cls}")
             classes[syscall] = cls
-    file_local = frozenset(data.get("file_local", []))
-    if file_local - set(classes):
-        raise MvxError(f"policy {name}: file_local names calls in no class: {sorted(file_local - set(classes))}")
-    unknown = set(data) - set(CLASSES) - {"name", "description", "file_local"}
+    in_world = frozenset(data.get("in_world", []))
+    if in_world - set(classes):
+        raise MvxError(f"policy {name}: in_world names calls in no class: {sorted(in_world - set(classes))}")
+    unknown = set(data) - set(CLASSES) - {"name", "description", "in_world"}
     if unknown:
         raise MvxError(f"policy {name}: unknown keys {sorted(unknown)}")
     return Policy(name=data.get("name", name), description=data.get("description", ""), classes=classes,
-                  file_local=file_local)
+                  in_world=in_world)

@@ -55,7 +55,7 @@ FOLLOWER_ACTION = {
 NOT_EXECUTED = frozenset(cls for cls, action in FOLLOWER_ACTION.items() if action is Action.ANSWER)
 # classes whose return values must agree after both variants ran the call (fd numbers, bytes
 # read from each variant's own copy of a file); calls returning an fd are always compared
-COMPARE_RET = {"fd_creating", "local"}
+COMPARE_RET = {"fd_creating", "local", "sensitive"}
 # classes the leader holds until every follower has checked them (--lockstep sensitive)
 LOCKSTEP_SENSITIVE = {"checked_output", "sensitive", "exit"}
 # a follower acknowledges every ACK_EVERY records (the leader's window of unacknowledged ones)
@@ -349,16 +349,13 @@ class LeaderSync:
         return LeaderPlan(check, traits.ends, not (traits.fd_table_only and cls == "local"), hold)
 
     def needs_lockstep(self, call: Call, cls: str | None = None) -> bool:
-        """Must the leader wait for every follower's check before executing this call?"""
-        if self.lockstep == "all":
+        """Must the leader wait for every follower's check before executing this call? A change
+        of files always waits, whatever --lockstep says: each follower makes it first in its own
+        world (FollowerSync.runs_first)."""
+        if self.lockstep == "all" or changes_files(call):
             return True
         if self.lockstep == "none":
             return False
-        when = call.spec.traits.changes_fs_when
-        if when is not None:
-            flags = call.args[call.spec.arg_names.index(when[0])]
-            if isinstance(flags, FlagSet) and flags.names & when[1]:
-                return True
         return (cls or self.policy.class_of(call.name) or "local") in LOCKSTEP_SENSITIVE
 
     def record(self, call: Call, ret: int | None, outputs: dict | None = None, cls: str | None = None, *,
@@ -464,6 +461,36 @@ class FollowerSync:
             return True
         return record.cls in COMPARE_RET and not call.spec.traits.ret_not_compared
 
+    def chosen_name(self, call: Call, request: CallRecord | CheckRequest) -> tuple[int, bytes] | None:
+        """Where the follower's name for a new file differs from the leader's only in a run of up
+        to six letters and digits (a name libc made at random: mkstemp, mkdtemp), the (address,
+        bytes) that put the leader's name into the follower's own buffer, so that its later calls
+        name the same file. None otherwise (the names are then compared as usual)."""
+        chosen = call.spec.traits.chosen_name
+        if chosen is None or not request.view or request.view[0] != call.name:
+            return None
+        arg, flags_arg, needs = chosen
+        if flags_arg is not None:
+            flags = call.args[call.spec.arg_names.index(flags_arg)]
+            if not isinstance(flags, FlagSet) or not needs <= flags.names:
+                return None
+        i = call.spec.arg_names.index(arg)
+        mine, theirs = call.args[i], request.view[1][i]
+        if not isinstance(mine, bytes) or not isinstance(theirs, bytes) or len(mine) != len(theirs) or mine == theirs:
+            return None
+        diff = [k for k in range(len(mine)) if mine[k] != theirs[k]]
+        if diff[-1] - diff[0] >= 6 or not (mine[diff[0]:diff[-1] + 1] + theirs[diff[0]:diff[-1] + 1]).isalnum():
+            return None
+        return call.values[i], theirs
+
+    def runs_first(self, call: Call, cls: str | None) -> bool:
+        """Does the follower make this call at the leader's check, before the leader makes it?
+        Changes of files and writes into its own world: the leader's copy of the world must not
+        change before the follower's has (its copy-on-write view shows the leader's files)."""
+        if FOLLOWER_ACTION.get(cls or "", Action.RUN) is not Action.RUN or call.spec.traits.ends:
+            return False
+        return changes_files(call) or (cls == "sensitive" and call.name in self.policy.in_world)
+
     def after_local(self, call: Call, ret: int, record: CallRecord) -> None:
         """After a locally run call: fds must get the same numbers, reads of files the same counts."""
         if self.compares_ret(call, record) and ret != record.ret:
@@ -508,6 +535,18 @@ class FollowerSync:
             kind = "exit" if call.spec.traits.ends else "arguments"
             detail = _argument_difference(spec_of(mine[0]).arg_names, theirs[1], mine[1])
         raise Divergence(kind, record.seq, _leader_line(record), render(call), detail)
+
+
+def changes_files(call: Call) -> bool:
+    """Does this call change the file system (Traits.changes_fs, or changes_fs_when's flags)?"""
+    traits = call.spec.traits
+    if traits.changes_fs:
+        return True
+    when = traits.changes_fs_when
+    if when is None:
+        return False
+    flags = call.args[call.spec.arg_names.index(when[0])]
+    return isinstance(flags, FlagSet) and bool(flags.names & when[1])
 
 
 def _leader_line(record: CallRecord | CheckRequest) -> str:

@@ -426,6 +426,14 @@ class Traits:
                       system, so the leader waits for the followers' check first
     shadow            its effect on the monitor's shadow of the fd table: "epoll_ctl", "close",
                       "dup", "pair" (two new fds), "exec"
+    world_fd          the new fds it makes belong to the variant's own world when they are of these
+                      kinds (procinfo.FdKinds: "file", "dir", "pipe", "socket", "other"): calls on
+                      them run in every variant (Policy.in_world); "same" for dup: as the old fd is
+    changes_fs        always changes the file system (unlinkat, renameat2, ftruncate...): a follower
+                      does it in its own world before the leader does it in the real one
+    chosen_name       (path argument, flags argument or None, flags it must have): a new file's name
+                      that libc may have made at random (mkstemp's six characters, from a stack
+                      address and a clock): the follower takes the leader's (FollowerSync.chosen_name)
     """
 
     clock_read: bool = False
@@ -446,6 +454,9 @@ class Traits:
     shuts_down: bool = False
     changes_fs_when: tuple[str, frozenset[str]] | None = None
     shadow: str | None = None
+    world_fd: tuple[str, ...] = ()
+    changes_fs: bool = False
+    chosen_name: tuple[str, str | None, frozenset[str]] | None = None
 
     def describe(self) -> list[str]:
         """The traits that are set, one "name: value" each (mvx syscalls --canonical)."""
@@ -597,7 +608,8 @@ _SPEC_LIST = [
     sc("writev", Long, Traits(blocks=True, sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
-    sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS)), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
+    sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS), world_fd=("file", "dir"),
+                        chosen_name=("path", "flags", frozenset({"O_CREAT", "O_EXCL"}))), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
     sc("openat2", Fd, dirfd=DirFd, path=Path, how=InStruct("open_how"), size=Ulong),
     sc("close", Int, Traits(fd_table_only=True, follower_runs=True, ret_not_compared=True, shadow="close"), fd=Fd),
     sc("close_range", Int, fd=Uint, max_fd=Uint, flags=Flags("CLOSE_RANGE_")),
@@ -608,16 +620,16 @@ _SPEC_LIST = [
     sc("lseek", Int("s64"), fd=Fd, offset=Int64, whence=Enum("SEEK_", exclude=("SEEK_MAX",))),
     sc("ioctl", Int, fd=Fd, request=IOCTL_REQ, arg=IOCTL_ARG),
     sc("fcntl", Long, Traits(ret_not_compared=True, unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
-    sc("dup", Fd, oldfd=Fd),
-    sc("dup3", Fd, Traits(shadow="dup"), oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
-    sc("pipe2", Int, Traits(shadow="pair"), pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
+    sc("dup", Fd, Traits(world_fd=("same",)), oldfd=Fd),
+    sc("dup3", Fd, Traits(shadow="dup", world_fd=("same",)), oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
+    sc("pipe2", Int, Traits(shadow="pair", world_fd=("pipe",)), pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
     sc("getdents64", Long, fd=Fd, dirp=Dirents(), count=Uint),
-    sc("truncate", Int, path=Path, length=Int64),
-    sc("ftruncate", Int, fd=Fd, length=Int64),
+    sc("truncate", Int, Traits(changes_fs=True), path=Path, length=Int64),
+    sc("ftruncate", Int, Traits(changes_fs=True), fd=Fd, length=Int64),
     sc("fsync", Int, fd=Fd),
     sc("fdatasync", Int, fd=Fd),
     sc("fadvise64", Int, fd=Fd, offset=Int64, len_=Int64, advice=Enum("POSIX_FADV_")),
-    sc("fallocate", Int, fd=Fd, mode=Flags("FALLOC_FL_"), offset=Int64, len_=Int64),
+    sc("fallocate", Int, Traits(changes_fs=True), fd=Fd, mode=Flags("FALLOC_FL_"), offset=Int64, len_=Int64),
     sc("readahead", Long, fd=Fd, offset=Int64, count=Ulong),
     sc("statfs", Int, path=Path, buf=OutStruct("statfs")),
     sc("fstatfs", Int, fd=Fd, buf=OutStruct("statfs")),
@@ -632,21 +644,21 @@ _SPEC_LIST = [
     sc("chdir", Int, path=Path),
     sc("fchdir", Int, fd=Fd),
     sc("chroot", Int, path=Path),
-    sc("mkdirat", Int, dirfd=DirFd, path=Path, mode=FileMode),
-    sc("mknodat", Int, dirfd=DirFd, path=Path, mode=FileMode, dev=Uint),
-    sc("unlinkat", Int, dirfd=DirFd, path=Path, flags=AT_FLAGS),
-    sc("renameat2", Int, olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path,
+    sc("mkdirat", Int, Traits(changes_fs=True, chosen_name=("path", None, frozenset())), dirfd=DirFd, path=Path, mode=FileMode),
+    sc("mknodat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, mode=FileMode, dev=Uint),
+    sc("unlinkat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, flags=AT_FLAGS),
+    sc("renameat2", Int, Traits(changes_fs=True), olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path,
        flags=Flags(("RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT"))),
     sc("readlinkat", Long, dirfd=DirFd, path=Path, buf=OutBuf(3), bufsiz=Ulong),
-    sc("linkat", Int, olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path, flags=AT_FLAGS),
-    sc("symlinkat", Int, target=Path, newdirfd=DirFd, linkpath=Path),
-    sc("fchmodat", Int, dirfd=DirFd, path=Path, mode=FileMode),
-    sc("fchmod", Int, fd=Fd, mode=FileMode),
-    sc("fchownat", Int, dirfd=DirFd, path=Path, owner=Uid, group=Uid, flags=AT_FLAGS),
-    sc("fchown", Int, fd=Fd, owner=Uid, group=Uid),
+    sc("linkat", Int, Traits(changes_fs=True), olddirfd=DirFd, oldpath=Path, newdirfd=DirFd, newpath=Path, flags=AT_FLAGS),
+    sc("symlinkat", Int, Traits(changes_fs=True), target=Path, newdirfd=DirFd, linkpath=Path),
+    sc("fchmodat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, mode=FileMode),
+    sc("fchmod", Int, Traits(changes_fs=True), fd=Fd, mode=FileMode),
+    sc("fchownat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, owner=Uid, group=Uid, flags=AT_FLAGS),
+    sc("fchown", Int, Traits(changes_fs=True), fd=Fd, owner=Uid, group=Uid),
     sc("umask", FileMode, mask=FileMode),
-    sc("utimensat", Int, dirfd=DirFd, path=Path, times=StructArray("timespec", count=2), flags=AT_FLAGS),
-    sc("futimesat", Int, dirfd=DirFd, path=Path, times=StructArray("timeval", count=2)),
+    sc("utimensat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, times=StructArray("timespec", count=2), flags=AT_FLAGS),
+    sc("futimesat", Int, Traits(changes_fs=True), dirfd=DirFd, path=Path, times=StructArray("timeval", count=2)),
     sc("inotify_add_watch", Int, fd=Fd, path=Path, mask=Flags("IN_")),
     sc("mount", Int, source=Path, target=Path, fstype=Path, flags=Ulong, data=Ptr),
     sc("umount2", Int, target=Path, flags=Flags(("MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE",
@@ -664,7 +676,7 @@ _SPEC_LIST = [
     sc("msync", Int, addr=Ptr, length=Ulong, flags=Flags(("MS_ASYNC", "MS_INVALIDATE", "MS_SYNC"))),
     sc("mlock", Int, addr=Ptr, length=Ulong),
     sc("munlock", Int, addr=Ptr, length=Ulong),
-    sc("memfd_create", Fd, name=Path, flags=Flags("MFD_")),
+    sc("memfd_create", Fd, Traits(world_fd=("file",)), name=Path, flags=Flags("MFD_")),
     # --- process, threads ---
     sc("arch_prctl", Int, code=Enum("ARCH_"), addr=Ptr),
     sc("set_tid_address", Int, tidptr=Ptr),
@@ -752,12 +764,12 @@ _SPEC_LIST = [
        sigmask=SigSetIn(4), sigsetsize=Ulong(False)),
     sc("pselect6", Int, Traits(blocks=True), nfds=Int, readfds=FdSet(0), writefds=FdSet(0), exceptfds=FdSet(0),
        timeout=InOutStruct("timespec"), sigmask=Ptr),
-    sc("eventfd2", Fd, initval=Uint, flags=Flags(("EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE"))),
+    sc("eventfd2", Fd, Traits(world_fd=("other",)), initval=Uint, flags=Flags(("EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE"))),
     sc("inotify_init1", Fd, flags=CLOEXEC_NONBLOCK),
     sc("inotify_rm_watch", Int, fd=Fd, wd=Int),
     # --- sockets ---
     sc("socket", Fd, domain=AF, type_=SOCK_TYPE, protocol=Int),
-    sc("socketpair", Int, Traits(shadow="pair"), domain=AF, type_=SOCK_TYPE, protocol=Int, sv=OutInts(2)),
+    sc("socketpair", Int, Traits(shadow="pair", world_fd=("socket",)), domain=AF, type_=SOCK_TYPE, protocol=Int, sv=OutInts(2)),
     sc("bind", Int, sockfd=Fd, addr=SockAddrIn(2), addrlen=Uint),
     sc("connect", Int, Traits(blocks=True), sockfd=Fd, addr=SockAddrIn(2), addrlen=Uint),
     sc("listen", Int, sockfd=Fd, backlog=Int),

@@ -397,6 +397,8 @@ class Variant:
 
     def grab_fd(self, fd: int) -> int:
         """A duplicate of the variant's fd in the monitor (same open file description)."""
+        if not 0 <= fd < 1 << 31:  # the kernel's answer for a negative or impossible fd
+            raise OSError(errno_mod.EBADF, f"pidfd_getfd({fd}): {os.strerror(errno_mod.EBADF)}")
         r = lib.mvx_pidfd_getfd(self.pid, fd)
         if r < 0:
             raise OSError(-r, f"pidfd_getfd({fd}): {os.strerror(-r)}")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import tempfile
 
 from mvx.core.outputs import EpollRegistry, epoll_ctl_data
-from mvx.isa.syscalls import Fd
+from mvx.isa.syscalls import Fd, OutInts
 from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
 
@@ -22,13 +23,20 @@ class FdShadow:
         self.epoll = EpollRegistry()
         self.dups = FdCache(variant)
         self._placeholders: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
+        # fds of the variant's own world (Traits.world_fd): files it opened, pipes, socketpairs and
+        # eventfds it made; never what it inherited (its stdio is the leader's world) nor a socket()
+        self.world: set[int] = set()
 
     def kind(self, fd: int) -> str | None:
         return self.kinds.get(fd)
 
+    def in_world(self, fd) -> bool:
+        return fd in self.world
+
     def track(self, call, ret: int | None) -> None:
         """Keep the shadow current after `call` returned `ret` (None: not learned)."""
         effect = call.spec.traits.shadow
+        self._track_world(call, ret)
         if effect == "epoll_ctl":
             self.epoll.on_ctl(call.args[0], call.args[1], call.args[2], epoll_ctl_data(call))
         elif effect == "close" and isinstance(call.args[0], int):
@@ -41,6 +49,35 @@ class FdShadow:
             self.kinds.forget(ret)
         elif effect == "pair":
             self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
+
+    def _track_world(self, call, ret: int | None) -> None:
+        made = call.spec.traits.world_fd
+        if call.spec.traits.shadow == "close" and isinstance(call.args[0], int):
+            self.world.discard(call.args[0])
+        if not made or ret is None or ret < 0:
+            return
+        if call.spec.traits.shadow == "pair":
+            new = self._pair(call)
+        elif isinstance(call.spec.ret, Fd):
+            new = [ret]
+        else:
+            return
+        for fd in new:
+            self.world.discard(fd)
+            self.kinds.forget(fd)
+            if made == ("same",):
+                if call.args[0] in self.world:
+                    self.world.add(fd)
+            elif self.kinds.get(fd) in made:
+                self.world.add(fd)
+
+    def _pair(self, call) -> list[int]:
+        """The two fds pipe2/socketpair wrote (their OutInts argument)."""
+        i = next(i for i, k in enumerate(call.kinds or call.spec.kinds) if isinstance(k, OutInts))
+        try:
+            return list(struct.unpack("<ii", self.variant.read(call.values[i], 8)))
+        except (OSError, IndexError, struct.error):
+            return []
 
     # ---- placeholders (a follower's) --------------------------------------------------------------
     def is_placeholder(self, fd) -> bool:

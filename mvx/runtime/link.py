@@ -45,6 +45,13 @@ class LeaderLink:
         for i in live:
             self._send(i, message)
 
+    def started(self, message) -> None:
+        """The leader's variant exists (Started): every follower may start its own."""
+        with self.cond:
+            live = sorted(self.live)
+        for i in live:
+            self._send(i, message)
+
     def check(self, request: CheckRequest) -> None:
         """Block until every live follower has checked `request` (lockstep)."""
         seq = request.seq

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from mvx import MvxError
 from mvx.core.policy import Policy
-from mvx.core.protocol import CallRecord, CheckRequest, End, SignalBatch
+from mvx.core.protocol import CallRecord, CheckRequest, End, SignalBatch, Started
 from mvx.core.sync import (
     NOT_EXECUTED,
     Action,
@@ -84,7 +84,7 @@ def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
         if role == "trace":
             monitor_finishes = traits.perform is not None
         else:
-            answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.file_local
+            answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.in_world
             monitor_finishes = (traits.fd_table_only and cls == "local") or traits.perform is not None or answered
         rules[name] = Trap.NOTIFY if monitor_finishes else Trap.TRACE
     return TrapSet(rules)
@@ -117,12 +117,12 @@ class Monitor:
     def __init__(self, argv: list[str], *, mode: Mode, policy: Policy, cpu: int | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None,
                  stdio: tuple[int | None, int | None, int | None] = (None, None, None),
-                 isolate_net: bool = False) -> None:
+                 isolate_net: bool = False, own_pids: bool = False, own_files: bool = False) -> None:
         self.policy = policy
         self.mode = mode
         self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
-                               hide_vdso=self.hide_vdso, report_signals=self.report_signals)
+                               own_pids=own_pids, own_files=own_files, hide_vdso=self.hide_vdso, report_signals=self.report_signals)
         self.fds: FdShadow | None = None
         self.loader: LoaderRange | None = None
         self.mem: TraceeMemory | None = None
@@ -239,10 +239,8 @@ class Monitor:
         return stop.pid != self.variant.pid or self.loader.contains(stop.ip)
 
     def class_of(self, call) -> str:
-        kind = None
-        if call.name in self.policy.file_local and isinstance(call.args[0], int):
-            kind = self.fds.kind(call.args[0])
-        return self.policy.class_of(call.name, kind) or "local"
+        world = call.name in self.policy.in_world and isinstance(call.args[0], int) and self.fds.in_world(call.args[0])
+        return self.policy.class_of(call.name, world) or "local"
 
     def let_run(self, stop: Stop) -> None:
         if stop.kind is StopKind.NOTIFY:
@@ -317,6 +315,11 @@ class LeaderMonitor(Monitor):
         write_behind = write_behind and lockstep == "sensitive"
         self.sync = LeaderSync(self.policy, lockstep, write_behind)
         self.outbox = Outbox(link) if write_behind else None
+
+    def start(self) -> int:
+        pid = super().start()
+        self.link.started(Started(pid))  # followers start theirs with this pid
+        return pid
 
     def kill(self) -> None:
         super().kill()
@@ -417,12 +420,19 @@ class FollowerMonitor(Monitor):
     role = "follower"
 
     def __init__(self, argv: list[str], *, inbox: Inbox, reply, end_timeout: float = 10.0, **kw) -> None:
-        super().__init__(argv, **kw)
+        super().__init__(argv, own_pids=True, own_files=True, **kw)  # a world of its own
         self.end_timeout = end_timeout
         self.inbox = inbox
         self.reply = reply  # reply(message): thread-safe hand-off to the trio side
         self.sync = FollowerSync(self.policy)
         self._held = None  # a record read ahead, for the next synced call
+
+    def start(self) -> int:
+        """The follower's variant starts once the leader's exists, with the leader's pid (Started)."""
+        while not isinstance(message := self.inbox.get(), Started):
+            pass
+        self.variant.as_pid = message.pid
+        return super().start()
 
     def next_record(self, timeout: float | None = None, signals: bool = False):
         if self._held is not None:
@@ -454,11 +464,19 @@ class FollowerMonitor(Monitor):
     def follow(self, stop: Stop, call, record) -> None:
         cls = self.class_of(call)
         content = self.file_digest(call)
-        while isinstance(record, CheckRequest):  # (again when the leader's call was interrupted and re-made)
-            self.reply(self.sync.check(call, record, content))
-            record = self.next_record()
         fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) else None
         on_placeholder = self.fds.is_placeholder(fd)
+        ran = None  # the result, when the call was made here at the check (FollowerSync.runs_first)
+        while isinstance(record, CheckRequest):  # (again when the leader's call was interrupted and re-made)
+            if (chosen := self.sync.chosen_name(call, record)) is not None:
+                self.variant.write(*chosen)  # the leader's random name, in the follower's own buffer
+                call = self.call_of(stop)
+            checked = self.sync.check(call, record, content)
+            if ran is None and not on_placeholder and self.sync.runs_first(call, cls):
+                ran = (self.run_here(stop, call, True)[0],)
+                self.track(call, ran[0])
+            self.reply(checked)
+            record = self.next_record()
         plan = self.sync.on_call(call, record, cls, content=content, mem=self.mem, arch=stop.arch,
                                  epoll=self.fds.epoll, on_placeholder=on_placeholder)
         if plan.ack is not None:
@@ -469,8 +487,11 @@ class FollowerMonitor(Monitor):
         elif plan.action is Action.ANSWER:
             self.answer_from(stop, call, record, plan)
         else:
-            ret, _ = self.run_here(stop, call, plan.compare_ret)
-            self.track(call, ret)
+            if ran is not None:
+                ret = ran[0]
+            else:
+                ret, _ = self.run_here(stop, call, plan.compare_ret)
+                self.track(call, ret)
             if on_placeholder and call.spec.traits.shadow == "close":
                 self.fds.drop_placeholder(fd)
             elif ret is not None:
