@@ -1,0 +1,56 @@
+"""Each follower its own world (docs/DESIGN.md, "Each variant its own world"): a pid namespace with
+the leader's pid, a copy-on-write view of every file system, and the calls on what the program made
+itself (files, pipes, socketpairs, eventfds) run in every variant.
+
+variants/src/own_world.c creates a file with O_EXCL, writes and reads it back, renames and deletes
+it, writes a mkstemp file and preads it (lighttpd's mod_deflate cache), splices out of its own pipe,
+uses a socketpair and an eventfd, and checks its identities: each line must say "ok" under mvx as
+natively. On today's main before this work the first O_EXCL create diverged (the follower saw the
+leader's file: EEXIST), the pipe splice hung, and gettid disagreed with the replicated getpid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._variants import variant_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ["hybrid", "seccomp", "ptrace"]
+PAIRS = [("x86_64", "i386"), ("i386", "x86_64")]
+
+
+def run_in(cwd: Path, *args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvx", *args], input=stdin, capture_output=True, timeout=timeout,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_program_behaves_in_its_own_world_as_natively(leader, follower, mode, tmp_path):
+    native = subprocess.run([variant_bin(leader, "own_world")], capture_output=True, cwd=tmp_path, check=False)
+    assert native.returncode == 0, native.stdout.decode()
+    assert sorted(os.listdir(tmp_path)) == []
+    r = run_in(tmp_path, "run", "--mode", mode, "--leader", variant_bin(leader, "own_world"),
+               "--follower", variant_bin(follower, "own_world"))
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    assert r.stdout == native.stdout  # every check "ok", in the same order
+    assert b"DIVERGENCE" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == []  # what the leader made and deleted is gone; nothing of the follower's
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nothing_of_a_followers_world_outlives_a_divergence(mode, tmp_path):
+    """A follower killed at a divergence takes its world with it: the namespaces' maker and its
+    pid 1 (forks of the follower's monitor) are gone when `mvx run` returns."""
+    marker = f"mvx-world-{mode}-{os.getpid()}"
+    r = run_in(tmp_path, "run", "--mode", mode, "--timeout", "2", "--leader", f"{variant_bin('x86_64', 'diverge')} hang",
+               "--follower", f"{variant_bin('i386', 'diverge')} hang {marker}", stdin=b"x", timeout=60)
+    assert r.returncode == 70, r.stderr.decode()
+    assert b"DIVERGENCE (timeout)" in r.stderr
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False).stdout
+    assert [ln for ln in out.splitlines() if "pgrep" not in ln] == []
