@@ -416,16 +416,36 @@ def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_sa
     assert 0 < int(counts[0]) <= sent, summary
 
 
+def traced_by(monitor: str, candidates: list[str]) -> list[int]:
+    """Which of `candidates` the monitor traces (a follower's program is not its child: it runs in
+    a world of its own, made by a fork of the monitor)."""
+    try:
+        threads = set(os.listdir(f"/proc/{monitor}/task"))  # the tracer is the monitor's thread
+    except OSError:
+        return []
+    found = []
+    for entry in candidates:
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            tracer = status.partition("\nTracerPid:\t")[2].partition("\n")[0]
+            if tracer in threads:
+                found.append(int(entry))
+    return found
+
+
 def _child_of_monitor(role: str, program: str, timeout: float = 20) -> int:
     """The pid of `program` under the `mvx <role>` monitor (once it has started)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*{program}"], capture_output=True, text=True,
                                   check=False).stdout.split()
+        programs = subprocess.run(["pgrep", "-f", program], capture_output=True, text=True, check=False).stdout.split()
         for monitor in monitors:
-            children = subprocess.run(["pgrep", "-P", monitor], capture_output=True, text=True,
-                                      check=False).stdout.split()
-            if children:
-                return int(children[0])
+            traced = traced_by(monitor, programs)
+            if traced:
+                return traced[0]
         time.sleep(0.02)
     pytest.fail(f"no {program} under an mvx {role} monitor")

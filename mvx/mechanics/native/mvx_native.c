@@ -303,6 +303,9 @@ static void enter_world(int report, int go, int flags, int as_pid, int isolate_n
     }
     close(report);
     close(go);
+    sigset_t all;                       /* plumbing: a stray signal must not end the world */
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
     int st = 0;
     while (waitpid(b, &st, 0) < 0 && errno == EINTR) {}
     _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
