@@ -54,3 +54,20 @@ def test_nothing_of_a_followers_world_outlives_a_divergence(mode, tmp_path):
     assert b"DIVERGENCE (timeout)" in r.stderr
     out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False).stdout
     assert [ln for ln in out.splitlines() if "pgrep" not in ln] == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_the_program_sees_nothing_of_mvx(leader, follower, mode, tmp_path):
+    """variants/src/self_view.c prints its prctl state (parent-death signal, no_new_privs...), open
+    fds, rlimits, environment, signal mask and dispositions, umask: under mvx what a native run
+    prints. No LANG or LC_*: Python would add LC_CTYPE=C.UTF-8 (PEP 538) to what mvx passes on."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    native = subprocess.run([variant_bin(leader, "self_view")], capture_output=True, env=env, cwd=tmp_path,
+                            check=False)
+    assert native.returncode == 0
+    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin(leader, "self_view"),
+                        "--follower", variant_bin(follower, "self_view")], capture_output=True, env=env,
+                       cwd=tmp_path, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode() == native.stdout.decode()

@@ -18,7 +18,7 @@ import sys
 
 from mvx import MvxError
 from mvx.core import policy as policymod
-from mvx.mechanics.engine import Mode, check_runnable, host_arch, resolve_program
+from mvx.mechanics.engine import Mode, check_runnable, host_arch, initial_environ, resolve_program
 
 PR_SET_PDEATHSIG = 1
 
@@ -223,14 +223,15 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         leader_cmd += ["--channel-fd", str(a.fileno())]
     leader_cmd += ["--", *leader_argv, *prog_args]
     procs: list[subprocess.Popen] = []
+    env = initial_environ()  # the monitors pass it on to the programs as it came to us
     try:
         for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
             cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
                    *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
             # own sessions: a terminal's ^C reaches `mvx run` alone, which hands it to the leader
-            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig,  # noqa: PLW1509 - no threads here
+            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig, env=env,  # noqa: PLW1509 - no threads here
                                           start_new_session=True))
-        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs],
+        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs], env=env,
                                        preexec_fn=_set_pdeathsig, start_new_session=True)  # noqa: PLW1509
         procs.insert(0, leader_proc)
         for a, b in pairs:

@@ -141,6 +141,22 @@ def check_runnable(path: Path) -> archmod.Arch | None:
     return found
 
 
+def initial_environ() -> dict[str, str]:
+    """The environment this process was started with (/proc/self/environ), not os.environ:
+    Python's locale coercion (PEP 538) adds LC_CTYPE=C.UTF-8 to os.environ when the locale is C,
+    and a program under mvx must get what it would get natively."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    env = {}
+    for item in raw.split(b"\0"):
+        key, eq, value = item.partition(b"=")
+        if eq:
+            env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
+
+
 class Variant:
     """One program run under a monitor in a given mode."""
 
@@ -172,7 +188,7 @@ class Variant:
         self.mode = mode
         self.traps = traps or TrapSet()
         self.cpu = cpu
-        self.env = dict(os.environ if env is None else env)
+        self.env = dict(initial_environ() if env is None else env)
         self.cwd = cwd
         self.fds = (stdin, stdout, stderr)
         self.report_signals = report_signals

@@ -372,9 +372,12 @@ static void child_main(int errfd, const char *path, char *const argv[], char *co
     if (bpf) {
         struct sock_fprog prog = {.len = (unsigned short)bpf_len, .filter = (struct sock_filter *)bpf};
         unsigned int flags = want_listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0)
-            _exit(125);
+        /* with CAP_SYS_ADMIN the filter needs no no_new_privs, which the program would see */
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0) {
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0)
+                _exit(125);
+        }
     }
     execve(path, argv, envp);
     _exit(127);
