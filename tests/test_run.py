@@ -106,6 +106,21 @@ def test_stdin_is_replicated_and_only_the_leader_writes(leader, follower, mode):
     assert b"DIVERGENCE" not in r.stderr
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_stdin_from_a_file_is_the_leaders_input(mode, tmp_path):
+    """stdin redirected from a regular file is the leader's world (inherited, not the program's
+    own): its reads are replicated, not run locally (a follower's stdin is /dev/null). It was a
+    false divergence: "the call is local on the leader, replicated here"."""
+    data = tmp_path / "input.txt"
+    data.write_bytes(b"from a file\n")
+    with data.open("rb") as stdin:
+        r = subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader",
+                            variant_bin("x86_64", "diverge"), "--follower", variant_bin("i386", "diverge"), "--", "same"],
+                           stdin=stdin, capture_output=True, timeout=40, cwd=ROOT, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"got: from a file\n"
+
+
 # ---- divergences: each alarm fires, and its twin raises none ------------------------------------------
 
 KINDS = {  # diverge MODE -> the divergence kind reported
