@@ -68,8 +68,17 @@ class FdShadow:
             if made == ("same",):
                 if call.args[0] in self.world:
                     self.world.add(fd)
-            elif self.kinds.get(fd) in made:
+            elif self.kinds.get(fd) in made and not self._kernel_file(fd):
                 self.world.add(fd)
+
+    def _kernel_file(self, fd: int) -> bool:
+        """A file of /proc or /sys: what the kernel says of the process and the machine is an
+        input (each ISA's /proc/self/stat differs), replicated from the leader, not the variant's own."""
+        try:
+            target = os.readlink(f"/proc/{self.variant.pid}/fd/{fd}")
+        except OSError:
+            return False
+        return target.startswith(("/proc/", "/sys/")) or target in ("/proc", "/sys")
 
     def _pair(self, call) -> list[int]:
         """The two fds pipe2/socketpair wrote (their OutInts argument)."""
