@@ -16,7 +16,7 @@ SCRIPT=scripts/build_variants.sh
 force=0
 [ "${1:-}" = "-f" ] && force=1
 
-PROGS=(epoll_server vuln_server sendfile_http stdio_loop diverge signal_storm echo_events)
+PROGS=(epoll_server vuln_server sendfile_http stdio_loop diverge signal_storm echo_events callkinds)
 COMMON_CFLAGS=(-O2 -g -Wall -Wextra -D_FILE_OFFSET_BITS=64)
 # vuln_server must really overflow and keep fixed addresses (see variants/README.md).
 VULN_CFLAGS=(-O0 -g -Wall -Wno-stringop-overflow -fno-stack-protector -no-pie -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=0)

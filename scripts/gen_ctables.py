@@ -51,9 +51,8 @@ def kind_code(k: S.Kind) -> str:
 def walk_kinds(k: S.Kind):
     yield k
     if isinstance(k, S.Switch):
-        for _, sub in k.cases:
+        for sub in k.all_kinds():
             yield from walk_kinds(sub)
-        yield from walk_kinds(k.default)
 
 
 def nr_write_regsets() -> dict[str, int]:

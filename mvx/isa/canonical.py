@@ -348,9 +348,13 @@ class _Ctx:
         return [structs.read_int(data, i * w, w, False) for i in range(count)]
 
 
-def _resolve_switch(kind: Kind, decoded: list) -> Kind:
+def _resolve_switch(kind: Kind, decoded: list, ctx: _Ctx | None = None) -> Kind:
     while isinstance(kind, S.Switch):
-        kind = kind.pick(decoded[kind.on] if kind.on < len(decoded) else None)
+        raw = None
+        if ctx is not None and kind.raw and kind.on < len(ctx.values) and isinstance(ctx.values[kind.on], int):
+            raw = _sext(ctx.values[kind.on], 32)
+        kind = kind.pick(decoded[kind.on] if kind.on < len(decoded) else None, raw,
+                         (lambda n, a=ctx.a: S.const_or_none(a, n)) if ctx is not None else None)
     return kind
 
 
@@ -594,7 +598,7 @@ def _resolve(a, raw: RawSyscall, raw_name: str, raw_args: tuple, mem, max_buf, s
     ctx = _Ctx(a, mem, values, max_buf)
     resolved = []
     for k, v in zip(kinds, values):
-        k = _resolve_switch(k, ctx.decoded)
+        k = _resolve_switch(k, ctx.decoded, ctx)
         resolved.append(k)
         try:
             ctx.decoded.append(_decode_in(ctx, k, v))

@@ -337,19 +337,31 @@ class Switch(Kind):
     on: int
     cases: tuple[tuple[str, Kind], ...]
     default: Kind = Uint("long")
+    # cases matched first on the selector's raw value, as the caller's ISA spells the constant:
+    # commands whose decoded name is another's (i386 F_GETLK64 decodes to F_GETLK, but its
+    # argument is a struct flock64)
+    raw: tuple[tuple[str, Kind], ...] = ()
 
-    def pick(self, selector: Any) -> Kind:
+    def pick(self, selector: Any, raw_value: int | None = None, consts=None) -> Kind:
+        if raw_value is not None and consts is not None:
+            for key, kind in self.raw:
+                if consts(key) == raw_value:
+                    return kind
         names = selector.names if isinstance(selector, FlagSet) else (selector,)
         for key, kind in self.cases:
             if key in names:
                 return kind
         return self.default
 
+    def all_kinds(self) -> tuple[Kind, ...]:
+        return tuple(k for _, k in self.raw) + tuple(k for _, k in self.cases) + (self.default,)
+
     def layouts(self):
-        return tuple(lay for _, k in self.cases for lay in k.layouts())
+        return tuple(lay for k in self.all_kinds() for lay in k.layouts())
 
     def with_layouts(self, mapping):
         return replace(self, cases=tuple((n, k.with_layouts(mapping)) for n, k in self.cases),
+                       raw=tuple((n, k.with_layouts(mapping)) for n, k in self.raw),
                        default=self.default.with_layouts(mapping))
 
 
@@ -544,19 +556,36 @@ F_CMDS = Enum(("F_DUPFD", "F_GETFD", "F_SETFD", "F_GETFL", "F_SETFL", "F_GETLK",
                "F_ADD_SEALS", "F_GET_SEALS", "F_GET_RW_HINT", "F_SET_RW_HINT", "F_GET_FILE_RW_HINT",
                "F_SET_FILE_RW_HINT", "F_CANCELLK"),
               canon=(("F_GETLK64", "F_GETLK"), ("F_SETLK64", "F_SETLK"), ("F_SETLKW64", "F_SETLKW")))
+_NOT_READ = Ulong(False)  # an argument the command does not read: never compared
 FCNTL_ARG = Switch(1, (("F_SETFL", O_FLAGS), ("F_SETFD", Flags(("FD_CLOEXEC",))), ("F_DUPFD", Fd()),
-                       ("F_DUPFD_CLOEXEC", Fd()), ("F_GETFL", Ulong(False)), ("F_GETFD", Ulong(False)),
-                       ("F_SETOWN", Int()), ("F_SETSIG", Signal()),
+                       ("F_DUPFD_CLOEXEC", Fd()), ("F_SETOWN", Int()), ("F_SETSIG", Signal()),
+                       ("F_SETLEASE", Int()), ("F_NOTIFY", Uint()), ("F_SETPIPE_SZ", Int()),
+                       ("F_ADD_SEALS", Uint()),
+                       ("F_GETFL", _NOT_READ), ("F_GETFD", _NOT_READ), ("F_GETOWN", _NOT_READ),
+                       ("F_GETSIG", _NOT_READ), ("F_GETLEASE", _NOT_READ), ("F_GETPIPE_SZ", _NOT_READ),
+                       ("F_GET_SEALS", _NOT_READ),
+                       ("F_SETOWN_EX", InStruct("f_owner_ex")), ("F_GETOWN_EX", OutStruct("f_owner_ex")),
+                       ("F_GET_RW_HINT", OutInt("u64")), ("F_SET_RW_HINT", InOutInt("u64")),
+                       ("F_GET_FILE_RW_HINT", OutInt("u64")), ("F_SET_FILE_RW_HINT", InOutInt("u64")),
+                       # fcntl64's 64-bit lock commands (raw, below) and the OFD ones take a flock64
+                       # on a 32-bit ISA; a 64-bit ISA's flock64 is its flock (structs.layout)
                        ("F_GETLK", InOutStruct("flock")), ("F_SETLK", InStruct("flock")),
-                       ("F_SETLKW", InStruct("flock")), ("F_OFD_GETLK", InOutStruct("flock")),
-                       ("F_OFD_SETLK", InStruct("flock")), ("F_OFD_SETLKW", InStruct("flock"))),
-                   Ulong())
+                       ("F_SETLKW", InStruct("flock")), ("F_OFD_GETLK", InOutStruct("flock64")),
+                       ("F_OFD_SETLK", InStruct("flock64")), ("F_OFD_SETLKW", InStruct("flock64"))),
+                   Ulong(),
+                   raw=(("F_GETLK64", InOutStruct("flock64")), ("F_SETLK64", InStruct("flock64")),
+                        ("F_SETLKW64", InStruct("flock64"))))
 IOCTL_REQ = Enum(("TCGETS", "TCSETS", "TCSETSW", "TCSETSF", "TIOCGWINSZ", "TIOCSWINSZ", "TIOCGPGRP",
                   "TIOCSPGRP", "FIONREAD", "FIONBIO", "FIOCLEX", "FIONCLEX", "FIOASYNC", "TIOCSCTTY",
                   "TIOCNOTTY", "TIOCOUTQ", "TCFLSH", "TCXONC", "TIOCGPTN", "TIOCSPTLCK"))
-IOCTL_ARG = Switch(1, (("FIONBIO", InOutInt()), ("FIONREAD", OutInt()), ("TIOCGWINSZ", OutStruct("winsize")),
-                       ("TIOCSWINSZ", InStruct("winsize")), ("TIOCGPGRP", OutInt()), ("TCGETS", Ptr()),
-                       ("FIOCLEX", Ptr()), ("FIONCLEX", Ptr())), Ptr())
+IOCTL_ARG = Switch(1, (("FIONBIO", InOutInt()), ("FIOASYNC", InOutInt()), ("FIONREAD", OutInt()),
+                       ("TIOCOUTQ", OutInt()), ("TIOCGPTN", OutInt()), ("TIOCSPTLCK", InOutInt()),
+                       ("TIOCGWINSZ", OutStruct("winsize")), ("TIOCSWINSZ", InStruct("winsize")),
+                       ("TIOCGPGRP", OutInt()), ("TIOCSPGRP", InOutInt()),
+                       ("TCGETS", OutStruct("termios")), ("TCSETS", InStruct("termios")),
+                       ("TCSETSW", InStruct("termios")), ("TCSETSF", InStruct("termios")),
+                       ("TCFLSH", Int()), ("TCXONC", Int()), ("TIOCSCTTY", Int()),
+                       ("FIOCLEX", _NOT_READ), ("FIONCLEX", _NOT_READ), ("TIOCNOTTY", _NOT_READ)), Ptr())
 SOCKOPT_NAME = Switch(1, (("SOL_SOCKET", Enum("SO_", canon=(("SO_RCVTIMEO_OLD", "SO_RCVTIMEO"),
                                                                ("SO_RCVTIMEO_NEW", "SO_RCVTIMEO"),
                                                                ("SO_SNDTIMEO_OLD", "SO_SNDTIMEO"),
@@ -584,6 +613,8 @@ FUTEX_TIMEOUT = Switch(1, (("FUTEX_WAIT", InStruct("timespec")), ("FUTEX_WAIT_BI
                            ("FUTEX_WAIT_REQUEUE_PI", InStruct("timespec"))), Uint("long"))
 RLIMITS = Enum("RLIMIT_", exclude=("RLIMIT_NLIMITS", "RLIMIT_OFILE"))
 
+# open's mode is read only when the flags create a file (else the register holds anything)
+OPEN_MODE = Switch(2, (("O_CREAT", FileMode()), ("O_TMPFILE", FileMode())), _NOT_READ)
 # open flags that make an open able to change the file system
 WRITE_OPEN_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"})
 
@@ -597,7 +628,7 @@ _SPEC_LIST = [
     sc("writev", Long, Traits(blocks=True, sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
-    sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS)), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
+    sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS)), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=OPEN_MODE),
     sc("openat2", Fd, dirfd=DirFd, path=Path, how=InStruct("open_how"), size=Ulong),
     sc("close", Int, Traits(fd_table_only=True, follower_runs=True, ret_not_compared=True, shadow="close"), fd=Fd),
     sc("close_range", Int, fd=Uint, max_fd=Uint, flags=Flags("CLOSE_RANGE_")),
@@ -607,7 +638,7 @@ _SPEC_LIST = [
     sc("faccessat", Int, dirfd=DirFd, path=Path, mode=Flags(("R_OK", "W_OK", "X_OK")), flags=AT_FLAGS),
     sc("lseek", Int("s64"), fd=Fd, offset=Int64, whence=Enum("SEEK_", exclude=("SEEK_MAX",))),
     sc("ioctl", Int, fd=Fd, request=IOCTL_REQ, arg=IOCTL_ARG),
-    sc("fcntl", Long, Traits(ret_not_compared=True, unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
+    sc("fcntl", Long, Traits(ret_not_compared=True, fields_not_compared=(("arg", ("l_pid",)),), unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
     sc("dup", Fd, oldfd=Fd),
     sc("dup3", Fd, Traits(shadow="dup"), oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
     sc("pipe2", Int, Traits(shadow="pair"), pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
