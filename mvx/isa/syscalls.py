@@ -613,6 +613,14 @@ FUTEX_TIMEOUT = Switch(1, (("FUTEX_WAIT", InStruct("timespec")), ("FUTEX_WAIT_BI
                            ("FUTEX_WAIT_REQUEUE_PI", InStruct("timespec"))), Uint("long"))
 RLIMITS = Enum("RLIMIT_", exclude=("RLIMIT_NLIMITS", "RLIMIT_OFILE"))
 
+# Control messages (sendmsg/recvmsg's msg_control) by (level, type): how their data decodes.
+# "fds": an array of C ints that are fds (SCM_RIGHTS, compared as fd numbers); otherwise a struct
+# layout of the caller's ISA. Other messages keep their data as bytes.
+CMSG_PAYLOADS: dict[tuple[str, str], str] = {
+    ("SOL_SOCKET", "SCM_RIGHTS"): "fds",
+    ("SOL_SOCKET", "SCM_CREDENTIALS"): "ucred",
+}
+CMSG_TYPES = {"SOL_SOCKET": Enum(("SCM_RIGHTS", "SCM_CREDENTIALS"))}
 # open's mode is read only when the flags create a file (else the register holds anything)
 OPEN_MODE = Switch(2, (("O_CREAT", FileMode()), ("O_TMPFILE", FileMode())), _NOT_READ)
 # open flags that make an open able to change the file system

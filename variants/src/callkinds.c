@@ -106,6 +106,31 @@ static int scm_case(const char *dir) {
     memcpy(CMSG_DATA(c), &cred, sizeof cred);
     ssize_t n = sendmsg(sv[0], &m, 0);
     out("sendmsg %zd\n", n);
+    /* credentials received (SO_PASSCRED), re-encoded in each ISA's cmsghdr; the sender is unnamed */
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sp) < 0) return 1;
+    setsockopt(sp[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    send(sp[0], "cred", 4, 0);
+    char data[8];
+    struct iovec riov = {data, sizeof data};
+    union { char buf[CMSG_SPACE(sizeof(struct ucred))]; struct cmsghdr align; } r;
+    struct sockaddr_un from;
+    struct msghdr rm = {0};
+    rm.msg_name = &from;
+    rm.msg_namelen = sizeof from;
+    rm.msg_iov = &riov;
+    rm.msg_iovlen = 1;
+    rm.msg_control = r.buf;
+    rm.msg_controllen = sizeof r.buf;
+    n = recvmsg(sp[1], &rm, 0);
+    out("recvmsg %zd '%.*s' namelen %u controllen_is_space %d flags %d\n", n, (int)(n > 0 ? n : 0), data,
+        (unsigned)rm.msg_namelen, rm.msg_controllen == CMSG_SPACE(sizeof(struct ucred)), rm.msg_flags);
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&rm); h; h = CMSG_NXTHDR(&rm, h)) {
+        struct ucred got;
+        memcpy(&got, CMSG_DATA(h), sizeof got);
+        out("cmsg level %d type %d pid_is_mine %d uid %u gid %u\n", h->cmsg_level, h->cmsg_type,
+            got.pid == getpid(), (unsigned)got.uid, (unsigned)got.gid);
+    }
     return 0;
 }
 
