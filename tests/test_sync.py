@@ -234,3 +234,23 @@ def test_sendmsg_control_messages_compare_by_type_and_recvmsg_credentials_are_re
     rec = through_wire(LeaderSync(POLICY).record(lead, 3, lead.outputs))
     with pytest.raises(Divergence, match="SCM_RIGHTS"):
         FollowerSync(POLICY).on_call(follow, rec, mem=BytesMemory(fmem), arch=i386)
+
+
+def test_every_clock_valued_call_is_replicated_by_the_default_policy():
+    """Traits.clock_read/clock_result name every call whose result is a reading of a clock: a variant
+    must never see its own (tests/test_callkinds.py runs them)."""
+    from mvx.isa import syscalls as S
+    clocked = {n for n in S.canonical_names() if S.spec_of(n).traits.clock_read or S.spec_of(n).traits.clock_result}
+    assert {"times", "timerfd_gettime", "timer_gettime", "getitimer", "getrusage", "sysinfo", "clock_nanosleep",
+            "clock_gettime", "gettimeofday", "time"} <= clocked
+    assert {n: POLICY.class_of(n) for n in clocked} == {n: "replicated" for n in clocked}
+    for raw in ("timerfd_gettime64", "timer_gettime64", "clock_nanosleep_time64"):
+        assert archmod.get("i386").nr(raw) and normalize(RawSyscall("i386", archmod.get("i386").nr(raw))).name in clocked
+
+
+def test_sysinfo_loads_reencode_per_word_size():
+    from mvx.isa import structs
+    info = {"uptime": 15000, "loads": (172096, 92416, 71136), "totalram": 6170914, "mem_unit": 4096}
+    for a in ("x86_64", "i386"):
+        got = structs.decode(a, "sysinfo", structs.encode(a, "sysinfo", info))
+        assert got["loads"] == info["loads"] and got["uptime"] == 15000

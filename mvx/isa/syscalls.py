@@ -417,6 +417,9 @@ class Traits:
 
     clock_read        returns a reading of a clock: compared as one clock, answered in each
                       follower's own form; `clock` names the clock when no argument does
+    clock_result      its result or out-data holds another reading of a clock (ticks, time left on a
+                      timer or a sleep, CPU time, uptime): the default policy replicates it, so every
+                      variant sees the leader's reading (tests/test_sync.py checks the policy)
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
     ends              ends the program (its result is never seen)
     fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
@@ -442,6 +445,7 @@ class Traits:
 
     clock_read: bool = False
     clock: str | None = None
+    clock_result: bool = False
     blocks: bool = False
     ends: bool = False
     fd_table_only: bool = False
@@ -738,8 +742,9 @@ _SPEC_LIST = [
     sc("getpgid", Int, pid=Int), sc("setpgid", Int, pid=Int, pgid=Int),
     sc("getsid", Int, pid=Int), sc("setsid", Int),
     sc("uname", Int, buf=OutStruct("utsname")),
-    sc("sysinfo", Int, info=OutStruct("sysinfo")),
-    sc("getrusage", Int, who=Int, usage=OutStruct("rusage")),
+    sc("sysinfo", Int, Traits(clock_result=True), info=OutStruct("sysinfo")),
+    sc("getrusage", Int, Traits(clock_result=True), who=Int, usage=OutStruct("rusage")),
+    sc("times", Long, Traits(clock_result=True), buf=OutStruct("tms")),
     sc("personality", Int, persona=Uint),
     sc("unshare", Int, flags=CLONE_FLAGS),
     sc("setns", Int, fd=Fd, nstype=CLONE_FLAGS),
@@ -768,7 +773,7 @@ _SPEC_LIST = [
     sc("clock_gettime", Int, Traits(clock_read=True), clockid=CLOCKS, tp=OutStruct("timespec")),
     sc("clock_getres", Int, clockid=CLOCKS, res=OutStruct("timespec")),
     sc("clock_settime", Int, clockid=CLOCKS, tp=InStruct("timespec")),
-    sc("clock_nanosleep", Int, Traits(blocks=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
+    sc("clock_nanosleep", Int, Traits(blocks=True, clock_result=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
        remain=OutStruct("timespec")),
     sc("gettimeofday", Int, Traits(clock_read=True, clock="CLOCK_REALTIME"), tv=OutStruct("timeval"), tz=Ptr),
     sc("settimeofday", Int, tv=InStruct("timeval"), tz=Ptr),
@@ -776,9 +781,11 @@ _SPEC_LIST = [
     sc("timerfd_create", Fd, clockid=CLOCKS, flags=CLOEXEC_NONBLOCK),
     sc("timerfd_settime", Int, fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
        new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
-    sc("timerfd_gettime", Int, fd=Fd, curr_value=OutStruct("itimerspec")),
-    sc("getitimer", Int, which=Int, curr_value=OutStruct("itimerval")),
-    sc("setitimer", Int, which=Int, new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
+    sc("timerfd_gettime", Int, Traits(clock_result=True), fd=Fd, curr_value=OutStruct("itimerspec")),
+    sc("timer_gettime", Int, Traits(clock_result=True), timerid=Int, curr_value=OutStruct("itimerspec")),
+    sc("getitimer", Int, Traits(clock_result=True), which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")),
+       curr_value=OutStruct("itimerval")),
+    sc("setitimer", Int, which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")), new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
     # --- fds of events ---
     sc("epoll_create1", Fd, flags=Flags(("EPOLL_CLOEXEC",))),
     sc("epoll_ctl", Int, Traits(fd_table_only=True, ret_not_compared=True, fields_not_compared=(("event", ("data",)),), shadow="epoll_ctl"), epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,
