@@ -78,3 +78,27 @@ def test_every_clock_valued_result_is_the_leaders(leader, follower, mode):
     rc, out, err = run_case("clocks", mode, leader, follower)
     assert rc == 0, err
     assert [ln.split()[0] for ln in out.splitlines()] == ["times", "timerfd", "timer", "itimer", "rusage", "uptime"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_out_data_never_exceeds_the_variants_buffer(leader, follower, mode):
+    """recv/recvfrom with MSG_TRUNC (and MSG_PEEK) return a 10-byte datagram's length into 1- and
+    2-byte buffers, read/readv/recvmsg into short ones: guard bytes after every buffer stay as
+    they were in the leader (performed by its monitor in hybrid mode) and in the follower."""
+    rc, out, err = run_case("trunc", mode, leader, follower)
+    assert rc == 0, err
+    assert out == native("trunc", leader)
+    assert out.count("guard 1") == 7 and "guard 0" not in out and " 0\n" not in out
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("leader, follower", PAIRS)
+def test_unix_datagrams_with_addresses(leader, follower, mode, tmp_path):
+    """sendto an AF_UNIX path (the hybrid leader's monitor sends it itself, so its result is known),
+    recvfrom an unnamed sender (no address: length 0), a named one and a short address buffer."""
+    rc, out, err = run_case("unixdgram", mode, leader, follower, str(tmp_path))
+    assert rc == 0, err
+    assert "internal error" not in err
+    assert out == native("unixdgram", leader, str(tmp_path))
+    assert "recvfrom 5 'hello' fromlen 0" in out and "path_is_cli 1" in out

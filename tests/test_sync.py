@@ -254,3 +254,21 @@ def test_sysinfo_loads_reencode_per_word_size():
     for a in ("x86_64", "i386"):
         got = structs.decode(a, "sysinfo", structs.encode(a, "sysinfo", info))
         assert got["loads"] == info["loads"] and got["uptime"] == 15000
+
+
+def test_out_data_is_clamped_to_the_buffer_and_an_empty_source_address_replays():
+    """recvfrom(fd, buf, 1, MSG_TRUNC) returns 10: the leader records 1 byte, the follower writes at
+    most its own length; an unnamed AF_UNIX sender's address (length 0) is no KeyError."""
+    from mvx.isa.canonical import decode_outputs
+    lead = raw_call("x86_64", "recvfrom", 4, BUF, 1, 0x20, PATH, PATH + 0x100,
+                    mem={PATH + 0x100: (110).to_bytes(4, "little")})
+    lead = decode_outputs(lead, BytesMemory({BUF: b"0123456789GGGG", PATH: bytes(110),
+                                             PATH + 0x100: (0).to_bytes(4, "little")}), 10)
+    assert lead.outputs[1] == b"0"
+    rec = through_wire(LeaderSync(POLICY).record(lead, 10, lead.outputs))
+    i386 = archmod.get("i386")
+    fmem = {BUF: bytes(16), PATH: bytes(110), PATH + 0x100: (110).to_bytes(4, "little")}
+    plan = FollowerSync(POLICY).on_call(raw_call("i386", "recvfrom", 4, BUF, 1, 0x20, PATH, PATH + 0x100, mem=fmem),
+                                        rec, mem=BytesMemory(fmem), arch=i386)
+    assert plan.ret == 10 and (BUF, b"0") in plan.writes
+    assert (PATH + 0x100, bytes(4)) in plan.writes and all(len(d) <= 1 for a, d in plan.writes if a == BUF)

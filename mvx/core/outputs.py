@@ -124,7 +124,10 @@ def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, 
         data = bytes(value)
         if kind.len_arg is not None:  # never past the follower's own buffer
             data = data[:max(call.values[kind.len_arg], 0)]
-        return [(ptr, data)]
+        elif kind.len_ptr_arg is not None:  # its room is the int it points to (getsockopt's optlen)
+            lp = call.values[kind.len_ptr_arg]
+            data = data[:int.from_bytes(mem.read(lp, 4), "little")] if lp else b""
+        return [(ptr, data)] if data else []
     if isinstance(kind, (S.OutStruct, S.InOutStruct)):
         return [(ptr, _struct_bytes(arch, kind.layout, value))]
     if isinstance(kind, S.StructArray) and kind.layout == "epoll_event":

@@ -550,8 +550,8 @@ def _decode_pointer(ctx: _Ctx, kind: Kind, addr: int, *, ret: int | None = None,
         n = kind.size if kind.size is not None else ctx.uval(kind.len_arg)
         return ctx.mem.read(addr, min(n, ctx.max_buf))
     if isinstance(kind, S.OutBuf):
-        if kind.len_from_ret:
-            n = ret or 0
+        if kind.len_from_ret:  # never past the buffer: MSG_TRUNC returns more than it writes
+            n = ret or 0 if kind.len_arg is None else min(ret or 0, ctx.uval(kind.len_arg))
         elif kind.len_ptr_arg is not None:
             lp = ctx.uval(kind.len_ptr_arg)
             n = ctx.read_int(lp, "int", False) if lp else 0

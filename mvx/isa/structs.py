@@ -279,6 +279,8 @@ def decode_sockaddr(arch, data: bytes) -> SockAddr:
 
 def encode_sockaddr(arch, addr: SockAddr) -> bytes:
     a = _arch(arch)
+    if addr.family == "?":  # fewer than 2 bytes (an unnamed AF_UNIX sender: none): as they were
+        return bytes(dict(addr.fields).get("data", b""))
     fam = addr.family if isinstance(addr.family, int) else a.consts[addr.family]
     head = fam.to_bytes(2, "little")
     f = dict(addr.fields)

@@ -233,7 +233,25 @@ static int unixdgram_case(const char *dir) {
     ssize_t n = recvfrom(srv, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
     out("recvfrom %zd '%.*s' fromlen %u family %d\n", n, (int)(n > 0 ? n : 0), buf, (unsigned)flen,
         flen >= 2 ? from.sun_family : -1);
+    /* a named sender: its path comes back */
+    struct sockaddr_un b = {.sun_family = AF_UNIX};
+    snprintf(b.sun_path, sizeof b.sun_path, "%s/cli", dir);
+    int named = socket(AF_UNIX, SOCK_DGRAM, 0);
+    r = bind(named, (struct sockaddr *)&b, sizeof b);
+    s = sendto(named, "named", 5, 0, (struct sockaddr *)&a, sizeof a);
+    memset(&from, 'x', sizeof from);
+    flen = sizeof from;
+    n = recvfrom(srv, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+    out("named bind %d sendto %zd recvfrom %zd fromlen %u path_is_cli %d\n", r, s, n, (unsigned)flen,
+        flen > 2 && !strcmp(from.sun_path, b.sun_path));
+    /* a short address buffer: the kernel writes what fits and says the full length */
+    memset(&from, 'x', sizeof from);
+    flen = 6;
+    sendto(named, "short", 5, 0, (struct sockaddr *)&a, sizeof a);
+    n = recvfrom(srv, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+    out("short recvfrom %zd fromlen %u untouched_after %d\n", n, (unsigned)flen, from.sun_path[4] == 'x');
     unlink(a.sun_path);
+    unlink(b.sun_path);
     return 0;
 }
 
