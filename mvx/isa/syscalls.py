@@ -419,7 +419,9 @@ class Traits:
                       follower's own form; `clock` names the clock when no argument does
     clock_result      its result or out-data holds another reading of a clock (ticks, time left on a
                       timer or a sleep, CPU time, uptime): the default policy replicates it, so every
-                      variant sees the leader's reading (tests/test_sync.py checks the policy)
+                      variant sees the leader's reading (tests/test_sync.py checks the policy); timer
+                      setters too (their old value): a follower's own timer would only raise signals
+                      it drops, the leader's are replicated to it
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
     ends              ends the program (its result is never seen)
     fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
@@ -767,7 +769,7 @@ _SPEC_LIST = [
     sc("sigaltstack", Int, ss=Ptr, old_ss=Ptr),
     sc("signal", Ptr, signum=Signal, handler=Ptr),
     sc("pause", Int, Traits(blocks=True)),
-    sc("alarm", Uint, seconds=Uint),
+    sc("alarm", Uint, Traits(clock_result=True), seconds=Uint),
     sc("signalfd4", Fd, fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
     # --- time ---
     sc("clock_gettime", Int, Traits(clock_read=True), clockid=CLOCKS, tp=OutStruct("timespec")),
@@ -779,13 +781,15 @@ _SPEC_LIST = [
     sc("settimeofday", Int, tv=InStruct("timeval"), tz=Ptr),
     sc("time", Long, Traits(clock_read=True, clock="CLOCK_REALTIME_COARSE"), tloc=Ptr),
     sc("timerfd_create", Fd, clockid=CLOCKS, flags=CLOEXEC_NONBLOCK),
-    sc("timerfd_settime", Int, fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
+    sc("timerfd_settime", Int, Traits(clock_result=True), fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
        new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
     sc("timerfd_gettime", Int, Traits(clock_result=True), fd=Fd, curr_value=OutStruct("itimerspec")),
     sc("timer_gettime", Int, Traits(clock_result=True), timerid=Int, curr_value=OutStruct("itimerspec")),
     sc("getitimer", Int, Traits(clock_result=True), which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")),
        curr_value=OutStruct("itimerval")),
-    sc("setitimer", Int, which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")), new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
+    sc("timer_settime", Int, Traits(clock_result=True), timerid=Int, flags=Flags(("TIMER_ABSTIME",)),
+       new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
+    sc("setitimer", Int, Traits(clock_result=True), which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")), new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
     # --- fds of events ---
     sc("epoll_create1", Fd, flags=Flags(("EPOLL_CLOEXEC",))),
     sc("epoll_ctl", Int, Traits(fd_table_only=True, ret_not_compared=True, fields_not_compared=(("event", ("data",)),), shadow="epoll_ctl"), epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,

@@ -153,12 +153,30 @@ static int clocks_case(void) {
         usleep(2000);
         timer_gettime(tid, &cur);
         out("timer %lld.%09ld\n", (long long)cur.it_value.tv_sec, cur.it_value.tv_nsec);
+        usleep(1000);
+        timer_settime(tid, 0, &its, &cur);
+        out("timer_old %lld.%09ld\n", (long long)cur.it_value.tv_sec, cur.it_value.tv_nsec);
     }
     struct itimerval itv = {{0, 0}, {100, 0}}, icur;
     setitimer(ITIMER_REAL, &itv, NULL);
     usleep(2000);
     getitimer(ITIMER_REAL, &icur);
     out("itimer %lld.%06ld\n", (long long)icur.it_value.tv_sec, (long)icur.it_value.tv_usec);
+    /* setters give the old timer's time left */
+    usleep(1000);
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &itv, &icur);
+    out("setitimer_old %lld.%06ld\n", (long long)icur.it_value.tv_sec, (long)icur.it_value.tv_usec);
+    usleep(1000);
+    setitimer(ITIMER_REAL, &off, &icur);
+    out("setitimer_off_old %lld.%06ld\n", (long long)icur.it_value.tv_sec, (long)icur.it_value.tv_usec);
+    alarm(100);
+    usleep(1000);
+    out("alarm_left %u\n", alarm(0));
+    struct itimerspec old;
+    usleep(1000);
+    timerfd_settime(tfd, 0, &its, &old);
+    out("timerfd_old %lld.%09ld\n", (long long)old.it_value.tv_sec, old.it_value.tv_nsec);
     struct rusage ru;
     for (volatile int i = 0; i < 3000000; i++) {}
     getrusage(RUSAGE_SELF, &ru);
