@@ -73,13 +73,14 @@ def test_control_messages_by_type(leader, follower, mode, tmp_path):
 @pytest.mark.parametrize("leader, follower", PAIRS)
 def test_every_clock_valued_result_is_the_leaders(leader, follower, mode):
     """times() (ticks and struct tms), timerfd_gettime, timer_gettime, getitimer, getrusage,
-    sysinfo's uptime and the old values of timer_settime, setitimer, alarm and timerfd_settime: each variant reads its own clock natively (two processes started apart print
+    sysinfo's uptime, the old values of timer_settime, setitimer, alarm and timerfd_settime, and the
+    time left that the raw ppoll writes back: each variant reads its own clock natively (two processes started apart print
     other values), under mvx every variant gets the leader's reading in its own layouts."""
     rc, out, err = run_case("clocks", mode, leader, follower)
     assert rc == 0, err
     assert [ln.split()[0] for ln in out.splitlines()] == [
         "times", "timerfd", "timer", "timer_old", "itimer", "setitimer_old", "setitimer_off_old", "alarm_left",
-        "timerfd_old", "rusage", "uptime"]
+        "timerfd_old", "rusage", "ppoll", "uptime"]
 
 
 @pytest.mark.parametrize("mode", MODES)

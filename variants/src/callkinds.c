@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -182,6 +183,14 @@ static int clocks_case(void) {
     getrusage(RUSAGE_SELF, &ru);
     out("rusage %lld.%06ld %lld.%06ld maxrss %ld\n", (long long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec,
         (long long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, ru.ru_maxrss);
+    /* the raw ppoll writes back the time left of its timeout (glibc's wrapper hides it) */
+    int pp[2];
+    if (pipe(pp) == 0 && write(pp[1], "x", 1) == 1) {
+        struct pollfd pf = {pp[0], POLLIN, 0};
+        struct timespec pts = {5, 0};
+        long r = syscall(SYS_ppoll, &pf, 1, &pts, NULL, 8);
+        out("ppoll %ld left %lld.%09ld\n", r, (long long)pts.tv_sec, pts.tv_nsec);
+    }
     struct sysinfo si;
     sysinfo(&si);
     out("uptime %ld\n", (long)si.uptime);
