@@ -321,3 +321,18 @@ def test_open_mode_is_compared_only_when_the_flags_create():
                          mem=BytesMemory({0x100: b"/x\0"})))[1][3] == 0o644
         assert view(call(a, "open", 0x100, flags(a, "O_TMPFILE", "O_RDWR"), 0o600,
                          mem=BytesMemory({0x100: b"/x\0"})))[1][3] == 0o600
+
+
+def test_ioctl_argument_by_request():
+    """FIONBIO reads an int (compared by value), FIONREAD and TCGETS write an int / a termios
+    (addresses: not compared), TCSETS reads a termios (compared by fields)."""
+    term = structs.encode("x86_64", "termios", {"c_iflag": 1, "c_oflag": 5, "c_cflag": 0xbf, "c_lflag": 0x8a3b,
+                                                "c_line": 0, "c_cc": bytes(range(19))})
+    views = {}
+    for a, base in (("x86_64", 0x7ffc0000), ("i386", 0xffd00000)):
+        mem = BytesMemory({base: (1).to_bytes(4, "little") + bytes(60), base + 0x100: term})
+        views[a] = [view(call(a, "ioctl", 3, S.const(a, req), base + off, mem=mem))
+                    for req, off in (("FIONBIO", 0), ("FIONREAD", 0), ("TCGETS", 0), ("TCSETS", 0x100))]
+    assert views["x86_64"] == views["i386"]
+    assert [v[1][2] for v in views["x86_64"]][:3] == [1, None, None]
+    assert views["x86_64"][3][1][2]["c_lflag"] == 0x8a3b
