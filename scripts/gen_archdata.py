@@ -137,7 +137,7 @@ NEUTRAL_NAMES = [
     "CLONE_CHILD_SETTID", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWUSER",
     "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_IO",
     "EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK",
-    "TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET", "TIMER_ABSTIME",
+    "TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET", "TIMER_ABSTIME", "ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF",
     "MFD_CLOEXEC", "MFD_ALLOW_SEALING", "MFD_HUGETLB", "MFD_NOEXEC_SEAL", "MFD_EXEC",
     "RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT",
     "POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL", "POSIX_FADV_WILLNEED",
@@ -169,6 +169,7 @@ NEUTRAL_NAMES = [
     "GETZCNT", "SETVAL", "SETALL", "SEM_STAT", "SEM_INFO", "MSG_STAT", "MSG_INFO", "SHM_LOCK",
     "SHM_UNLOCK", "SHM_STAT", "SHM_INFO",
     "SOL_SOCKET", "SOL_IP", "SOL_TCP", "SOL_UDP", "SOL_IPV6",
+    "SCM_RIGHTS", "SCM_CREDENTIALS",
     "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6",
 ]
 # Truly ISA-neutral values in no header of any ISA installed here: the memfd exec-sealing flags came
@@ -217,6 +218,7 @@ LAYOUT_UNITS = [
                                      "msg_control*", "msg_controllen", "msg_flags"]),
         ("mmsghdr", "struct mmsghdr", ["msg_hdr{}", "msg_len"]),
         ("cmsghdr", "struct cmsghdr", ["cmsg_len", "cmsg_level", "cmsg_type"]),
+        ("ucred", "struct ucred", ["pid", "uid", "gid"]),
     ] + _SOCK_ADDRS),
     ("#include <linux/time.h>\n#include <linux/time_types.h>\n", [
         ("timespec", "struct __kernel_old_timespec", ["tv_sec", "tv_nsec"]),
@@ -283,9 +285,14 @@ LAYOUT_UNITS += [
             "set_tid", "set_tid_size", "cgroup"]),
         ("open_how", "struct open_how", ["flags", "mode", "resolve"]),
     ]),
-    ("#include <linux/fcntl.h>\n", [("flock", "struct flock", _FLOCK_FIELDS)]),
+    ("#include <linux/fcntl.h>\n", [("flock", "struct flock", _FLOCK_FIELDS),
+                                     ("f_owner_ex", "struct f_owner_ex", ["type", "pid"])]),
     ("#include <asm/termios.h>\n", [
         ("winsize", "struct winsize", ["ws_row", "ws_col", "ws_xpixel", "ws_ypixel"]),
+        ("termios", "struct termios", ["c_iflag", "c_oflag", "c_cflag", "c_lflag", "c_line", "c_cc[]"]),
+    ]),
+    ("#include <linux/times.h>\n", [
+        ("tms", "struct tms", ["tms_utime", "tms_stime", "tms_cutime", "tms_cstime"]),
     ]),
     # glibc's struct statfs is the kernel's (the UAPI spells the 32-bit word fields __u32; glibc's
     # signed __fsword_t is how mvx decodes f_type, f_bsize, f_namelen, f_frsize and f_flags).

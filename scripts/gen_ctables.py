@@ -51,9 +51,8 @@ def kind_code(k: S.Kind) -> str:
 def walk_kinds(k: S.Kind):
     yield k
     if isinstance(k, S.Switch):
-        for _, sub in k.cases:
+        for sub in k.all_kinds():
             yield from walk_kinds(sub)
-        yield from walk_kinds(k.default)
 
 
 def nr_write_regsets() -> dict[str, int]:
@@ -99,7 +98,8 @@ def arg_entry(k: S.Kind, layouts: dict[str, int], families: dict) -> str:
 
 # Traits (mvx.isa.syscalls.Traits) as C: booleans in one bitmask, argument names as indexes, names
 # of a kind (how a call is performed, its fd-table effect, its view) as enum codes.
-BOOL_TRAITS = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down")
+BOOL_TRAITS = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down",
+               "clock_result")
 NAMED_TRAITS = ("perform", "shadow", "view_as")
 
 

@@ -294,3 +294,45 @@ def test_rt_sigaction_and_old_sigprocmask_decode_signal_names():
     new = call("aarch64", "rt_sigprocmask", 0, 0x100, 0, 8, mem=BytesMemory({0x100: struct.pack("<Q", 1 << 1)}))
     assert old.name == "rt_sigprocmask" and old.args[1] == frozenset({"SIGINT"})
     assert view(old) == view(new)
+
+
+def test_fcntl_lock_structs_follow_the_command_and_the_isa():
+    """i386's fcntl64 F_GETLK64 (decoded F_GETLK) reads a struct flock64, its plain F_GETLK a
+    struct flock; the OFD commands a flock64; x86_64's flock64 is its flock. F_*OWN_EX point to
+    a struct f_owner_ex."""
+    lock = {"l_type": 0, "l_whence": 0, "l_start": 1 << 32, "l_len": 10, "l_pid": 0}
+    want = {k: v for k, v in lock.items()}
+    for a, raw, cmd, layout in (("i386", "fcntl64", "F_GETLK64", "flock64"), ("i386", "fcntl64", "F_GETLK", "flock"),
+                                ("i386", "fcntl64", "F_OFD_GETLK", "flock64"), ("x86_64", "fcntl", "F_GETLK", "flock"),
+                                ("x86_64", "fcntl", "F_OFD_GETLK", "flock")):
+        value = dict(lock, l_start=lock["l_start"] if layout != "flock" or a == "x86_64" else 7)
+        c = call(a, raw, 3, S.const(a, cmd), 0x100, mem=BytesMemory({0x100: structs.encode(a, layout, value)}))
+        assert c.args[1] == cmd.replace("64", "") and c.args[2] == dict(want, l_start=value["l_start"]), (a, cmd)
+    own = call("x86_64", "fcntl", 3, S.const("x86_64", "F_SETOWN_EX"), 0x100,
+               mem=BytesMemory({0x100: struct.pack("<ii", 1, 42)}))
+    assert own.args[2] == {"type": 1, "pid": 42}
+    assert view(call("x86_64", "fcntl", 3, S.const("x86_64", "F_GETOWN_EX"), 0x7ffc0000))[1][2] is None
+
+
+def test_open_mode_is_compared_only_when_the_flags_create():
+    for a in ("x86_64", "i386"):
+        assert view(call(a, "open", 0x100, 0, 0xdeadbeef, mem=BytesMemory({0x100: b"/x\0"})))[1][3] is None
+        assert view(call(a, "open", 0x100, flags(a, "O_CREAT", "O_WRONLY"), 0o644,
+                         mem=BytesMemory({0x100: b"/x\0"})))[1][3] == 0o644
+        assert view(call(a, "open", 0x100, flags(a, "O_TMPFILE", "O_RDWR"), 0o600,
+                         mem=BytesMemory({0x100: b"/x\0"})))[1][3] == 0o600
+
+
+def test_ioctl_argument_by_request():
+    """FIONBIO reads an int (compared by value), FIONREAD and TCGETS write an int / a termios
+    (addresses: not compared), TCSETS reads a termios (compared by fields)."""
+    term = structs.encode("x86_64", "termios", {"c_iflag": 1, "c_oflag": 5, "c_cflag": 0xbf, "c_lflag": 0x8a3b,
+                                                "c_line": 0, "c_cc": bytes(range(19))})
+    views = {}
+    for a, base in (("x86_64", 0x7ffc0000), ("i386", 0xffd00000)):
+        mem = BytesMemory({base: (1).to_bytes(4, "little") + bytes(60), base + 0x100: term})
+        views[a] = [view(call(a, "ioctl", 3, S.const(a, req), base + off, mem=mem))
+                    for req, off in (("FIONBIO", 0), ("FIONREAD", 0), ("TCGETS", 0), ("TCSETS", 0x100))]
+    assert views["x86_64"] == views["i386"]
+    assert [v[1][2] for v in views["x86_64"]][:3] == [1, None, None]
+    assert views["x86_64"][3][1][2]["c_lflag"] == 0x8a3b

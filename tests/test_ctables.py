@@ -136,7 +136,8 @@ def test_traits_agree(lines):
     """Every canonical call's traits in C are its row's Traits in mvx/isa/syscalls.py."""
     got = {ln.split()[1]: ln.split()[2:] for ln in lines if ln.startswith("traits ")}
     assert set(got) == set(S.canonical_names())
-    bools = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down")
+    bools = ("clock_read", "blocks", "ends", "fd_table_only", "follower_runs", "ret_not_compared", "shuts_down",
+             "clock_result")
     for name in S.canonical_names():
         spec = S.spec_of(name)
         t = spec.traits

@@ -181,3 +181,95 @@ def test_lockstep_holds_outputs_under_sensitive():
     assert FollowerSync(POLICY).check(raw_call("i386", "write", 1, BUF, 1, mem={BUF: b"x"}), request) == Checked(1)
     with pytest.raises(Divergence):
         FollowerSync(POLICY).check(raw_call("i386", "write", 1, BUF, 1, mem={BUF: b"y"}), request)
+
+
+def _msghdr_mem(arch: str, base: int, *, data: bytes = b"", iov_len: int = 8, control: bytes = b"",
+                controllen: int = 0, name: int = 0, namelen: int = 0) -> dict:
+    """A msghdr at `base` with one iovec at base+0x100 (its buffer at base+0x200) and a control
+    buffer at base+0x300."""
+    from mvx.isa import structs
+    hdr = structs.encode(arch, "msghdr", {"msg_name": name, "msg_namelen": namelen, "msg_iov": base + 0x100,
+                                          "msg_iovlen": 1, "msg_control": base + 0x300 if controllen else 0,
+                                          "msg_controllen": controllen, "msg_flags": 0})
+    iov = structs.encode(arch, "iovec", {"iov_base": base + 0x200, "iov_len": iov_len})
+    return {base: hdr, base + 0x100: iov, base + 0x200: data.ljust(iov_len, b"\0"),
+            base + 0x300: control.ljust(max(controllen, 1), b"\0")}
+
+
+def test_sendmsg_control_messages_compare_by_type_and_recvmsg_credentials_are_reencoded():
+    """cmsghdr is 16 bytes on x86_64, 12 on i386: SCM_RIGHTS compares as fd numbers, credentials are
+    written back in the follower's layout; received fds fail closed."""
+    from mvx.isa.canonical import decode_outputs, encode_cmsgs
+    rights = {"level": "SOL_SOCKET", "type": "SCM_RIGHTS", "data": (0, 1)}
+    creds = {"level": "SOL_SOCKET", "type": "SCM_CREDENTIALS", "data": {"pid": 42, "uid": 0, "gid": 0}}
+    sends = [raw_call(a, "sendmsg", 3, BUF, 0, mem=_msghdr_mem(
+        a, BUF, data=b"fds", iov_len=3, control=b"".join(encode_cmsgs(a, [rights, creds])),
+        controllen=len(b"".join(encode_cmsgs(a, [rights, creds]))))) for a in ("x86_64", "i386")]
+    assert view(sends[0]) == view(sends[1])
+    assert view(sends[0])[1][1]["msg_control"][0] == {"level": "SOL_SOCKET", "type": "SCM_RIGHTS", "data": [0, 1]}
+    other = raw_call("i386", "sendmsg", 3, BUF, 0, mem=_msghdr_mem(
+        "i386", BUF, data=b"fds", iov_len=3, control=encode_cmsgs("i386", [dict(rights, data=(0, 2))])[0],
+        controllen=len(encode_cmsgs("i386", [rights])[0])))
+    assert view(sends[0]) != view(other)
+
+    # recvmsg: the leader's (x86_64) after the call, the follower's (i386) before its own
+    space = {a: len(encode_cmsgs(a, [creds])[0]) for a in ("x86_64", "i386")}
+    assert space == {"x86_64": 32, "i386": 24}
+    lead = raw_call("x86_64", "recvmsg", 6, BUF, 0, mem=_msghdr_mem("x86_64", BUF, controllen=space["x86_64"]))
+    after = _msghdr_mem("x86_64", BUF, data=b"cred", control=encode_cmsgs("x86_64", [creds])[0],
+                        controllen=space["x86_64"])
+    lead = decode_outputs(lead, BytesMemory(after), 4)
+    rec = through_wire(LeaderSync(POLICY).record(lead, 4, lead.outputs))
+    i386 = archmod.get("i386")
+    fmem = _msghdr_mem("i386", PATH, controllen=space["i386"])
+    follow = raw_call("i386", "recvmsg", 6, PATH, 0, mem=fmem)
+    plan = FollowerSync(POLICY).on_call(follow, rec, mem=BytesMemory(fmem), arch=i386)
+    writes = dict(plan.writes)
+    assert plan.ret == 4 and writes[PATH + 0x300] == encode_cmsgs("i386", [creds])[0]
+    assert writes[PATH + 0x200] == b"cred"
+    assert writes[PATH + i386.layout("msghdr").field("msg_controllen").offset] == (24).to_bytes(4, "little")
+
+    lead = decode_outputs(raw_call("x86_64", "recvmsg", 6, BUF, 0, mem=after), BytesMemory(
+        _msghdr_mem("x86_64", BUF, data=b"fds", control=encode_cmsgs("x86_64", [rights])[0], controllen=24)), 3)
+    rec = through_wire(LeaderSync(POLICY).record(lead, 3, lead.outputs))
+    with pytest.raises(Divergence, match="SCM_RIGHTS"):
+        FollowerSync(POLICY).on_call(follow, rec, mem=BytesMemory(fmem), arch=i386)
+
+
+def test_every_clock_valued_call_is_replicated_by_the_default_policy():
+    """Traits.clock_read/clock_result name every call whose result is a reading of a clock: a variant
+    must never see its own (tests/test_callkinds.py runs them)."""
+    from mvx.isa import syscalls as S
+    clocked = {n for n in S.canonical_names() if S.spec_of(n).traits.clock_read or S.spec_of(n).traits.clock_result}
+    assert {"times", "timerfd_gettime", "timer_gettime", "getitimer", "getrusage", "sysinfo", "clock_nanosleep",
+            "clock_gettime", "gettimeofday", "time", "timerfd_settime", "timer_settime", "setitimer", "alarm"} <= clocked
+    assert {n: POLICY.class_of(n) for n in clocked} == {n: "replicated" for n in clocked}
+    for raw in ("timerfd_gettime64", "timer_gettime64", "clock_nanosleep_time64", "timer_settime64",
+                "timerfd_settime64"):
+        assert archmod.get("i386").nr(raw) and normalize(RawSyscall("i386", archmod.get("i386").nr(raw))).name in clocked
+
+
+def test_sysinfo_loads_reencode_per_word_size():
+    from mvx.isa import structs
+    info = {"uptime": 15000, "loads": (172096, 92416, 71136), "totalram": 6170914, "mem_unit": 4096}
+    for a in ("x86_64", "i386"):
+        got = structs.decode(a, "sysinfo", structs.encode(a, "sysinfo", info))
+        assert got["loads"] == info["loads"] and got["uptime"] == 15000
+
+
+def test_out_data_is_clamped_to_the_buffer_and_an_empty_source_address_replays():
+    """recvfrom(fd, buf, 1, MSG_TRUNC) returns 10: the leader records 1 byte, the follower writes at
+    most its own length; an unnamed AF_UNIX sender's address (length 0) is no KeyError."""
+    from mvx.isa.canonical import decode_outputs
+    lead = raw_call("x86_64", "recvfrom", 4, BUF, 1, 0x20, PATH, PATH + 0x100,
+                    mem={PATH + 0x100: (110).to_bytes(4, "little")})
+    lead = decode_outputs(lead, BytesMemory({BUF: b"0123456789GGGG", PATH: bytes(110),
+                                             PATH + 0x100: (0).to_bytes(4, "little")}), 10)
+    assert lead.outputs[1] == b"0"
+    rec = through_wire(LeaderSync(POLICY).record(lead, 10, lead.outputs))
+    i386 = archmod.get("i386")
+    fmem = {BUF: bytes(16), PATH: bytes(110), PATH + 0x100: (110).to_bytes(4, "little")}
+    plan = FollowerSync(POLICY).on_call(raw_call("i386", "recvfrom", 4, BUF, 1, 0x20, PATH, PATH + 0x100, mem=fmem),
+                                        rec, mem=BytesMemory(fmem), arch=i386)
+    assert plan.ret == 10 and (BUF, b"0") in plan.writes
+    assert (PATH + 0x100, bytes(4)) in plan.writes and all(len(d) <= 1 for a, d in plan.writes if a == BUF)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from mvx import MvxError
 from mvx.isa import structs
 from mvx.isa import syscalls as S
-from mvx.isa.canonical import FIELD_KINDS, Call, IoVec, encode_value
+from mvx.isa.canonical import FIELD_KINDS, Call, IoVec, encode_cmsgs, encode_value
 from mvx.isa.structs import TimeValue
 from mvx.isa.syscalls import Addr
 
@@ -124,7 +124,10 @@ def _encode_one(call, i, kind, ptr, value, mem, arch, epoll) -> list[tuple[int, 
         data = bytes(value)
         if kind.len_arg is not None:  # never past the follower's own buffer
             data = data[:max(call.values[kind.len_arg], 0)]
-        return [(ptr, data)]
+        elif kind.len_ptr_arg is not None:  # its room is the int it points to (getsockopt's optlen)
+            lp = call.values[kind.len_ptr_arg]
+            data = data[:int.from_bytes(mem.read(lp, 4), "little")] if lp else b""
+        return [(ptr, data)] if data else []
     if isinstance(kind, (S.OutStruct, S.InOutStruct)):
         return [(ptr, _struct_bytes(arch, kind.layout, value))]
     if isinstance(kind, S.StructArray) and kind.layout == "epoll_event":
@@ -172,20 +175,42 @@ def _scatter(arch, mem, iov_ptr: int, count: int, data: bytes) -> list[tuple[int
 
 
 def _msghdr_writes(ptr, value, mem, arch) -> list[tuple[int, bytes]]:
-    """recvmsg: the data scattered over the follower's iovecs and msg_flags; a source address or
-    control data (fd passing, credentials) cannot be reproduced, so they fail closed."""
-    if value.get("msg_control"):
-        raise OutputError("recvmsg with control data (ancillary messages) cannot be replicated")
+    """recvmsg: the data scattered over the follower's iovecs, the source address (truncated to the
+    follower's msg_namelen, which gets the address's length), the control messages re-encoded in
+    the follower's cmsghdr layout (whole messages that fit its msg_controllen, MSG_CTRUNC if one
+    did not) and msg_flags. Received fds (SCM_RIGHTS) exist only in the leader: they fail closed."""
     lay = structs.layout(arch, "msghdr")
     h = structs.decode(arch, "msghdr", mem.read(ptr, lay.size))
-    if value.get("msg_name") is not None and h["msg_name"]:
-        raise OutputError("recvmsg with a source address cannot be replicated")
-    data = value["msg_iov"].data if isinstance(value["msg_iov"], IoVec) else bytes(value["msg_iov"] or b"")
-    out = _scatter(arch, mem, h["msg_iov"], h["msg_iovlen"], data)
-    f = lay.fields["msg_flags"]
-    out.append((ptr + f.offset, int(value.get("msg_flags", 0)).to_bytes(f.size, "little")))
+    out: list[tuple[int, bytes]] = []
+    flags = int(value.get("msg_flags", 0))
+    control = value.get("msg_control") or ()
+    if isinstance(control, (bytes, bytearray)):
+        raise OutputError("recvmsg with undecoded control data cannot be replicated")
+    for c in control:
+        if S.CMSG_PAYLOADS.get((c["level"], c["type"])) == "fds":
+            raise OutputError("recvmsg received fds (SCM_RIGHTS): they exist only in the leader, "
+                              "a follower cannot be given them")
+    room, data = h["msg_controllen"] if h["msg_control"] else 0, b""
+    for rec in encode_cmsgs(arch, control):
+        if len(data) + len(rec) > room:
+            flags |= arch.const("MSG_CTRUNC")
+            break
+        data += rec
+    if data:
+        out.append((h["msg_control"], data))
     f = lay.fields["msg_controllen"]
-    out.append((ptr + f.offset, bytes(f.size)))
+    out.append((ptr + f.offset, len(data).to_bytes(f.size, "little")))
+    if h["msg_name"]:
+        name = value.get("msg_name")
+        raw = structs.encode_sockaddr(arch, name) if name is not None else b""
+        if raw:
+            out.append((h["msg_name"], raw[:h["msg_namelen"]]))
+        f = lay.fields["msg_namelen"]
+        out.append((ptr + f.offset, len(raw).to_bytes(f.size, "little")))
+    iov = value["msg_iov"].data if isinstance(value["msg_iov"], IoVec) else bytes(value["msg_iov"] or b"")
+    out += _scatter(arch, mem, h["msg_iov"], h["msg_iovlen"], iov)
+    f = lay.fields["msg_flags"]
+    out.append((ptr + f.offset, (flags & 0xFFFFFFFF).to_bytes(f.size, "little")))
     return out
 
 

@@ -149,9 +149,10 @@ def _plain_view(call: Call) -> list:
     unused = traits.unused_for
     if unused and str(call.args[names.index(unused[0])]) not in unused[2]:
         unused = None
+    kinds = call.kinds or call.spec.kinds  # Switch kinds resolved per call (fcntl's arg by cmd)
     args = []
-    for name, a in zip(names, call.args):
-        if (only is not None and name not in only) or (unused and name == unused[1]):
+    for name, a, kind in zip(names, call.args, kinds):
+        if (only is not None and name not in only) or (unused and name == unused[1]) or not kind.compared:
             args.append(None)
         elif name == word:
             args.append([a, _word_size(call.arch)])  # compared by _same_words

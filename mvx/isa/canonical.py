@@ -348,9 +348,13 @@ class _Ctx:
         return [structs.read_int(data, i * w, w, False) for i in range(count)]
 
 
-def _resolve_switch(kind: Kind, decoded: list) -> Kind:
+def _resolve_switch(kind: Kind, decoded: list, ctx: _Ctx | None = None) -> Kind:
     while isinstance(kind, S.Switch):
-        kind = kind.pick(decoded[kind.on] if kind.on < len(decoded) else None)
+        raw = None
+        if ctx is not None and kind.raw and kind.on < len(ctx.values) and isinstance(ctx.values[kind.on], int):
+            raw = _sext(ctx.values[kind.on], 32)
+        kind = kind.pick(decoded[kind.on] if kind.on < len(decoded) else None, raw,
+                         (lambda n, a=ctx.a: S.const_or_none(a, n)) if ctx is not None else None)
     return kind
 
 
@@ -449,9 +453,76 @@ def _msghdr(ctx: _Ctx, addr: int, data_len: int | None) -> dict:
                        if h["msg_name"] and h["msg_namelen"] else None)
     out["msg_iov"] = _gather(ctx, _iovecs(ctx, h["msg_iov"], h["msg_iovlen"]), data_len)
     clen = min(h["msg_controllen"], ctx.max_buf)
-    out["msg_control"] = ctx.mem.read(h["msg_control"], clen) if h["msg_control"] and clen else b""
+    out["msg_control"] = (decode_cmsgs(ctx.a, ctx.mem.read(h["msg_control"], clen))
+                          if h["msg_control"] and clen else ())
     out["msg_flags"] = h["msg_flags"]
     return out
+
+
+def _msghdr_room(ctx: _Ctx, addr: int) -> dict:
+    """recvmsg's msghdr before the call: only the room it gives (the buffers' contents are what the
+    call overwrites; the control buffer's size is the ISA's CMSG_SPACE, so only whether there is one)."""
+    h = structs.decode(ctx.a, "msghdr", ctx.mem.read(addr, structs.layout(ctx.a, "msghdr").size))
+    return {"msg_namelen": h["msg_namelen"] if h["msg_name"] else None,
+            "msg_iov": tuple(n for _, n in _iovecs(ctx, h["msg_iov"], h["msg_iovlen"])),
+            "msg_control": bool(h["msg_control"] and h["msg_controllen"])}
+
+
+def _cmsg_align(a, n: int) -> int:
+    w = a.word_size  # CMSG_ALIGN: sizeof(long) of the ISA (compat_cmsghdr on i386)
+    return (n + w - 1) // w * w
+
+
+def decode_cmsgs(arch, data: bytes) -> tuple[dict, ...]:
+    """A control buffer -> ({level, type, data}, ...): level and type by name where known
+    (syscalls.CMSG_TYPES), data as syscalls.CMSG_PAYLOADS says (SCM_RIGHTS: a tuple of fds,
+    SCM_CREDENTIALS: a ucred dict), else bytes. The cmsghdr is 16 bytes on x86_64, 12 on i386."""
+    a = _arch(arch)
+    head = structs.layout(a, "cmsghdr").size
+    out, pos = [], 0
+    while pos + head <= len(data):
+        h = structs.decode(a, "cmsghdr", data[pos:pos + head])
+        n = h["cmsg_len"]
+        if n < head or pos + n > len(data):
+            break
+        body = data[pos + _cmsg_align(a, head):pos + n]
+        level = decode_enum(a, S.LEVELS, h["cmsg_level"])
+        types = S.CMSG_TYPES.get(level)
+        ctype = decode_enum(a, types, h["cmsg_type"]) if types else h["cmsg_type"]
+        payload = S.CMSG_PAYLOADS.get((level, ctype))
+        if payload == "fds":
+            value: Any = tuple(structs.read_int(body, 4 * i, 4, True) for i in range(len(body) // 4))
+        elif payload and len(body) >= structs.layout(a, payload).size:
+            value = structs.decode(a, payload, body)
+        else:
+            value = bytes(body)
+        out.append({"level": level, "type": ctype, "data": value})
+        pos += _cmsg_align(a, n)
+    return tuple(out)
+
+
+def encode_cmsgs(arch, cmsgs) -> list[bytes]:
+    """decode_cmsgs' inverse for `arch`: one record each, padded to the ISA's alignment."""
+    a = _arch(arch)
+    head = structs.layout(a, "cmsghdr").size
+    records = []
+    for c in cmsgs:
+        level, ctype, value = c["level"], c["type"], c["data"]
+        payload = S.CMSG_PAYLOADS.get((level, ctype))
+        if payload == "fds":
+            body = b"".join((int(fd) & 0xFFFFFFFF).to_bytes(4, "little") for fd in value)
+        elif payload and isinstance(value, dict):
+            body = structs.encode(a, payload, value)
+        else:
+            body = bytes(value)
+        types = S.CMSG_TYPES.get(level)
+        hdr = structs.encode(a, "cmsghdr", {
+            "cmsg_len": _cmsg_align(a, head) + len(body),
+            "cmsg_level": encode_value(a, S.LEVELS, level),
+            "cmsg_type": encode_value(a, types, ctype) if types else int(ctype)})
+        rec = hdr + bytes(_cmsg_align(a, head) - head) + body
+        records.append(rec + bytes(_cmsg_align(a, len(rec)) - len(rec)))
+    return records
 
 
 def _fdset(ctx: _Ctx, addr: int, nfds: int) -> frozenset:
@@ -479,8 +550,8 @@ def _decode_pointer(ctx: _Ctx, kind: Kind, addr: int, *, ret: int | None = None,
         n = kind.size if kind.size is not None else ctx.uval(kind.len_arg)
         return ctx.mem.read(addr, min(n, ctx.max_buf))
     if isinstance(kind, S.OutBuf):
-        if kind.len_from_ret:
-            n = ret or 0
+        if kind.len_from_ret:  # never past the buffer: MSG_TRUNC returns more than it writes
+            n = ret or 0 if kind.len_arg is None else min(ret or 0, ctx.uval(kind.len_arg))
         elif kind.len_ptr_arg is not None:
             lp = ctx.uval(kind.len_ptr_arg)
             n = ctx.read_int(lp, "int", False) if lp else 0
@@ -520,6 +591,8 @@ def _decode_pointer(ctx: _Ctx, kind: Kind, addr: int, *, ret: int | None = None,
         return _sigset(a, ctx.mem.read(addr, min(n, 8)))
     if isinstance(kind, S.FdSet):
         return _fdset(ctx, addr, _sext(ctx.uval(kind.nfds_arg, 32), 32))
+    if isinstance(kind, S.MsgHdrOut) and not out:
+        return _msghdr_room(ctx, addr)
     if isinstance(kind, (S.MsgHdrIn, S.MsgHdrOut)):
         return _msghdr(ctx, addr, ret if out else None)
     if isinstance(kind, S.Dirents):
@@ -594,7 +667,7 @@ def _resolve(a, raw: RawSyscall, raw_name: str, raw_args: tuple, mem, max_buf, s
     ctx = _Ctx(a, mem, values, max_buf)
     resolved = []
     for k, v in zip(kinds, values):
-        k = _resolve_switch(k, ctx.decoded)
+        k = _resolve_switch(k, ctx.decoded, ctx)
         resolved.append(k)
         try:
             ctx.decoded.append(_decode_in(ctx, k, v))

@@ -86,6 +86,9 @@ NESTED = {
     ("mmsghdr", "msg_hdr"): "msghdr",
 }
 CSTRING_LAYOUTS = frozenset({"utsname"})
+# Array fields of integers of the ISA's width: (layout, field) -> element count; decoded to a tuple
+# of (unsigned) ints, so a 64-bit ISA's values re-encode into a 32-bit one's narrower elements.
+INT_ARRAYS = {("sysinfo", "loads"): 3}
 TIME_LAYOUTS = {"timespec": "tv_nsec", "timespec64": "tv_nsec", "timeval": "tv_usec",
                 "statx_timestamp": "tv_nsec"}
 STAT_LAYOUTS = frozenset({"stat", "stat64", "__old_kernel_stat"})
@@ -130,6 +133,9 @@ def decode(arch, name: str, data: bytes):
         nested = NESTED.get((name, fname))
         if nested and has_layout(arch, nested):
             out[fname] = decode(arch, nested, data[off:off + size])
+        elif (name, fname) in INT_ARRAYS:
+            n = INT_ARRAYS[(name, fname)]
+            out[fname] = tuple(read_int(data, off + i * (size // n), size // n, False) for i in range(n))
         elif size in (1, 2, 4, 8):
             out[fname] = read_int(data, off, size, signed)
         elif name in CSTRING_LAYOUTS:
@@ -181,6 +187,9 @@ def encode(arch, name: str, values) -> bytes:
         nested = NESTED.get((name, fname))
         if nested and not isinstance(v, (int, bytes)):
             buf[off:off + size] = encode(arch, nested, v)[:size]
+        elif isinstance(v, (tuple, list)) and (name, fname) in INT_ARRAYS:
+            w = size // INT_ARRAYS[(name, fname)]
+            buf[off:off + size] = b"".join((int(x) & ((1 << 8 * w) - 1)).to_bytes(w, "little") for x in v)[:size]
         elif isinstance(v, (bytes, bytearray)):
             buf[off:off + min(size, len(v))] = v[:size]
         else:
@@ -270,6 +279,8 @@ def decode_sockaddr(arch, data: bytes) -> SockAddr:
 
 def encode_sockaddr(arch, addr: SockAddr) -> bytes:
     a = _arch(arch)
+    if addr.family == "?":  # fewer than 2 bytes (an unnamed AF_UNIX sender: none): as they were
+        return bytes(dict(addr.fields).get("data", b""))
     fam = addr.family if isinstance(addr.family, int) else a.consts[addr.family]
     head = fam.to_bytes(2, "little")
     f = dict(addr.fields)

@@ -337,19 +337,31 @@ class Switch(Kind):
     on: int
     cases: tuple[tuple[str, Kind], ...]
     default: Kind = Uint("long")
+    # cases matched first on the selector's raw value, as the caller's ISA spells the constant:
+    # commands whose decoded name is another's (i386 F_GETLK64 decodes to F_GETLK, but its
+    # argument is a struct flock64)
+    raw: tuple[tuple[str, Kind], ...] = ()
 
-    def pick(self, selector: Any) -> Kind:
+    def pick(self, selector: Any, raw_value: int | None = None, consts=None) -> Kind:
+        if raw_value is not None and consts is not None:
+            for key, kind in self.raw:
+                if consts(key) == raw_value:
+                    return kind
         names = selector.names if isinstance(selector, FlagSet) else (selector,)
         for key, kind in self.cases:
             if key in names:
                 return kind
         return self.default
 
+    def all_kinds(self) -> tuple[Kind, ...]:
+        return tuple(k for _, k in self.raw) + tuple(k for _, k in self.cases) + (self.default,)
+
     def layouts(self):
-        return tuple(lay for _, k in self.cases for lay in k.layouts())
+        return tuple(lay for k in self.all_kinds() for lay in k.layouts())
 
     def with_layouts(self, mapping):
         return replace(self, cases=tuple((n, k.with_layouts(mapping)) for n, k in self.cases),
+                       raw=tuple((n, k.with_layouts(mapping)) for n, k in self.raw),
                        default=self.default.with_layouts(mapping))
 
 
@@ -405,6 +417,11 @@ class Traits:
 
     clock_read        returns a reading of a clock: compared as one clock, answered in each
                       follower's own form; `clock` names the clock when no argument does
+    clock_result      its result or out-data holds another reading of a clock (ticks, time left on a
+                      timer or a sleep, CPU time, uptime): the default policy replicates it, so every
+                      variant sees the leader's reading (tests/test_sync.py checks the policy); timer
+                      setters too (their old value): a follower's own timer would only raise signals
+                      it drops, the leader's are replicated to it
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
     ends              ends the program (its result is never seen)
     fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
@@ -438,6 +455,7 @@ class Traits:
 
     clock_read: bool = False
     clock: str | None = None
+    clock_result: bool = False
     blocks: bool = False
     ends: bool = False
     fd_table_only: bool = False
@@ -555,19 +573,36 @@ F_CMDS = Enum(("F_DUPFD", "F_GETFD", "F_SETFD", "F_GETFL", "F_SETFL", "F_GETLK",
                "F_ADD_SEALS", "F_GET_SEALS", "F_GET_RW_HINT", "F_SET_RW_HINT", "F_GET_FILE_RW_HINT",
                "F_SET_FILE_RW_HINT", "F_CANCELLK"),
               canon=(("F_GETLK64", "F_GETLK"), ("F_SETLK64", "F_SETLK"), ("F_SETLKW64", "F_SETLKW")))
+_NOT_READ = Ulong(False)  # an argument the command does not read: never compared
 FCNTL_ARG = Switch(1, (("F_SETFL", O_FLAGS), ("F_SETFD", Flags(("FD_CLOEXEC",))), ("F_DUPFD", Fd()),
-                       ("F_DUPFD_CLOEXEC", Fd()), ("F_GETFL", Ulong(False)), ("F_GETFD", Ulong(False)),
-                       ("F_SETOWN", Int()), ("F_SETSIG", Signal()),
+                       ("F_DUPFD_CLOEXEC", Fd()), ("F_SETOWN", Int()), ("F_SETSIG", Signal()),
+                       ("F_SETLEASE", Int()), ("F_NOTIFY", Uint()), ("F_SETPIPE_SZ", Int()),
+                       ("F_ADD_SEALS", Uint()),
+                       ("F_GETFL", _NOT_READ), ("F_GETFD", _NOT_READ), ("F_GETOWN", _NOT_READ),
+                       ("F_GETSIG", _NOT_READ), ("F_GETLEASE", _NOT_READ), ("F_GETPIPE_SZ", _NOT_READ),
+                       ("F_GET_SEALS", _NOT_READ),
+                       ("F_SETOWN_EX", InStruct("f_owner_ex")), ("F_GETOWN_EX", OutStruct("f_owner_ex")),
+                       ("F_GET_RW_HINT", OutInt("u64")), ("F_SET_RW_HINT", InOutInt("u64")),
+                       ("F_GET_FILE_RW_HINT", OutInt("u64")), ("F_SET_FILE_RW_HINT", InOutInt("u64")),
+                       # fcntl64's 64-bit lock commands (raw, below) and the OFD ones take a flock64
+                       # on a 32-bit ISA; a 64-bit ISA's flock64 is its flock (structs.layout)
                        ("F_GETLK", InOutStruct("flock")), ("F_SETLK", InStruct("flock")),
-                       ("F_SETLKW", InStruct("flock")), ("F_OFD_GETLK", InOutStruct("flock")),
-                       ("F_OFD_SETLK", InStruct("flock")), ("F_OFD_SETLKW", InStruct("flock"))),
-                   Ulong())
+                       ("F_SETLKW", InStruct("flock")), ("F_OFD_GETLK", InOutStruct("flock64")),
+                       ("F_OFD_SETLK", InStruct("flock64")), ("F_OFD_SETLKW", InStruct("flock64"))),
+                   Ulong(),
+                   raw=(("F_GETLK64", InOutStruct("flock64")), ("F_SETLK64", InStruct("flock64")),
+                        ("F_SETLKW64", InStruct("flock64"))))
 IOCTL_REQ = Enum(("TCGETS", "TCSETS", "TCSETSW", "TCSETSF", "TIOCGWINSZ", "TIOCSWINSZ", "TIOCGPGRP",
                   "TIOCSPGRP", "FIONREAD", "FIONBIO", "FIOCLEX", "FIONCLEX", "FIOASYNC", "TIOCSCTTY",
                   "TIOCNOTTY", "TIOCOUTQ", "TCFLSH", "TCXONC", "TIOCGPTN", "TIOCSPTLCK"))
-IOCTL_ARG = Switch(1, (("FIONBIO", InOutInt()), ("FIONREAD", OutInt()), ("TIOCGWINSZ", OutStruct("winsize")),
-                       ("TIOCSWINSZ", InStruct("winsize")), ("TIOCGPGRP", OutInt()), ("TCGETS", Ptr()),
-                       ("FIOCLEX", Ptr()), ("FIONCLEX", Ptr())), Ptr())
+IOCTL_ARG = Switch(1, (("FIONBIO", InOutInt()), ("FIOASYNC", InOutInt()), ("FIONREAD", OutInt()),
+                       ("TIOCOUTQ", OutInt()), ("TIOCGPTN", OutInt()), ("TIOCSPTLCK", InOutInt()),
+                       ("TIOCGWINSZ", OutStruct("winsize")), ("TIOCSWINSZ", InStruct("winsize")),
+                       ("TIOCGPGRP", OutInt()), ("TIOCSPGRP", InOutInt()),
+                       ("TCGETS", OutStruct("termios")), ("TCSETS", InStruct("termios")),
+                       ("TCSETSW", InStruct("termios")), ("TCSETSF", InStruct("termios")),
+                       ("TCFLSH", Int()), ("TCXONC", Int()), ("TIOCSCTTY", Int()),
+                       ("FIOCLEX", _NOT_READ), ("FIONCLEX", _NOT_READ), ("TIOCNOTTY", _NOT_READ)), Ptr())
 SOCKOPT_NAME = Switch(1, (("SOL_SOCKET", Enum("SO_", canon=(("SO_RCVTIMEO_OLD", "SO_RCVTIMEO"),
                                                                ("SO_RCVTIMEO_NEW", "SO_RCVTIMEO"),
                                                                ("SO_SNDTIMEO_OLD", "SO_SNDTIMEO"),
@@ -595,6 +630,16 @@ FUTEX_TIMEOUT = Switch(1, (("FUTEX_WAIT", InStruct("timespec")), ("FUTEX_WAIT_BI
                            ("FUTEX_WAIT_REQUEUE_PI", InStruct("timespec"))), Uint("long"))
 RLIMITS = Enum("RLIMIT_", exclude=("RLIMIT_NLIMITS", "RLIMIT_OFILE"))
 
+# Control messages (sendmsg/recvmsg's msg_control) by (level, type): how their data decodes.
+# "fds": an array of C ints that are fds (SCM_RIGHTS, compared as fd numbers); otherwise a struct
+# layout of the caller's ISA. Other messages keep their data as bytes.
+CMSG_PAYLOADS: dict[tuple[str, str], str] = {
+    ("SOL_SOCKET", "SCM_RIGHTS"): "fds",
+    ("SOL_SOCKET", "SCM_CREDENTIALS"): "ucred",
+}
+CMSG_TYPES = {"SOL_SOCKET": Enum(("SCM_RIGHTS", "SCM_CREDENTIALS"))}
+# open's mode is read only when the flags create a file (else the register holds anything)
+OPEN_MODE = Switch(2, (("O_CREAT", FileMode()), ("O_TMPFILE", FileMode())), _NOT_READ)
 # open flags that make an open able to change the file system
 WRITE_OPEN_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"})
 
@@ -609,7 +654,7 @@ _SPEC_LIST = [
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS), world_fd=("file", "dir"),
-                        chosen_name=("path", "flags", frozenset({"O_CREAT", "O_EXCL"}))), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=FileMode),
+                        chosen_name=("path", "flags", frozenset({"O_CREAT", "O_EXCL"}))), dirfd=DirFd, path=Path, flags=O_FLAGS, mode=OPEN_MODE),
     sc("openat2", Fd, dirfd=DirFd, path=Path, how=InStruct("open_how"), size=Ulong),
     sc("close", Int, Traits(fd_table_only=True, follower_runs=True, ret_not_compared=True, shadow="close"), fd=Fd),
     sc("close_range", Int, fd=Uint, max_fd=Uint, flags=Flags("CLOSE_RANGE_")),
@@ -619,7 +664,7 @@ _SPEC_LIST = [
     sc("faccessat", Int, dirfd=DirFd, path=Path, mode=Flags(("R_OK", "W_OK", "X_OK")), flags=AT_FLAGS),
     sc("lseek", Int("s64"), fd=Fd, offset=Int64, whence=Enum("SEEK_", exclude=("SEEK_MAX",))),
     sc("ioctl", Int, fd=Fd, request=IOCTL_REQ, arg=IOCTL_ARG),
-    sc("fcntl", Long, Traits(ret_not_compared=True, unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
+    sc("fcntl", Long, Traits(ret_not_compared=True, fields_not_compared=(("arg", ("l_pid",)),), unused_for=("cmd", "arg", frozenset({"F_GETFL", "F_GETFD", "F_GETOWN", "F_GETSIG", "F_GETLEASE", "F_GETPIPE_SZ", "F_GET_SEALS"}))), fd=Fd, cmd=F_CMDS, arg=FCNTL_ARG),
     sc("dup", Fd, Traits(world_fd=("same",)), oldfd=Fd),
     sc("dup3", Fd, Traits(shadow="dup", world_fd=("same",)), oldfd=Fd, newfd=Fd, flags=Flags(("O_CLOEXEC",))),
     sc("pipe2", Int, Traits(shadow="pair", world_fd=("pipe",)), pipefd=OutInts(2), flags=Flags(("O_CLOEXEC", "O_NONBLOCK", "O_DIRECT"))),
@@ -711,8 +756,9 @@ _SPEC_LIST = [
     sc("getpgid", Int, pid=Int), sc("setpgid", Int, pid=Int, pgid=Int),
     sc("getsid", Int, pid=Int), sc("setsid", Int),
     sc("uname", Int, buf=OutStruct("utsname")),
-    sc("sysinfo", Int, info=OutStruct("sysinfo")),
-    sc("getrusage", Int, who=Int, usage=OutStruct("rusage")),
+    sc("sysinfo", Int, Traits(clock_result=True), info=OutStruct("sysinfo")),
+    sc("getrusage", Int, Traits(clock_result=True), who=Int, usage=OutStruct("rusage")),
+    sc("times", Long, Traits(clock_result=True), buf=OutStruct("tms")),
     sc("personality", Int, persona=Uint),
     sc("unshare", Int, flags=CLONE_FLAGS),
     sc("setns", Int, fd=Fd, nstype=CLONE_FLAGS),
@@ -735,23 +781,27 @@ _SPEC_LIST = [
     sc("sigaltstack", Int, ss=Ptr, old_ss=Ptr),
     sc("signal", Ptr, signum=Signal, handler=Ptr),
     sc("pause", Int, Traits(blocks=True)),
-    sc("alarm", Uint, seconds=Uint),
+    sc("alarm", Uint, Traits(clock_result=True), seconds=Uint),
     sc("signalfd4", Fd, fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
     # --- time ---
     sc("clock_gettime", Int, Traits(clock_read=True), clockid=CLOCKS, tp=OutStruct("timespec")),
     sc("clock_getres", Int, clockid=CLOCKS, res=OutStruct("timespec")),
     sc("clock_settime", Int, clockid=CLOCKS, tp=InStruct("timespec")),
-    sc("clock_nanosleep", Int, Traits(blocks=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
+    sc("clock_nanosleep", Int, Traits(blocks=True, clock_result=True), clockid=CLOCKS, flags=Flags(("TIMER_ABSTIME",)), request=InStruct("timespec"),
        remain=OutStruct("timespec")),
     sc("gettimeofday", Int, Traits(clock_read=True, clock="CLOCK_REALTIME"), tv=OutStruct("timeval"), tz=Ptr),
     sc("settimeofday", Int, tv=InStruct("timeval"), tz=Ptr),
     sc("time", Long, Traits(clock_read=True, clock="CLOCK_REALTIME_COARSE"), tloc=Ptr),
     sc("timerfd_create", Fd, clockid=CLOCKS, flags=CLOEXEC_NONBLOCK),
-    sc("timerfd_settime", Int, fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
+    sc("timerfd_settime", Int, Traits(clock_result=True), fd=Fd, flags=Flags(("TFD_TIMER_ABSTIME", "TFD_TIMER_CANCEL_ON_SET")),
        new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
-    sc("timerfd_gettime", Int, fd=Fd, curr_value=OutStruct("itimerspec")),
-    sc("getitimer", Int, which=Int, curr_value=OutStruct("itimerval")),
-    sc("setitimer", Int, which=Int, new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
+    sc("timerfd_gettime", Int, Traits(clock_result=True), fd=Fd, curr_value=OutStruct("itimerspec")),
+    sc("timer_gettime", Int, Traits(clock_result=True), timerid=Int, curr_value=OutStruct("itimerspec")),
+    sc("getitimer", Int, Traits(clock_result=True), which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")),
+       curr_value=OutStruct("itimerval")),
+    sc("timer_settime", Int, Traits(clock_result=True), timerid=Int, flags=Flags(("TIMER_ABSTIME",)),
+       new_value=InStruct("itimerspec"), old_value=OutStruct("itimerspec")),
+    sc("setitimer", Int, Traits(clock_result=True), which=Enum(("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")), new_value=InStruct("itimerval"), old_value=OutStruct("itimerval")),
     # --- fds of events ---
     sc("epoll_create1", Fd, flags=Flags(("EPOLL_CLOEXEC",))),
     sc("epoll_ctl", Int, Traits(fd_table_only=True, ret_not_compared=True, fields_not_compared=(("event", ("data",)),), shadow="epoll_ctl"), epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,
@@ -760,9 +810,9 @@ _SPEC_LIST = [
        maxevents=Int, timeout=Int, sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
     sc("epoll_pwait2", Int, Traits(blocks=True), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
        maxevents=Int, timeout=InStruct("timespec64"), sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
-    sc("ppoll", Int, Traits(blocks=True), fds=StructArray("pollfd", 1, "inout"), nfds=Uint, tsp=InStruct("timespec"),
+    sc("ppoll", Int, Traits(blocks=True, clock_result=True), fds=StructArray("pollfd", 1, "inout"), nfds=Uint, tsp=InOutStruct("timespec"),
        sigmask=SigSetIn(4), sigsetsize=Ulong(False)),
-    sc("pselect6", Int, Traits(blocks=True), nfds=Int, readfds=FdSet(0), writefds=FdSet(0), exceptfds=FdSet(0),
+    sc("pselect6", Int, Traits(blocks=True, clock_result=True), nfds=Int, readfds=FdSet(0), writefds=FdSet(0), exceptfds=FdSet(0),
        timeout=InOutStruct("timespec"), sigmask=Ptr),
     sc("eventfd2", Fd, Traits(world_fd=("other",)), initval=Uint, flags=Flags(("EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE"))),
     sc("inotify_init1", Fd, flags=CLOEXEC_NONBLOCK),

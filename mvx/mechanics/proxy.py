@@ -130,35 +130,67 @@ def _write(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
 
 
 def _recvfrom(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
-    fd, buf, length, flags, addr, _addrlen = call.values[:6]
-    if addr:
-        return None  # the source address layout is the variant's: let the variant do it
+    fd, buf, length, flags, addr, addrlen = call.values[:6]
+    if addr and not addrlen:
+        return None  # the kernel would fault (EFAULT): let the variant get its own error
     mine = fds.get(fd)
     if _blocking(mine) and not flags & socket.MSG_DONTWAIT:
         _wait_ready(v, stop, mine, POLLIN, None)
     sock = socket.socket(fileno=os.dup(mine))
     try:
-        data = sock.recv(length, flags)
+        data, peer = sock.recvfrom(length, flags)
+        family = sock.family
     except OSError as exc:
         return Performed(_errno_of(exc))
     finally:
         sock.close()
+    # with MSG_TRUNC the kernel returns the datagram's length but writes at most `length` bytes
+    # (Python's recv hands back that many bytes, the rest never written): the variant's buffer ends there
+    n, data = len(data), data[:length]
     v.write(buf, data)
-    return Performed(len(data), data)
+    if addr:  # the source address as the kernel writes it: none (length 0) from an unnamed sender
+        raw = b"" if peer is None else _raw_sockaddr(stop.arch, family, peer)
+        room = int.from_bytes(v.read(addrlen, 4), "little")
+        if raw and room:
+            v.write(addr, raw[:room])
+        v.write(addrlen, len(raw).to_bytes(4, "little"))
+    return Performed(n, data)
 
 
 def _sendto(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
     fd, buf, length, flags, addr, _addrlen = call.values[:6]
+    dest = None
     if addr:
-        return None
+        dest = _py_address(v, call.args[4])
+        if dest is None:
+            return None
     data = v.read(buf, length)
     sock = socket.socket(fileno=os.dup(fds.get(fd)))
     try:
-        return Performed(sock.send(data, flags), data)
+        return Performed(sock.sendto(data, flags, dest) if dest is not None else sock.send(data, flags), data)
     except OSError as exc:
         return Performed(_errno_of(exc), data)
     finally:
         sock.close()
+
+
+def _py_address(v: Variant, sa):
+    """The variant's decoded destination (structs.SockAddr) as Python's socket module takes it; None
+    when the monitor cannot send there for it (another family; a relative AF_UNIX path too long to
+    resolve against the variant's cwd)."""
+    fields = dict(getattr(sa, "fields", ()))
+    family = getattr(sa, "family", None)
+    if family == "AF_INET":
+        return fields["sin_addr"], fields["sin_port"]
+    if family == "AF_INET6":
+        return fields["sin6_addr"], fields["sin6_port"], fields["sin6_flowinfo"], fields["sin6_scope_id"]
+    if family == "AF_UNIX":
+        path = fields["sun_path"]
+        if path[:1] in (b"\0", b"/"):
+            return path
+        full = os.path.join(os.readlink(f"/proc/{v.pid}/cwd").encode(), path)
+        return full if len(full) < 108 else None
+    return None
 
 
 def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:

@@ -1323,6 +1323,9 @@ NEUTRAL_CONSTS = {
     'IPPROTO_IPV6': 41,
     'IPPROTO_TCP': 6,
     'IPPROTO_UDP': 17,
+    'ITIMER_PROF': 2,
+    'ITIMER_REAL': 0,
+    'ITIMER_VIRTUAL': 1,
     'LOCK_EX': 2,
     'LOCK_NB': 4,
     'LOCK_SH': 1,
@@ -1362,6 +1365,8 @@ NEUTRAL_CONSTS = {
     'RWF_NOWAIT': 8,
     'RWF_SYNC': 4,
     'R_OK': 4,
+    'SCM_CREDENTIALS': 2,
+    'SCM_RIGHTS': 1,
     'SEM_INFO': 19,
     'SEM_STAT': 18,
     'SETALL': 17,
@@ -1473,6 +1478,10 @@ LAYOUTS = {
     'epoll_event': (12, {
         'events': (0, 4, False),
         'data': (4, 8, False),
+    }),
+    'f_owner_ex': (8, {
+        'type': (0, 4, True),
+        'pid': (4, 4, True),
     }),
     'flock': (16, {
         'l_type': (0, 2, True),
@@ -1704,6 +1713,14 @@ LAYOUTS = {
         'freehigh': (48, 4, False),
         'mem_unit': (52, 4, False),
     }),
+    'termios': (36, {
+        'c_iflag': (0, 4, False),
+        'c_oflag': (4, 4, False),
+        'c_cflag': (8, 4, False),
+        'c_lflag': (12, 4, False),
+        'c_line': (16, 1, False),
+        'c_cc': (17, 19, False),
+    }),
     'timespec': (8, {
         'tv_sec': (0, 4, True),
         'tv_nsec': (4, 4, True),
@@ -1719,6 +1736,17 @@ LAYOUTS = {
     'timezone': (8, {
         'tz_minuteswest': (0, 4, True),
         'tz_dsttime': (4, 4, True),
+    }),
+    'tms': (16, {
+        'tms_utime': (0, 4, True),
+        'tms_stime': (4, 4, True),
+        'tms_cutime': (8, 4, True),
+        'tms_cstime': (12, 4, True),
+    }),
+    'ucred': (12, {
+        'pid': (0, 4, True),
+        'uid': (4, 4, False),
+        'gid': (8, 4, False),
     }),
     'utsname': (390, {
         'sysname': (0, 65, False),
