@@ -484,6 +484,35 @@ class FollowerSync:
             return None
         return call.values[i], theirs
 
+    @staticmethod
+    def small_draw(call_or_record) -> bool:
+        """A draw of at most 8 bytes of randomness (the call with Traits.word_sized: getrandom).
+        How many of these a libc makes can differ between variants: glibc's mkstemp mixes a stack
+        address and a clock into its first value and redraws with getrandom when that value falls
+        outside its fair range (4.5% of 64-bit values), and malloc's tcache key takes one word of
+        the ISA. So such a draw is not a point of synchronisation: a follower's extra one runs in
+        its own world, a leader's extra record is passed over; where both make one, the leader's
+        bytes are replicated as for any input."""
+        if isinstance(call_or_record, Call):
+            name = call_or_record.spec.traits.word_sized
+            return name is not None and call_or_record.args[call_or_record.spec.arg_names.index(name)] <= 8
+        view_ = getattr(call_or_record, "view", None)
+        if not view_ or not isinstance(view_[0], str):
+            return False
+        try:
+            spec = spec_of(view_[0])
+        except (KeyError, MvxError):
+            return False
+        if spec.traits.word_sized is None:
+            return False
+        arg = view_[1][spec.arg_names.index(spec.traits.word_sized)]
+        return isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], int) and arg[0] <= 8
+
+    def pass_over(self, record: CallRecord) -> Ack | None:
+        """The leader's extra draw (one_word_draw) that this follower does not make: consumed."""
+        self.seq = record.seq
+        return Ack(record.seq) if record.seq % ACK_EVERY == 0 else None
+
     def runs_first(self, call: Call, cls: str | None) -> bool:
         """Does the follower make this call at the leader's check, before the leader makes it?
         Changes of files and writes into its own world: the leader's copy of the world must not

@@ -455,6 +455,15 @@ class FollowerMonitor(Monitor):
             self._held = record
             self.let_run(stop)
             return
+        draw = self.sync.small_draw
+        if draw(call) and not (isinstance(record, CallRecord) and record.view[0] == call.name):
+            self._held = record  # the follower's own extra draw of randomness: not a point of sync
+            self.let_run(stop)
+            return
+        while isinstance(record, CallRecord) and draw(record) and call.name != record.view[0]:
+            if (ack := self.sync.pass_over(record)) is not None:
+                self.reply(ack)
+            record = self.next_record()  # the leader's extra draw: passed over
         try:
             self.follow(stop, call, record)
         except CallGone:  # a signal from outside took the call away: its record waits for it
