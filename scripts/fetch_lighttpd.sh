@@ -30,8 +30,9 @@ command -v apt-get >/dev/null || { echo "fetch_lighttpd: error: needs apt-get (D
 mkdir -p "$DEBS" "$OUT"
 
 missing_arch=()
+foreign=$(dpkg --print-foreign-architectures)  # (not piped into grep -q: under pipefail its SIGPIPE would fail)
 for a in i386 arm64; do
-  dpkg --print-foreign-architectures | grep -qx "$a" || missing_arch+=("$a")
+  grep -qx "$a" <<<"$foreign" || missing_arch+=("$a")
 done
 if [ ${#missing_arch[@]} -gt 0 ]; then
   echo "fetch_lighttpd: error: dpkg architecture(s) ${missing_arch[*]} not enabled (run: bash scripts/setup.sh)" >&2
