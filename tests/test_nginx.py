@@ -41,14 +41,18 @@ def _binaries_present() -> None:
             pytest.fail(str(exc))
 
 
-@pytest.fixture
-def sites(tmp_path):
+def make_sites(tmp_path, extra: str = "") -> tuple[nginx.Site, nginx.Site]:
     """Two sites, one docroot: native and protected runs serve the very same files (same
     Last-Modified and ETag)."""
     _binaries_present()
-    native_site = nginx.make_site(tmp_path / "native", free_port())
-    mvx_site = nginx.make_site(tmp_path / "mvx", free_port(), docroot=native_site.docroot)
+    native_site = nginx.make_site(tmp_path / "native", free_port(), extra=extra)
+    mvx_site = nginx.make_site(tmp_path / "mvx", free_port(), docroot=native_site.docroot, extra=extra)
     return native_site, mvx_site
+
+
+@pytest.fixture
+def sites(tmp_path):
+    return make_sites(tmp_path)
 
 
 def responses(port: int) -> dict[str, bytes]:
@@ -95,10 +99,13 @@ def check_log(site: nginx.Site, program: int, ending: str) -> None:
     assert ending in lines[-2] and lines[-1].endswith(f"{program}#{program}: exit"), lines[-2:]
 
 
+@pytest.mark.parametrize("sendfile", ["off", "on"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_nginx_serves_like_native(sites, leader, follower, mode):
-    native_site, mvx_site = sites
+def test_nginx_serves_like_native(tmp_path, leader, follower, mode, sendfile):
+    """`sendfile off` (Debian's default without its nginx.conf): files read with pread and sent with
+    writev; `sendfile on`: sent with sendfile (compared by the file bytes it sends)."""
+    native_site, mvx_site = make_sites(tmp_path, f"    sendfile {sendfile};\n")
     ref = native(native_site)
     try:
         expected = responses(native_site.port)
