@@ -14,10 +14,11 @@ default:
 setup:
     bash scripts/setup.sh
 
-# Build the C test variants for x86_64/i386/aarch64 and fetch Debian's lighttpd for each ISA.
+# Build the C test variants for x86_64/i386/aarch64 and fetch Debian's lighttpd and nginx for each ISA.
 variants:
     bash scripts/build_variants.sh
     bash scripts/fetch_lighttpd.sh
+    bash scripts/fetch_nginx.sh
 
 # Run the test suite.
 test *args: setup variants

@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
-# Fetch Debian's lighttpd for amd64, i386 and arm64 and unpack each into its own tree:
-#   build/debs/lighttpd_<version>_<debarch>.deb
+# Fetch Debian's lighttpd (and its lighttpd-mod-deflate) for amd64, i386 and arm64 and unpack each
+# ISA's into its own tree:
+#   build/debs/lighttpd_<version>_<debarch>.deb, lighttpd-mod-deflate_..., lib*_...
 #   build/variants/lighttpd/<debarch>/usr/sbin/lighttpd          (debarch: amd64 i386 arm64)
+#   build/variants/lighttpd/<debarch>/usr/lib/lighttpd/mod_*.so  (mod_deflate.so included)
 #   build/variants/lighttpd/{x86_64,aarch64} -> amd64, arm64     (mvx ISA names; i386 is both)
 # The three packages cannot be co-installed (same paths), so they are downloaded with
-# `apt-get download` and unpacked with `dpkg -x`; their shared libraries (libc6 libcrypt1
-# libnettle8 libpcre2-8-0 libxxhash0 for :i386 and :arm64) come from scripts/setup.sh.
+# `apt-get download` and unpacked with `dpkg -x`. lighttpd's own shared libraries (libc6 libcrypt1
+# libnettle8 libpcre2-8-0 libxxhash0 for :i386 and :arm64) come from scripts/setup.sh; those of
+# mod_deflate (libbrotli1 libdeflate0 libzstd1 zlib1g) are unpacked into the i386 and arm64 trees
+# (<tree>/lib/<triplet>, <tree>/usr/lib/<triplet>; scripts/deb_tree.sh says why not installed),
+# found through LD_LIBRARY_PATH (mvx.demo.lighttpd.env()); amd64 uses the system's.
 # Each variant must load its own ISA's modules: lighttpd -m build/variants/lighttpd/<arch>/usr/lib/lighttpd
-# Idempotent: a present .deb is not downloaded again, an unpacked tree is not unpacked again.
+# Idempotent: a present .deb is not downloaded again, an unpacked one is not unpacked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEBS=build/debs
 OUT=build/variants/lighttpd
 ARCHS=(amd64 i386 arm64)
+# mod_deflate's libraries, unpacked into the trees of the ISAs other than the host's
+DEFLATE_LIBS=(libbrotli1 libdeflate0 libzstd1 zlib1g)
 
-retry() { local n=0; until "$@"; do n=$((n+1)); [ $n -ge 4 ] && return 1; echo "fetch_lighttpd: retrying ($n): $*" >&2; sleep $((n*3)); done; }
+log() { echo "fetch_lighttpd: $*" >&2; }
+# shellcheck source=scripts/deb_tree.sh
+. scripts/deb_tree.sh
+retry() { deb_retry "$@"; }
 
 command -v apt-get >/dev/null || { echo "fetch_lighttpd: error: needs apt-get (Debian)" >&2; exit 1; }
 mkdir -p "$DEBS" "$OUT"
 
 missing_arch=()
+foreign=$(dpkg --print-foreign-architectures)  # (not piped into grep -q: under pipefail its SIGPIPE would fail)
 for a in i386 arm64; do
-  dpkg --print-foreign-architectures | grep -qx "$a" || missing_arch+=("$a")
+  grep -qx "$a" <<<"$foreign" || missing_arch+=("$a")
 done
 if [ ${#missing_arch[@]} -gt 0 ]; then
   echo "fetch_lighttpd: error: dpkg architecture(s) ${missing_arch[*]} not enabled (run: bash scripts/setup.sh)" >&2
@@ -50,19 +61,31 @@ for a in "${ARCHS[@]}"; do
     dpkg -x "$deb" "$dest"
     basename "$deb" >"$stamp"
   fi
+  extra=(lighttpd-mod-deflate)
+  [ "$a" = amd64 ] || extra+=("${DEFLATE_LIBS[@]}")
+  for pkg in "${extra[@]}"; do
+    deb=$(deb_fetch "$pkg" "$a")
+    deb_add "$deb" "$dest"
+  done
 done
 
 # mvx names its ISAs x86_64, i386, aarch64.
 ln -sfn amd64 "$OUT/x86_64"
 ln -sfn arm64 "$OUT/aarch64"
 
-# Check that each build starts (-v only prints the version).
+# Check that each build starts (-v only prints the version) and loads mod_deflate (-tt loads the
+# modules of a configuration).
 status=0
+conf=$(mktemp -d)
+trap 'rm -rf "$conf"' EXIT
+printf 'server.document-root = "%s"\nserver.port = 8080\nserver.modules = ( "mod_deflate" )\n' "$conf" >"$conf/deflate.conf"
 check() {
   local a=$1; shift
-  local out
-  if out=$("$@" "$OUT/$a/usr/sbin/lighttpd" -v 2>&1); then
-    echo "fetch_lighttpd: $a: $(echo "$out" | head -1)"
+  local out libs
+  libs=$(deb_libdirs "$PWD/$OUT/$a" "$a")
+  if out=$("$@" "$OUT/$a/usr/sbin/lighttpd" -v 2>&1) \
+      && out=$(LD_LIBRARY_PATH=$libs "$@" "$OUT/$a/usr/sbin/lighttpd" -m "$OUT/$a/usr/lib/lighttpd" -tt -f "$conf/deflate.conf" 2>&1 && echo "$out"); then
+    echo "fetch_lighttpd: $a: $(echo "$out" | head -1), mod_deflate loads"
   else
     echo "fetch_lighttpd: warning: $a lighttpd does not run: $(echo "$out" | head -1)" >&2
     status=1

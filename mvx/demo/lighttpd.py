@@ -6,6 +6,12 @@ the demo and the tests use this module, and so can a user:
 
     python3 -m mvx run --leader "$(python3 -m mvx.demo.lighttpd argv x86_64)" \\
         --follower "$(python3 -m mvx.demo.lighttpd argv i386)" -- -D -f SITE/lighttpd.conf
+
+Modules with libraries of their own (mod_deflate: zlib, brotli, zstd, libdeflate) find the i386
+and arm64 ones in the ISA's tree through LD_LIBRARY_PATH (`env()`; `python3 -m mvx.demo.lighttpd
+libpath` prints its value):
+
+    LD_LIBRARY_PATH="$(python3 -m mvx.demo.lighttpd libpath)" python3 -m mvx run ...
 """
 
 from __future__ import annotations
@@ -113,6 +119,41 @@ def argv(arch: str) -> list[str]:
     return [str(binary(arch)), "-m", str(BUILDS / DEBARCH[arch] / "usr" / "lib" / "lighttpd")]
 
 
+# Debian multiarch triplets: each tree's libraries are under lib/<triplet> and usr/lib/<triplet>
+TRIPLET = {"amd64": "x86_64-linux-gnu", "i386": "i386-linux-gnu", "arm64": "aarch64-linux-gnu"}
+
+
+def library_path(builds: Path = BUILDS) -> str:
+    """LD_LIBRARY_PATH for every variant of `builds` (each ISA's tree under builds/<debarch>):
+    the library directories scripts/fetch_*.sh unpacked there (not installed: see
+    scripts/deb_tree.sh), for every ISA but the host's (amd64 takes the system's).
+
+    Why one LD_LIBRARY_PATH for all rather than one per variant: `mvx run` gives every variant
+    the same environment, and a dynamic loader skips a library of another ISA (wrong ELF class or
+    machine) and searches on. Those probes are the loader's own calls, never synced (startup
+    noise: mvx/mechanics/procinfo.py). The ISA's own loader run as the program
+    (`ld-linux.so.2 --library-path DIRS lighttpd ...`) would work under mvx too (its code is the
+    loader's range), but the process would then be named ld-linux.so.2 (comm, /proc/PID/exe)."""
+    dirs = []
+    for debarch in ("i386", "arm64"):
+        tree = builds / debarch
+        for sub in ("lib", "usr/lib"):
+            d = tree / sub / TRIPLET[debarch]
+            if d.is_dir():
+                dirs.append(str(d))
+    return ":".join(dirs)
+
+
+def env(builds: Path = BUILDS, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run `mvx run` (or a variant natively) in: `base` (os.environ) with
+    library_path() first in LD_LIBRARY_PATH."""
+    out = dict(os.environ if base is None else base)
+    path = ":".join(p for p in (library_path(builds), out.get("LD_LIBRARY_PATH", "")) if p)
+    if path:
+        out["LD_LIBRARY_PATH"] = path
+    return out
+
+
 def variant_spec(arch: str, *extra: str) -> str:
     """argv(arch) (plus `extra`) as one --leader/--follower value."""
     return shlex.join([*argv(arch), *extra])
@@ -122,10 +163,13 @@ def main(args: list[str]) -> int:
     if len(args) == 2 and args[0] == "argv":
         print(variant_spec(args[1]))
         return 0
+    if args == ["libpath"]:
+        print(library_path())
+        return 0
     if len(args) in (3, 4) and args[0] == "site":
         print(make_site(args[1], int(args[2]), bind=args[3] if len(args) == 4 else "127.0.0.1").conf)
         return 0
-    print("usage: python3 -m mvx.demo.lighttpd argv ARCH | site DIR PORT [BIND_ADDR]", file=sys.stderr)
+    print("usage: python3 -m mvx.demo.lighttpd argv ARCH | site DIR PORT [BIND_ADDR] | libpath", file=sys.stderr)
     return 2
 
 
