@@ -1,16 +1,12 @@
 /* timers: clock_gettime on every usual clock, clock_getres, gettimeofday, time, times, getrusage,
- * nanosleep and clock_nanosleep, timerfd (settime, gettime, read expirations), setitimer/getitimer
- * with a SIGALRM handler, alarm. Only relations between readings are printed. */
+ * nanosleep and clock_nanosleep, timerfd (settime, gettime, read expirations). Only relations
+ * between readings are printed. (setitimer/alarm, which deliver a signal: itimer.c) */
 #include "corpus.h"
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/times.h>
 #include <time.h>
-
-static volatile sig_atomic_t alarms;
-static void on_alarm(int sig) { (void)sig; alarms++; }
 
 static long long ns(const struct timespec *t) { return t->tv_sec * 1000000000LL + t->tv_nsec; }
 
@@ -67,21 +63,5 @@ int main(int argc, char **argv)
           "timerfd disarm");
     close(tfd);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    check(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction SIGALRM");
-    struct itimerval it = {{0, 0}, {0, 30000}}, got;
-    check(setitimer(ITIMER_REAL, &it, NULL) == 0, "setitimer ITIMER_REAL 30 ms");
-    check(getitimer(ITIMER_REAL, &got) == 0 && got.it_value.tv_usec > 0 && got.it_value.tv_usec <= 30000,
-          "getitimer: 0 < left <= 30 ms");
-    sigset_t empty;
-    sigemptyset(&empty);
-    while (!alarms)
-        sigsuspend(&empty);
-    check(alarms == 1, "SIGALRM handled once");
-    check(getitimer(ITIMER_REAL, &got) == 0 && got.it_value.tv_sec == 0 && got.it_value.tv_usec == 0,
-          "getitimer: disarmed after it fired");
-    check(alarm(10) == 0 && alarm(0) >= 9, "alarm set and cancelled");
     return corpus_verdict();
 }
