@@ -10,6 +10,7 @@ int main(int argc, char **argv)
     corpus_enter(argc, argv);
     int fd = open("x.tmp", O_CREAT | O_EXCL | O_RDWR, 0600);
     check(fd >= 0, "open x.tmp");
+    check(write(fd, "data", 4) == 4, "write x.tmp");
     if (setxattr("x.tmp", "user.corpus", "value", 5, 0) < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP)) {
         note("xattr: user xattrs unsupported here");
         close(fd);
