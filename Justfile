@@ -23,6 +23,11 @@ variants:
 test *args: setup variants
     {{python}} -m pytest -q tests "$@"
 
+# Run the syscall corpus (tests/corpus/*.c) natively and under mvx in every mode and both directions,
+# and print the table (`just corpus -k files --modes hybrid --json out.json`; --help for the options).
+corpus *args: setup variants
+    {{python}} -m mvx.corpus "$@"
+
 # Run the demonstration of what works today (python3 -m mvx.demo; under a minute).
 demo: setup variants
     {{python}} -m mvx.demo
