@@ -14,6 +14,7 @@ import concurrent.futures
 import fnmatch
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -97,6 +98,9 @@ def run_case(program: str, mode: str, direction: str, ref: str, timeout: float =
         events = _events(log)
     res = Result(program, mode, direction, "pass")
     div = next((e for e in events if e.get("event") == "divergence"), None)
+    if div is None or div.get("kind") == "channel":
+        # the leader may log only the lost channel when the follower's report did not reach it
+        div = _stderr_divergence(err) or div
     if rc is None:
         res.status, res.detail = "timeout", f"no end within {timeout:g} s; " + (_first(err) or _last(out))
     elif div is not None:
@@ -109,6 +113,24 @@ def run_case(program: str, mode: str, direction: str, ref: str, timeout: float =
     elif out != ref or rc != 0:
         res.status, res.detail = "output differs", f"exit {rc}; " + _first_difference(ref, out)
     return res
+
+
+def _stderr_divergence(err: str) -> dict | None:
+    """The first divergence block mvx printed on stderr ("mvx: DIVERGENCE (kind) ...", then
+    "  leader: ...", "  follower: ...", the detail), other than a lost channel."""
+    lines = err.splitlines()
+    for i, ln in enumerate(lines):
+        m = re.search(r"DIVERGENCE \((\w+)\)", ln)
+        if m and m.group(1) != "channel":
+            div = {"kind": m.group(1)}
+            for nxt in lines[i + 1:i + 4]:
+                key, _, val = nxt.strip().partition(": ")
+                if key in ("leader", "follower"):
+                    div[key] = val.strip()
+                elif "detail" not in div and nxt.strip():
+                    div["detail"] = nxt.strip()
+            return div
+    return None
 
 
 def _events(log: Path) -> list[dict]:
