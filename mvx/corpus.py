@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Result:
     direction: str
     status: str  # pass | divergence <kind> | error <line> | output differs | timeout
     detail: str = ""  # first line that says why (divergence: the leader's and follower's calls)
+    seconds: float = 0.0  # how long the mvx run took
 
 
 def programs(pattern: str | None = None) -> list[str]:
@@ -94,9 +96,10 @@ def run_case(program: str, mode: str, direction: str, ref: str, timeout: float =
         argv = [sys.executable, "-m", "mvx", "run", "--mode", mode, "--log", str(log),
                 "--leader", shlex.quote(str(binary(leader, program))),
                 "--follower", shlex.quote(str(binary(follower, program)))]
+        start = time.monotonic()
         rc, out, err = _run(argv, timeout)
         events = _events(log)
-    res = Result(program, mode, direction, "pass")
+    res = Result(program, mode, direction, "pass", seconds=round(time.monotonic() - start, 2))
     div = next((e for e in events if e.get("event") == "divergence"), None)
     if div is None or div.get("kind") == "channel":
         # the leader may log only the lost channel when the follower's report did not reach it
