@@ -23,15 +23,17 @@ TIMEOUT_KNOWN_HANG = 10
 
 _FS = "variants share one filesystem: follower's openat(O_CREAT|O_EXCL) = -1 EEXIST (divergence fd)"
 _MEMFD = "follower does not perform writes to its own memfd: read after lseek = 0, leader 11 (divergence result)"
-_PROC = "per-process /proc/self/stat read locally: other lengths per ISA (divergence result, read(3) 302 vs 257)"
+_PROC = "per-process /proc/self/stat read locally: other lengths per ISA (divergence result, read(3) ~300 vs ~255)"
 _TID = "gettid not replicated: raise() -> tgkill(leader's pid, follower's own tid) (divergence arguments)"
 _PDEATH = "mvx leaves PR_SET_PDEATHSIG on the variants: PR_GET_PDEATHSIG != 0 (output differs, line 1)"
 _SCM = "sendmsg SCM_RIGHTS: msg_control compared as raw bytes, cmsghdr layouts differ per ISA (divergence arguments)"
 _SIGSUSPEND = "SIGALRM (setitimer) never delivered while the program waits in sigsuspend, not a synced call: both hang (timeout)"
-_SOCKADDR_HYBRID = "hybrid: sendto's sockaddr recorded as {family, fields} vs follower's decoded form (divergence arguments)"
-_EPOLL_HYBRID = "hybrid: epoll_pwait(..., 1000): leader's monitor could not learn the result (divergence arguments)"
+_SOCKADDR_HYBRID = ("hybrid: UDP sendto with an address: the leader's monitor could not learn its result "
+                    "(divergence arguments)")
+_EPOLL_HYBRID = "hybrid: epoll_pwait(..., 1000) on a ready eventfd: the leader's monitor could not learn its result (divergence arguments)"
 _EPOLL_FOLLOWER = ("i386 follower's epoll_wait(..., 0) after EPOLL_CTL_MOD is not 0 events: its output differs "
                    "at 'read end never writable' (divergence arguments, write(1))")
+
 ALL = [(m, d) for m in corpus.MODES for d in corpus.DIRECTIONS]
 KNOWN: dict[tuple[str, str, str], str] = {
     **{(p, m, d): _FS for p in ("files", "fcntl", "inotify", "mmap", "pipes", "xattr") for m, d in ALL},
