@@ -23,8 +23,7 @@ variants:
 test *args: setup variants
     {{python}} -m pytest -q tests "$@"
 
-# Run the syscall corpus (tests/corpus/*.c) natively and under mvx in every mode and both directions,
-# and print the table (`just corpus -k files --modes hybrid --json out.json`; --help for the options).
+# Run the syscall corpus (tests/corpus/*.c) natively and under mvx in each mode and direction: a table (`just corpus -k files --modes hybrid --json out.json`).
 corpus *args: setup variants
     {{python}} -m mvx.corpus "$@"
 
