@@ -24,6 +24,10 @@ variants:
 test *args: setup variants
     {{python}} -m pytest -q tests "$@"
 
+# Run the syscall corpus (tests/corpus/*.c) natively and under mvx in each mode and direction: a table (`just corpus -k files --modes hybrid --json out.json`).
+corpus *args: setup variants
+    {{python}} -m mvx.corpus "$@"
+
 # Run the demonstration of what works today (python3 -m mvx.demo; under a minute).
 demo: setup variants
     {{python}} -m mvx.demo

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build the test variant programs (variants/src/*.c) for x86_64, i386 and aarch64:
-#   build/variants/<arch>/<prog>
+# Build the test variant programs (variants/src/*.c) and the syscall corpus (tests/corpus/*.c)
+# for x86_64, i386 and aarch64:
+#   build/variants/<arch>/<prog>    build/corpus/<arch>/<prog>
 # An ISA whose toolchain is missing is skipped with a one-line message naming the Debian
 # package(s); the script fails only if no toolchain at all is present. A program is rebuilt
-# only when its source (or this script) is newer than the binary.
+# only when its source (or this script; for the corpus also tests/corpus/corpus.h) is newer than
+# the binary.
 #
 #   bash scripts/build_variants.sh [-f]      (-f: rebuild everything)
 set -euo pipefail
@@ -12,6 +14,8 @@ ROOT=$PWD
 SRC=variants/src
 OUT=build/variants
 SCRIPT=scripts/build_variants.sh
+CORPUS_SRC=tests/corpus
+CORPUS_OUT=build/corpus
 
 force=0
 [ "${1:-}" = "-f" ] && force=1
@@ -98,10 +102,23 @@ for arch in x86_64 i386 aarch64; do
     "${cc[@]}" "${extra[@]}" "${flags[@]}" -o "$bin.tmp" "$src"
     mv -f "$bin.tmp" "$bin"
   done
+  mkdir -p "$CORPUS_OUT/$arch"
+  for src in "$CORPUS_SRC"/*.c; do
+    [ -e "$src" ] || continue
+    prog=$(basename "$src" .c)
+    bin=$CORPUS_OUT/$arch/$prog
+    if [ "$force" = 0 ] && [ -x "$bin" ] && [ ! "$src" -nt "$bin" ] && [ ! "$CORPUS_SRC/corpus.h" -nt "$bin" ] \
+       && [ ! "$SCRIPT" -nt "$bin" ]; then
+      continue
+    fi
+    echo "build_variants: corpus $arch/$prog"
+    "${cc[@]}" "${extra[@]}" "${COMMON_CFLAGS[@]}" -o "$bin.tmp" "$src"
+    mv -f "$bin.tmp" "$bin"
+  done
 done
 
 if [ "$built_any" = 0 ]; then
   echo "build_variants: error: no C toolchain found for any ISA (run: bash scripts/setup.sh)" >&2
   exit 1
 fi
-echo "build_variants: ok ($OUT)"
+echo "build_variants: ok ($OUT, $CORPUS_OUT)"
