@@ -1,0 +1,45 @@
+"""Signals a program sends itself are taken exactly once, where it sends them, in the leader as in
+every follower, whatever the mode (docs/DESIGN.md, "Signals").
+
+variants/src/sigself.c sends itself signals (sigqueue of every real-time signal, raise, kill),
+reads them from a signalfd, leaves them pending while blocked and takes them with sigtimedwait and
+sigwaitinfo. Its output under mvx must be its native output, with no divergence. Before this work
+the leader counted some signals twice or handled them late (after later calls), the siginfo check
+failed, and the signalfd read hung in hybrid mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._variants import variant_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ["hybrid", "seccomp", "ptrace"]
+PAIRS = [("x86_64", "i386"), ("i386", "x86_64")]
+CASES = ["rt", "raise", "signalfd", "pending", "sigwait"]
+
+
+def native(arch: str, case: str) -> subprocess.CompletedProcess:
+    return subprocess.run([variant_bin(arch, "sigself"), case], capture_output=True, timeout=20, check=False)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_signal_a_program_sends_itself_is_taken_once_where_it_is_sent(leader, follower, mode, case):
+    want = native(leader, case)
+    assert want.returncode == 0 and want.stdout.endswith(b"verdict: pass\n"), want.stdout.decode()
+    assert native(follower, case).stdout == want.stdout  # the program says the same on every ISA
+    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                        "--leader", variant_bin(leader, "sigself"), "--follower", variant_bin(follower, "sigself"),
+                        "--", case], capture_output=True, timeout=60, check=False,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = r.stderr.decode()
+    assert "DIVERGENCE" not in err, err
+    assert r.stdout.decode() == want.stdout.decode(), err
+    assert r.returncode == 0, err
