@@ -404,7 +404,7 @@ class LeaderMonitor(Monitor):
         if stop.kind is StopKind.KILLED:
             outcome = Outcome(signal=stop.status)
             self.link.end(self.sync.exit_record(None, stop.status))
-            if stop.status in self.signals.replicated:  # every follower got it too: they must end alike
+            if self.signals.ended_by_agreement(stop.status):  # every follower got it too: they must end alike
                 return outcome
             outcome.divergence = Divergence("signal", self.sync.seq + 1, _ending(None, stop.status), "-",
                                             "the leader was killed by a signal")
@@ -517,7 +517,7 @@ class FollowerMonitor(Monitor):
         seq = self.sync.seq + 1
         if self.stopping:
             return self.stopped_outcome()
-        if stop.kind is StopKind.KILLED and stop.status not in self.signals.replicated:
+        if stop.kind is StopKind.KILLED and not self.signals.ended_by_agreement(stop.status):
             raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
                              f"the follower was killed by signal {stop.status}")
         try:
