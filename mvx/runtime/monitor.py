@@ -269,12 +269,17 @@ class Monitor:
         raise MvxError(f"a call performed for the variant was interrupted and not made again "
                        f"(syscall {pending.key[1]}): its result is lost")
 
+    def _on_signalfd(self, call) -> bool:
+        return bool(call.kinds) and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) \
+            and self.fds.kind(call.args[0]) == "signalfd"
+
     def run_here(self, stop: Stop, call, want_ret: bool) -> tuple[int | None, dict]:
         """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
         when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
         v = self.variant
         if stop.kind is StopKind.NOTIFY:
-            done = perform(v, stop, call, self.fds.dups)
+            # a signalfd gives whoever reads it their own signals: the variant reads its own
+            done = None if self._on_signalfd(call) else perform(v, stop, call, self.fds.dups)
             if done is None:
                 if not v.continue_call(stop) and not v.notification_valid(stop):
                     raise CallGone
