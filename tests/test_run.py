@@ -417,15 +417,21 @@ def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_sa
 
 
 def _child_of_monitor(role: str, program: str, timeout: float = 20) -> int:
-    """The pid of `program` under the `mvx <role>` monitor (once it has started)."""
+    """The pid of `program` under the `mvx <role>` monitor (once it has started): a descendant
+    running the program's binary (a follower's is under the helpers of its pid namespace)."""
+    binary = program.split()[0]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*{program}"], capture_output=True, text=True,
                                   check=False).stdout.split()
-        for monitor in monitors:
-            children = subprocess.run(["pgrep", "-P", monitor], capture_output=True, text=True,
-                                      check=False).stdout.split()
-            if children:
-                return int(children[0])
+        todo = list(monitors)
+        while todo:
+            pid = todo.pop()
+            try:
+                if os.path.basename(os.readlink(f"/proc/{pid}/exe")) == binary and pid not in monitors:
+                    return int(pid)
+            except OSError:
+                pass
+            todo += subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True, check=False).stdout.split()
         time.sleep(0.02)
     pytest.fail(f"no {program} under an mvx {role} monitor")
