@@ -10,6 +10,7 @@ failed, and the signalfd read hung in hybrid mode."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,43 @@ def test_a_signal_a_program_sends_itself_is_taken_once_where_it_is_sent(leader, 
     assert "DIVERGENCE" not in err, err
     assert r.stdout.decode() == want.stdout.decode(), err
     assert r.returncode == 0, err
+
+
+def _program_under(role: str, binary: str, timeout: float = 20) -> int:
+    from tests.test_run import _child_of_monitor
+
+    return _child_of_monitor(role, binary, timeout)
+
+
+def _outside(argv: list[str], role: str | None) -> tuple[bytes, int, str]:
+    """Run `sigself outside` (natively, or under mvx: role "leader"), send its program one SIGUSR1
+    once it says ready; its whole output, exit status and stderr."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        ready = proc.stdout.readline()
+        pid = proc.pid if role is None else _program_under(role, "sigself")
+        os.kill(pid, signal.SIGUSR1)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return ready + out, proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_signal_from_outside_blocked_at_the_next_call_is_handled_once_at_the_unblock(leader, follower, mode):
+    """SIGUSR1 sent to the leader's program while it has it unblocked is replicated at its next
+    synced call (a getpid), by then made with the signal blocked: every variant has it pending and
+    handles it when it unblocks it, once. A notified call is not left waiting for an interruption
+    that a blocked signal never makes."""
+    want, status, _ = _outside([variant_bin(leader, "sigself"), "outside"], None)
+    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
+    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                                 "--leader", variant_bin(leader, "sigself"),
+                                 "--follower", variant_bin(follower, "sigself"), "--", "outside"], "leader")
+    assert "DIVERGENCE" not in err, err
+    assert got.decode() == want.decode(), err
+    assert status == 0, err

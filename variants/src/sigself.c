@@ -1,7 +1,7 @@
 /*
  * sigself: signals a program sends itself, each taken exactly once, where it is sent.
  *
- *   sigself rt | raise | signalfd | pending | sigwait
+ *   sigself rt | raise | signalfd | pending | sigwait | outside
  *
  *   rt        sigqueue()s each real-time signal SIGRTMIN..SIGRTMAX to itself once, with a value;
  *             an SA_SIGINFO handler counts them and checks si_code == SI_QUEUE, si_value and
@@ -13,6 +13,10 @@
  *             output calls, listed by sigpending, then delivered when sigprocmask unblocks them.
  *   sigwait   blocked SIGUSR1 and SIGRTMIN+1 taken by sigtimedwait and sigwaitinfo; a third
  *             sigtimedwait finds none (EAGAIN); unblocking then runs no handler.
+ *   outside   writes "ready", then waits for one SIGUSR1 from outside, in a loop that unblocks
+ *             it while it computes and blocks it around a getpid(): the signal may come while
+ *             unblocked and find it blocked at the next call (mvx delivers it there), or come
+ *             while blocked; either way it is handled once, at an unblock.
  *
  * Every line is the same natively on every ISA (nothing printed depends on a pid or a time);
  * it ends with "verdict: pass" or "verdict: FAIL" and exits 0 or 1.
@@ -215,6 +219,32 @@ static void sigwait_(void)
     check(a == SIGUSR1 && b == rt1 && c < 0 && count[SIGUSR1] == 0 && count[rt1] == 0, "each taken once by a wait");
 }
 
+static void on_outside(int sig)
+{
+    count[sig]++;
+}
+
+static void outside(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_outside;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    block(SIG_BLOCK, SIGUSR1, 0);
+    printf("ready\n");
+    fflush(stdout);
+    for (int i = 0; i < 10000 && !count[SIGUSR1]; i++) {
+        block(SIG_UNBLOCK, SIGUSR1, 0);
+        for (volatile long spin = 0; spin < 1000000; spin++) {
+        }
+        block(SIG_BLOCK, SIGUSR1, 0);
+        getpid();  /* a synced call with the signal blocked */
+    }
+    printf("handled %d\n", (int)count[SIGUSR1]);
+    check(count[SIGUSR1] == 1, "one signal from outside, handled once");
+}
+
 int main(int argc, char **argv)
 {
     me = getpid();
@@ -229,8 +259,10 @@ int main(int argc, char **argv)
         pending();
     else if (!strcmp(what, "sigwait"))
         sigwait_();
+    else if (!strcmp(what, "outside"))
+        outside();
     else {
-        fprintf(stderr, "usage: sigself rt|raise|signalfd|pending|sigwait\n");
+        fprintf(stderr, "usage: sigself rt|raise|signalfd|pending|sigwait|outside\n");
         return 2;
     }
     printf("verdict: %s\n", failed ? "FAIL" : "pass");
