@@ -336,13 +336,16 @@ class LeaderMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         call = self.call_of(stop)
-        if self.signals.deferred and self.signals.can_interrupt(stop, call):
+        if self.signals.deferred:
             # replicated just before this call, in every variant: one batch, delivered at one stop
-            how = "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
-            sigs = self.signals.take_deferred()
-            self.link.publish(self.sync.signal_batch(sigs, how))
-            self.signals.deliver(stop, sigs, how)
-            return
+            # (or left pending where the program blocks them all now: handled at its unblock)
+            blocked = self.signals.all_blocked(self.signals.deferred)
+            if blocked or self.signals.can_interrupt(stop, call):
+                how = "pending" if blocked else "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
+                sigs = self.signals.take_deferred()
+                self.link.publish(self.sync.signal_batch(sigs, how))
+                if not self.signals.deliver(stop, sigs, how):
+                    return
         if call.name not in self.synced:  # (ptrace mode stops at every i386 socketcall)
             self.let_run(stop)
             return
@@ -451,10 +454,11 @@ class FollowerMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         record = self.next_record(signals=True)
-        if isinstance(record, SignalBatch):  # the leader took these signals just before this call
-            how = record.how if record.how in ("interrupt", "rewind") else None
-            self.signals.deliver(stop, _signals_of(record), how)
-            return
+        while isinstance(record, SignalBatch):  # the leader took these signals just before this call
+            how = record.how if record.how in ("interrupt", "rewind", "pending") else None
+            if not self.signals.deliver(stop, _signals_of(record), how):
+                return
+            record = self.next_record(signals=True)  # pending: the call goes on
         call = self.call_of(stop)
         if call.name not in self.synced:
             self._held = record

@@ -81,24 +81,40 @@ class SignalRelay:
         can block does natively (close never returns EINTR): others wait for a later call."""
         return stop.kind is not StopKind.NOTIFY or call.spec.traits.blocks
 
+    def all_blocked(self, sigs: list[tuple[int, bytes]]) -> bool:
+        """Whether the variant blocks every one of `sigs` now (its mask, /proc SigBlk): sent, they
+        only become pending, interrupt nothing, and are handled where the program unblocks them."""
+        try:
+            with open(f"/proc/{self.variant.pid}/status") as f:
+                mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return False
+        return all(mask >> (sig - 1) & 1 for sig, _ in sigs)
+
     def take_deferred(self) -> list[tuple[int, bytes]]:
         sigs, self.deferred = pending(self.deferred), []
         return sigs
 
-    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> None:
+    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> bool:
         """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`, the leader's way
         (`how`, default by this stop's kind): "interrupt" a notified call as a real blocking call
         is (the kernel restarts it or returns EINTR, per SA_RESTART), or "rewind" it: not run now,
         made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
-        the signal-delivery stop). Every variant must do what the leader did, or one sees EINTR
-        where another makes the call."""
+        the signal-delivery stop); or, "pending", the program blocks them all now: they are sent,
+        wait in its mask and the call goes on (True: the caller handles the call as usual). Every
+        variant must do what the leader did, or one sees EINTR where another makes the call."""
         how = how or ("interrupt" if stop.kind is StopKind.NOTIFY else "rewind")
         self.releasing.extend(sigs)
+        if how == "pending":
+            for sig, _ in sigs:
+                self.variant.send_signal(sig)
+            return True
         self.restart_on_delivery = stop.kind is StopKind.NOTIFY and how == "rewind"
         for sig, _ in sigs:
             self.variant.send_signal(sig)
         if stop.kind is not StopKind.NOTIFY:
             self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
+        return False
 
 
 def pending(sigs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
