@@ -22,11 +22,19 @@ from tests._variants import variant_bin
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["hybrid", "seccomp", "ptrace"]
 PAIRS = [("x86_64", "i386"), ("i386", "x86_64")]
-CASES = ["rt", "raise", "signalfd", "pending", "sigwait"]
+CASES = ["rt", "raise", "signalfd", "pending", "sigwait", "pipe"]
 
 
 def native(arch: str, case: str) -> subprocess.CompletedProcess:
-    return subprocess.run([variant_bin(arch, "sigself"), case], capture_output=True, timeout=20, check=False)
+    return subprocess.run([variant_bin(arch, "sigself"), case], stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=20, check=False)
+
+
+def under_mvx(mode: str, leader: str, follower: str, case: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                           "--leader", variant_bin(leader, "sigself"), "--follower", variant_bin(follower, "sigself"),
+                           "--", case], stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -36,14 +44,25 @@ def test_a_signal_a_program_sends_itself_is_taken_once_where_it_is_sent(leader, 
     want = native(leader, case)
     assert want.returncode == 0 and want.stdout.endswith(b"verdict: pass\n"), want.stdout.decode()
     assert native(follower, case).stdout == want.stdout  # the program says the same on every ISA
-    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode,
-                        "--leader", variant_bin(leader, "sigself"), "--follower", variant_bin(follower, "sigself"),
-                        "--", case], capture_output=True, timeout=60, check=False,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = under_mvx(mode, leader, follower, case)
     err = r.stderr.decode()
     assert "DIVERGENCE" not in err, err
     assert r.stdout.decode() == want.stdout.decode(), err
     assert r.returncode == 0, err
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_write_to_a_broken_pipe_kills_every_variant_by_sigpipe(leader, follower, mode):
+    """Without a handler SIGPIPE ends the program: in every mode (a hybrid leader's monitor performs
+    the write, and the kernel's SIGPIPE went to the monitor: the program ran on with EPIPE)."""
+    want = native(leader, "pipekill")
+    assert want.returncode == -signal.SIGPIPE
+    r = under_mvx(mode, leader, follower, "pipekill")
+    err = r.stderr.decode()
+    assert "DIVERGENCE" not in err, err
+    assert r.stdout == want.stdout, err
+    assert r.returncode == 128 + signal.SIGPIPE, err
 
 
 def _program_under(role: str, binary: str, timeout: float = 20) -> int:

@@ -1,7 +1,7 @@
 /*
  * sigself: signals a program sends itself, each taken exactly once, where it is sent.
  *
- *   sigself rt | raise | signalfd | pending | sigwait | outside
+ *   sigself rt | raise | signalfd | pending | sigwait | pipe | pipekill | outside
  *
  *   rt        sigqueue()s each real-time signal SIGRTMIN..SIGRTMAX to itself once, with a value;
  *             an SA_SIGINFO handler counts them and checks si_code == SI_QUEUE, si_value and
@@ -13,6 +13,9 @@
  *             output calls, listed by sigpending, then delivered when sigprocmask unblocks them.
  *   sigwait   blocked SIGUSR1 and SIGRTMIN+1 taken by sigtimedwait and sigwaitinfo; a third
  *             sigtimedwait finds none (EAGAIN); unblocking then runs no handler.
+ *   pipe      writes to a pipe whose reader is gone: EPIPE, and SIGPIPE handled once by the next
+ *             blocking call (a read of the empty stdin; natively at the write itself).
+ *   pipekill  the same without a handler: killed by SIGPIPE at the write, nothing printed after.
  *   outside   writes "ready", then waits for one SIGUSR1 from outside, in a loop that unblocks
  *             it while it computes and blocks it around a getpid(): the signal may come while
  *             unblocked and find it blocked at the next call (mvx delivers it there), or come
@@ -219,6 +222,38 @@ static void sigwait_(void)
     check(a == SIGUSR1 && b == rt1 && c < 0 && count[SIGUSR1] == 0 && count[rt1] == 0, "each taken once by a wait");
 }
 
+static void on_pipe(int sig)
+{
+    count[sig]++;
+}
+
+static void pipe_(int with_handler)
+{
+    if (with_handler) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_pipe;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+    int p[2];
+    if (pipe(p) < 0) {
+        perror("pipe");
+        exit(2);
+    }
+    close(p[0]);
+    printf("writing to a pipe without a reader\n");
+    fflush(stdout);
+    ssize_t r = write(p[1], "x", 1);
+    int e = errno;
+    char c;
+    ssize_t in = read(0, &c, 1);  /* a blocking call: the input is empty */
+    printf("write: %s, read %d, SIGPIPE handled %d\n", r < 0 && e == EPIPE ? "EPIPE" : "?", (int)in,
+           (int)count[SIGPIPE]);
+    check(r < 0 && e == EPIPE && count[SIGPIPE] == 1, "EPIPE and one SIGPIPE");
+}
+
 static void on_outside(int sig)
 {
     count[sig]++;
@@ -259,10 +294,14 @@ int main(int argc, char **argv)
         pending();
     else if (!strcmp(what, "sigwait"))
         sigwait_();
+    else if (!strcmp(what, "pipe"))
+        pipe_(1);
+    else if (!strcmp(what, "pipekill"))
+        pipe_(0);
     else if (!strcmp(what, "outside"))
         outside();
     else {
-        fprintf(stderr, "usage: sigself rt|raise|signalfd|pending|sigwait|outside\n");
+        fprintf(stderr, "usage: sigself rt|raise|signalfd|pending|sigwait|pipe|pipekill|outside\n");
         return 2;
     }
     printf("verdict: %s\n", failed ? "FAIL" : "pass");
