@@ -13,6 +13,7 @@ variant diverged, a signal, the channel broke) reaches the thread as `link.Stopp
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -366,6 +367,8 @@ class LeaderMonitor(Monitor):
         ret, outputs = self.run_here(stop, call, plan.wants_ret)
         self.track(call, ret)
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
+        if stop.kind is StopKind.NOTIFY and ret == -errno.EPIPE and call.spec.traits.sends is not None:
+            self.signals.pipe_broken(call)  # the monitor's write took the SIGPIPE the program's would
 
     def hold(self, stop: Stop, call, cls: str, plan, fd: int, file_data: bytes | None, content: str | None) -> None:
         """Write-behind (mvx.runtime.outbox): the followers check the call while the program runs

@@ -7,6 +7,7 @@ is part of the program's own behaviour, which every variant repeats, so each tak
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 
@@ -90,6 +91,18 @@ class SignalRelay:
         except (OSError, StopIteration, ValueError, IndexError):
             return False
         return all(mask >> (sig - 1) & 1 for sig, _ in sigs)
+
+    def pipe_broken(self, call) -> None:
+        """A send the (hybrid) leader's monitor performed failed with EPIPE: the kernel raised
+        SIGPIPE in the monitor, where the program's own call would have raised it in the program.
+        Replicated like one from outside, as the kernel sends it (SI_USER from the program itself),
+        unless the call asked for none (MSG_NOSIGNAL)."""
+        if any("MSG_NOSIGNAL" in (a if isinstance(a, (set, frozenset, tuple, list)) else str(a)) for a in call.args):
+            return
+        info = bytearray(128)
+        _HEAD.pack_into(info, 0, signal.SIGPIPE, 0, SI_USER, self.variant.own_pid)
+        struct.pack_into("<I", info, _HEAD.size, os.getuid())
+        self.deferred.append((signal.SIGPIPE, bytes(info)))
 
     def take_deferred(self) -> list[tuple[int, bytes]]:
         sigs, self.deferred = pending(self.deferred), []
