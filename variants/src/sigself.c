@@ -1,7 +1,7 @@
 /*
  * sigself: signals a program sends itself, each taken exactly once, where it is sent.
  *
- *   sigself rt | raise | signalfd | pending | sigwait | pipe | pipekill | outside
+ *   sigself rt | raise | signalfd | sfdepoll | pending | sigwait | pipe | pipekill | outside
  *
  *   rt        sigqueue()s each real-time signal SIGRTMIN..SIGRTMAX to itself once, with a value;
  *             an SA_SIGINFO handler counts them and checks si_code == SI_QUEUE, si_value and
@@ -9,6 +9,7 @@
  *   raise     raise(SIGUSR1) and kill(getpid(), SIGUSR1) three times each; the handler must have
  *             run exactly once more when each returns (si_code SI_TKILL / SI_USER, si_pid).
  *   signalfd  SIGUSR2 and SIGRTMIN blocked and read through a signalfd after raise()/sigqueue().
+ *   sfdepoll  a blocked SIGUSR2, raised, seen ready through a signalfd in an epoll set, then read.
  *   pending   SIGUSR1 (raised twice: merged) and SIGRTMIN (queued twice) blocked, pending across
  *             output calls, listed by sigpending, then delivered when sigprocmask unblocks them.
  *   sigwait   blocked SIGUSR1 and SIGRTMIN+1 taken by sigtimedwait and sigwaitinfo; a third
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,6 +165,29 @@ static void via_signalfd(void)
     close(fd);
 }
 
+static void sfd_epoll(void)
+{
+    block(SIG_BLOCK, SIGUSR2, 0);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 7};
+    if (fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        perror("signalfd/epoll");
+        exit(2);
+    }
+    raise(SIGUSR2);
+    struct epoll_event out = {0};
+    int n = epoll_wait(ep, &out, 1, 2000);
+    printf("epoll_wait %d data %u\n", n, n > 0 ? out.data.u32 : 0);
+    struct signalfd_siginfo si;
+    ssize_t got = read(fd, &si, sizeof si);
+    printf("read %d %s\n", (int)got, si.ssi_signo == SIGUSR2 ? "SIGUSR2" : "?");
+    check(n == 1 && out.data.u32 == 7 && got == sizeof si, "the signalfd is ready in the epoll set");
+}
+
 static void pending(void)
 {
     int rtmin = SIGRTMIN;
@@ -290,6 +315,8 @@ int main(int argc, char **argv)
         raise_and_kill();
     else if (!strcmp(what, "signalfd"))
         via_signalfd();
+    else if (!strcmp(what, "sfdepoll"))
+        sfd_epoll();
     else if (!strcmp(what, "pending"))
         pending();
     else if (!strcmp(what, "sigwait"))
@@ -301,7 +328,7 @@ int main(int argc, char **argv)
     else if (!strcmp(what, "outside"))
         outside();
     else {
-        fprintf(stderr, "usage: sigself rt|raise|signalfd|pending|sigwait|pipe|pipekill|outside\n");
+        fprintf(stderr, "usage: sigself rt|raise|signalfd|sfdepoll|pending|sigwait|pipe|pipekill|outside\n");
         return 2;
     }
     printf("verdict: %s\n", failed ? "FAIL" : "pass");
