@@ -452,7 +452,8 @@ def traced_by(monitor: str, candidates: list[str]) -> list[int]:
 
 
 def _child_of_monitor(role: str, program: str, timeout: float = 20) -> int:
-    """The pid of `program` under the `mvx <role>` monitor (once it has started)."""
+    """The pid of `program` under the `mvx <role>` monitor (once it has started): the process its
+    thread traces (a follower's is under the helpers of its pid namespace)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         monitors = subprocess.run(["pgrep", "-f", f"mvx {role} .*{program}"], capture_output=True, text=True,

@@ -444,7 +444,7 @@ class Traits:
     shadow            its effect on the monitor's shadow of the fd table: "epoll_ctl", "close",
                       "dup", "pair" (two new fds), "exec"
     world_fd          the new fds it makes belong to the variant's own world when they are of these
-                      kinds (procinfo.FdKinds: "file", "dir", "pipe", "socket", "other"): calls on
+                      kinds (procinfo.FdKinds: "file", "dir", "pipe", "socket", "signalfd", "other"): calls on
                       them run in every variant (Policy.in_world); "same" for dup: as the old fd is
     changes_fs        always changes the file system (unlinkat, renameat2, ftruncate...): a follower
                       does it in its own world before the leader does it in the real one
@@ -782,7 +782,7 @@ _SPEC_LIST = [
     sc("signal", Ptr, signum=Signal, handler=Ptr),
     sc("pause", Int, Traits(blocks=True)),
     sc("alarm", Uint, Traits(clock_result=True), seconds=Uint),
-    sc("signalfd4", Fd, fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
+    sc("signalfd4", Fd, Traits(world_fd=("signalfd",)), fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
     # --- time ---
     sc("clock_gettime", Int, Traits(clock_read=True), clockid=CLOCKS, tp=OutStruct("timespec")),
     sc("clock_getres", Int, clockid=CLOCKS, res=OutStruct("timespec")),

@@ -204,6 +204,7 @@ class Variant:
         self._ev = ffi.new("struct mvx_event *")
         self._keep: list = []
         self.pid = -1
+        self._own_pid: int | None = None
         self.exit_status: int | None = None
         self.killed_by: int | None = None
         self._regbuf = ffi.new("unsigned char[512]")
@@ -259,6 +260,21 @@ class Variant:
             raise MvxError(f"{self.argv[0]}: {ffi.string(err).decode(errors='replace')}")
         self.pid = pid
         return pid
+
+    @property
+    def own_pid(self) -> int:
+        """The variant's pid as the variant sees it (in a pid namespace of its own: there)."""
+        if self._own_pid is None:
+            self._own_pid = self.pid
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("NSpid:"):
+                            self._own_pid = int(line.split()[-1])
+                            break
+            except (OSError, ValueError):
+                pass
+        return self._own_pid
 
     @property
     def notify_fd(self) -> int:

@@ -85,7 +85,7 @@ def kind_of_mode(mode: int) -> str:
 
 
 class FdKinds:
-    """fd -> "socket" | "pipe" | "file" | "dir" | "chardev" | "other" | "none" (not open), cached
+    """fd -> "socket" | "pipe" | "file" | "dir" | "chardev" | "signalfd" | "other" | "none" (not open), cached
     until the fd is closed or reused (the monitor calls `forget` on every fd-table change it sees)."""
 
     def __init__(self, pid: int) -> None:
@@ -97,6 +97,8 @@ class FdKinds:
         if found is None:
             try:
                 found = kind_of_mode(os.stat(f"/proc/{self.pid}/fd/{fd}").st_mode)
+                if found == "other" and os.readlink(f"/proc/{self.pid}/fd/{fd}") == "anon_inode:[signalfd]":
+                    found = "signalfd"  # reads the reader's own signals: never read by the monitor
             except OSError:
                 found = "none"
             self._cache[fd] = found

@@ -13,6 +13,7 @@ variant diverged, a signal, the channel broke) reaches the thread as `link.Stopp
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -269,12 +270,17 @@ class Monitor:
         raise MvxError(f"a call performed for the variant was interrupted and not made again "
                        f"(syscall {pending.key[1]}): its result is lost")
 
+    def _on_signalfd(self, call) -> bool:
+        return bool(call.kinds) and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) \
+            and self.fds.kind(call.args[0]) == "signalfd"
+
     def run_here(self, stop: Stop, call, want_ret: bool) -> tuple[int | None, dict]:
         """Execute the call in this variant (or in the monitor on its behalf, hybrid); its result
         when known (`want_ret` asks for it where that costs an exit stop), and its outputs."""
         v = self.variant
         if stop.kind is StopKind.NOTIFY:
-            done = perform(v, stop, call, self.fds.dups)
+            # a signalfd gives whoever reads it their own signals: the variant reads its own
+            done = None if self._on_signalfd(call) else perform(v, stop, call, self.fds.dups)
             if done is None:
                 if not v.continue_call(stop) and not v.notification_valid(stop):
                     raise CallGone
@@ -331,13 +337,16 @@ class LeaderMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         call = self.call_of(stop)
-        if self.signals.deferred and self.signals.can_interrupt(stop, call):
+        if self.signals.deferred:
             # replicated just before this call, in every variant: one batch, delivered at one stop
-            how = "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
-            sigs = self.signals.take_deferred()
-            self.link.publish(self.sync.signal_batch(sigs, how))
-            self.signals.deliver(stop, sigs, how)
-            return
+            # (or left pending where the program blocks them all now: handled at its unblock)
+            blocked = self.signals.all_blocked(self.signals.deferred)
+            if blocked or self.signals.can_interrupt(stop, call):
+                how = "pending" if blocked else "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
+                sigs = self.signals.take_deferred()
+                self.link.publish(self.sync.signal_batch(sigs, how))
+                if not self.signals.deliver(stop, sigs, how):
+                    return
         if call.name not in self.synced:  # (ptrace mode stops at every i386 socketcall)
             self.let_run(stop)
             return
@@ -358,6 +367,8 @@ class LeaderMonitor(Monitor):
         ret, outputs = self.run_here(stop, call, plan.wants_ret)
         self.track(call, ret)
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
+        if stop.kind is StopKind.NOTIFY and ret == -errno.EPIPE and call.spec.traits.sends is not None:
+            self.signals.pipe_broken(call)  # the monitor's write took the SIGPIPE the program's would
 
     def hold(self, stop: Stop, call, cls: str, plan, fd: int, file_data: bytes | None, content: str | None) -> None:
         """Write-behind (mvx.runtime.outbox): the followers check the call while the program runs
@@ -404,7 +415,7 @@ class LeaderMonitor(Monitor):
         if stop.kind is StopKind.KILLED:
             outcome = Outcome(signal=stop.status)
             self.link.end(self.sync.exit_record(None, stop.status))
-            if stop.status in self.signals.replicated:  # every follower got it too: they must end alike
+            if self.signals.ended_by_agreement(stop.status):  # every follower got it too: they must end alike
                 return outcome
             outcome.divergence = Divergence("signal", self.sync.seq + 1, _ending(None, stop.status), "-",
                                             "the leader was killed by a signal")
@@ -446,10 +457,11 @@ class FollowerMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         record = self.next_record(signals=True)
-        if isinstance(record, SignalBatch):  # the leader took these signals just before this call
-            how = record.how if record.how in ("interrupt", "rewind") else None
-            self.signals.deliver(stop, _signals_of(record), how)
-            return
+        while isinstance(record, SignalBatch):  # the leader took these signals just before this call
+            how = record.how if record.how in ("interrupt", "rewind", "pending") else None
+            if not self.signals.deliver(stop, _signals_of(record), how):
+                return
+            record = self.next_record(signals=True)  # pending: the call goes on
         call = self.call_of(stop)
         if call.name not in self.synced:
             self._held = record
@@ -526,7 +538,7 @@ class FollowerMonitor(Monitor):
         seq = self.sync.seq + 1
         if self.stopping:
             return self.stopped_outcome()
-        if stop.kind is StopKind.KILLED and stop.status not in self.signals.replicated:
+        if stop.kind is StopKind.KILLED and not self.signals.ended_by_agreement(stop.status):
             raise Divergence("signal", seq, "(the leader's next synced call)", _ending(None, stop.status),
                              f"the follower was killed by signal {stop.status}")
         try:

@@ -2,16 +2,26 @@
 call, the leader's way (docs/DESIGN.md, signals). The leader's monitor suppresses it where it
 arrives and defers it to its next call that may take it; every variant then gets the same batch
 at that call. A signal a variant raises by its own fault is delivered where it happens (a crash
-is then a divergence)."""
+is then a divergence), and so is one it sends itself (kill, tgkill, sigqueue to its own pid): it
+is part of the program's own behaviour, which every variant repeats, so each takes its own."""
 
 from __future__ import annotations
 
+import os
 import signal
+import struct
 
 from mvx.mechanics.engine import Stop, StopKind
 
 SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
                          signal.SIGSYS})
+# si_code of a signal sent by a process (kill, sigqueue, tgkill/tkill); the sender's pid follows
+SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
+# sent by the kernel as if by the process itself (SI_USER, its own pid) on a call that fails: a
+# follower does not make the leader's writes, so these stay replicated from the leader
+ON_BEHALF = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+# the monitor's siginfo layout (a 64-bit host): si_signo, si_errno, si_code, then the union at 16
+_HEAD = struct.Struct("<iii4xi")
 
 
 class SignalRelay:
@@ -24,6 +34,20 @@ class SignalRelay:
         self.replicated: set[int] = set()  # replicated signals delivered
         self.restart_on_delivery = False  # the notified call our signal interrupts is to be made again
         self.deferred: list[tuple[int, bytes]] = []  # from outside, replicated at the next synced call
+        self.own: set[int] = set()  # signals the variant sent itself, delivered where they came
+
+    def ended_by_agreement(self, sig: int) -> bool:
+        """Whether a variant killed by `sig` ended as every variant does: by a replicated signal,
+        or by one it sent itself (abort, raise), which every variant sends."""
+        return sig in self.replicated or sig in self.own
+
+    def sent_by_itself(self, sig: int, info: bytes) -> bool:
+        """A signal the variant sent itself: a process-sent code and the variant's own pid as the
+        variant sees it (a follower, in its pid namespace, has the leader's pid)."""
+        if sig in ON_BEHALF or len(info) < _HEAD.size:
+            return False
+        signo, _, code, pid = _HEAD.unpack_from(info)
+        return signo == sig and code in (SI_USER, SI_QUEUE, SI_TKILL) and pid == self.variant.own_pid
 
     def on_signal(self, sig: int) -> tuple[int, bytes] | None:
         """A signal is about to be delivered to the variant (ptrace signal-delivery stop); the
@@ -32,18 +56,22 @@ class SignalRelay:
         if sig in SYNCHRONOUS:
             v.resume()  # delivered where it happened
             return None
-        for i, (mine, info) in enumerate(self.releasing):
+        info = v.siginfo()
+        if self.sent_by_itself(sig, info):  # the program's own: delivered here, in every variant alike
+            self.own.add(sig)
+            v.resume()
+            return None
+        for i, (mine, original) in enumerate(self.releasing):
             if mine == sig:  # one of ours, at the point chosen for it, as the original was sent
                 del self.releasing[i]
                 self.replicated.add(sig)
-                if info:
-                    v.set_siginfo(info)
+                if original:
+                    v.set_siginfo(original)
                 if self.restart_on_delivery:
                     self.restart_on_delivery = False
                     v.restart_interrupted()
                 v.resume()
                 return None
-        info = v.siginfo()
         v.deliver_signal(0)
         v.resume()
         return sig, info
@@ -54,24 +82,52 @@ class SignalRelay:
         can block does natively (close never returns EINTR): others wait for a later call."""
         return stop.kind is not StopKind.NOTIFY or call.spec.traits.blocks
 
+    def all_blocked(self, sigs: list[tuple[int, bytes]]) -> bool:
+        """Whether the variant blocks every one of `sigs` now (its mask, /proc SigBlk): sent, they
+        only become pending, interrupt nothing, and are handled where the program unblocks them."""
+        try:
+            with open(f"/proc/{self.variant.pid}/status") as f:
+                mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return False
+        return all(mask >> (sig - 1) & 1 for sig, _ in sigs)
+
+    def pipe_broken(self, call) -> None:
+        """A send the (hybrid) leader's monitor performed failed with EPIPE: the kernel raised
+        SIGPIPE in the monitor, where the program's own call would have raised it in the program.
+        Replicated like one from outside, as the kernel sends it (SI_USER from the program itself),
+        unless the call asked for none (MSG_NOSIGNAL)."""
+        if any("MSG_NOSIGNAL" in (a if isinstance(a, (set, frozenset, tuple, list)) else str(a)) for a in call.args):
+            return
+        info = bytearray(128)
+        _HEAD.pack_into(info, 0, signal.SIGPIPE, 0, SI_USER, self.variant.own_pid)
+        struct.pack_into("<I", info, _HEAD.size, os.getuid())
+        self.deferred.append((signal.SIGPIPE, bytes(info)))
+
     def take_deferred(self) -> list[tuple[int, bytes]]:
         sigs, self.deferred = pending(self.deferred), []
         return sigs
 
-    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> None:
+    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> bool:
         """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`, the leader's way
         (`how`, default by this stop's kind): "interrupt" a notified call as a real blocking call
         is (the kernel restarts it or returns EINTR, per SA_RESTART), or "rewind" it: not run now,
         made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
-        the signal-delivery stop). Every variant must do what the leader did, or one sees EINTR
-        where another makes the call."""
+        the signal-delivery stop); or, "pending", the program blocks them all now: they are sent,
+        wait in its mask and the call goes on (True: the caller handles the call as usual). Every
+        variant must do what the leader did, or one sees EINTR where another makes the call."""
         how = how or ("interrupt" if stop.kind is StopKind.NOTIFY else "rewind")
         self.releasing.extend(sigs)
+        if how == "pending":
+            for sig, _ in sigs:
+                self.variant.send_signal(sig)
+            return True
         self.restart_on_delivery = stop.kind is StopKind.NOTIFY and how == "rewind"
         for sig, _ in sigs:
             self.variant.send_signal(sig)
         if stop.kind is not StopKind.NOTIFY:
             self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
+        return False
 
 
 def pending(sigs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
