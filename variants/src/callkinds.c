@@ -9,6 +9,8 @@
  *   callkinds clocks             every clock-valued result: times, timerfd_gettime, timer_gettime,
  *                                getitimer, getrusage, sysinfo's uptime
  *   callkinds sleepint           a 1 s sleep that SIGALRM (setitimer, 100 ms) interrupts natively
+ *   callkinds pausealarm         alarm(1) then pause(): natively wakes after 1 s (under mvx today it
+ *                                hangs: the leader's SIGALRM waits for a synced call that never comes)
  *   callkinds trunc              recv/recvfrom/recvmsg/readv into short buffers with MSG_TRUNC/MSG_PEEK:
  *                                guard bytes after each buffer must stay untouched
  *   callkinds unixdgram DIR      sendto an AF_UNIX path, recvfrom an unnamed sender
@@ -88,6 +90,17 @@ static int sleepint_case(void) {
         out("nanosleep 0\n");
     else
         out("nanosleep %d errno %d rem_sec %lld\n", r, errno, (long long)rem.tv_sec);
+    return 0;
+}
+
+static int pausealarm_case(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    pause();
+    out("woke\n");
     return 0;
 }
 
@@ -309,6 +322,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "fcntl")) return fcntl_case();
     if (!strcmp(c, "openmode")) return openmode_case();
     if (!strcmp(c, "sleepint")) return sleepint_case();
+    if (!strcmp(c, "pausealarm")) return pausealarm_case();
     if (!strcmp(c, "scm")) return scm_case(dir);
     if (!strcmp(c, "clocks")) return clocks_case();
     if (!strcmp(c, "trunc")) return trunc_case();
