@@ -241,10 +241,10 @@ def test_every_clock_valued_call_is_replicated_by_the_default_policy():
     must never see its own (tests/test_callkinds.py runs them)."""
     from mvx.isa import syscalls as S
     clocked = {n for n in S.canonical_names() if S.spec_of(n).traits.clock_read or S.spec_of(n).traits.clock_result}
-    assert {"times", "timerfd_gettime", "timer_gettime", "getitimer", "getrusage", "sysinfo", "clock_nanosleep",
+    assert {"times", "timerfd_gettime", "timer_gettime", "getitimer", "getrusage", "sysinfo",
             "clock_gettime", "gettimeofday", "time", "timerfd_settime", "timer_settime", "setitimer", "alarm"} <= clocked
     assert {n: POLICY.class_of(n) for n in clocked} == {n: "replicated" for n in clocked}
-    for raw in ("timerfd_gettime64", "timer_gettime64", "clock_nanosleep_time64", "timer_settime64",
+    for raw in ("timerfd_gettime64", "timer_gettime64", "timer_settime64",
                 "timerfd_settime64"):
         assert archmod.get("i386").nr(raw) and normalize(RawSyscall("i386", archmod.get("i386").nr(raw))).name in clocked
 

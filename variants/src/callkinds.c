@@ -8,6 +8,9 @@
  *   callkinds scm DIR            sendmsg with SCM_RIGHTS and SCM_CREDENTIALS between two sockets
  *   callkinds clocks             every clock-valued result: times, timerfd_gettime, timer_gettime,
  *                                getitimer, getrusage, sysinfo's uptime
+ *   callkinds sleepint           a 1 s sleep that SIGALRM (setitimer, 100 ms) interrupts natively
+ *   callkinds pausealarm         alarm(1) then pause(): natively wakes after 1 s (under mvx today it
+ *                                hangs: the leader's SIGALRM waits for a synced call that never comes)
  *   callkinds trunc              recv/recvfrom/recvmsg/readv into short buffers with MSG_TRUNC/MSG_PEEK:
  *                                guard bytes after each buffer must stay untouched
  *   callkinds unixdgram DIR      sendto an AF_UNIX path, recvfrom an unnamed sender
@@ -41,7 +44,9 @@ static void out(const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (write(1, line, (size_t)n) != n) exit(3);
+    ssize_t w;
+    while ((w = write(1, line, (size_t)n)) < 0 && errno == EINTR) {}
+    if (w != n) exit(3);
 }
 
 static int fcntl_case(void) {
@@ -67,6 +72,35 @@ static int fcntl_case(void) {
     fl.l_len = 3;
     r = fcntl(fd, F_OFD_GETLK, &fl);
     out("ofd_getlk %d type %d start %lld\n", r, fl.l_type, (long long)fl.l_start);
+    return 0;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+static int sleepint_case(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 0}, {0, 100000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct timespec req = {1, 0}, rem = {9, 9};
+    int r = nanosleep(&req, &rem);
+    if (r == 0)
+        out("nanosleep 0\n");
+    else
+        out("nanosleep %d errno %d rem_sec %lld\n", r, errno, (long long)rem.tv_sec);
+    return 0;
+}
+
+static int pausealarm_case(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    pause();
+    out("woke\n");
     return 0;
 }
 
@@ -287,6 +321,8 @@ int main(int argc, char **argv) {
     const char *c = argv[1], *dir = argc > 2 ? argv[2] : "/tmp";
     if (!strcmp(c, "fcntl")) return fcntl_case();
     if (!strcmp(c, "openmode")) return openmode_case();
+    if (!strcmp(c, "sleepint")) return sleepint_case();
+    if (!strcmp(c, "pausealarm")) return pausealarm_case();
     if (!strcmp(c, "scm")) return scm_case(dir);
     if (!strcmp(c, "clocks")) return clocks_case();
     if (!strcmp(c, "trunc")) return trunc_case();

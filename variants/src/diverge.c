@@ -13,15 +13,13 @@
  *   bytes    the written bytes differ in one byte        -> different output bytes
  *   exit     exit status 3 instead of 0                  -> different exit statuses
  *   signal   a SIGSEGV (null write) before the write                 -> killed by a signal
- *   hang     a 30 s wait (sigtimedwait on no signal: not synced; a sleep is, its time
- *            left being a clock reading) before the write  -> does not reach the next call
+ *   hang     a 30 s sleep (not synced) before the write  -> does not reach the next call
  *            (with "all": a 1 s sleep, under the timeout)
  *   fd       an eventfd (not synced) before socket()     -> fd numbers differ
  *   file     reads 8 bytes of /etc/passwd, not 16        -> different arguments of a local read
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -78,9 +76,7 @@ int main(int argc, char **argv)
         *(volatile int *)0 = 1; /* a real fault: raise() would make synced calls (getpid) first */
     if (odd && strcmp(mode, "hang") == 0) {
         struct timespec ts = {all ? 1 : 30, 0};
-        sigset_t none;
-        sigemptyset(&none);
-        sigtimedwait(&none, NULL, &ts);
+        nanosleep(&ts, NULL);
     }
     if (write(fd, out, len) < 0)
         return 1;
