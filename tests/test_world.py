@@ -11,6 +11,7 @@ leader's file: EEXIST), the pipe splice hung, and gettid disagreed with the repl
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,10 @@ def test_the_program_sees_nothing_of_mvx(leader, follower, mode, tmp_path):
     fds, rlimits, environment, signal mask and dispositions, umask: under mvx what a native run
     prints. No LANG or LC_*: Python would add LC_CTYPE=C.UTF-8 (PEP 538) to what mvx passes on."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    # as a shell would start it: no signal blocked (this pytest process may block SIGCHLD: importing
+    # mvx.mechanics.engine does)
     native = subprocess.run([variant_bin(leader, "self_view")], capture_output=True, env=env, cwd=tmp_path,
-                            check=False)
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, set()), check=False)
     assert native.returncode == 0
     r = subprocess.run([sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin(leader, "self_view"),
                         "--follower", variant_bin(follower, "self_view")], capture_output=True, env=env,
