@@ -47,6 +47,10 @@ class StopKind(enum.IntEnum):
     KILLED = lib.MVX_EV_KILLED
     SIGNAL = lib.MVX_EV_SIGNAL
     EXEC = lib.MVX_EV_EXEC
+    # after a hot call the C fast path carried (mvx.runtime.fastpath): the call's nr and args
+    PIPE_BROKEN = lib.MVX_EV_PIPE_BROKEN  # the leader's write got EPIPE: the program's SIGPIPE is due
+    FAST_NOTE = lib.MVX_EV_FAST_NOTE  # a follower was lost to a send from C: tell the session
+    CHECK_LATE = lib.MVX_EV_CHECK_LATE  # a lockstep check timed out (a divergence)
 
 
 class Stop:
@@ -289,16 +293,19 @@ class Variant:
         """Every ptrace stop the C loop saw, including the ones it resumed by itself."""
         return self._t.stops
 
-    def wait(self) -> Stop:
-        """Block until the next stop that needs a decision (the exec event is passed by itself)."""
+    def wait(self, fast=None) -> Stop:
+        """Block until the next stop that needs a decision (the exec event is passed by itself).
+        With `fast` (a struct mvx_fast), the C fast path carries the hot calls it can first."""
         while True:
-            r = lib.mvx_wait(self._t, self._ev)
+            r = lib.mvx_wait(self._t, self._ev) if fast is None else lib.mvx_fast_wait(fast, self._ev)
             if r < 0:
+                if fast is not None and r == -errno_mod.EPROTO:
+                    raise MvxError(f"variant {self.pid}: {ffi.string(lib.mvx_fast_error(fast)).decode(errors='replace')}")
                 raise MvxError(f"lost the variant {self.pid}: {os.strerror(-r)}")
             ev = self._ev
             kind = _KINDS[ev.kind]
             # read only the fields this kind of stop has: each cdata field read costs ~70 ns
-            if kind is StopKind.NOTIFY or kind is StopKind.SECCOMP or kind is StopKind.ENTRY:
+            if kind is StopKind.NOTIFY or kind is StopKind.SECCOMP or kind is StopKind.ENTRY or kind >= StopKind.PIPE_BROKEN:
                 audit = ev.arch
                 arch = _AUDIT_CACHE.get(audit) or _arch_of(audit)
                 return Stop(kind, ev.pid, arch, ev.nr, ffi.unpack(ev.args, 6), 0, False, ev.notif_id, 0, ev.ip)

@@ -60,6 +60,10 @@ class FdCache:
         self._fds[fd] = mine
         return mine
 
+    def known(self, fd: int) -> int:
+        """The duplicate already held for `fd`, or -1 (none taken yet)."""
+        return self._fds.get(fd, -1)
+
     def forget(self, fd: int) -> None:
         """The variant closed `fd`: drop the duplicate, so the file is not kept open by the monitor."""
         mine = self._fds.pop(fd, None)

@@ -1,16 +1,16 @@
 """Where a monitor thread meets the rest of its session: the leader's `LeaderLink` to its
 followers (a window of unacknowledged records: backpressure; `check`: lockstep), and a follower's
-`Inbox` of the leader's messages. Messages are mvx.core.protocol types; the trio side moves them over
+`Inbox` of the leader's messages. Messages are mvx.core.protocol types; the reader threads move them over
 the channel."""
 
 from __future__ import annotations
 
-import collections
-import threading
-import time
+import os
 
+from mvx.core import protocol
 from mvx.core.protocol import CheckRequest, End
 from mvx.core.sync import Divergence, render_view
+from mvx.mechanics.native import ffi, lib
 
 
 class Stopped(Exception):
@@ -22,117 +22,120 @@ class Stopped(Exception):
 
 
 class LeaderLink:
-    """The leader thread's side of its followers (methods called from the thread unless noted)."""
+    """The leader thread's side of its followers (methods called from the thread unless noted).
+    The counts live in C (mvx_fast.c, `mvx_link`): a reader thread updates them without Python,
+    and the C fast path waits on them as this class does."""
 
-    def __init__(self, followers: int, send, window: int = 256, timeout: float = 10.0) -> None:
+    def __init__(self, followers: int, send, window: int = 256, timeout: float = 10.0, on_lost=None) -> None:
         self._send = send  # send(index, message): thread-safe hand-off to the trio side
+        self.followers = followers
         self.window = window
         self.timeout = timeout
-        self.live = set(range(followers))
-        self.acked = [0] * followers
-        self.checked = [0] * followers
-        self.cond = threading.Condition()
+        self.native = ffi.gc(lib.mvx_link_new(followers, window), lib.mvx_link_free)
         self.failure: BaseException | None = None
+        self.on_lost = on_lost  # on_lost(index, why): a send from C failed (the session decides)
+
+    @property
+    def live(self) -> set[int]:
+        return {i for i in range(self.followers) if lib.mvx_link_live(self.native, i)}
+
+    def acked(self, i: int) -> int:
+        return lib.mvx_link_acked(self.native, i)
+
+    def checked(self, i: int) -> int:
+        return lib.mvx_link_checked(self.native, i)
 
     def publish(self, message) -> None:
-        seq = message.seq
-        with self.cond:
-            while self.failure is None and any(seq - self.acked[i] > self.window for i in self.live):
-                self.cond.wait(0.5)
-            if self.failure is not None:
-                raise self.failure
-            live = sorted(self.live)
-        for i in live:
+        if lib.mvx_link_window_wait(self.native, message.seq) < 0:
+            raise self.failure or Stopped("stopped")
+        for i in sorted(self.live):
             self._send(i, message)
 
     def started(self, message) -> None:
         """The leader's variant exists (Started): every follower may start its own."""
-        with self.cond:
-            live = sorted(self.live)
-        for i in live:
+        for i in sorted(self.live):
             self._send(i, message)
 
     def check(self, request: CheckRequest) -> None:
         """Block until every live follower has checked `request` (lockstep)."""
-        seq = request.seq
         self.publish(request)
-        deadline = time.monotonic() + self.timeout + 5.0  # a follower's own watchdog fires first
-        with self.cond:
-            while self.failure is None and any(self.checked[i] < seq for i in self.live):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    late = sorted(i for i in self.live if self.checked[i] < seq)
-                    raise Divergence("timeout", seq, render_view(request.view), "(not reached)",
-                                     f"follower(s) {late} did not check the call within {self.timeout:g}s")
-                self.cond.wait(min(left, 0.5))
-            if self.failure is not None:
-                raise self.failure
+        self.wait_checked(request.seq, request.view)
+
+    def wait_checked(self, seq: int, view=None) -> None:
+        """Block until every live follower has checked `seq`; a follower later than the timeout
+        (its own watchdog fires first) is a divergence."""
+        r = lib.mvx_link_checked_wait(self.native, seq, int((self.timeout + 5.0) * 1000))
+        if r < 0:
+            raise self.failure or Stopped("stopped")
+        if r > 0:
+            late = sorted(i for i in self.live if self.checked(i) < seq)
+            raise Divergence("timeout", seq, render_view(view), "(not reached)",
+                             f"follower(s) {late} did not check the call within {self.timeout:g}s")
 
     def end(self, message: End) -> None:
         """The leader's program ended: tell every follower (no window: nothing more follows)."""
-        with self.cond:
-            live = sorted(self.live)
-        for i in live:
+        for i in sorted(self.live):
             self._send(i, message)
 
-    # called from the trio side
+    # called from the reader threads
     def on_ack(self, i: int, seq: int) -> None:
-        with self.cond:
-            self.acked[i] = max(self.acked[i], seq)
-            self.cond.notify_all()
+        lib.mvx_link_on_ack(self.native, i, seq)
 
     def on_checked(self, i: int, seq: int) -> None:
-        with self.cond:
-            self.checked[i] = max(self.checked[i], seq)
-            self.acked[i] = max(self.acked[i], seq - 1)
-            self.cond.notify_all()
+        lib.mvx_link_on_checked(self.native, i, seq)
 
     def detach(self, i: int) -> None:
         """A follower left the session (alert policy, or it ended): no longer waited for."""
-        with self.cond:
-            self.live.discard(i)
-            self.cond.notify_all()
+        lib.mvx_link_detach(self.native, i)
 
     def fail(self, exc: BaseException) -> None:
-        with self.cond:
-            if self.failure is None:
-                self.failure = exc
-            self.cond.notify_all()
+        if self.failure is None:
+            self.failure = exc
+        lib.mvx_link_fail(self.native)
+
+    def report_lost(self) -> None:
+        """Tell the session of every follower a send from C failed to reach."""
+        for i in range(self.followers):
+            r = lib.mvx_link_take_lost(self.native, i)
+            if r and self.on_lost is not None:
+                self.on_lost(i, os.strerror(-r))
 
 
 class Inbox:
-    """Messages from the trio side to a follower thread, in order; the watchdog reads how long the
-    oldest has waited."""
+    """The leader's messages for a follower thread, in order (a queue in C, mvx_fast.c `mvx_inbox`,
+    that the C fast path reads too); the watchdog reads how long the oldest has waited."""
 
     def __init__(self) -> None:
-        self._q: collections.deque[tuple[float, object]] = collections.deque()
-        self._cond = threading.Condition()
+        self.native = ffi.gc(lib.mvx_inbox_new(), lib.mvx_inbox_free)
         self._closed: str | None = None
+        self._buf = ffi.new("char[]", 1 << 16)
+        self._len = ffi.new("size_t *")
 
     def put(self, message) -> None:
-        with self._cond:
-            self._q.append((time.monotonic(), message))
-            self._cond.notify()
+        body = protocol.encode(message)[4:]
+        lib.mvx_inbox_put(self.native, body, len(body))
 
     def close(self, reason: str) -> None:
-        with self._cond:
-            if self._closed is None:
-                self._closed = reason
-            self._cond.notify_all()
+        if self._closed is None:
+            self._closed = reason
+        lib.mvx_inbox_close(self.native)
+
+    @property
+    def closed(self) -> str | None:
+        return self._closed
 
     def get(self, timeout: float | None = None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._q and self._closed is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError
-                self._cond.wait(left)
-            if self._closed is not None:
-                raise Stopped(self._closed)
-            return self._q.popleft()[1]
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        while True:
+            r = lib.mvx_inbox_take(self.native, self._buf, len(self._buf), self._len, ms)
+            if r == 0:
+                return protocol.decode_body(bytes(ffi.buffer(self._buf, self._len[0])))[0]
+            if r == 1:
+                raise TimeoutError
+            if r == -1:
+                raise Stopped(self._closed or "stopped")
+            self._buf = ffi.new("char[]", self._len[0])  # -ENOSPC: a bigger frame
 
     def oldest_wait(self) -> float:
         """Seconds the oldest undelivered message has waited (0 when none)."""
-        with self._cond:
-            return time.monotonic() - self._q[0][0] if self._q else 0.0
+        return lib.mvx_inbox_oldest_wait(self.native)

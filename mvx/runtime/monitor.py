@@ -17,6 +17,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -40,9 +41,12 @@ from mvx.isa.render import render
 from mvx.isa.syscalls import Fd
 from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant, host_arch
 from mvx.mechanics.filters import Trap
+from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import LoaderRange
 from mvx.mechanics.proxy import Performed, answer, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
+from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath
+from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.fdshadow import FdShadow
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
 from mvx.runtime.outbox import Held, Outbox
@@ -133,6 +137,7 @@ class Monitor:
         self.stopping: str | None = None
         self.stop_divergence: Divergence | None = None
         self.unanswered: Unanswered | None = None
+        self.fast: FastPath | None = None  # the C fast path (set up by the roles that have one)
 
     def start(self) -> int:
         pid = self.variant.start()
@@ -166,7 +171,7 @@ class Monitor:
             self.start()
             while True:
                 self.in_wait = True
-                stop = self.variant.wait()
+                stop = self.wait()
                 self.in_wait = False
                 if stop.kind in ENDINGS:
                     return self.ended(stop)
@@ -201,9 +206,58 @@ class Monitor:
         finally:
             self.in_wait = False
             self.kill()
+            if self.fast is not None and os.environ.get("MVX_FAST_STATS"):
+                print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C, "
+                      f"{self.sync.seq} synced calls in all", file=sys.stderr)
 
     def on_call(self, stop: Stop) -> None:
         raise NotImplementedError
+
+    # ---- the C fast path ----------------------------------------------------------------------------
+    def fast_ready(self) -> bool:
+        """May the C loop carry calls now (Python holds no state it cannot see)?"""
+        return self.unanswered is None
+
+    def wait(self) -> Stop:
+        """The variant's next stop for Python: with the fast path, after the hot calls C carried."""
+        fast = self.fast
+        if fast is None:
+            return self.variant.wait()
+        fast.before_wait(self.fast_ready(), self.sync.seq)
+        try:
+            stop = self.variant.wait(fast.native)
+        finally:
+            self.sync.seq = fast.seq()
+            pending = fast.take_pending()
+            if pending is not None:
+                self.unanswered = Unanswered(pending[0], Performed(pending[1]))
+        while stop.kind >= StopKind.PIPE_BROKEN:  # after a call C carried
+            self.after_fast(stop)
+            stop = self.wait()
+        return stop
+
+    def after_fast(self, stop: Stop) -> None:
+        """What Python does after a hot call the C loop carried (StopKind.PIPE_BROKEN and kin)."""
+        if stop.kind is StopKind.PIPE_BROKEN:
+            self.signals.pipe_broken(self.call_of(stop))
+
+    def fast_track(self, call, ret: int | None) -> None:
+        """Keep the C loop's fd table current after a call Python handled: an fd whose meaning may
+        have changed is forgotten; a socket of the leader's world a hot call used is learned."""
+        fast = self.fast
+        traits = call.spec.traits
+        fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) else None
+        if traits.shadow in ("pair", "exec"):
+            fast.forget_fds()
+        elif traits.shadow == "close" and fd is not None:
+            fast.set_fd(fd, 0)
+        elif traits.shadow == "dup" and isinstance(call.args[1], int):
+            fast.set_fd(call.args[1], 0)
+        if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
+            fast.set_fd(ret, 0)
+        if call.name in fast.names and fd is not None and ret is not None:
+            what = lib.MVX_FD_OWN if self.fds.in_world(fd) else lib.MVX_FD_LEADERS if self.fds.kind(fd) == "socket" else 0
+            fast.set_fd(fd, what, self.fds.dups.known(fd))
 
     def ended(self, stop: Stop) -> Outcome:
         raise NotImplementedError
@@ -254,6 +308,8 @@ class Monitor:
         self.fds.track(call, ret)
         if call.spec.traits.shadow == "exec":
             self.loader.reset()
+        if self.fast is not None:
+            self.fast_track(call, ret)
 
     def answer_again(self, stop: Stop) -> None:
         """The restarted copy of an unanswered performed call gets its result (mvx.mechanics.proxy.answer).
@@ -324,8 +380,27 @@ class LeaderMonitor(Monitor):
 
     def start(self) -> int:
         pid = super().start()
+        if fast_wanted() and self.outbox is None and self.sync.lockstep == "sensitive" \
+                and lib.mvx_link_all_chans(self.link.native):
+            self.fast = FastPath(self.variant, LEADER, self.policy, link=self.link,
+                                 check_timeout=self.link.timeout + 5.0)
         self.link.started(Started(pid))  # followers start theirs with this pid
         return pid
+
+    def fast_ready(self) -> bool:
+        return self.unanswered is None and not self.signals.deferred
+
+    def after_fast(self, stop: Stop) -> None:
+        if stop.kind is StopKind.FAST_NOTE:
+            self.link.report_lost()
+        elif stop.kind is StopKind.CHECK_LATE:
+            call = self.call_of(stop)
+            seq = self.sync.seq + 1
+            late = sorted(i for i in self.link.live if self.link.checked(i) < seq)
+            raise Divergence("timeout", seq, render(call), "(not reached)",
+                             f"follower(s) {late} did not check the call within {self.link.timeout:g}s")
+        else:
+            super().after_fast(stop)
 
     def kill(self) -> None:
         super().kill()
@@ -430,8 +505,10 @@ class LeaderMonitor(Monitor):
 class FollowerMonitor(Monitor):
     role = "follower"
 
-    def __init__(self, argv: list[str], *, inbox: Inbox, reply, end_timeout: float = 10.0, **kw) -> None:
+    def __init__(self, argv: list[str], *, inbox: Inbox, reply, end_timeout: float = 10.0, reply_chan=None,
+                 **kw) -> None:
         super().__init__(argv, own_pids=True, own_files=True, **kw)  # a world of its own
+        self.reply_chan = reply_chan  # the C side of the channel to the leader (None: TLS)
         self.end_timeout = end_timeout
         self.inbox = inbox
         self.reply = reply  # reply(message): thread-safe hand-off to the trio side
@@ -443,7 +520,13 @@ class FollowerMonitor(Monitor):
         while not isinstance(message := self.inbox.get(), Started):
             pass
         self.variant.as_pid = message.pid
-        return super().start()
+        pid = super().start()
+        if fast_wanted() and self.reply_chan is not None:
+            self.fast = FastPath(self.variant, FOLLOWER, self.policy, inbox=self.inbox, reply_chan=self.reply_chan)
+        return pid
+
+    def fast_ready(self) -> bool:
+        return self.unanswered is None and self._held is None
 
     def next_record(self, timeout: float | None = None, signals: bool = False):
         if self._held is not None:

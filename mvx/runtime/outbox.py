@@ -22,6 +22,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from mvx.mechanics.native import lib
 from mvx.runtime.link import LeaderLink
 
 POLL_MS = 200  # how often a blocked write looks whether the session failed
@@ -42,13 +43,14 @@ class Outbox:
         self._queue: collections.deque[Held] = collections.deque()
         self._bytes = 0
         self._closed = False
+        self._cond = threading.Condition()
         self.sent = 0  # bytes that left (tests, reports)
         self._thread = threading.Thread(target=self._run, name="mvx-outbox", daemon=True)
         self._thread.start()
 
     def hold(self, item: Held) -> None:
         """Queue `item` (its fd now belongs to the outbox); waits while over the limit."""
-        cond = self.link.cond
+        cond = self._cond
         with cond:
             while self._bytes + len(item.data) > self.limit and self._queue and not self._stopped():
                 cond.wait(0.5)
@@ -61,17 +63,17 @@ class Outbox:
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything held has left (the program ended); False on timeout or failure."""
-        cond = self.link.cond
+        cond = self._cond
         with cond:
             return cond.wait_for(lambda: not self._queue or self._stopped(), timeout) and not self._queue
 
     def close(self) -> None:
         """Stop; whatever is still held is dropped (never sent)."""
-        with self.link.cond:
+        with self._cond:
             self._closed = True
-            self.link.cond.notify_all()
+            self._cond.notify_all()
         self._thread.join(timeout=5)
-        with self.link.cond:
+        with self._cond:
             for item in self._queue:
                 os.close(item.fd)
             self._queue.clear()
@@ -80,20 +82,21 @@ class Outbox:
     def _stopped(self) -> bool:
         return self._closed or self.link.failure is not None
 
-    def _releasable(self) -> bool:
-        if not self._queue:
-            return False
-        seq = self._queue[0].seq
-        return all(self.link.checked[i] >= seq for i in self.link.live)
-
     def _run(self) -> None:
-        cond = self.link.cond
+        cond = self._cond
         while True:
             with cond:
-                cond.wait_for(lambda: self._stopped() or self._releasable())
+                cond.wait_for(lambda: self._stopped() or self._queue, 0.2)
                 if self._stopped():
                     return
+                if not self._queue:
+                    continue
                 item = self._queue[0]
+            # every live follower must have checked it (the link's counts are C's: waited on there)
+            while not self._stopped() and lib.mvx_link_checked_wait(self.link.native, item.seq, POLL_MS) > 0:
+                pass
+            if self._stopped():
+                return
             try:
                 self._send(item)
             finally:

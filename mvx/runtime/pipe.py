@@ -3,19 +3,27 @@
 Every synced call crosses the channel, so it must not pay for a trio loop iteration and two thread
 hops on each side. Once trio has set a channel up (TCP, TLS handshake, hellos: mvx.runtime.channel), the
 session detaches it into a Pipe: the monitor thread sends its records itself, and one reader thread
-per pipe hands incoming messages on. TLS goes on with the same SSL object (its memory BIOs are
-driven here, under a lock, so a reader and a writer never use it at once).
+per pipe hands incoming messages on.
+
+A plain socket (`mvx run`'s socketpairs, --insecure TCP) is driven in C (mvx_fast.c, `mvx_chan`):
+frames are sent under its lock from any thread, the C fast path included, and its reader (`pump_link`,
+`pump_inbox`) takes acknowledgements and checks, or queues the leader's frames, without Python. TLS
+goes on with the same SSL object (its memory BIOs are driven here, under a lock, so a reader and a
+writer never use it at once); the fast path is off then.
 
 Errors are ChannelError/ChannelClosed with the same one-line wording as the trio side."""
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import ssl
 import threading
 from collections import deque
 
 from mvx.core import protocol
+from mvx.mechanics.native import ffi, lib
 from mvx.runtime.frames import ChannelClosed, ChannelError, Frames
 
 RECV_CHUNK = 256 << 10
@@ -41,6 +49,13 @@ class Pipe(Frames):
         self._closed = False
         self._broken: ChannelError | None = None
         sock.settimeout(POLL)
+        self.chan = None  # the C side of a plain socket (struct mvx_chan)
+        if tls is None:
+            self.chan = ffi.gc(lib.mvx_chan_new(sock.fileno(), int(send_timeout * 1000)), lib.mvx_chan_free)
+            pending = bytes(self._decoder._buf)  # a partial frame received before the detach
+            if pending:
+                lib.mvx_chan_seed(self.chan, pending, len(pending))
+                self._decoder._buf.clear()
 
     @property
     def closed(self) -> bool:
@@ -56,6 +71,13 @@ class Pipe(Frames):
             frame = protocol.encode(message)
         except protocol.ProtocolError as exc:
             raise self.error(f"cannot send: {exc}") from None
+        if self.chan is not None:
+            if self._closed:
+                raise self.error("the channel is closed", ChannelClosed)
+            r = lib.mvx_chan_send(self.chan, frame, len(frame))
+            if r < 0:
+                raise self.send_error(r)
+            return
         with self._send_lock:
             if self._closed:
                 raise self.error("the channel is closed", ChannelClosed)
@@ -67,6 +89,14 @@ class Pipe(Frames):
                         raise self.error(f"TLS: {exc}") from None
                     frame = self._out.read()
             self._send_raw(frame)
+
+    def send_error(self, r: int) -> ChannelError:
+        """The error of a failed C send (-errno)."""
+        if r == -errno.ESHUTDOWN:
+            return self.error("the channel is closed", ChannelClosed)
+        if r == -errno.ETIMEDOUT:
+            return self.error(f"the peer stopped reading for {self._send_timeout:g}s")
+        return self.error(os.strerror(-r))
 
     def _send_raw(self, data: bytes) -> None:
         """All of `data`, within the send timeout (a peer that stops reading is a lost peer)."""
@@ -93,6 +123,55 @@ class Pipe(Frames):
                 self._send_raw(data)
 
     # ---- receiving (one reader thread) --------------------------------------------------------------
+    def pump_link(self, link, i: int):
+        """The leader's reader for follower i: acknowledgements and checks go to `link` (a
+        LeaderLink); the next other message is returned. Raises like `receive`."""
+        while True:
+            if self._ready:
+                message = self._ready.popleft()
+            elif self.chan is None:
+                message = self.receive()
+            else:
+                message = self._pumped(lib.mvx_link_pump(link.native, i, self.chan))
+            if isinstance(message, protocol.Ack):
+                link.on_ack(i, message.seq)
+            elif isinstance(message, protocol.Checked):
+                link.on_checked(i, message.seq)
+            else:
+                return message
+
+    def pump_inbox(self, inbox):
+        """A follower's reader: the leader's messages go to `inbox` (an Inbox), in order; a
+        StopSession is returned. Raises like `receive`."""
+        while True:
+            if self._ready:
+                message = self._ready.popleft()
+            elif self.chan is None:
+                message = self.receive()
+            else:
+                return self._pumped(lib.mvx_inbox_pump(inbox.native, self.chan))
+            if isinstance(message, protocol.StopSession):
+                return message
+            inbox.put(message)
+
+    def _pumped(self, r: int):
+        """The message a C pump stopped at (r == 1), or the error it ended with."""
+        if r == 1:
+            n = ffi.new("size_t *")
+            p = lib.mvx_chan_special(self.chan, n)
+            try:
+                messages = protocol.decode_body(bytes(ffi.buffer(p, n[0])))
+            except protocol.ProtocolError as exc:
+                raise self.error(str(exc)) from None
+            if len(messages) != 1:
+                raise self.error(f"a frame of {len(messages)} messages where one is expected")
+            return messages[0]
+        if r == 0:
+            raise self.error("closed the connection", ChannelClosed)
+        if r == -errno.EPROTO:
+            raise self.error(ffi.string(lib.mvx_chan_error(self.chan)).decode(errors="replace"))
+        raise self.error(os.strerror(-r))
+
     def receive(self):
         """The next message; blocks. ChannelClosed at the peer's clean end, or after close()."""
         while not self._ready:
@@ -152,6 +231,9 @@ class Pipe(Frames):
         """Wake the reader (it sees the end) and refuse further sends; the socket stays open until
         close(), so a last message already sent is not cut off."""
         self._closed = True
+        if self.chan is not None:
+            lib.mvx_chan_shutdown(self.chan)
+            return
         try:
             self._sock.shutdown(socket.SHUT_RD)
         except OSError:
@@ -159,6 +241,8 @@ class Pipe(Frames):
 
     def close(self) -> None:
         self._closed = True
+        if self.chan is not None:
+            lib.mvx_chan_shutdown(self.chan)
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -25,8 +25,6 @@ import trio
 
 from mvx.core.policy import Policy
 from mvx.core.protocol import (
-    Ack,
-    Checked,
     DivergenceReport,
     FollowerEnded,
     FollowerStopped,
@@ -34,6 +32,7 @@ from mvx.core.protocol import (
 )
 from mvx.core.sync import Divergence
 from mvx.mechanics.engine import Mode
+from mvx.mechanics.native import lib
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
 from mvx.runtime.monitor import FollowerMonitor, LeaderMonitor, Outcome
@@ -149,7 +148,11 @@ class LeaderSession:
         for ch in self.channels:
             self.pipes.append(await ch.detach())
         self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
-        self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout)
+        self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout,
+                               on_lost=lambda i, why: _soon(self.token, self._lost_send, i, why))
+        for i, pipe in enumerate(self.pipes):
+            if pipe.chan is not None:  # the C fast path sends there itself
+                lib.mvx_link_set_chan(self.link.native, i, pipe.chan)
         self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep,
                                      write_behind=opts.write_behind, mode=opts.mode,
                                      policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
@@ -187,25 +190,25 @@ class LeaderSession:
             self.lost.add(i)
             _soon(self.token, self._peer_lost, i, str(exc))
 
+    def _lost_send(self, i: int, why: str) -> None:
+        """A send from the C fast path to follower i failed."""
+        if i not in self.lost:
+            self.lost.add(i)
+            self._peer_lost(i, self.pipes[i].error(why).args[0])
+
     def _read_loop(self, i: int, pipe: Pipe) -> None:
         """A reader thread: acks and checks go straight to the link (the monitor thread waits on
-        them); the rest is handled in the trio thread."""
-        link = self.link
+        them; in C for a plain socket); the rest is handled in the trio thread."""
         while True:
             try:
-                message = pipe.receive()
+                message = pipe.pump_link(self.link, i)
             except ChannelClosed:
                 _soon(self.token, self._closed_by, i)
                 return
             except ChannelError as exc:
                 _soon(self.token, self._peer_lost, i, str(exc))
                 return
-            if isinstance(message, Ack):
-                link.on_ack(i, message.seq)
-            elif isinstance(message, Checked):
-                link.on_checked(i, message.seq)
-            else:
-                _soon(self.token, self._on_message, i, message)
+            _soon(self.token, self._on_message, i, message)
 
     def _closed_by(self, i: int) -> None:
         if i not in self.final and not self.pipes[i].closed:
@@ -219,11 +222,12 @@ class LeaderSession:
         elif isinstance(message, FollowerEnded):
             self._follower_done(i, message)
         elif isinstance(message, FollowerStopped):
+            if self.stopped_by is None:
+                self.link.fail(Stopped("stopped"))  # before the follower is let go: nothing held leaves
             self._follower_done(i, message)
             if self.stopped_by is None:
                 self.reporter.say(f"follower {i} stopped: {message.reason}; stopping")
                 self.monitor.stop(f"follower {i} stopped")
-                self.link.fail(Stopped("stopped"))
 
     async def _finish(self, outcome: Outcome) -> int:
         opts = self.opts
@@ -265,12 +269,13 @@ class LeaderSession:
 
     def _on_follower_divergence(self, i: int, entry: dict) -> None:
         self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
-        self._follower_done(i, entry)
-        if self.opts.on_divergence == "kill":
-            self.monitor.stop(f"follower {i} diverged")
+        if self.opts.on_divergence == "kill":  # failed before the follower is let go: nothing held leaves
             self.link.fail(Stopped("divergence"))
+            self._follower_done(i, entry)
+            self.monitor.stop(f"follower {i} diverged")
             self._stop_followers(f"follower {i} diverged")
         else:
+            self._follower_done(i, entry)
             self.reporter.say(f"follower {i} diverged and was stopped; the leader keeps running (--on-divergence alert)")
 
     def _follower_done(self, i: int, message) -> None:
@@ -285,10 +290,11 @@ class LeaderSession:
         entry = {"event": "divergence", "kind": "channel", "seq": self.monitor.sync.seq + 1,
                  "leader": "(running)", "follower": "(gone)", "detail": f"follower {i} lost: {why}"}
         self._record(entry, "leader")
-        self._follower_done(i, entry)
         if self.opts.on_divergence == "kill":  # fail closed: an unverified leader must not go on
+            self.link.fail(Stopped("channel"))  # before the follower is let go: nothing held leaves
+        self._follower_done(i, entry)
+        if self.opts.on_divergence == "kill":
             self.monitor.stop(f"follower {i} lost")
-            self.link.fail(Stopped("channel"))
             self._stop_followers(f"follower {i} lost")
 
     async def _signals(self) -> None:
@@ -345,7 +351,8 @@ class FollowerSession:
         opts = self.opts
         self.pipe = await self.channel.detach()
         self.inbox = Inbox()
-        self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, mode=opts.mode,
+        self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, reply_chan=self.pipe.chan,
+                                       mode=opts.mode,
                                        policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
                                        stdio=opts.stdio, isolate_net=opts.isolate_net)
         try:
@@ -393,23 +400,19 @@ class FollowerSession:
 
     def _read_loop(self) -> None:
         """The reader thread: the leader's records go to the monitor's inbox, in order."""
-        while True:
-            try:
-                message = self.pipe.receive()
-            except ChannelClosed:
-                if not self.pipe.closed:
-                    self._leader_lost("the leader closed the channel")
-                return
-            except ChannelError as exc:
-                self._leader_lost(str(exc))
-                return
-            if isinstance(message, StopSession):
-                reason = message.reason or "the leader stopped the session"
-                self.leader_gone = f"the leader ended the session ({reason})"
-                self.monitor.stop(reason)
-                self.inbox.close(reason)
-                return
-            self.inbox.put(message)
+        try:
+            message = self.pipe.pump_inbox(self.inbox)
+        except ChannelClosed:
+            if not self.pipe.closed:
+                self._leader_lost("the leader closed the channel")
+            return
+        except ChannelError as exc:
+            self._leader_lost(str(exc))
+            return
+        reason = message.reason or "the leader stopped the session"  # a StopSession
+        self.leader_gone = f"the leader ended the session ({reason})"
+        self.monitor.stop(reason)
+        self.inbox.close(reason)
 
     def _leader_lost(self, why: str) -> None:
         if self.leader_gone is None:

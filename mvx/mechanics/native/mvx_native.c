@@ -1113,3 +1113,5 @@ int mvx_wait_ready(int fd, int events, int pid, int slice_ms) {
         return errno == EINTR ? 0 : -errno;
     return r > 0 ? 1 : 0;
 }
+
+#include "mvx_fast.c"

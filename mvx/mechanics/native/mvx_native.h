@@ -15,6 +15,10 @@
 #define MVX_EV_KILLED 6    /* the variant was killed by a signal: status = signal */
 #define MVX_EV_SIGNAL 7    /* signal-delivery stop (only when report_signals is set) */
 #define MVX_EV_EXEC 8      /* PTRACE_EVENT_EXEC after the first exec */
+/* reported by mvx_fast_wait after a hot call it carried (mvx_fast.c) */
+#define MVX_EV_PIPE_BROKEN 9  /* the leader's write got EPIPE: the program's SIGPIPE is due */
+#define MVX_EV_FAST_NOTE 10   /* a follower was lost (mvx_link_take_lost): tell the session */
+#define MVX_EV_CHECK_LATE 11  /* a lockstep check timed out: a divergence (the call is unanswered) */
 
 /* how to resume after an ENTRY/SECCOMP/EXIT/SIGNAL event */
 #define MVX_RESUME_RUN 0        /* let the call run, no exit stop */
@@ -93,3 +97,70 @@ long mvx_floor_loop(struct mvx_tracee *t, long n, int inject);
 int mvx_same_file(int pid, int fd, int myfd);
 int mvx_epoll_wait_raw(int epfd, void *events, int maxevents, int timeout_ms);
 int mvx_wait_ready(int fd, int events, int pid, int slice_ms);
+
+/* ---- the data plane in C (mvx_fast.c) ---- */
+struct mvx_chan;
+struct mvx_link;
+struct mvx_inbox;
+struct mvx_fast;
+
+struct mvx_chan *mvx_chan_new(int fd, int send_timeout_ms);
+void mvx_chan_free(struct mvx_chan *c);
+int mvx_chan_send(struct mvx_chan *c, const void *data, size_t len);
+void mvx_chan_shutdown(struct mvx_chan *c);
+int mvx_chan_seed(struct mvx_chan *c, const void *data, size_t len);
+uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len);
+const char *mvx_chan_error(struct mvx_chan *c);
+
+struct mvx_link *mvx_link_new(int n, int window);
+void mvx_link_free(struct mvx_link *l);
+void mvx_link_set_chan(struct mvx_link *l, int i, struct mvx_chan *c);
+int mvx_link_all_chans(struct mvx_link *l);
+void mvx_link_on_ack(struct mvx_link *l, int i, uint64_t seq);
+void mvx_link_on_checked(struct mvx_link *l, int i, uint64_t seq);
+void mvx_link_detach(struct mvx_link *l, int i);
+void mvx_link_fail(struct mvx_link *l);
+int mvx_link_live(struct mvx_link *l, int i);
+uint64_t mvx_link_acked(struct mvx_link *l, int i);
+uint64_t mvx_link_checked(struct mvx_link *l, int i);
+int mvx_link_failed(struct mvx_link *l);
+int mvx_link_take_lost(struct mvx_link *l, int i);
+int mvx_link_window_wait(struct mvx_link *l, uint64_t seq);
+int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms);
+int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c);
+
+struct mvx_inbox *mvx_inbox_new(void);
+void mvx_inbox_free(struct mvx_inbox *q);
+int mvx_inbox_put(struct mvx_inbox *q, const void *body, size_t len);
+void mvx_inbox_close(struct mvx_inbox *q);
+double mvx_inbox_oldest_wait(struct mvx_inbox *q);
+int mvx_inbox_take(struct mvx_inbox *q, void *out, size_t cap, size_t *len, int timeout_ms);
+int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c);
+
+#define MVX_ROLE_LEADER 1
+#define MVX_ROLE_FOLLOWER 2
+#define MVX_HOT_READ 1
+#define MVX_HOT_RECVFROM 2
+#define MVX_HOT_WRITE 3
+#define MVX_HOT_SENDTO 4
+#define MVX_HOT_WRITEV 5
+#define MVX_HOT_PREAD 6
+#define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
+#define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
+struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role);
+void mvx_fast_free(struct mvx_fast *f);
+void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_inbox *inbox,
+                        struct mvx_chan *reply, int check_timeout_ms, int ack_every);
+void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot);
+void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup);
+void mvx_fast_forget_fds(struct mvx_fast *f);
+void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
+uint64_t mvx_fast_seq(struct mvx_fast *f);
+unsigned long long mvx_fast_handled(struct mvx_fast *f);
+int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
+                          long long *ret);
+int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev);
+const char *mvx_fast_error(struct mvx_fast *f);
+long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
+                        const unsigned long long args[6], int check, uint64_t seq, long long ret,
+                        const void *got, uint8_t *out, size_t cap);

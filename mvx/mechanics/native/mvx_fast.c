@@ -1,0 +1,1250 @@
+/* The data plane in C: the channel between monitors and the hot calls carried from trap to answer
+ * without Python (docs/DESIGN.md, "The fast path").
+ *
+ * Included at the end of mvx_native.c (one compilation unit). Three parts:
+ *   - mvx_chan: one plain stream socket to a peer monitor: whole frames sent under a lock (any
+ *     thread), frames received by one pump thread;
+ *   - mvx_link (leader) and mvx_inbox (follower): the state both the monitor thread and the pump
+ *     share (acknowledged and checked sequence numbers; the queue of the leader's frames);
+ *   - mvx_fast: the monitor's loop. `mvx_fast_wait` waits for the variant's next stop like
+ *     `mvx_wait`, carries every hot call it can (the leader performs it and publishes the record, a
+ *     follower checks the leader's record and answers) and returns the first stop it cannot to
+ *     Python, untouched. Python keeps the tables it reads current (which fds are sockets of the
+ *     leader's world, the monitor's duplicates) and decides everything else.
+ *
+ * The records and checks it makes are byte for byte those of mvx.core.sync (tests/test_fastpath.py
+ * compares them), so the two paths interleave on one channel. */
+
+#include <pthread.h>
+#include <time.h>
+
+#include "mvx_protocol.h"
+#include "mvx_protocol.c"
+
+/* ---- time ------------------------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void deadline_in(struct timespec *ts, int ms) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* ---- the channel ----------------------------------------------------------------------------- */
+
+struct mvx_chan {
+    int fd;
+    int send_timeout_ms;
+    pthread_mutex_t send_lock;
+    volatile int closed; /* this side shut it down */
+    int broken;          /* -errno of a failed send: every later send fails the same way */
+    uint8_t *rbuf;       /* the pump's received bytes not yet a whole frame */
+    size_t rlen, rcap;
+    uint8_t *special;    /* the last frame the pump returned to its caller */
+    size_t special_len;
+    char err[160];
+};
+
+struct mvx_chan *mvx_chan_new(int fd, int send_timeout_ms) {
+    struct mvx_chan *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    c->send_timeout_ms = send_timeout_ms;
+    pthread_mutex_init(&c->send_lock, NULL);
+    return c;
+}
+
+void mvx_chan_free(struct mvx_chan *c) {
+    if (!c)
+        return;
+    free(c->rbuf);
+    free(c->special);
+    free(c);
+}
+
+/* All of data[0..len) on the socket (non-blocking or not), within the send timeout. */
+static int chan_send_locked(struct mvx_chan *c, const uint8_t *p, size_t len) {
+    int waited = 0;
+    while (len) {
+        if (c->closed)
+            return -ESHUTDOWN;
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {c->fd, POLLOUT, 0};
+            poll(&pfd, 1, 200);
+            waited += 200;
+            if (waited >= c->send_timeout_ms)
+                return -ETIMEDOUT;
+            continue;
+        }
+        return n < 0 ? -errno : -EPIPE;
+    }
+    return 0;
+}
+
+/* Whole frames, in order, from any thread: 0, or -errno (ETIMEDOUT: the peer stopped reading). */
+int mvx_chan_send(struct mvx_chan *c, const void *data, size_t len) {
+    pthread_mutex_lock(&c->send_lock);
+    int r = c->broken;
+    if (!r) {
+        r = chan_send_locked(c, data, len);
+        if (r < 0 && r != -ESHUTDOWN)
+            c->broken = r;
+    }
+    pthread_mutex_unlock(&c->send_lock);
+    return r;
+}
+
+void mvx_chan_shutdown(struct mvx_chan *c) {
+    c->closed = 1;
+    shutdown(c->fd, SHUT_RD);
+}
+
+/* The pump's next whole frame body: 1 with *body and *blen set (valid until the next call), 0 at a
+ * clean end of stream, -EPROTO (c->err) for bytes that are not frames, -errno. */
+static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed) {
+    for (;;) {
+        if (*consumed) {
+            memmove(c->rbuf, c->rbuf + *consumed, c->rlen - *consumed);
+            c->rlen -= *consumed;
+            *consumed = 0;
+        }
+        if (c->rlen >= 4) {
+            uint32_t n;
+            if (mvx_frame_length(c->rbuf, &n, c->err, sizeof c->err) < 0)
+                return -EPROTO;
+            if (c->rlen >= 4 + (size_t)n) {
+                *body = c->rbuf + 4;
+                *blen = n;
+                *consumed = 4 + (size_t)n;
+                return 1;
+            }
+            if (c->rcap < 4 + (size_t)n) {
+                uint8_t *b = realloc(c->rbuf, 4 + (size_t)n);
+                if (!b)
+                    return -ENOMEM;
+                c->rbuf = b;
+                c->rcap = 4 + (size_t)n;
+            }
+        }
+        if (c->rcap - c->rlen < 65536) {
+            size_t cap = c->rcap ? c->rcap * 2 : 262144;
+            uint8_t *b = realloc(c->rbuf, cap);
+            if (!b)
+                return -ENOMEM;
+            c->rbuf = b;
+            c->rcap = cap;
+        }
+        if (c->closed)
+            return 0;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, 500);
+        if (pr < 0 && errno != EINTR)
+            return -errno;
+        if (pr <= 0)
+            continue;
+        ssize_t got = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return c->closed ? 0 : -errno;
+        }
+        if (got == 0) {
+            if (c->rlen) {
+                snprintf(c->err, sizeof c->err, "truncated frame (peer closed mid-frame, %zu bytes in)", c->rlen);
+                return -EPROTO;
+            }
+            return 0;
+        }
+        c->rlen += (size_t)got;
+    }
+}
+
+static int keep_special(struct mvx_chan *c, const uint8_t *body, uint32_t n) {
+    free(c->special);
+    c->special = malloc(n ? n : 1);
+    if (!c->special)
+        return -ENOMEM;
+    memcpy(c->special, body, n);
+    c->special_len = n;
+    return 0;
+}
+
+/* Bytes received before the channel came here (a partial frame): the pump starts with them. */
+int mvx_chan_seed(struct mvx_chan *c, const void *data, size_t len) {
+    uint8_t *b = realloc(c->rbuf, c->rlen + len + 262144);
+    if (!b)
+        return -ENOMEM;
+    c->rbuf = b;
+    c->rcap = c->rlen + len + 262144;
+    memcpy(c->rbuf + c->rlen, data, len);
+    c->rlen += len;
+    return 0;
+}
+
+uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len) {
+    *len = c->special_len;
+    return c->special;
+}
+
+const char *mvx_chan_error(struct mvx_chan *c) {
+    return c->err;
+}
+
+/* ---- the leader's link: followers' acknowledgements and checks -------------------------------- */
+
+#define MVX_MAX_FOLLOWERS 64
+
+struct mvx_link {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int n, window;
+    uint8_t live[MVX_MAX_FOLLOWERS];
+    uint64_t acked[MVX_MAX_FOLLOWERS], checked[MVX_MAX_FOLLOWERS];
+    struct mvx_chan *chan[MVX_MAX_FOLLOWERS]; /* NULL: the C side cannot send there (TLS) */
+    int lost[MVX_MAX_FOLLOWERS];              /* -errno of a failed send from C, not yet told */
+    int failed;
+};
+
+struct mvx_link *mvx_link_new(int n, int window) {
+    if (n < 0 || n > MVX_MAX_FOLLOWERS)
+        return NULL;
+    struct mvx_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    pthread_mutex_init(&l->m, NULL);
+    cond_init_monotonic(&l->cv);
+    l->n = n;
+    l->window = window;
+    for (int i = 0; i < n; i++)
+        l->live[i] = 1;
+    return l;
+}
+
+void mvx_link_free(struct mvx_link *l) { free(l); }
+
+void mvx_link_set_chan(struct mvx_link *l, int i, struct mvx_chan *c) { l->chan[i] = c; }
+
+int mvx_link_all_chans(struct mvx_link *l) {
+    for (int i = 0; i < l->n; i++)
+        if (!l->chan[i])
+            return 0;
+    return 1;
+}
+
+void mvx_link_on_ack(struct mvx_link *l, int i, uint64_t seq) {
+    pthread_mutex_lock(&l->m);
+    if (seq > l->acked[i])
+        l->acked[i] = seq;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+}
+
+void mvx_link_on_checked(struct mvx_link *l, int i, uint64_t seq) {
+    pthread_mutex_lock(&l->m);
+    if (seq > l->checked[i])
+        l->checked[i] = seq;
+    if (seq - 1 > l->acked[i])
+        l->acked[i] = seq - 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+}
+
+void mvx_link_detach(struct mvx_link *l, int i) {
+    pthread_mutex_lock(&l->m);
+    l->live[i] = 0;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+}
+
+void mvx_link_fail(struct mvx_link *l) {
+    pthread_mutex_lock(&l->m);
+    l->failed = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+}
+
+int mvx_link_live(struct mvx_link *l, int i) { return l->live[i]; }
+uint64_t mvx_link_acked(struct mvx_link *l, int i) { return l->acked[i]; }
+uint64_t mvx_link_checked(struct mvx_link *l, int i) { return l->checked[i]; }
+int mvx_link_failed(struct mvx_link *l) { return l->failed; }
+
+/* Follower i's failed send from C (-errno), once; 0 when none. */
+int mvx_link_take_lost(struct mvx_link *l, int i) {
+    int r = l->lost[i];
+    l->lost[i] = 0;
+    return r;
+}
+
+/* Wait until `seq` is within every live follower's window: 0, or -1 once the link failed. */
+int mvx_link_window_wait(struct mvx_link *l, uint64_t seq) {
+    pthread_mutex_lock(&l->m);
+    for (;;) {
+        if (l->failed)
+            break;
+        int over = 0;
+        for (int i = 0; i < l->n; i++)
+            if (l->live[i] && seq > l->acked[i] + (uint64_t)l->window)
+                over = 1;
+        if (!over)
+            break;
+        struct timespec ts;
+        deadline_in(&ts, 500);
+        pthread_cond_timedwait(&l->cv, &l->m, &ts);
+    }
+    int r = l->failed ? -1 : 0;
+    pthread_mutex_unlock(&l->m);
+    return r;
+}
+
+/* Wait until every live follower checked `seq`: 0, 1 after timeout_ms, -1 once the link failed. */
+int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms) {
+    struct timespec end;
+    deadline_in(&end, timeout_ms);
+    pthread_mutex_lock(&l->m);
+    int r = 0;
+    for (;;) {
+        if (l->failed) {
+            r = -1;
+            break;
+        }
+        int late = 0;
+        for (int i = 0; i < l->n; i++)
+            if (l->live[i] && l->checked[i] < seq)
+                late = 1;
+        if (!late)
+            break;
+        if (pthread_cond_timedwait(&l->cv, &l->m, &end) == ETIMEDOUT) {
+            r = 1;
+            for (int i = 0; i < l->n; i++)
+                if (l->live[i] && l->checked[i] < seq)
+                    break;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->m);
+    return r;
+}
+
+/* The leader's pump for follower i: acknowledgements and checks are taken here; returns 1 with
+ * any other frame kept (mvx_chan_special), 0 at the clean end, -EPROTO/-errno. */
+int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
+    const uint8_t *body;
+    uint32_t n;
+    size_t consumed = 0;
+    for (;;) {
+        int r = chan_next_frame(c, &body, &n, &consumed);
+        if (r <= 0)
+            return r;
+        if (n == 9 && (body[0] == MVX_M_ACK || body[0] == MVX_M_CHECKED)) {
+            uint64_t seq;
+            memcpy(&seq, body + 1, 8);
+            if (body[0] == MVX_M_ACK)
+                mvx_link_on_ack(l, i, seq);
+            else
+                mvx_link_on_checked(l, i, seq);
+            continue;
+        }
+        r = keep_special(c, body, n);
+        if (consumed) {
+            memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
+            c->rlen -= consumed;
+        }
+        return r < 0 ? r : 1;
+    }
+}
+
+/* ---- a follower's inbox: the leader's frames, in order ---------------------------------------- */
+
+struct mvx_frame {
+    struct mvx_frame *next;
+    double since;
+    uint32_t len;
+    uint8_t body[];
+};
+
+struct mvx_inbox {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    struct mvx_frame *head, *tail;
+    int closed;
+};
+
+struct mvx_inbox *mvx_inbox_new(void) {
+    struct mvx_inbox *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    pthread_mutex_init(&q->m, NULL);
+    cond_init_monotonic(&q->cv);
+    return q;
+}
+
+void mvx_inbox_free(struct mvx_inbox *q) {
+    if (!q)
+        return;
+    while (q->head) {
+        struct mvx_frame *f = q->head;
+        q->head = f->next;
+        free(f);
+    }
+    free(q);
+}
+
+int mvx_inbox_put(struct mvx_inbox *q, const void *body, size_t len) {
+    struct mvx_frame *f = malloc(sizeof *f + (len ? len : 1));
+    if (!f)
+        return -ENOMEM;
+    f->next = NULL;
+    f->since = now_s();
+    f->len = (uint32_t)len;
+    memcpy(f->body, body, len);
+    pthread_mutex_lock(&q->m);
+    if (q->tail)
+        q->tail->next = f;
+    else
+        q->head = f;
+    q->tail = f;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->m);
+    return 0;
+}
+
+void mvx_inbox_close(struct mvx_inbox *q) {
+    pthread_mutex_lock(&q->m);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->m);
+}
+
+double mvx_inbox_oldest_wait(struct mvx_inbox *q) {
+    pthread_mutex_lock(&q->m);
+    double w = q->head ? now_s() - q->head->since : 0.0;
+    pthread_mutex_unlock(&q->m);
+    return w;
+}
+
+/* Wait for the head frame (timeout_ms < 0: no limit): 0 with *f set (still queued), 1 on timeout,
+ * -1 once closed. Only the monitor thread takes frames, so the head stays until it pops it. */
+static int inbox_peek(struct mvx_inbox *q, struct mvx_frame **f, int timeout_ms) {
+    struct timespec end;
+    if (timeout_ms >= 0)
+        deadline_in(&end, timeout_ms);
+    pthread_mutex_lock(&q->m);
+    int r = 0;
+    while (!q->head && !q->closed) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&q->cv, &q->m);
+        else if (pthread_cond_timedwait(&q->cv, &q->m, &end) == ETIMEDOUT)
+            break;
+    }
+    if (q->closed)
+        r = -1;
+    else if (!q->head)
+        r = 1;
+    else
+        *f = q->head;
+    pthread_mutex_unlock(&q->m);
+    return r;
+}
+
+static void inbox_pop(struct mvx_inbox *q) {
+    pthread_mutex_lock(&q->m);
+    struct mvx_frame *f = q->head;
+    if (f) {
+        q->head = f->next;
+        if (!q->head)
+            q->tail = NULL;
+    }
+    pthread_mutex_unlock(&q->m);
+    free(f);
+}
+
+/* The head frame's body copied out (Python's Inbox.get): 0 with *len set; 1 timeout; -1 closed;
+ * -ENOSPC when cap is too small (*len is then the size needed, the frame stays). */
+int mvx_inbox_take(struct mvx_inbox *q, void *out, size_t cap, size_t *len, int timeout_ms) {
+    struct mvx_frame *f;
+    int r = inbox_peek(q, &f, timeout_ms);
+    if (r)
+        return r;
+    *len = f->len;
+    if (f->len > cap)
+        return -ENOSPC;
+    memcpy(out, f->body, f->len);
+    inbox_pop(q);
+    return 0;
+}
+
+/* A follower's pump: the leader's frames into the inbox; returns 1 with a StopSession frame kept
+ * (mvx_chan_special), 0 at the clean end, -EPROTO/-errno. */
+int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c) {
+    const uint8_t *body;
+    uint32_t n;
+    size_t consumed = 0;
+    for (;;) {
+        int r = chan_next_frame(c, &body, &n, &consumed);
+        if (r <= 0)
+            return r;
+        if (n >= 1 && body[0] == MVX_M_STOP_SESSION) {
+            r = keep_special(c, body, n);
+            if (consumed) {
+                memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
+                c->rlen -= consumed;
+            }
+            return r < 0 ? r : 1;
+        }
+        if ((r = mvx_inbox_put(q, body, n)) < 0)
+            return r;
+    }
+}
+
+/* ---- records, as mvx.core.protocol writes them ------------------------------------------------ */
+
+struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+};
+
+static void wb_need(struct wbuf *w, size_t more) {
+    if (w->oom || w->n + more <= w->cap)
+        return;
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < w->n + more)
+        cap *= 2;
+    uint8_t *p = realloc(w->p, cap);
+    if (!p) {
+        w->oom = 1;
+        return;
+    }
+    w->p = p;
+    w->cap = cap;
+}
+
+static void wb_put(struct wbuf *w, const void *d, size_t n) {
+    wb_need(w, n);
+    if (!w->oom) {
+        memcpy(w->p + w->n, d, n);
+        w->n += n;
+    }
+}
+
+static void wb_u8(struct wbuf *w, uint8_t v) { wb_put(w, &v, 1); }
+static void wb_u32(struct wbuf *w, uint32_t v) { wb_put(w, &v, 4); } /* little-endian hosts only */
+static void wb_u64(struct wbuf *w, uint64_t v) { wb_put(w, &v, 8); }
+
+static void wb_str(struct wbuf *w, const char *s) {
+    size_t n = strlen(s);
+    wb_u32(w, (uint32_t)n);
+    wb_put(w, s, n);
+}
+
+/* an int value as Python's encoder writes it: I64 when it fits, else U64 */
+static void wb_int(struct wbuf *w, int64_t v) {
+    wb_u8(w, MVX_T_I64);
+    wb_u64(w, (uint64_t)v);
+}
+
+static void wb_uint(struct wbuf *w, uint64_t v) {
+    wb_u8(w, v < (1ull << 63) ? MVX_T_I64 : MVX_T_U64);
+    wb_u64(w, v);
+}
+
+static void wb_none(struct wbuf *w) { wb_u8(w, MVX_T_NONE); }
+
+static void wb_bytes(struct wbuf *w, const void *d, size_t n) {
+    wb_u8(w, MVX_T_BYTES);
+    wb_u32(w, (uint32_t)n);
+    wb_put(w, d, n);
+}
+
+static void wb_no_flags(struct wbuf *w) { /* neutral(FlagSet()) = {"flags": [], "rest": 0} */
+    wb_u8(w, MVX_T_DICT);
+    wb_u32(w, 2);
+    wb_str(w, "flags");
+    wb_u8(w, MVX_T_LIST);
+    wb_u32(w, 0);
+    wb_str(w, "rest");
+    wb_int(w, 0);
+}
+
+/* ---- the hot calls ----------------------------------------------------------------------------- */
+
+/* MVX_HOT_* (mvx_native.h): read(fd, buf, count); recvfrom(fd, buf, len, 0, NULL, NULL);
+ * write(fd, buf, count); sendto(fd, buf, len, 0, NULL, addrlen); writev(fd, iov, iovcnt) */
+#define MVX_FAST_MAX_FD 65536
+#define MVX_FAST_MAX_BUF (1u << 20) /* canonical.MAX_BUF: a bigger buffer goes the Python way */
+
+struct mvx_fast {
+    struct mvx_tracee *t;
+    int role;
+    struct mvx_link *link;   /* leader */
+    struct mvx_inbox *inbox; /* follower */
+    struct mvx_chan *reply;  /* follower: to the leader */
+    uint64_t seq;            /* the sync core's sequence number (Python copies it in and out) */
+    int enabled;             /* 0: Python holds state this loop does not see; it only waits */
+    int check_timeout_ms;
+    int ack_every;
+    unsigned int audit[MVX_NISA];
+    uint8_t hot[MVX_NISA][MVX_MAX_NR];
+    uint8_t fdok[MVX_FAST_MAX_FD]; /* MVX_FD_*: what the fd is, as Python's shadow says (0: ask it) */
+    int dup[MVX_FAST_MAX_FD];      /* the monitor's duplicate of that fd (-1: none yet) */
+    /* a performed call whose answer found it gone (a signal): its result for the restarted call */
+    int pend;
+    int pend_pid;
+    long long pend_nr;
+    unsigned long long pend_args[6];
+    long long pend_ret;
+    unsigned long long handled; /* hot calls carried here */
+    struct wbuf view, frame;
+    uint8_t *data;
+    size_t data_cap;
+    char err[256];
+};
+
+struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
+    struct mvx_fast *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->t = t;
+    f->role = role;
+    f->check_timeout_ms = 15000;
+    f->ack_every = 16;
+    for (int i = 0; i < MVX_FAST_MAX_FD; i++)
+        f->dup[i] = -1;
+    return f;
+}
+
+void mvx_fast_free(struct mvx_fast *f) {
+    if (!f)
+        return;
+    free(f->view.p);
+    free(f->frame.p);
+    free(f->data);
+    free(f);
+}
+
+void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_inbox *inbox,
+                        struct mvx_chan *reply, int check_timeout_ms, int ack_every) {
+    f->link = link;
+    f->inbox = inbox;
+    f->reply = reply;
+    f->check_timeout_ms = check_timeout_ms;
+    f->ack_every = ack_every;
+}
+
+void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq) {
+    f->enabled = enabled;
+    f->seq = seq;
+}
+
+uint64_t mvx_fast_seq(struct mvx_fast *f) { return f->seq; }
+unsigned long long mvx_fast_handled(struct mvx_fast *f) { return f->handled; }
+
+/* The pending result of a performed call whose answer found it gone, handed to Python (1), or 0. */
+int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
+                          long long *ret) {
+    if (!f->pend)
+        return 0;
+    f->pend = 0;
+    *pid = f->pend_pid;
+    *nr = f->pend_nr;
+    memcpy(args, f->pend_args, sizeof f->pend_args);
+    *ret = f->pend_ret;
+    return 1;
+}
+
+void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot) {
+    if (isa >= 0 && isa < MVX_NISA && nr >= 0 && nr < MVX_MAX_NR) {
+        f->audit[isa] = audit;
+        f->hot[isa][nr] = (uint8_t)hot;
+    }
+}
+
+void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup) {
+    if (fd >= 0 && fd < MVX_FAST_MAX_FD) {
+        f->fdok[fd] = (uint8_t)ok;
+        f->dup[fd] = dup;
+    }
+}
+
+void mvx_fast_forget_fds(struct mvx_fast *f) {
+    memset(f->fdok, 0, sizeof f->fdok);
+    for (int i = 0; i < MVX_FAST_MAX_FD; i++)
+        f->dup[i] = -1;
+}
+
+/* The decoded hot call: what mvx.isa.canonical would make of it, for these few calls. */
+struct hot_call {
+    int hot, isa, word;
+    const char *name;
+    int fd;
+    unsigned long long a[6];
+    uint64_t count;     /* bytes asked for (in) or given (out) */
+    int64_t offset;     /* pread64 */
+    const uint8_t *out; /* out-calls: the bytes (f->data) */
+    size_t outlen;
+};
+
+static int isa_of(struct mvx_fast *f, unsigned int audit) {
+    for (int i = 0; i < MVX_NISA; i++)
+        if (f->audit[i] == audit && audit)
+            return i;
+    return -1;
+}
+
+static int data_room(struct mvx_fast *f, size_t n) {
+    if (f->data_cap >= n)
+        return 0;
+    uint8_t *p = realloc(f->data, n ? n : 1);
+    if (!p)
+        return -1;
+    f->data = p;
+    f->data_cap = n;
+    return 0;
+}
+
+static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64"};
+
+/* Decode the stop's call; 1 when it is a hot call this loop carries, 0 when Python must. Out-calls
+ * read their bytes from the variant here (once: what is checked is what is sent). */
+static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot_call *c) {
+    int isa = isa_of(f, ev->arch);
+    if (isa < 0 || ev->nr < 0 || ev->nr >= MVX_MAX_NR || ev->pid != f->t->pid)
+        return 0;
+    int hot = f->hot[isa][ev->nr];
+    if (!hot)
+        return 0;
+    memset(c, 0, sizeof *c);
+    c->hot = hot;
+    c->isa = isa;
+    c->word = isa == MVX_ISA_I386 ? 4 : 8;
+    c->name = HOT_NAMES[hot];
+    memcpy(c->a, ev->args, sizeof c->a);
+    if (c->word == 4)
+        for (int i = 0; i < 6; i++)
+            c->a[i] &= 0xffffffffull;
+    c->fd = (int)(int32_t)c->a[0];
+    if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
+        return 0;
+    if (f->fdok[c->fd] != (hot == MVX_HOT_PREAD ? MVX_FD_OWN : MVX_FD_LEADERS))
+        return 0;
+    switch (hot) {
+    case MVX_HOT_PREAD:
+        c->count = c->a[2];
+        c->offset = c->word == 4 ? (int64_t)(c->a[3] | (c->a[4] << 32)) : (int64_t)c->a[3];
+        return c->count <= MVX_FAST_MAX_BUF && f->dup[c->fd] >= 0;
+    case MVX_HOT_READ:
+        c->count = c->a[2];
+        return c->count <= MVX_FAST_MAX_BUF;
+    case MVX_HOT_RECVFROM:
+        c->count = c->a[2];
+        return c->count <= MVX_FAST_MAX_BUF && (uint32_t)c->a[3] == 0 && c->a[4] == 0 && c->a[5] == 0;
+    case MVX_HOT_WRITE:
+    case MVX_HOT_SENDTO:
+        c->count = c->a[2];
+        if (c->count > MVX_FAST_MAX_BUF || (hot == MVX_HOT_SENDTO && ((uint32_t)c->a[3] != 0 || c->a[4] != 0)))
+            return 0;
+        if (data_room(f, c->count) < 0)
+            return 0;
+        if (c->count && mvx_read_mem(f->t->pid, c->a[1], f->data, c->count) != (long)c->count)
+            return 0;
+        c->out = f->data;
+        c->outlen = c->count;
+        return 1;
+    case MVX_HOT_WRITEV: {
+        int cnt = (int)(int32_t)c->a[2];
+        if (cnt < 0 || cnt > 1024)
+            return 0;
+        c->count = (uint64_t)cnt;
+        unsigned long long iov[2 * 1024];
+        uint32_t iov32[2 * 1024];
+        size_t total = 0;
+        if (cnt) {
+            if (c->word == 8) {
+                if (mvx_read_mem(f->t->pid, c->a[1], iov, 16ul * cnt) != 16l * cnt)
+                    return 0;
+            } else {
+                if (mvx_read_mem(f->t->pid, c->a[1], iov32, 8ul * cnt) != 8l * cnt)
+                    return 0;
+                for (int i = 0; i < 2 * cnt; i++)
+                    iov[i] = iov32[i];
+            }
+        }
+        for (int i = 0; i < cnt; i++) {
+            if (iov[2 * i + 1] > MVX_FAST_MAX_BUF)
+                return 0;
+            total += iov[2 * i + 1];
+        }
+        if (total > MVX_FAST_MAX_BUF || data_room(f, total) < 0)
+            return 0;
+        size_t at = 0;
+        for (int i = 0; i < cnt; i++) {
+            size_t n = iov[2 * i + 1];
+            if (n && mvx_read_mem(f->t->pid, iov[2 * i], f->data + at, n) != (long)n)
+                return 0;
+            at += n;
+        }
+        c->out = f->data;
+        c->outlen = total;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+/* mvx.core.sync.view(call), encoded */
+static void put_view(struct wbuf *w, const struct hot_call *c) {
+    wb_u8(w, MVX_T_LIST);
+    wb_u32(w, 2);
+    wb_u8(w, MVX_T_STR);
+    wb_str(w, c->name);
+    wb_u8(w, MVX_T_LIST);
+    switch (c->hot) {
+    case MVX_HOT_READ: /* [fd, None, count] */
+        wb_u32(w, 3);
+        wb_int(w, c->fd);
+        wb_none(w);
+        wb_uint(w, c->count);
+        break;
+    case MVX_HOT_RECVFROM: /* [fd, None, len, flags, None, None] */
+        wb_u32(w, 6);
+        wb_int(w, c->fd);
+        wb_none(w);
+        wb_uint(w, c->count);
+        wb_no_flags(w);
+        wb_none(w);
+        wb_none(w);
+        break;
+    case MVX_HOT_WRITE: /* [fd, bytes, count] */
+        wb_u32(w, 3);
+        wb_int(w, c->fd);
+        wb_bytes(w, c->out, c->outlen);
+        wb_uint(w, c->count);
+        break;
+    case MVX_HOT_SENDTO: /* [fd, bytes, len, flags, None, addrlen] */
+        wb_u32(w, 6);
+        wb_int(w, c->fd);
+        wb_bytes(w, c->out, c->outlen);
+        wb_uint(w, c->count);
+        wb_no_flags(w);
+        wb_none(w);
+        wb_uint(w, c->word == 4 ? (uint32_t)c->a[5] : c->a[5]);
+        break;
+    case MVX_HOT_PREAD: /* [fd, None, count, offset] */
+        wb_u32(w, 4);
+        wb_int(w, c->fd);
+        wb_none(w);
+        wb_uint(w, c->count);
+        wb_int(w, c->offset);
+        break;
+    case MVX_HOT_WRITEV: /* [fd, the bytes of every iovec, iovcnt] */
+        wb_u32(w, 3);
+        wb_int(w, c->fd);
+        wb_bytes(w, c->out, c->outlen);
+        wb_int(w, (int32_t)c->count);
+        break;
+    }
+}
+
+static int is_read(int hot) { return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_PREAD; }
+/* the class a hot call is carried as: reads of the variant's own files run in every variant */
+static const char *class_of(int hot) {
+    return hot == MVX_HOT_PREAD ? "local" : is_read(hot) ? "replicated" : "checked_output";
+}
+
+/* A CheckRequest frame (u32 length, then the body) in f->frame. */
+static void make_check(struct mvx_fast *f, const struct hot_call *c, uint64_t seq) {
+    struct wbuf *w = &f->frame;
+    w->n = 0;
+    wb_u32(w, 0);
+    wb_u8(w, MVX_M_CHECK_REQUEST);
+    wb_u64(w, seq);
+    put_view(w, c);
+    wb_u8(w, 0); /* no content */
+    if (!w->oom) {
+        uint32_t n = (uint32_t)(w->n - 4);
+        memcpy(w->p, &n, 4);
+    }
+}
+
+/* A CallRecord frame in f->frame: the leader's call returned `ret` (reads: `got` the bytes). */
+static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t seq, long long ret,
+                        const uint8_t *got) {
+    struct wbuf *w = &f->frame;
+    w->n = 0;
+    wb_u32(w, 0);
+    wb_u8(w, MVX_M_CALL_RECORD);
+    wb_u64(w, seq);
+    wb_str(w, class_of(c->hot));
+    put_view(w, c);
+    wb_u8(w, 1);
+    wb_u64(w, (uint64_t)ret);
+    if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
+        wb_u32(w, c->hot == MVX_HOT_READ ? 1 : 3);
+        wb_u32(w, 1);
+        wb_bytes(w, got, (size_t)ret);
+        if (c->hot == MVX_HOT_RECVFROM) {
+            wb_u32(w, 4);
+            wb_none(w);
+            wb_u32(w, 5);
+            wb_none(w);
+        }
+    } else {
+        wb_u32(w, 0);
+    }
+    wb_u8(w, 0); /* content */
+    wb_u8(w, 0); /* clock */
+    if (!w->oom) {
+        uint32_t n = (uint32_t)(w->n - 4);
+        memcpy(w->p, &n, 4);
+    }
+}
+
+/* For tests: the record (check=0) or check request (check=1) this loop would send for a call
+ * of process `pid` (the test's own memory), as a whole frame; its length, or -1 when the call is
+ * not one this loop carries. */
+long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
+                        const unsigned long long args[6], int check, uint64_t seq, long long ret,
+                        const void *got, uint8_t *out, size_t cap) {
+    struct mvx_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.pid = pid;
+    ev.arch = audit;
+    ev.nr = nr;
+    memcpy(ev.args, args, sizeof ev.args);
+    int saved = f->t->pid;
+    f->t->pid = pid;
+    struct hot_call c;
+    int ok = decode_hot(f, &ev, &c);
+    f->t->pid = saved;
+    if (!ok)
+        return -1;
+    if (check)
+        make_check(f, &c, seq);
+    else
+        make_record(f, &c, seq, ret, got);
+    if (f->frame.oom || f->frame.n > cap)
+        return -1;
+    memcpy(out, f->frame.p, f->frame.n);
+    return (long)f->frame.n;
+}
+
+/* Send f->frame to every live follower: 0, or -1 once the link failed (the caller returns). A
+ * failed send marks that follower lost; Python tells the session (mvx_link_take_lost). */
+static int publish(struct mvx_fast *f, uint64_t seq) {
+    struct mvx_link *l = f->link;
+    if (f->frame.oom)
+        return -1;
+    if (mvx_link_window_wait(l, seq) < 0)
+        return -1;
+    for (int i = 0; i < l->n; i++) {
+        if (!l->live[i] || !l->chan[i] || l->chan[i]->broken)
+            continue;
+        int r = mvx_chan_send(l->chan[i], f->frame.p, f->frame.n);
+        if (r < 0)
+            l->lost[i] = r;
+    }
+    return 0;
+}
+
+/* ---- the leader's hot calls ------------------------------------------------------------------- */
+
+#define FAST_DONE 0     /* carried: wait for the next stop */
+#define FAST_PYTHON 1   /* not this loop's: return the stop to Python untouched */
+#define FAST_RETURN 2   /* return `ev` (filled here) to Python */
+
+static int lost_any(struct mvx_link *l) {
+    for (int i = 0; i < l->n; i++)
+        if (l->lost[i])
+            return 1;
+    return 0;
+}
+
+/* Perform the leader's call on the monitor's duplicate: the result (-errno on error); reads put
+ * their bytes in f->data. -EAGAIN from a blocking duplicate is not possible: those go to Python. */
+static long long leader_perform(struct mvx_fast *f, struct hot_call *c, int mine) {
+    ssize_t n;
+    if (is_read(c->hot)) {
+        if (data_room(f, c->count) < 0)
+            return -ENOMEM;
+        n = c->hot == MVX_HOT_READ ? read(mine, f->data, c->count)
+            : c->hot == MVX_HOT_PREAD ? pread(mine, f->data, c->count, c->offset)
+            : recv(mine, f->data, c->count, 0);
+    } else if (c->hot == MVX_HOT_SENDTO) {
+        n = send(mine, c->out, c->outlen, MSG_NOSIGNAL);
+    } else {
+        n = write(mine, c->out, c->outlen);
+    }
+    return n < 0 ? -errno : n;
+}
+
+static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
+    struct mvx_tracee *t = f->t;
+    int notified = ev->kind == MVX_EV_NOTIFY;
+    int mine = -1;
+    if (notified) {
+        mine = f->dup[c->fd];
+        if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1) {
+            f->fdok[c->fd] = 0; /* Python takes a fresh duplicate */
+            return FAST_PYTHON;
+        }
+        int fl = fcntl(mine, F_GETFL);
+        if (c->hot != MVX_HOT_PREAD && (fl < 0 || !(fl & O_NONBLOCK)))
+            return FAST_PYTHON; /* a blocking socket: Python waits in slices */
+    }
+    if (!is_read(c->hot)) { /* checked output: every follower checks it first (lockstep) */
+        make_check(f, c, f->seq + 1);
+        if (publish(f, f->seq + 1) < 0)
+            return FAST_PYTHON;
+        int r = mvx_link_checked_wait(f->link, f->seq + 1, f->check_timeout_ms);
+        if (r < 0)
+            return FAST_PYTHON; /* the session failed: Python's own check raises why */
+        if (r > 0) {
+            ev->kind = MVX_EV_CHECK_LATE; /* Python reports the timeout divergence */
+            return FAST_RETURN;
+        }
+    }
+    long long ret;
+    if (notified) {
+        ret = leader_perform(f, c, mine);
+        if (is_read(c->hot) && ret > 0 &&
+            mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)
+            ret = -EFAULT;
+        int r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
+        if (r == -ENOENT) { /* a signal took the call away: the restarted one gets this result */
+            f->pend = 1;
+            f->pend_pid = ev->pid;
+            f->pend_nr = ev->nr;
+            memcpy(f->pend_args, ev->args, sizeof f->pend_args);
+            f->pend_ret = ret;
+        } else if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    } else { /* a ptrace stop: the call runs in the variant; its result at the exit stop */
+        int r = mvx_resume(t, MVX_RESUME_TO_EXIT);
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "resume %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+        r = mvx_wait(t, ev);
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "lost the variant %d: %s", t->pid, strerror(-r));
+            return -1;
+        }
+        if (ev->kind == MVX_EV_EXITED || ev->kind == MVX_EV_KILLED)
+            return FAST_RETURN;
+        if (ev->kind != MVX_EV_EXIT) {
+            snprintf(f->err, sizeof f->err, "unexpected stop %d at the exit of %s", ev->kind, c->name);
+            return -1;
+        }
+        ret = ev->ret;
+        if (is_read(c->hot) && ret > 0 &&
+            (data_room(f, (size_t)ret) < 0 || mvx_read_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)) {
+            snprintf(f->err, sizeof f->err, "read the bytes %s returned: %s", c->name, strerror(errno));
+            return -1;
+        }
+        if (ret == -512 || ret == -513 || ret == -514 || ret == -516) { /* RESTARTING: made again */
+            r = mvx_resume(t, MVX_RESUME_RUN);
+            return r < 0 ? -1 : FAST_DONE;
+        }
+        if ((r = mvx_resume(t, MVX_RESUME_RUN)) < 0) {
+            snprintf(f->err, sizeof f->err, "resume %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    }
+    f->seq++;
+    make_record(f, c, f->seq, ret, f->data);
+    if (publish(f, f->seq) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    f->handled++;
+    if (notified && ret == -EPIPE && !is_read(c->hot)) {
+        ev->kind = MVX_EV_PIPE_BROKEN; /* the monitor's write took the SIGPIPE the program's would */
+        return FAST_RETURN;
+    }
+    if (lost_any(f->link)) {
+        ev->kind = MVX_EV_FAST_NOTE; /* Python tells the session which follower is lost */
+        return FAST_RETURN;
+    }
+    return FAST_DONE;
+}
+
+/* ---- a follower's hot calls ------------------------------------------------------------------- */
+
+/* The head frame as one message of `type` (decoded into msg, pointing into the frame): 1, or 0. */
+static int head_is(struct mvx_fast *f, struct mvx_frame *fr, int type, struct mvx_msg *msg) {
+    if (fr->len < 1 || fr->body[0] != type)
+        return 0;
+    static __thread uint8_t arena_buf[1 << 16];
+    struct mvx_arena arena = {arena_buf, sizeof arena_buf, 0};
+    size_t n = 0;
+    char err[160];
+    if (mvx_decode_body(fr->body, fr->len, msg, 1, &n, &arena, err, sizeof err) != 0 || n != 1)
+        return 0;
+    return 1;
+}
+
+/* Does my call's view equal the one in the leader's message? */
+static int same_view(struct mvx_fast *f, const struct hot_call *c, const struct mvx_value *theirs) {
+    struct wbuf *mine = &f->view;
+    mine->n = 0;
+    put_view(mine, c);
+    if (mine->oom)
+        return 0;
+    wb_need(&f->frame, mine->n + 64);
+    if (f->frame.oom)
+        return 0;
+    long n = mvx_encode_value(f->frame.p, f->frame.cap, theirs);
+    return n == (long)mine->n && !memcmp(f->frame.p, mine->p, mine->n);
+}
+
+static int send_seq(struct mvx_fast *f, int type, uint64_t seq) {
+    uint8_t fr[13];
+    uint32_t n = 9;
+    memcpy(fr, &n, 4);
+    fr[4] = (uint8_t)type;
+    memcpy(fr + 5, &seq, 8);
+    return mvx_chan_send(f->reply, fr, sizeof fr);
+}
+
+static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
+    struct mvx_tracee *t = f->t;
+    struct mvx_frame *fr;
+    struct mvx_msg msg;
+    int r = inbox_peek(f->inbox, &fr, -1);
+    if (r)
+        return FAST_PYTHON; /* closed: Python's next_record raises Stopped */
+    if (!is_read(c->hot)) {
+        /* the leader's check first (again when the leader's call was interrupted and re-made) */
+        while (head_is(f, fr, MVX_M_CHECK_REQUEST, &msg)) {
+            if (msg.u.check_request.content.present || !same_view(f, c, &msg.u.check_request.view))
+                return FAST_PYTHON; /* Python reports the divergence */
+            if ((r = send_seq(f, MVX_M_CHECKED, msg.u.check_request.seq)) < 0)
+                return FAST_PYTHON; /* Python's reply reports the lost leader */
+            inbox_pop(f->inbox);
+            if (inbox_peek(f->inbox, &fr, -1))
+                return FAST_PYTHON;
+        }
+    }
+    if (!head_is(f, fr, MVX_M_CALL_RECORD, &msg))
+        return FAST_PYTHON;
+    struct mvx_call_record *rec = &msg.u.call_record;
+    const char *cls = class_of(c->hot);
+    if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n) || rec->content.present ||
+        rec->has_clock || !rec->ret.present || !same_view(f, c, &rec->view))
+        return FAST_PYTHON; /* Python decides: another call, a divergence, a case this loop lacks */
+    long long ret = rec->ret.v;
+    if (c->hot == MVX_HOT_PREAD) { /* run here, on this variant's own copy: the results must agree */
+        int mine = f->dup[c->fd];
+        if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1 || data_room(f, c->count) < 0) {
+            f->fdok[c->fd] = 0;
+            return FAST_PYTHON;
+        }
+        ssize_t n = pread(mine, f->data, c->count, c->offset);
+        if ((n < 0 ? -errno : n) != ret)
+            return FAST_PYTHON; /* Python runs it again (pread changes nothing) and reports */
+        if (n > 0 && mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)n) != (long)n)
+            return FAST_PYTHON;
+    }
+    for (uint32_t i = 0; i < rec->noutputs; i++) {
+        const struct mvx_output *o = &rec->outputs[i];
+        if (o->value.tag == MVX_T_NONE)
+            continue;
+        if (o->index != 1 || o->value.tag != MVX_T_BYTES || !is_read(c->hot) || o->value.n > c->count ||
+            ret < 0 || (uint64_t)ret != o->value.n)
+            return FAST_PYTHON;
+        if (o->value.n && mvx_write_mem(t->pid, c->a[1], o->value.v.raw, o->value.n) != (long)o->value.n)
+            return FAST_PYTHON;
+    }
+    if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0 && !rec->noutputs)
+        return FAST_PYTHON;
+    if (ev->kind == MVX_EV_NOTIFY) {
+        r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
+        if (r == -ENOENT)
+            return FAST_DONE; /* a signal took the call away: the record waits for the restarted one */
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    } else {
+        r = mvx_skip(t, ev->arch, ret, MVX_RESUME_RUN);
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    }
+    uint64_t seq = rec->seq;
+    inbox_pop(f->inbox);
+    f->seq = seq;
+    f->handled++;
+    if (f->ack_every && seq % (uint64_t)f->ack_every == 0)
+        send_seq(f, MVX_M_ACK, seq); /* a failure shows at the next reply Python makes */
+    return FAST_DONE;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------- */
+
+/* Like mvx_wait, carrying every hot call it can. Returns 0 with `ev` the first stop for Python,
+ * or -errno (the variant is lost), or -EPROTO with mvx_fast_error() saying why. */
+int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
+    for (;;) {
+        int r = mvx_wait(f->t, ev);
+        if (r < 0)
+            return r;
+        if (!f->enabled || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
+            return 0;
+        if (f->pend) {
+            if (ev->kind != MVX_EV_NOTIFY || ev->pid != f->pend_pid || ev->nr != f->pend_nr ||
+                memcmp(ev->args, f->pend_args, sizeof f->pend_args))
+                return 0; /* Python takes the pending result over (Monitor.unanswered) */
+            long long ret = f->pend_ret;
+            r = mvx_notif_respond(f->t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
+            if (r == -ENOENT)
+                continue;
+            f->pend = 0;
+            if (r < 0) {
+                snprintf(f->err, sizeof f->err, "answer: %s", strerror(-r));
+                return -EPROTO;
+            }
+            continue;
+        }
+        struct hot_call c;
+        if (!decode_hot(f, ev, &c))
+            return 0;
+        int how = f->role == MVX_ROLE_LEADER ? leader_call(f, ev, &c) : follower_call(f, ev, &c);
+        if (how == FAST_DONE)
+            continue;
+        if (how == FAST_PYTHON || how == FAST_RETURN)
+            return 0;
+        return -EPROTO;
+    }
+}
+
+const char *mvx_fast_error(struct mvx_fast *f) { return f->err; }

@@ -1,0 +1,90 @@
+"""The monitor's C fast path (mvx/mechanics/native/mvx_fast.c), from Python: which calls it carries
+(compiled from the policy into its per-ISA table) and the state it reads (which fds are sockets of
+the leader's world, the leader monitor's duplicates of them, the sync core's sequence number).
+
+The C loop decides nothing Python would decide differently: it carries a call only where the
+policy's class and the fd's kind make the outcome certain (docs/DESIGN.md, "The fast path"), and
+returns every other stop to Python untouched. MVX_FAST=0 turns it off (every call the Python way)."""
+
+from __future__ import annotations
+
+import os
+
+from mvx.isa import arch as archmod
+from mvx.mechanics.native import ffi, lib
+
+# canonical name -> (the C loop's handler, the policy class it carries it as)
+HOT = {
+    "read": (lib.MVX_HOT_READ, "replicated"),
+    "recvfrom": (lib.MVX_HOT_RECVFROM, "replicated"),
+    "write": (lib.MVX_HOT_WRITE, "checked_output"),
+    "sendto": (lib.MVX_HOT_SENDTO, "checked_output"),
+    "writev": (lib.MVX_HOT_WRITEV, "checked_output"),
+    "pread64": (lib.MVX_HOT_PREAD, "replicated"),  # carried on the variant's own files only (local there)
+}
+OWN_WORLD_ONLY = {"pread64"}
+ISA_INDEX = {"x86_64": 0, "i386": 1, "aarch64": 2}  # MVX_ISA_* of mvx_tables.h
+LEADER, FOLLOWER = lib.MVX_ROLE_LEADER, lib.MVX_ROLE_FOLLOWER
+
+
+def wanted() -> bool:
+    return os.environ.get("MVX_FAST", "1") != "0"
+
+
+class FastPath:
+    """One monitor's C loop. `ready` (set before each wait) says whether Python holds state the
+    loop cannot see (a deferred signal, a record read ahead, an unanswered call)."""
+
+    def __init__(self, variant, role: int, policy, *, link=None, inbox=None, reply_chan=None,
+                 check_timeout: float = 15.0) -> None:
+        self.native = ffi.gc(lib.mvx_fast_new(variant.native, role), lib.mvx_fast_free)
+        lib.mvx_fast_configure(self.native, link.native if link is not None else ffi.NULL,
+                               inbox.native if inbox is not None else ffi.NULL,
+                               reply_chan if reply_chan is not None else ffi.NULL,
+                               int(check_timeout * 1000), 16)
+        self.names = set()
+        synced = policy.synced()
+        for name, (hot, cls) in HOT.items():
+            if name not in synced or policy.class_of(name) != cls:
+                continue
+            if name in OWN_WORLD_ONLY and (name not in policy.in_world or policy.class_of(name, True) != "local"):
+                continue
+            self.names.add(name)
+            for a in archmod.ARCHES.values():
+                try:
+                    nr = a.nr(name)
+                except archmod.UnknownSyscall:  # not a call of this ISA
+                    continue
+                lib.mvx_fast_set_hot(self.native, ISA_INDEX[a.name], a.audit_arch, nr, hot)
+        self._pid = ffi.new("int *")
+        self._nr = ffi.new("long long *")
+        self._args = ffi.new("unsigned long long[6]")
+        self._ret = ffi.new("long long *")
+
+    @property
+    def handled(self) -> int:
+        """Hot calls the C loop carried."""
+        return lib.mvx_fast_handled(self.native)
+
+    def before_wait(self, enabled: bool, seq: int) -> None:
+        lib.mvx_fast_set_state(self.native, int(enabled), seq)
+
+    def seq(self) -> int:
+        return lib.mvx_fast_seq(self.native)
+
+    def take_pending(self) -> tuple[tuple, int] | None:
+        """A call the loop performed whose answer found it gone: ((pid, nr, args), result)."""
+        if not lib.mvx_fast_take_pending(self.native, self._pid, self._nr, self._args, self._ret):
+            return None
+        return (self._pid[0], self._nr[0], tuple(self._args)), self._ret[0]
+
+    def set_fd(self, fd: int, what: int, dup: int = -1) -> None:
+        """What `fd` is (MVX_FD_LEADERS, MVX_FD_OWN, 0: unknown) and the monitor's duplicate."""
+        if 0 <= fd < 65536:
+            lib.mvx_fast_set_fd(self.native, fd, what, dup)
+
+    def forget_fds(self) -> None:
+        lib.mvx_fast_forget_fds(self.native)
+
+    def error(self) -> str:
+        return ffi.string(lib.mvx_fast_error(self.native)).decode(errors="replace")
