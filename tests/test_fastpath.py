@@ -1,0 +1,188 @@
+"""The C fast path (mvx/mechanics/native/mvx_fast.c): the records and checks it sends are byte for
+byte those of the Python sync core (mvx.core.sync + mvx.core.protocol), for every hot call on every
+ISA this machine runs, so the two paths interleave on one channel; what it does not carry it leaves
+to Python (-1 here); and under `mvx run` it carries the hot calls of a real server (counted), with
+the same replies and verdicts as with it off (MVX_FAST=0)."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+from _variants import free_port, variant_bin
+
+from mvx.core import policy as policies
+from mvx.core import protocol
+from mvx.core.sync import LeaderSync, view
+from mvx.isa import arch as archmod
+from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
+from mvx.mechanics.native import ffi, lib
+
+POLICY = policies.load("default")
+MAP_32BIT = 0x40  # below 4 GiB: addresses an i386 call can name
+
+
+class Arena:
+    """Memory of this process at addresses every ISA can name; the fast path reads it with
+    process_vm_readv (pid = ours), the Python decoder through `read`."""
+
+    def __init__(self, size: int = 1 << 21) -> None:
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_32BIT)
+        self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        assert self.base < 1 << 32
+        self.used = 0
+
+    def put(self, data: bytes) -> int:
+        addr = self.base + self.used
+        self.map[self.used:self.used + len(data)] = data
+        self.used += (len(data) + 15) & ~15
+        return addr
+
+    def read(self, addr: int, n: int) -> bytes:
+        off = addr - self.base
+        return bytes(self.map[off:off + n])
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        return self.read(addr, limit).split(b"\0", 1)[0]
+
+
+@pytest.fixture
+def fast():
+    t = ffi.new("struct mvx_tracee *")
+    f = ffi.gc(lib.mvx_fast_new(t, lib.MVX_ROLE_LEADER), lib.mvx_fast_free)
+    from mvx.runtime.fastpath import HOT, ISA_INDEX
+
+    for a in archmod.ARCHES.values():
+        for name, (hot, _) in HOT.items():
+            lib.mvx_fast_set_hot(f, ISA_INDEX[a.name], a.audit_arch, a.nr(name), hot)
+    lib.mvx_fast_set_fd(f, 5, lib.MVX_FD_LEADERS, -1)
+    lib.mvx_fast_set_fd(f, 7, lib.MVX_FD_OWN, 99)
+    yield f
+    del t  # the tracee struct outlives the loop that points to it
+
+
+def c_frame(fast, isa: str, name: str, args, *, check: bool, seq: int, ret: int = 0, got: bytes = b"") -> bytes | None:
+    a = archmod.get(isa)
+    c_args = ffi.new("unsigned long long[6]", [x & (2**64 - 1) for x in args] + [0] * (6 - len(args)))
+    out = ffi.new("uint8_t[]", 4 << 20)
+    n = lib.mvx_fast_frame_for(fast, os.getpid(), a.audit_arch, a.nr(name), c_args, int(check), seq, ret,
+                               got or ffi.NULL, out, len(out))
+    return None if n < 0 else bytes(ffi.buffer(out, n))
+
+
+def py_frames(mem: Arena, isa: str, name: str, args, *, seq: int, ret: int, world: bool = False) -> tuple[bytes, bytes]:
+    """(check request, record) as the Python leader makes them."""
+    call = normalize(RawSyscall(isa, archmod.get(isa).nr(name), tuple(args)), mem)
+    sync = LeaderSync(POLICY)
+    sync.seq = seq - 1
+    cls = POLICY.class_of(call.name, world)
+    check = protocol.encode(protocol.CheckRequest(seq, view(call), None))
+    full = decode_outputs(call, mem, ret) if ret >= 0 else call
+    record = sync.record(call, ret, full.outputs if ret >= 0 else {}, cls)
+    return check, protocol.encode(record)
+
+
+ISAS = sorted(a for a in ("x86_64", "i386") if a in {x.name for x in archmod.ARCHES.values()})
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
+    mem = Arena()
+    word = archmod.get(isa).word_size
+    request = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+    buf = mem.put(request + bytes(4096))
+    parts = [b"HTTP/1.1 200 OK\r\n", b"", b"Content-Length: 5\r\n\r\nhello"]
+    bases = [mem.put(p or b"\0") for p in parts]
+    iov = mem.put(b"".join(struct.pack("<QQ" if word == 8 else "<II", b, len(p)) for b, p in zip(bases, parts)))
+    cases = [  # (name, args, ret, world)
+        ("read", (5, buf, 4096), len(request), False),
+        ("read", (5, buf, 4096), 0, False),
+        ("read", (5, buf, 4096), -11, False),
+        ("read", (5, buf, 1 << 20), 3, False),
+        ("recvfrom", (5, buf, 100, 0, 0, 0), 7, False),
+        ("recvfrom", (5, buf, 100, 0, 0, 0), -104, False),
+        ("write", (5, buf, len(request)), len(request), False),
+        ("write", (5, buf, 0), 0, False),
+        ("sendto", (5, buf, 10, 0, 0, 0), -32, False),
+        ("sendto", (5, buf, 10, 0, 0, 16), 10, False),
+        ("writev", (5, iov, 3), sum(map(len, parts)), False),
+        ("writev", (5, iov, 0), 0, False),
+        ("pread64", (7, buf, 1024, *((5, 1) if word == 4 else (5 + (1 << 32),))), 700, True),
+        ("pread64", (7, buf, 1024, *((0, 0) if word == 4 else (0,))), -21, True),
+    ]
+    for seq, (name, args, ret, world) in enumerate(cases, start=15):
+        check, record = py_frames(mem, isa, name, args, seq=seq, ret=ret, world=world)
+        got = mem.read(buf, ret) if ret > 0 else b""
+        assert c_frame(fast, isa, name, args, check=False, seq=seq, ret=ret, got=got) == record, (name, args, ret)
+        if name in ("write", "sendto", "writev"):
+            assert c_frame(fast, isa, name, args, check=True, seq=seq) == check, (name, args)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_what_it_does_not_carry_is_left_to_python(fast, isa):
+    mem = Arena()
+    buf = mem.put(b"x" * 64)
+    left = [
+        ("read", (6, buf, 10)),  # an fd Python has not described
+        ("read", (7, buf, 10)),  # the variant's own file: read runs in every variant (Python's)
+        ("pread64", (5, buf, 10, 0, 0)),  # a socket: not a file of the variant's own world
+        ("read", (5, buf, (1 << 20) + 1)),  # over canonical.MAX_BUF
+        ("recvfrom", (5, buf, 10, 2, 0, 0)),  # MSG_PEEK
+        ("recvfrom", (5, buf, 10, 0, buf, buf)),  # with an address
+        ("sendto", (5, buf, 10, 0, buf, 16)),  # to an address
+        ("writev", (5, buf, 2000)),  # over IOV_MAX
+        ("writev", (5, 8, 1)),  # an unreadable iovec: Python reports it
+        ("write", (-1, buf, 1)),
+    ]
+    for name, args in left:
+        assert c_frame(fast, isa, name, args, check=False, seq=1, ret=1, got=b"x") is None, (name, args)
+
+
+def serve_epoll(env: dict, mode: str, requests: int = 40) -> tuple[int, list[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin("x86_64", "epoll_server"),
+         "--follower", variant_bin("i386", "epoll_server"), "--", str(port), "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        sock = None
+        replies = []
+        for _ in range(100):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        assert sock is not None, "epoll_server never listened"
+        with sock:
+            for i in range(requests):
+                sock.sendall(f"req {i}\n".encode())
+                replies.append(sock.recv(64))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, replies, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "seccomp", "ptrace"])
+def test_a_server_is_served_through_the_fast_path(mode):
+    """epoll_server, 40 requests on one connection: C carries its reads and writes in both
+    monitors (MVX_FAST_STATS counts them), and the replies equal those with the fast path off."""
+    code, replies, err = serve_epoll({"MVX_FAST_STATS": "1"}, mode)
+    assert code == 0, err
+    carried = [int(line.split()[2]) for line in err.splitlines() if "hot calls carried in C" in line]
+    assert len(carried) == 2 and min(carried) >= 70, err  # ~2 per request in each monitor
+    code_off, replies_off, err_off = serve_epoll({"MVX_FAST": "0", "MVX_FAST_STATS": "1"}, mode)
+    assert code_off == 0, err_off
+    assert "carried in C" not in err_off
+    assert replies == replies_off == [b"Hi, how are you.\n"] * 40
