@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 from _variants import free_port, variant_bin
@@ -158,15 +159,13 @@ def serve_epoll(env: dict, mode: str, requests: int = 40) -> tuple[int, list[byt
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
                 break
             except OSError:
-                import time
-
                 time.sleep(0.1)
         assert sock is not None, "epoll_server never listened"
         with sock:
             for i in range(requests):
                 sock.sendall(f"req {i}\n".encode())
                 replies.append(sock.recv(64))
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
