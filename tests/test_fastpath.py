@@ -20,6 +20,7 @@ from _variants import free_port, variant_bin
 
 from mvx.core import policy as policies
 from mvx.core import protocol
+from mvx.core.outputs import EpollRegistry
 from mvx.core.sync import LeaderSync, view
 from mvx.isa import arch as archmod
 from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
@@ -59,11 +60,19 @@ def fast():
     f = ffi.gc(lib.mvx_fast_new(t, lib.MVX_ROLE_LEADER), lib.mvx_fast_free)
     from mvx.runtime.fastpath import HOT, ISA_INDEX
 
+    from mvx.runtime.fastpath import RAW_ALIASES, _epoll_tables
+
     for a in archmod.ARCHES.values():
         for name, (hot, _) in HOT.items():
-            lib.mvx_fast_set_hot(f, ISA_INDEX[a.name], a.audit_arch, a.nr(name), hot)
+            for raw, how in {name: hot, **RAW_ALIASES.get(name, {})}.items():
+                if raw in a.numbers:
+                    lib.mvx_fast_set_hot(f, ISA_INDEX[a.name], a.audit_arch, a.nr(raw), how)
+        _epoll_tables(f, a)
     lib.mvx_fast_set_fd(f, 5, lib.MVX_FD_LEADERS, -1)
     lib.mvx_fast_set_fd(f, 7, lib.MVX_FD_OWN, 99)
+    lib.mvx_fast_set_fd(f, 3, lib.MVX_FD_EPOLL, 98)
+    for fd, data in EPOLL_REGISTERED.items():
+        lib.mvx_fast_epoll_ctl(f, 3, fd, 1, data)
     yield f
     del t  # the tracee struct outlives the loop that points to it
 
@@ -77,6 +86,15 @@ def c_frame(fast, isa: str, name: str, args, *, check: bool, seq: int, ret: int 
     return None if n < 0 else bytes(ffi.buffer(out, n))
 
 
+EPOLL_REGISTERED = {9: 0xDEADBEEF00, 10: 77, 11: 1 << 63}  # fd -> the data word registered for it on epoll 3
+
+
+def registered(isa: str) -> dict[int, int]:
+    """The data words as the monitor's registry holds them (a pointer of the ISA: i386 keeps 32 bits)."""
+    mask = (1 << 8 * archmod.get(isa).word_size) - 1
+    return {fd: data & mask for fd, data in EPOLL_REGISTERED.items()}
+
+
 def py_frames(mem: Arena, isa: str, name: str, args, *, seq: int, ret: int, world: bool = False) -> tuple[bytes, bytes]:
     """(check request, record) as the Python leader makes them."""
     call = normalize(RawSyscall(isa, archmod.get(isa).nr(name), tuple(args)), mem)
@@ -85,7 +103,10 @@ def py_frames(mem: Arena, isa: str, name: str, args, *, seq: int, ret: int, worl
     cls = POLICY.class_of(call.name, world)
     check = protocol.encode(protocol.CheckRequest(seq, view(call), None))
     full = decode_outputs(call, mem, ret) if ret >= 0 else call
-    record = sync.record(call, ret, full.outputs if ret >= 0 else {}, cls)
+    registry = EpollRegistry()
+    for fd, data in registered(isa).items():
+        registry.on_ctl(3, "EPOLL_CTL_ADD", fd, data)
+    record = sync.record(call, ret, full.outputs if ret >= 0 else {}, cls, epoll=registry)
     return check, protocol.encode(record)
 
 
@@ -101,6 +122,18 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
     parts = [b"HTTP/1.1 200 OK\r\n", b"", b"Content-Length: 5\r\n\r\nhello"]
     bases = [mem.put(p or b"\0") for p in parts]
     iov = mem.put(b"".join(struct.pack("<QQ" if word == 8 else "<II", b, len(p)) for b, p in zip(bases, parts)))
+    lay = archmod.get(isa).layout("epoll_event")
+    events = [(0x1, 9), (0x2019, 10), (0x80000004 | 0x400000, 11)]  # EPOLLIN; IN|ERR|HUP|RDHUP; OUT|ET|bit 22
+
+    def event(bits, fd):
+        raw = bytearray(lay.size)
+        raw[0:4] = bits.to_bytes(4, "little")
+        raw[lay.fields["data"].offset:lay.fields["data"].offset + 8] = EPOLL_REGISTERED[fd].to_bytes(8, "little")
+        return bytes(raw)
+
+    evbuf = mem.put(b"".join(event(b, fd) for b, fd in events))
+    for fd, data in registered(isa).items():  # as Python mirrors its registry into the C loop
+        lib.mvx_fast_epoll_ctl(fast, 3, fd, 1, data)
     cases = [  # (name, args, ret, world)
         ("read", (5, buf, 4096), len(request), False),
         ("read", (5, buf, 4096), 0, False),
@@ -116,10 +149,14 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
         ("writev", (5, iov, 0), 0, False),
         ("pread64", (7, buf, 1024, *((5, 1) if word == 4 else (5 + (1 << 32),))), 700, True),
         ("pread64", (7, buf, 1024, *((0, 0) if word == 4 else (0,))), -21, True),
+        ("epoll_wait", (3, evbuf, 64, -1), 3, False),
+        ("epoll_wait", (3, evbuf, 64, 0), 0, False),
+        ("epoll_pwait", (3, evbuf, 2, 250, 0, 8), 2, False),
+        ("epoll_pwait", (3, evbuf, 10, -1, 0, 8), -4, False),
     ]
     for seq, (name, args, ret, world) in enumerate(cases, start=15):
         check, record = py_frames(mem, isa, name, args, seq=seq, ret=ret, world=world)
-        got = mem.read(buf, ret) if ret > 0 else b""
+        got = (mem.read(evbuf, ret * lay.size) if name.startswith("epoll") else mem.read(buf, ret)) if ret > 0 else b""
         assert c_frame(fast, isa, name, args, check=False, seq=seq, ret=ret, got=got) == record, (name, args, ret)
         if name in ("write", "sendto", "writev"):
             assert c_frame(fast, isa, name, args, check=True, seq=seq) == check, (name, args)
@@ -140,6 +177,9 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("writev", (5, buf, 2000)),  # over IOV_MAX
         ("writev", (5, 8, 1)),  # an unreadable iovec: Python reports it
         ("write", (-1, buf, 1)),
+        ("epoll_pwait", (3, buf, 10, -1, buf, 8)),  # with a signal mask
+        ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
+        ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)
     ]
     for name, args in left:
         assert c_frame(fast, isa, name, args, check=False, seq=1, ret=1, got=b"x") is None, (name, args)
@@ -175,12 +215,12 @@ def serve_epoll(env: dict, mode: str, requests: int = 40) -> tuple[int, list[byt
 
 @pytest.mark.parametrize("mode", ["hybrid", "seccomp", "ptrace"])
 def test_a_server_is_served_through_the_fast_path(mode):
-    """epoll_server, 40 requests on one connection: C carries its reads and writes in both
+    """epoll_server, 40 requests on one connection: C carries its epoll waits, reads and writes in both
     monitors (MVX_FAST_STATS counts them), and the replies equal those with the fast path off."""
     code, replies, err = serve_epoll({"MVX_FAST_STATS": "1"}, mode)
     assert code == 0, err
     carried = [int(line.split()[2]) for line in err.splitlines() if "hot calls carried in C" in line]
-    assert len(carried) == 2 and min(carried) >= 70, err  # ~2 per request in each monitor
+    assert len(carried) == 2 and min(carried) >= 110, err  # epoll_wait, read, write per request in each monitor
     code_off, replies_off, err_off = serve_epoll({"MVX_FAST": "0", "MVX_FAST_STATS": "1"}, mode)
     assert code_off == 0, err_off
     assert "carried in C" not in err_off

@@ -653,7 +653,7 @@ _SPEC_LIST = [
     sc("pread64", Long, Traits(perform="pread64"), fd=Fd, buf=OutBuf(2), count=Ulong, offset=Int64),
     sc("pwrite64", Long, fd=Fd, buf=InBuf(2), count=Ulong, offset=Int64),
     sc("readv", Long, Traits(blocks=True), fd=Fd, iov=IovecOut(2), iovcnt=Int),
-    sc("writev", Long, Traits(blocks=True, sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
+    sc("writev", Long, Traits(blocks=True, perform="writev", sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("openat", Fd, Traits(changes_fs_when=("flags", WRITE_OPEN_FLAGS), world_fd=("file", "dir"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,6 +128,24 @@ def _pread(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
 def _write(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
     fd, buf, count = call.values[:3]
     data = v.read(buf, count)
+    try:
+        return Performed(os.write(fds.get(fd), data), data)
+    except OSError as exc:
+        return Performed(_errno_of(exc), data)
+
+
+def _writev(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    """writev as one write of the gathered bytes (the same bytes, in order, on the same open file)."""
+    fd, iov, count = call.values[:3]
+    word = stop.arch.word_size
+    if not 0 <= count <= 1024:
+        return Performed(-errno.EINVAL)
+    try:
+        raw = v.read(iov, 2 * word * count) if count else b""
+        pairs = struct.unpack(f"<{2 * count}{'Q' if word == 8 else 'I'}", raw)
+        data = b"".join(v.read(pairs[2 * i], pairs[2 * i + 1]) for i in range(count) if pairs[2 * i + 1])
+    except (OSError, struct.error):
+        return None  # unreadable: the variant makes the call and gets its own EFAULT
     try:
         return Performed(os.write(fds.get(fd), data), data)
     except OSError as exc:
@@ -298,6 +317,7 @@ PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]
     "read": _read,
     "pread64": _pread,
     "write": _write,
+    "writev": _writev,
     "recvfrom": _recvfrom,
     "sendto": _sendto,
     "accept4": _accept4,

@@ -21,7 +21,9 @@ HOT = {
     "sendto": (lib.MVX_HOT_SENDTO, "checked_output"),
     "writev": (lib.MVX_HOT_WRITEV, "checked_output"),
     "pread64": (lib.MVX_HOT_PREAD, "replicated"),  # carried on the variant's own files only (local there)
+    "epoll_pwait": (lib.MVX_HOT_EPOLL_PWAIT, "replicated"),  # and raw epoll_wait (MVX_HOT_EPOLL_WAIT)
 }
+RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT}}  # raw names of one canonical call
 OWN_WORLD_ONLY = {"pread64"}
 ISA_INDEX = {"x86_64": 0, "i386": 1, "aarch64": 2}  # MVX_ISA_* of mvx_tables.h
 LEADER, FOLLOWER = lib.MVX_ROLE_LEADER, lib.MVX_ROLE_FOLLOWER
@@ -35,13 +37,15 @@ class FastPath:
     """One monitor's C loop. `ready` (set before each wait) says whether Python holds state the
     loop cannot see (a deferred signal, a record read ahead, an unanswered call)."""
 
-    def __init__(self, variant, role: int, policy, *, link=None, inbox=None, reply_chan=None,
+    def __init__(self, variant, role: int, policy, *, link=None, inbox=None, reply_chan=None, outbox=None,
                  check_timeout: float = 15.0) -> None:
         self.native = ffi.gc(lib.mvx_fast_new(variant.native, role), lib.mvx_fast_free)
         lib.mvx_fast_configure(self.native, link.native if link is not None else ffi.NULL,
                                inbox.native if inbox is not None else ffi.NULL,
                                reply_chan if reply_chan is not None else ffi.NULL,
                                int(check_timeout * 1000), 16)
+        if outbox is not None:  # write-behind: outputs are held in the one outbox Python holds in too
+            lib.mvx_fast_set_outbox(self.native, outbox.native)
         self.names = set()
         synced = policy.synced()
         for name, (hot, cls) in HOT.items():
@@ -51,11 +55,14 @@ class FastPath:
                 continue
             self.names.add(name)
             for a in archmod.ARCHES.values():
-                try:
-                    nr = a.nr(name)
-                except archmod.UnknownSyscall:  # not a call of this ISA
-                    continue
-                lib.mvx_fast_set_hot(self.native, ISA_INDEX[a.name], a.audit_arch, nr, hot)
+                for raw, how in {name: hot, **RAW_ALIASES.get(name, {})}.items():
+                    try:
+                        nr = a.nr(raw)
+                    except archmod.UnknownSyscall:  # not a call of this ISA
+                        continue
+                    lib.mvx_fast_set_hot(self.native, ISA_INDEX[a.name], a.audit_arch, nr, how)
+        for a in archmod.ARCHES.values():
+            _epoll_tables(self.native, a)
         self._pid = ffi.new("int *")
         self._nr = ffi.new("long long *")
         self._args = ffi.new("unsigned long long[6]")
@@ -86,5 +93,29 @@ class FastPath:
     def forget_fds(self) -> None:
         lib.mvx_fast_forget_fds(self.native)
 
+    def epoll_ctl(self, epfd: int, fd: int, data: int | None) -> None:
+        """A registration (data) or its end (None), as EpollRegistry.on_ctl keeps it."""
+        lib.mvx_fast_epoll_ctl(self.native, epfd, fd, int(data is not None), 0 if data is None else data & (2**64 - 1))
+
+    def epoll_close(self, fd: int) -> None:
+        lib.mvx_fast_epoll_close(self.native, fd)
+
+    def epoll_clear(self) -> None:
+        lib.mvx_fast_epoll_clear(self.native)
+
     def error(self) -> str:
         return ffi.string(lib.mvx_fast_error(self.native)).decode(errors="replace")
+
+
+def _epoll_tables(native, a) -> None:
+    """The names of each epoll event bit on `a` (as mvx.isa.canonical decodes them) and its
+    epoll_event layout, for the C loop's records and answers."""
+    from mvx.isa import syscalls as S
+    from mvx.isa.canonical import decode_flags
+
+    for bit in range(32):
+        fs = decode_flags(a, S.EPOLL_EVENTS, 1 << bit)
+        name = next(iter(fs.names)) if len(fs.names) == 1 and not fs.rest else None
+        lib.mvx_fast_set_epoll_bit(native, ISA_INDEX[a.name], bit, name.encode() if name else ffi.NULL)
+    lay = a.layout("epoll_event")
+    lib.mvx_fast_set_epoll_layout(native, ISA_INDEX[a.name], lay.size, lay.fields["data"].offset)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from mvx import MvxError
+from mvx.core.outputs import epoll_ctl_data
 from mvx.core.policy import Policy
 from mvx.core.protocol import CallRecord, CheckRequest, End, SignalBatch, Started
 from mvx.core.sync import (
@@ -249,14 +250,25 @@ class Monitor:
         fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) else None
         if traits.shadow in ("pair", "exec"):
             fast.forget_fds()
+            if traits.shadow == "exec":
+                fast.epoll_clear()
         elif traits.shadow == "close" and fd is not None:
             fast.set_fd(fd, 0)
+            fast.epoll_close(fd)
+        elif traits.shadow == "epoll_ctl" and fd is not None and isinstance(call.args[2], int):
+            data = epoll_ctl_data(call)
+            add = call.args[1] in ("EPOLL_CTL_ADD", "EPOLL_CTL_MOD") and data is not None
+            fast.epoll_ctl(fd, call.args[2], data if add else None)
         elif traits.shadow == "dup" and isinstance(call.args[1], int):
             fast.set_fd(call.args[1], 0)
         if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
             fast.set_fd(ret, 0)
         if call.name in fast.names and fd is not None and ret is not None:
-            what = lib.MVX_FD_OWN if self.fds.in_world(fd) else lib.MVX_FD_LEADERS if self.fds.kind(fd) == "socket" else 0
+            kind = self.fds.kind(fd)
+            if call.name == "epoll_pwait":
+                what = lib.MVX_FD_EPOLL if kind == "other" and ret >= 0 else 0
+            else:
+                what = lib.MVX_FD_OWN if self.fds.in_world(fd) else lib.MVX_FD_LEADERS if kind == "socket" else 0
             fast.set_fd(fd, what, self.fds.dups.known(fd))
 
     def ended(self, stop: Stop) -> Outcome:
@@ -380,9 +392,8 @@ class LeaderMonitor(Monitor):
 
     def start(self) -> int:
         pid = super().start()
-        if fast_wanted() and self.outbox is None and self.sync.lockstep == "sensitive" \
-                and lib.mvx_link_all_chans(self.link.native):
-            self.fast = FastPath(self.variant, LEADER, self.policy, link=self.link,
+        if fast_wanted() and self.sync.lockstep == "sensitive" and lib.mvx_link_all_chans(self.link.native):
+            self.fast = FastPath(self.variant, LEADER, self.policy, link=self.link, outbox=self.outbox,
                                  check_timeout=self.link.timeout + 5.0)
         self.link.started(Started(pid))  # followers start theirs with this pid
         return pid
@@ -467,6 +478,8 @@ class LeaderMonitor(Monitor):
         except CallGone:  # a signal came first: the call is made again and gets this answer then
             self.unanswered = Unanswered(_call_key(stop), Performed(ret))
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
+        if self.fast is not None:
+            self.fast_track(call, ret)
 
     def _advance_sent_file(self, call, n: int) -> tuple[list[tuple[int, bytes]], dict]:
         """What sendfile does to its file offset, done for it: the offset it points to moves by

@@ -15,17 +15,11 @@ the followers (the program waits, as under plain lockstep)."""
 
 from __future__ import annotations
 
-import collections
-import os
-import select
-import socket
 import threading
 from dataclasses import dataclass
 
-from mvx.mechanics.native import lib
-from mvx.runtime.link import LeaderLink
-
-POLL_MS = 200  # how often a blocked write looks whether the session failed
+from mvx.mechanics.native import ffi, lib
+from mvx.runtime.link import LeaderLink, Stopped
 
 
 @dataclass
@@ -37,96 +31,36 @@ class Held:
 
 
 class Outbox:
+    """The queue and its sending thread are C (mvx_fast.c, `mvx_outbox`), shared with the C fast
+    path: one queue, so held outputs leave in the order the program made them whichever path
+    held them. It waits on the link's own counts and fails with it."""
+
     def __init__(self, link: LeaderLink, limit: int = 8 << 20) -> None:
         self.link = link
         self.limit = limit
-        self._queue: collections.deque[Held] = collections.deque()
-        self._bytes = 0
-        self._closed = False
-        self._cond = threading.Condition()
-        self.sent = 0  # bytes that left (tests, reports)
-        self._thread = threading.Thread(target=self._run, name="mvx-outbox", daemon=True)
+        self.native = ffi.gc(lib.mvx_outbox_new(link.native, limit), lib.mvx_outbox_free)
+        self._thread = threading.Thread(target=lib.mvx_outbox_run, args=(self.native,), name="mvx-outbox",
+                                        daemon=True)
         self._thread.start()
+
+    @property
+    def sent(self) -> int:
+        """Bytes that left (tests, reports)."""
+        return lib.mvx_outbox_sent(self.native)
 
     def hold(self, item: Held) -> None:
         """Queue `item` (its fd now belongs to the outbox); waits while over the limit."""
-        cond = self._cond
-        with cond:
-            while self._bytes + len(item.data) > self.limit and self._queue and not self._stopped():
-                cond.wait(0.5)
-            if self._stopped():
-                os.close(item.fd)
-                raise self.link.failure or RuntimeError("the outbox is closed")
-            self._queue.append(item)
-            self._bytes += len(item.data)
-            cond.notify_all()
+        how = -1 if item.shutdown is None else item.shutdown
+        if lib.mvx_outbox_hold(self.native, item.seq, item.fd, item.data, len(item.data), how) < 0:
+            raise self.link.failure or Stopped("the outbox is closed")
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything held has left (the program ended); False on timeout or failure."""
-        cond = self._cond
-        with cond:
-            return cond.wait_for(lambda: not self._queue or self._stopped(), timeout) and not self._queue
+        return bool(lib.mvx_outbox_drain(self.native, int(timeout * 1000)))
 
     def close(self) -> None:
         """Stop; whatever is still held is dropped (never sent)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        lib.mvx_outbox_close(self.native)
         self._thread.join(timeout=5)
-        with self._cond:
-            for item in self._queue:
-                os.close(item.fd)
-            self._queue.clear()
-
-    # ---- the sending thread ----------------------------------------------------------------------
-    def _stopped(self) -> bool:
-        return self._closed or self.link.failure is not None
-
-    def _run(self) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                cond.wait_for(lambda: self._stopped() or self._queue, 0.2)
-                if self._stopped():
-                    return
-                if not self._queue:
-                    continue
-                item = self._queue[0]
-            # every live follower must have checked it (the link's counts are C's: waited on there)
-            while not self._stopped() and lib.mvx_link_checked_wait(self.link.native, item.seq, POLL_MS) > 0:
-                pass
-            if self._stopped():
-                return
-            try:
-                self._send(item)
-            finally:
-                with cond:
-                    if self._queue and self._queue[0] is item:
-                        self._queue.popleft()
-                        self._bytes -= len(item.data)
-                    os.close(item.fd)
-                    cond.notify_all()
-
-    def _send(self, item: Held) -> None:
-        if item.shutdown is not None:
-            sock = socket.socket(fileno=os.dup(item.fd))
-            try:
-                sock.shutdown(item.shutdown)
-            except OSError:
-                pass  # the peer is gone: the program's own shutdown would have found nothing to end
-            finally:
-                sock.close()
-            return
-        view = memoryview(item.data)
-        poller = select.poll()
-        poller.register(item.fd, select.POLLOUT)
-        while view and not self._stopped():
-            try:
-                n = os.write(item.fd, view)
-            except BlockingIOError:
-                poller.poll(POLL_MS)
-                continue
-            except OSError:
-                return  # reset or closed by the peer: what is left cannot be delivered, natively neither
-            view = view[n:]
-            self.sent += n
+        if not self._thread.is_alive():
+            lib.mvx_outbox_drop(self.native)

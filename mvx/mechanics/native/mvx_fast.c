@@ -379,6 +379,189 @@ int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
     }
 }
 
+/* ---- write-behind: outputs held by the leader's monitor until every follower checked them ------- */
+
+/* One held output: `len` bytes for the monitor's own duplicate `fd` of the program's socket or
+ * pipe (closed once the item left), or a shutdown (`how` >= 0). Released in order, each once every
+ * live follower checked call `seq`; dropped, never sent, once the link failed. */
+struct mvx_held {
+    struct mvx_held *next;
+    uint64_t seq;
+    int fd, how;
+    size_t len;
+    uint8_t data[];
+};
+
+struct mvx_outbox {
+    struct mvx_link *link; /* its lock and condition guard the queue too */
+    struct mvx_held *head, *tail;
+    size_t bytes, limit;
+    int closed;
+    unsigned long long sent;
+};
+
+struct mvx_outbox *mvx_outbox_new(struct mvx_link *l, size_t limit) {
+    struct mvx_outbox *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->link = l;
+    o->limit = limit;
+    return o;
+}
+
+static void outbox_drop_all(struct mvx_outbox *o) {
+    while (o->head) {
+        struct mvx_held *h = o->head;
+        o->head = h->next;
+        close(h->fd);
+        free(h);
+    }
+    o->tail = NULL;
+    o->bytes = 0;
+}
+
+void mvx_outbox_free(struct mvx_outbox *o) {
+    if (!o)
+        return;
+    outbox_drop_all(o);
+    free(o);
+}
+
+/* Queue an output (`fd` now belongs to the outbox); waits while over the limit. 0, or -1 when
+ * the outbox is closed or the link failed (the fd is closed, nothing is queued). */
+int mvx_outbox_hold(struct mvx_outbox *o, uint64_t seq, int fd, const void *data, size_t len, int how) {
+    struct mvx_held *h = malloc(sizeof *h + (len ? len : 1));
+    if (!h) {
+        close(fd);
+        return -1;
+    }
+    h->next = NULL;
+    h->seq = seq;
+    h->fd = fd;
+    h->how = how;
+    h->len = len;
+    if (len)
+        memcpy(h->data, data, len);
+    struct mvx_link *l = o->link;
+    pthread_mutex_lock(&l->m);
+    while (o->bytes + len > o->limit && o->head && !o->closed && !l->failed) {
+        struct timespec ts;
+        deadline_in(&ts, 500);
+        pthread_cond_timedwait(&l->cv, &l->m, &ts);
+    }
+    if (o->closed || l->failed) {
+        pthread_mutex_unlock(&l->m);
+        close(fd);
+        free(h);
+        return -1;
+    }
+    if (o->tail)
+        o->tail->next = h;
+    else
+        o->head = h;
+    o->tail = h;
+    o->bytes += len;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+    return 0;
+}
+
+static int outbox_stopped(struct mvx_outbox *o) { return o->closed || o->link->failed; }
+
+static int outbox_releasable(struct mvx_outbox *o) {
+    if (!o->head)
+        return 0;
+    for (int i = 0; i < o->link->n; i++)
+        if (o->link->live[i] && o->link->checked[i] < o->head->seq)
+            return 0;
+    return 1;
+}
+
+/* Send one released item; a peer that reset or closed ends it (natively the program's own write
+ * would have failed there too). */
+static void outbox_send(struct mvx_outbox *o, struct mvx_held *h) {
+    if (h->how >= 0) {
+        shutdown(h->fd, h->how);
+        return;
+    }
+    size_t off = 0;
+    while (off < h->len && !outbox_stopped(o)) {
+        ssize_t n = send(h->fd, h->data + off, h->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(h->fd, h->data + off, h->len - off); /* a pipe (non-blocking or not) */
+        if (n > 0) {
+            off += (size_t)n;
+            o->sent += (unsigned long long)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            struct pollfd pfd = {h->fd, POLLOUT, 0};
+            poll(&pfd, 1, 200);
+            continue;
+        }
+        return;
+    }
+}
+
+/* The sending thread's body: returns once the outbox is closed or the link failed. */
+void mvx_outbox_run(struct mvx_outbox *o) {
+    struct mvx_link *l = o->link;
+    for (;;) {
+        pthread_mutex_lock(&l->m);
+        while (!outbox_stopped(o) && !outbox_releasable(o)) {
+            struct timespec ts;
+            deadline_in(&ts, 500);
+            pthread_cond_timedwait(&l->cv, &l->m, &ts);
+        }
+        if (outbox_stopped(o)) {
+            pthread_mutex_unlock(&l->m);
+            return;
+        }
+        struct mvx_held *h = o->head;
+        pthread_mutex_unlock(&l->m);
+        outbox_send(o, h);
+        pthread_mutex_lock(&l->m);
+        o->head = h->next;
+        if (!o->head)
+            o->tail = NULL;
+        o->bytes -= h->len;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->m);
+        close(h->fd);
+        free(h);
+    }
+}
+
+/* Wait until everything held has left: 1, or 0 on timeout or once the link failed. */
+int mvx_outbox_drain(struct mvx_outbox *o, int timeout_ms) {
+    struct timespec end;
+    deadline_in(&end, timeout_ms);
+    struct mvx_link *l = o->link;
+    pthread_mutex_lock(&l->m);
+    while (o->head && !outbox_stopped(o))
+        if (pthread_cond_timedwait(&l->cv, &l->m, &end) == ETIMEDOUT)
+            break;
+    int r = !o->head;
+    pthread_mutex_unlock(&l->m);
+    return r;
+}
+
+/* Stop the sending thread; once it returned, mvx_outbox_drop drops whatever is still held. */
+void mvx_outbox_close(struct mvx_outbox *o) {
+    pthread_mutex_lock(&o->link->m);
+    o->closed = 1;
+    pthread_cond_broadcast(&o->link->cv);
+    pthread_mutex_unlock(&o->link->m);
+}
+
+void mvx_outbox_drop(struct mvx_outbox *o) {
+    pthread_mutex_lock(&o->link->m);
+    outbox_drop_all(o);
+    pthread_mutex_unlock(&o->link->m);
+}
+
+unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return o->sent; }
+
 /* ---- a follower's inbox: the leader's frames, in order ---------------------------------------- */
 
 struct mvx_frame {
@@ -605,6 +788,7 @@ struct mvx_fast {
     struct mvx_link *link;   /* leader */
     struct mvx_inbox *inbox; /* follower */
     struct mvx_chan *reply;  /* follower: to the leader */
+    struct mvx_outbox *outbox; /* leader, write-behind: checked outputs are held there */
     uint64_t seq;            /* the sync core's sequence number (Python copies it in and out) */
     int enabled;             /* 0: Python holds state this loop does not see; it only waits */
     int check_timeout_ms;
@@ -620,6 +804,12 @@ struct mvx_fast {
     unsigned long long pend_args[6];
     long long pend_ret;
     unsigned long long handled; /* hot calls carried here */
+    /* epoll: this variant's registrations (Python's EpollRegistry, mirrored), each ISA's names of
+     * the event bits and its epoll_event layout */
+    struct epreg { int epfd, fd; uint64_t data; } *ep;
+    int nep, capep;
+    char *epname[MVX_NISA][32];
+    int ep_size[MVX_NISA], ep_data_off[MVX_NISA];
     struct wbuf view, frame;
     uint8_t *data;
     size_t data_cap;
@@ -642,6 +832,10 @@ struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
 void mvx_fast_free(struct mvx_fast *f) {
     if (!f)
         return;
+    for (int i = 0; i < MVX_NISA; i++)
+        for (int b = 0; b < 32; b++)
+            free(f->epname[i][b]);
+    free(f->ep);
     free(f->view.p);
     free(f->frame.p);
     free(f->data);
@@ -656,6 +850,73 @@ void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_in
     f->check_timeout_ms = check_timeout_ms;
     f->ack_every = ack_every;
 }
+
+/* epoll, as Python's shadow sees it: the name of event bit `bit` on `isa` (NULL: none), the layout
+of its epoll_event, and every registration (add: data for epfd/fd; del: gone). */
+void mvx_fast_set_epoll_bit(struct mvx_fast *f, int isa, int bit, const char *name) {
+    if (isa < 0 || isa >= MVX_NISA || bit < 0 || bit > 31)
+        return;
+    free(f->epname[isa][bit]);
+    f->epname[isa][bit] = name ? strdup(name) : NULL;
+}
+
+void mvx_fast_set_epoll_layout(struct mvx_fast *f, int isa, int size, int data_off) {
+    if (isa >= 0 && isa < MVX_NISA) {
+        f->ep_size[isa] = size;
+        f->ep_data_off[isa] = data_off;
+    }
+}
+
+static struct epreg *ep_find_fd(struct mvx_fast *f, int epfd, int fd) {
+    for (int i = 0; i < f->nep; i++)
+        if (f->ep[i].epfd == epfd && f->ep[i].fd == fd)
+            return &f->ep[i];
+    return NULL;
+}
+
+static struct epreg *ep_find_data(struct mvx_fast *f, int epfd, uint64_t data) {
+    for (int i = 0; i < f->nep; i++)
+        if (f->ep[i].epfd == epfd && f->ep[i].data == data)
+            return &f->ep[i];
+    return NULL;
+}
+
+void mvx_fast_epoll_ctl(struct mvx_fast *f, int epfd, int fd, int add, uint64_t data) {
+    struct epreg *r = ep_find_fd(f, epfd, fd);
+    if (r && !add) {
+        *r = f->ep[--f->nep];
+        return;
+    }
+    if (!add)
+        return;
+    if (!r) {
+        if (f->nep == f->capep) {
+            int cap = f->capep ? 2 * f->capep : 64;
+            struct epreg *p = realloc(f->ep, cap * sizeof *p);
+            if (!p)
+                return;
+            f->ep = p;
+            f->capep = cap;
+        }
+        r = &f->ep[f->nep++];
+        r->epfd = epfd;
+        r->fd = fd;
+    }
+    r->data = data;
+}
+
+/* `fd` closed: its registrations go, and those of the epoll it was */
+void mvx_fast_epoll_close(struct mvx_fast *f, int fd) {
+    for (int i = 0; i < f->nep;)
+        if (f->ep[i].epfd == fd || f->ep[i].fd == fd)
+            f->ep[i] = f->ep[--f->nep];
+        else
+            i++;
+}
+
+void mvx_fast_epoll_clear(struct mvx_fast *f) { f->nep = 0; }
+
+void mvx_fast_set_outbox(struct mvx_fast *f, struct mvx_outbox *o) { f->outbox = o; }
 
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq) {
     f->enabled = enabled;
@@ -706,6 +967,7 @@ struct hot_call {
     unsigned long long a[6];
     uint64_t count;     /* bytes asked for (in) or given (out) */
     int64_t offset;     /* pread64 */
+    int maxevents, timeout; /* epoll */
     const uint8_t *out; /* out-calls: the bytes (f->data) */
     size_t outlen;
 };
@@ -728,7 +990,10 @@ static int data_room(struct mvx_fast *f, size_t n) {
     return 0;
 }
 
-static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64"};
+static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
+                                  "epoll_pwait", "epoll_pwait"};
+#define MVX_MAX_EVENTS 4096
+static int is_epoll(int hot);
 
 /* Decode the stop's call; 1 when it is a hot call this loop carries, 0 when Python must. Out-calls
  * read their bytes from the variant here (once: what is checked is what is sent). */
@@ -751,9 +1016,18 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     c->fd = (int)(int32_t)c->a[0];
     if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
         return 0;
-    if (f->fdok[c->fd] != (hot == MVX_HOT_PREAD ? MVX_FD_OWN : MVX_FD_LEADERS))
+    int want = hot == MVX_HOT_PREAD ? MVX_FD_OWN : is_epoll(hot) ? MVX_FD_EPOLL : MVX_FD_LEADERS;
+    if (f->fdok[c->fd] != want)
         return 0;
     switch (hot) {
+    case MVX_HOT_EPOLL_PWAIT:
+        if (c->a[4] != 0)
+            return 0; /* a signal mask: only the variant can apply it */
+        /* fallthrough */
+    case MVX_HOT_EPOLL_WAIT:
+        c->maxevents = (int)(int32_t)c->a[2];
+        c->timeout = (int)(int32_t)c->a[3];
+        return c->maxevents > 0 && c->maxevents <= MVX_MAX_EVENTS && f->ep_size[isa] > 0;
     case MVX_HOT_PREAD:
         c->count = c->a[2];
         c->offset = c->word == 4 ? (int64_t)(c->a[3] | (c->a[4] << 32)) : (int64_t)c->a[3];
@@ -855,6 +1129,16 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
         wb_none(w);
         wb_uint(w, c->word == 4 ? (uint32_t)c->a[5] : c->a[5]);
         break;
+    case MVX_HOT_EPOLL_WAIT: /* [epfd, None, maxevents, timeout, None, None] */
+    case MVX_HOT_EPOLL_PWAIT:
+        wb_u32(w, 6);
+        wb_int(w, c->fd);
+        wb_none(w);
+        wb_int(w, c->maxevents);
+        wb_int(w, c->timeout);
+        wb_none(w);
+        wb_none(w);
+        break;
     case MVX_HOT_PREAD: /* [fd, None, count, offset] */
         wb_u32(w, 4);
         wb_int(w, c->fd);
@@ -871,16 +1155,68 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
     }
 }
 
+static int is_epoll(int hot) { return hot == MVX_HOT_EPOLL_WAIT || hot == MVX_HOT_EPOLL_PWAIT; }
 static int is_read(int hot) { return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_PREAD; }
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
-    return hot == MVX_HOT_PREAD ? "local" : is_read(hot) ? "replicated" : "checked_output";
+    return hot == MVX_HOT_PREAD ? "local" : is_read(hot) || is_epoll(hot) ? "replicated" : "checked_output";
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* an epoll event word as the Python decoder writes it: FlagSet(names of its bits, sorted; rest) */
+static void wb_epoll_events(struct wbuf *w, struct mvx_fast *f, int isa, uint32_t events) {
+    const char *names[32];
+    int n = 0;
+    uint32_t rest = 0;
+    for (int b = 0; b < 32; b++) {
+        if (!(events & (1u << b)))
+            continue;
+        if (f->epname[isa][b])
+            names[n++] = f->epname[isa][b];
+        else
+            rest |= 1u << b;
+    }
+    qsort(names, n, sizeof names[0], cmp_name);
+    wb_u8(w, MVX_T_FLAGS);
+    wb_u32(w, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        wb_str(w, names[i]);
+    wb_int(w, rest);
+}
+
+/* The leader's epoll events (raw, its layout) as [[events, fd], ...] through its registrations:
+ * 0, or -1 (f->err) for data it never registered. */
+static int wb_epoll_output(struct wbuf *w, struct mvx_fast *f, const struct hot_call *c, const uint8_t *raw, int n) {
+    int size = f->ep_size[c->isa], off = f->ep_data_off[c->isa];
+    wb_u8(w, MVX_T_LIST);
+    wb_u32(w, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        uint32_t events;
+        uint64_t data;
+        memcpy(&events, raw + (size_t)i * size, 4);
+        memcpy(&data, raw + (size_t)i * size + off, 8);
+        if (c->word == 4)
+            data &= 0xffffffffull; /* a pointer of the ISA, as the decoder (and the registry) has it */
+        struct epreg *r = ep_find_data(f, c->fd, data);
+        if (!r) {
+            snprintf(f->err, sizeof f->err, "epoll %d returned data %#llx that was never registered", c->fd,
+                     (unsigned long long)data);
+            return -1;
+        }
+        wb_u8(w, MVX_T_LIST);
+        wb_u32(w, 2);
+        wb_epoll_events(w, f, c->isa, events);
+        wb_int(w, r->fd);
+    }
+    return 0;
 }
 
 /* A CheckRequest frame (u32 length, then the body) in f->frame. */
 static void make_check(struct mvx_fast *f, const struct hot_call *c, uint64_t seq) {
     struct wbuf *w = &f->frame;
     w->n = 0;
+    w->oom = 0;
     wb_u32(w, 0);
     wb_u8(w, MVX_M_CHECK_REQUEST);
     wb_u64(w, seq);
@@ -897,6 +1233,7 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
                         const uint8_t *got) {
     struct wbuf *w = &f->frame;
     w->n = 0;
+    w->oom = 0;
     wb_u32(w, 0);
     wb_u8(w, MVX_M_CALL_RECORD);
     wb_u64(w, seq);
@@ -904,7 +1241,12 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
     put_view(w, c);
     wb_u8(w, 1);
     wb_u64(w, (uint64_t)ret);
-    if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
+    if (is_epoll(c->hot) && ret >= 0) {
+        wb_u32(w, 1);
+        wb_u32(w, 1);
+        if (wb_epoll_output(w, f, c, got, (int)ret) < 0)
+            w->oom = 1; /* no record: the caller fails closed */
+    } else if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
         wb_u32(w, c->hot == MVX_HOT_READ ? 1 : 3);
         wb_u32(w, 1);
         wb_bytes(w, got, (size_t)ret);
@@ -1003,6 +1345,92 @@ static long long leader_perform(struct mvx_fast *f, struct hot_call *c, int mine
     return n < 0 ? -errno : n;
 }
 
+/* After an answer: the call went away (a signal) and is made again; it gets `ret` then. */
+static void keep_pending(struct mvx_fast *f, const struct mvx_event *ev, long long ret) {
+    f->pend = 1;
+    f->pend_pid = ev->pid;
+    f->pend_nr = ev->nr;
+    memcpy(f->pend_args, ev->args, sizeof f->pend_args);
+    f->pend_ret = ret;
+}
+
+/* Write-behind (mvx.runtime.outbox): the followers check the output while the program runs on;
+ * its bytes leave through the monitor's own duplicate of the socket once every follower agreed.
+ * The program sees its call done, with every byte taken. */
+static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
+    struct mvx_tracee *t = f->t;
+    int mine = f->dup[c->fd];
+    if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1) {
+        f->fdok[c->fd] = 0;
+        return FAST_PYTHON;
+    }
+    int held = fcntl(mine, F_DUPFD_CLOEXEC, 0);
+    if (held < 0)
+        return FAST_PYTHON;
+    make_check(f, c, f->seq + 1);
+    if (publish(f, f->seq + 1) < 0 || mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    long long ret = (long long)c->outlen;
+    if (ev->kind == MVX_EV_NOTIFY) {
+        int r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret, 0, 0);
+        if (r == -ENOENT)
+            keep_pending(f, ev, ret);
+        else if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    } else {
+        int r = mvx_skip(t, ev->arch, ret, MVX_RESUME_RUN);
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    }
+    f->seq++;
+    make_record(f, c, f->seq, ret, NULL);
+    if (publish(f, f->seq) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    f->handled++;
+    if (lost_any(f->link)) {
+        ev->kind = MVX_EV_FAST_NOTE;
+        return FAST_RETURN;
+    }
+    return FAST_DONE;
+}
+
+/* The leader's notified epoll wait, performed on the monitor's duplicate of the epoll fd (its
+ * events carry the variant's own data words): waits for readiness in slices while the call is
+ * live. Returns the result, or -ECANCELED when the call went away (a signal), with the raw events
+ * in f->data. */
+static long long leader_epoll_wait(struct mvx_fast *f, const struct mvx_event *ev, struct hot_call *c, int mine) {
+    struct mvx_tracee *t = f->t;
+    int size = f->ep_size[c->isa];
+    if (data_room(f, (size_t)c->maxevents * size) < 0)
+        return -ENOMEM;
+    if (c->timeout != 0) {
+        int waited = 0;
+        for (;;) {
+            int slice = c->timeout < 0 ? 50 : (c->timeout - waited < 50 ? c->timeout - waited : 50);
+            int r = mvx_wait_ready(mine, POLLIN, t->pid, slice > 0 ? slice : 0);
+            if (r == 1)
+                break;
+            if (r < 0)
+                return r;
+            waited += slice;
+            if (!mvx_notif_id_valid(t->notify_fd, ev->notif_id))
+                return -ECANCELED;
+            if (c->timeout > 0 && waited >= c->timeout)
+                return 0;
+        }
+    }
+    int n = epoll_wait(mine, (struct epoll_event *)f->data, c->maxevents, 0);
+    return n < 0 ? -errno : n;
+}
+
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     int notified = ev->kind == MVX_EV_NOTIFY;
@@ -1013,10 +1441,14 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             f->fdok[c->fd] = 0; /* Python takes a fresh duplicate */
             return FAST_PYTHON;
         }
+        if (is_epoll(c->hot) && f->ep_size[c->isa] != (int)sizeof(struct epoll_event))
+            return FAST_PYTHON; /* the variant's event layout is not the monitor's */
         int fl = fcntl(mine, F_GETFL);
-        if (c->hot != MVX_HOT_PREAD && (fl < 0 || !(fl & O_NONBLOCK)))
+        if (c->hot != MVX_HOT_PREAD && !is_epoll(c->hot) && (fl < 0 || !(fl & O_NONBLOCK)))
             return FAST_PYTHON; /* a blocking socket: Python waits in slices */
     }
+    if (!is_read(c->hot) && f->outbox) /* write-behind: answered at once, the bytes held */
+        return leader_hold(f, ev, c);
     if (!is_read(c->hot)) { /* checked output: every follower checks it first (lockstep) */
         make_check(f, c, f->seq + 1);
         if (publish(f, f->seq + 1) < 0)
@@ -1031,18 +1463,23 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     }
     long long ret;
     if (notified) {
-        ret = leader_perform(f, c, mine);
-        if (is_read(c->hot) && ret > 0 &&
-            mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)
-            ret = -EFAULT;
+        if (is_epoll(c->hot)) {
+            ret = leader_epoll_wait(f, ev, c, mine);
+            if (ret == -ECANCELED)
+                return FAST_DONE; /* the call went away: no record; it is made again or not */
+            size_t n = ret > 0 ? (size_t)ret * f->ep_size[c->isa] : 0;
+            if (n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
+                ret = -EFAULT;
+        } else {
+            ret = leader_perform(f, c, mine);
+            if (is_read(c->hot) && ret > 0 &&
+                mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)
+                ret = -EFAULT;
+        }
         int r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
-        if (r == -ENOENT) { /* a signal took the call away: the restarted one gets this result */
-            f->pend = 1;
-            f->pend_pid = ev->pid;
-            f->pend_nr = ev->nr;
-            memcpy(f->pend_args, ev->args, sizeof f->pend_args);
-            f->pend_ret = ret;
-        } else if (r < 0) {
+        if (r == -ENOENT) /* a signal took the call away: the restarted one gets this result */
+            keep_pending(f, ev, ret);
+        else if (r < 0) {
             snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
             return -1;
         }
@@ -1064,8 +1501,9 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             return -1;
         }
         ret = ev->ret;
-        if (is_read(c->hot) && ret > 0 &&
-            (data_room(f, (size_t)ret) < 0 || mvx_read_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)) {
+        size_t got = ret <= 0 ? 0 : is_epoll(c->hot) ? (size_t)ret * f->ep_size[c->isa] : (size_t)ret;
+        if ((is_read(c->hot) || is_epoll(c->hot)) && got &&
+            (data_room(f, got) < 0 || mvx_read_mem(t->pid, c->a[1], f->data, got) != (long)got)) {
             snprintf(f->err, sizeof f->err, "read the bytes %s returned: %s", c->name, strerror(errno));
             return -1;
         }
@@ -1079,7 +1517,10 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         }
     }
     f->seq++;
+    f->err[0] = 0;
     make_record(f, c, f->seq, ret, f->data);
+    if (f->frame.oom && f->err[0])
+        return -1; /* an event of data never registered: no record can be made (fail closed) */
     if (publish(f, f->seq) < 0) {
         snprintf(f->err, sizeof f->err, "the session failed");
         return -2;
@@ -1115,6 +1556,7 @@ static int head_is(struct mvx_fast *f, struct mvx_frame *fr, int type, struct mv
 static int same_view(struct mvx_fast *f, const struct hot_call *c, const struct mvx_value *theirs) {
     struct wbuf *mine = &f->view;
     mine->n = 0;
+    mine->oom = 0;
     put_view(mine, c);
     if (mine->oom)
         return 0;
@@ -1173,7 +1615,46 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         if (n > 0 && mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)n) != (long)n)
             return FAST_PYTHON;
     }
-    for (uint32_t i = 0; i < rec->noutputs; i++) {
+    if (is_epoll(c->hot) && ret >= 0) { /* the leader's events, through this variant's registrations */
+        if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_LIST ||
+            rec->outputs[0].value.n != (uint64_t)ret || ret > c->maxevents)
+            return FAST_PYTHON;
+        int size = f->ep_size[c->isa], off = f->ep_data_off[c->isa];
+        if (data_room(f, (size_t)ret * size) < 0)
+            return FAST_PYTHON;
+        memset(f->data, 0, (size_t)ret * size);
+        for (long long i = 0; i < ret; i++) {
+            const struct mvx_value *item = &rec->outputs[0].value.v.c.items[i];
+            if (item->tag != MVX_T_LIST || item->n != 2)
+                return FAST_PYTHON;
+            const struct mvx_value *ev_ = &item->v.c.items[0], *fdv = &item->v.c.items[1];
+            if (ev_->tag != MVX_T_FLAGS || fdv->tag != MVX_T_I64 || !ev_->v.c.extra || ev_->v.c.extra->tag != MVX_T_I64)
+                return FAST_PYTHON;
+            uint64_t bits = (uint64_t)ev_->v.c.extra->v.i;
+            for (uint32_t k = 0; k < ev_->n; k++) {
+                const struct mvx_value *nm = &ev_->v.c.items[k];
+                int b;
+                for (b = 0; b < 32; b++)
+                    if (f->epname[c->isa][b] && strlen(f->epname[c->isa][b]) == nm->n &&
+                        !memcmp(f->epname[c->isa][b], nm->v.raw, nm->n))
+                        break;
+                if (b == 32)
+                    return FAST_PYTHON;
+                bits |= 1ull << b;
+            }
+            if (bits > 0xffffffffull)
+                return FAST_PYTHON;
+            struct epreg *r = ep_find_fd(f, c->fd, (int)fdv->v.i);
+            if (!r)
+                return FAST_PYTHON; /* Python reports the fd this variant never registered */
+            uint32_t events = (uint32_t)bits;
+            memcpy(f->data + i * size, &events, 4);
+            memcpy(f->data + i * size + off, &r->data, 8);
+        }
+        size_t n = (size_t)ret * size;
+        if (n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
+            return FAST_PYTHON;
+    } else for (uint32_t i = 0; i < rec->noutputs; i++) {
         const struct mvx_output *o = &rec->outputs[i];
         if (o->value.tag == MVX_T_NONE)
             continue;

@@ -129,6 +129,16 @@ int mvx_link_window_wait(struct mvx_link *l, uint64_t seq);
 int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms);
 int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c);
 
+struct mvx_outbox;
+struct mvx_outbox *mvx_outbox_new(struct mvx_link *l, size_t limit);
+void mvx_outbox_free(struct mvx_outbox *o);
+int mvx_outbox_hold(struct mvx_outbox *o, uint64_t seq, int fd, const void *data, size_t len, int how);
+void mvx_outbox_run(struct mvx_outbox *o);
+int mvx_outbox_drain(struct mvx_outbox *o, int timeout_ms);
+void mvx_outbox_close(struct mvx_outbox *o);
+void mvx_outbox_drop(struct mvx_outbox *o);
+unsigned long long mvx_outbox_sent(struct mvx_outbox *o);
+
 struct mvx_inbox *mvx_inbox_new(void);
 void mvx_inbox_free(struct mvx_inbox *q);
 int mvx_inbox_put(struct mvx_inbox *q, const void *body, size_t len);
@@ -145,12 +155,21 @@ int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c);
 #define MVX_HOT_SENDTO 4
 #define MVX_HOT_WRITEV 5
 #define MVX_HOT_PREAD 6
+#define MVX_HOT_EPOLL_WAIT 7    /* epoll_wait(epfd, events, maxevents, timeout) */
+#define MVX_HOT_EPOLL_PWAIT 8   /* epoll_pwait(epfd, events, maxevents, timeout, NULL, size) */
+#define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
 struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role);
 void mvx_fast_free(struct mvx_fast *f);
 void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_inbox *inbox,
                         struct mvx_chan *reply, int check_timeout_ms, int ack_every);
+void mvx_fast_set_outbox(struct mvx_fast *f, struct mvx_outbox *o);
+void mvx_fast_set_epoll_bit(struct mvx_fast *f, int isa, int bit, const char *name);
+void mvx_fast_set_epoll_layout(struct mvx_fast *f, int isa, int size, int data_off);
+void mvx_fast_epoll_ctl(struct mvx_fast *f, int epfd, int fd, int add, uint64_t data);
+void mvx_fast_epoll_close(struct mvx_fast *f, int fd);
+void mvx_fast_epoll_clear(struct mvx_fast *f);
 void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot);
 void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup);
 void mvx_fast_forget_fds(struct mvx_fast *f);
