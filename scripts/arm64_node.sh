@@ -58,8 +58,8 @@ GUEST_PKGS=(
   python3 python3-dev python3-pip python3-cffi gcc make libc6-dev libseccomp2 libseccomp-dev
   curl ca-certificates openssl lighttpd strace file wrk
 )
-# Pure-Python wheels, downloaded on the host (pip's cache) and installed in the rootfs.
-PIP_PKGS=(trio==0.22.2 pytest==9.0.3 pytest-trio==0.8.0 pyseccomp==0.1.2)
+# Wheels (pure Python, and xxhash built for aarch64), downloaded on the host (pip's cache) and installed in the rootfs.
+PIP_PKGS=(trio==0.22.2 pytest==9.0.3 pytest-trio==0.8.0 pyseccomp==0.1.2 xxhash==3.5.0)
 # Modules the initramfs loads, so the root disk (virtio-blk on PCI) and 9p mount.
 # MODULES=list: only these (and their dependencies) go in, which keeps mkinitramfs under qemu-user
 # fast (MODULES=most copies hundreds of modules, one emulated fork each: ~10 min per run).

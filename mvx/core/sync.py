@@ -14,9 +14,10 @@ result and these writes, run it, let it end the program, or a `Divergence`."""
 from __future__ import annotations
 
 import enum
-import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from mvx import MvxError
 from mvx.core.outputs import (
@@ -164,8 +165,10 @@ def _plain_view(call: Call) -> list:
 
 
 def content_digest(data: bytes) -> str:
-    """What a call with Traits.sends_file is compared by: a digest of the file bytes it sends."""
-    return hashlib.sha256(data).hexdigest()
+    """What a call with Traits.sends_file is compared by: a digest of the file bytes it sends,
+    XXH3-128 (0.05 ms per MiB here against sha256's 0.7, in each monitor, for every sendfile; both
+    sides hash their own variant's copy of the file, so no party chooses both inputs)."""
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(data)
 
 
 def sent_file_range(call: Call) -> tuple[int, int | None, int] | None:
@@ -543,8 +546,8 @@ class FollowerSync:
     def _check_content(self, call: Call, record: CallRecord | CheckRequest, content: str | None) -> None:
         if record.content != content:
             raise Divergence("arguments", record.seq, _leader_line(record), render(call),
-                             f"{call.name}: the file bytes it sends differ (sha256 leader "
-                             f"{str(record.content)[:16]}, follower {str(content)[:16]})")
+                             f"{call.name}: the file bytes it sends differ (digests: leader "
+                             f"{str(record.content)[:25]}, follower {str(content)[:25]})")
 
     def _compare(self, call: Call, record: CallRecord | CheckRequest, cls: str | None = None) -> None:
         mine = view(call)
