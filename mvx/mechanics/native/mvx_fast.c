@@ -684,6 +684,31 @@ int mvx_inbox_take(struct mvx_inbox *q, void *out, size_t cap, size_t *len, int 
 
 /* A follower's pump: the leader's frames into the inbox; returns 1 with a StopSession frame kept
  * (mvx_chan_special), 0 at the clean end, -EPROTO/-errno. */
+/* A frame the leader sent must decode as exactly one message (the monitor takes it as one):
+ * 0, or -EPROTO with c->err naming what is wrong (the same words as the Python decoder). */
+static int check_frame(struct mvx_chan *c, const uint8_t *body, uint32_t n) {
+    static __thread uint8_t arena_buf[1 << 20]; /* enough for every frame but a huge tree */
+    struct mvx_arena arena = {arena_buf, sizeof arena_buf, 0};
+    struct mvx_msg msgs[2];
+    size_t nm = 0;
+    int r = mvx_decode_body(body, n, msgs, 2, &nm, &arena, c->err, sizeof c->err);
+    if (r == MVX_E_NOSPACE && nm < 2) { /* the arena ran out: once more with all it can need */
+        size_t need = mvx_decode_space(n);
+        uint8_t *big = malloc(need);
+        if (!big)
+            return -ENOMEM;
+        struct mvx_arena a2 = {big, need, 0};
+        nm = 0;
+        r = mvx_decode_body(body, n, msgs, 2, &nm, &a2, c->err, sizeof c->err);
+        free(big);
+    }
+    if (r == MVX_E_NOSPACE || (r == 0 && nm != 1)) {
+        snprintf(c->err, sizeof c->err, "a frame of several messages where one is expected");
+        return -EPROTO;
+    }
+    return r ? -EPROTO : 0;
+}
+
 int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c) {
     const uint8_t *body;
     uint32_t n;
@@ -691,6 +716,8 @@ int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c) {
     for (;;) {
         int r = chan_next_frame(c, &body, &n, &consumed);
         if (r <= 0)
+            return r;
+        if ((r = check_frame(c, body, n)) < 0)
             return r;
         if (n >= 1 && body[0] == MVX_M_STOP_SESSION) {
             r = keep_special(c, body, n);
