@@ -58,9 +58,7 @@ class Arena:
 def fast():
     t = ffi.new("struct mvx_tracee *")
     f = ffi.gc(lib.mvx_fast_new(t, lib.MVX_ROLE_LEADER), lib.mvx_fast_free)
-    from mvx.runtime.fastpath import HOT, ISA_INDEX
-
-    from mvx.runtime.fastpath import RAW_ALIASES, _epoll_tables
+    from mvx.runtime.fastpath import HOT, ISA_INDEX, RAW_ALIASES, _epoll_tables
 
     for a in archmod.ARCHES.values():
         for name, (hot, _) in HOT.items():
