@@ -837,7 +837,7 @@ struct mvx_fast {
     int nep, capep;
     char *epname[MVX_NISA][32];
     int ep_size[MVX_NISA], ep_data_off[MVX_NISA];
-    struct wbuf view, frame;
+    struct wbuf view, frame, batch;
     uint8_t *data;
     size_t data_cap;
     char err[256];
@@ -865,6 +865,7 @@ void mvx_fast_free(struct mvx_fast *f) {
     free(f->ep);
     free(f->view.p);
     free(f->frame.p);
+    free(f->batch.p);
     free(f->data);
     free(f);
 }
@@ -1325,20 +1326,62 @@ long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long lo
 
 /* Send f->frame to every live follower: 0, or -1 once the link failed (the caller returns). A
  * failed send marks that follower lost; Python tells the session (mvx_link_take_lost). */
+/* The leader's frames go out in batches: one write per wake-up of the leader's monitor, not one per
+ * record, so a follower that waits is woken once per batch. `flush` sends what is pending; it runs
+ * before the monitor can block (waiting for its variant with nothing ready, for a check, for room
+ * in the window or the outbox, in an epoll wait) and before the loop returns to Python, whose own
+ * sends must come after. A failed send marks that follower lost; Python tells the session
+ * (mvx_link_take_lost). */
+static void flush(struct mvx_fast *f) {
+    struct mvx_link *l = f->link;
+    if (!l || !f->batch.n)
+        return;
+    for (int i = 0; i < l->n; i++) {
+        if (!l->live[i] || !l->chan[i] || l->chan[i]->broken)
+            continue;
+        int r = mvx_chan_send(l->chan[i], f->batch.p, f->batch.n);
+        if (r < 0)
+            l->lost[i] = r;
+    }
+    f->batch.n = 0;
+}
+
+static int window_open(struct mvx_link *l, uint64_t seq) {
+    pthread_mutex_lock(&l->m);
+    int open = 1;
+    for (int i = 0; i < l->n; i++)
+        if (l->live[i] && seq > l->acked[i] + (uint64_t)l->window)
+            open = 0;
+    pthread_mutex_unlock(&l->m);
+    return open;
+}
+
+/* Queue f->frame for every live follower: 0, or -1 once the link failed (the caller returns). */
 static int publish(struct mvx_fast *f, uint64_t seq) {
     struct mvx_link *l = f->link;
     if (f->frame.oom)
         return -1;
-    if (mvx_link_window_wait(l, seq) < 0)
-        return -1;
-    for (int i = 0; i < l->n; i++) {
-        if (!l->live[i] || !l->chan[i] || l->chan[i]->broken)
-            continue;
-        int r = mvx_chan_send(l->chan[i], f->frame.p, f->frame.n);
-        if (r < 0)
-            l->lost[i] = r;
+    if (!window_open(l, seq)) {
+        flush(f);
+        if (mvx_link_window_wait(l, seq) < 0)
+            return -1;
     }
+    if (l->failed)
+        return -1;
+    wb_put(&f->batch, f->frame.p, f->frame.n);
+    if (f->batch.oom)
+        return -1;
+    if (f->batch.n >= (256u << 10))
+        flush(f);
     return 0;
+}
+
+/* Is a stop of the variant already waiting (then the monitor does not block: no flush yet)? */
+static int stop_ready(struct mvx_tracee *t) {
+    if (t->notify_fd < 0)
+        return 0;
+    struct pollfd pfd[2] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}};
+    return poll(pfd, 2, 0) > 0;
 }
 
 /* ---- the leader's hot calls ------------------------------------------------------------------- */
@@ -1395,7 +1438,7 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     if (held < 0)
         return FAST_PYTHON;
     make_check(f, c, f->seq + 1);
-    if (publish(f, f->seq + 1) < 0 || mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1) < 0) {
+    if (publish(f, f->seq + 1) < 0 || (flush(f), mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1)) < 0) {
         snprintf(f->err, sizeof f->err, "the session failed");
         return -2;
     }
@@ -1438,7 +1481,8 @@ static long long leader_epoll_wait(struct mvx_fast *f, const struct mvx_event *e
     int size = f->ep_size[c->isa];
     if (data_room(f, (size_t)c->maxevents * size) < 0)
         return -ENOMEM;
-    if (c->timeout != 0) {
+    if (c->timeout != 0 && mvx_wait_ready(mine, POLLIN, t->pid, 0) != 1) {
+        flush(f); /* about to block: the followers get what is pending */
         int waited = 0;
         for (;;) {
             int slice = c->timeout < 0 ? 50 : (c->timeout - waited < 50 ? c->timeout - waited : 50);
@@ -1480,6 +1524,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         make_check(f, c, f->seq + 1);
         if (publish(f, f->seq + 1) < 0)
             return FAST_PYTHON;
+        flush(f);
         int r = mvx_link_checked_wait(f->link, f->seq + 1, f->check_timeout_ms);
         if (r < 0)
             return FAST_PYTHON; /* the session failed: Python's own check raises why */
@@ -1721,8 +1766,18 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
 
 /* Like mvx_wait, carrying every hot call it can. Returns 0 with `ev` the first stop for Python,
  * or -errno (the variant is lost), or -EPROTO with mvx_fast_error() saying why. */
+static int fast_wait(struct mvx_fast *f, struct mvx_event *ev);
+
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
+    int r = fast_wait(f, ev);
+    flush(f); /* Python's own sends come after these (a follower lost here is told by the pump's end) */
+    return r;
+}
+
+static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
     for (;;) {
+        if (f->batch.n && !stop_ready(f->t))
+            flush(f); /* the monitor is about to block */
         int r = mvx_wait(f->t, ev);
         if (r < 0)
             return r;
