@@ -37,6 +37,12 @@ BAD = {
     "garbage values": _frames(b"\x02" + bytes(RNG.getrandbits(8) for _ in range(200))),
     "an empty frame": _frames(b""),
 }
+# only a follower can send these: it claims calls the leader never sent (fail closed, never trusted)
+LIES = {
+    "a check of a call never sent": protocol.encode(protocol.Checked(10**6)),
+    "a check of call 0": protocol.encode(protocol.Checked(0)),
+    "an ack of a call never sent": protocol.encode(protocol.Ack(2**63)),
+}
 
 
 def _recv_frame(sock: socket.socket) -> object:
@@ -68,7 +74,7 @@ def _one_line(err: str) -> None:
     assert "internal error" not in err, err
 
 
-@pytest.mark.parametrize("what", sorted(BAD))
+@pytest.mark.parametrize("what", sorted(BAD) + sorted(LIES))
 def test_a_follower_sending_malformed_frames_is_a_channel_divergence(tmp_path, what):
     """A fake follower passes the hello, then sends BAD[what]: the leader reports a `channel`
     divergence, stops its variant and exits 70."""
@@ -83,7 +89,7 @@ def test_a_follower_sending_malformed_frames_is_a_channel_divergence(tmp_path, w
             assert isinstance(leader_hello, protocol.Hello)
             sock.sendall(protocol.encode(protocol.hello("follower", "i386", leader_hello.policy)))
             assert isinstance(_recv_frame(sock), protocol.Started)  # the leader's variant runs
-            sock.sendall(BAD[what])
+            sock.sendall(BAD.get(what) or LIES[what])
             if what == "a truncated frame":
                 sock.shutdown(socket.SHUT_WR)
             _, err = proc.communicate(timeout=30)
@@ -93,6 +99,8 @@ def test_a_follower_sending_malformed_frames_is_a_channel_divergence(tmp_path, w
             proc.communicate()
     err = err.decode(errors="replace")
     assert proc.returncode == DIVERGENCE_EXIT, err
+    if what in LIES:
+        assert "the leader sent no such call" in err, err
     _one_line(err)
     kinds = [json.loads(line).get("kind") for line in log.read_text().splitlines()]
     assert "channel" in kinds, log.read_text()

@@ -48,6 +48,7 @@ class LeaderLink:
     def publish(self, message) -> None:
         if lib.mvx_link_window_wait(self.native, message.seq) < 0:
             raise self.failure or Stopped("stopped")
+        lib.mvx_link_published(self.native, message.seq)  # a follower may check or ack up to here
         for i in sorted(self.live):
             self._send(i, message)
 
@@ -77,12 +78,12 @@ class LeaderLink:
         for i in sorted(self.live):
             self._send(i, message)
 
-    # called from the reader threads
-    def on_ack(self, i: int, seq: int) -> None:
-        lib.mvx_link_on_ack(self.native, i, seq)
+    # called from the reader threads; False: the follower claims a call the leader never sent
+    def on_ack(self, i: int, seq: int) -> bool:
+        return lib.mvx_link_on_ack(self.native, i, seq) == 0
 
-    def on_checked(self, i: int, seq: int) -> None:
-        lib.mvx_link_on_checked(self.native, i, seq)
+    def on_checked(self, i: int, seq: int) -> bool:
+        return lib.mvx_link_on_checked(self.native, i, seq) == 0
 
     def detach(self, i: int) -> None:
         """A follower left the session (alert policy, or it ended): no longer waited for."""

@@ -405,6 +405,12 @@ class LeaderMonitor(Monitor):
     def fast_ready(self) -> bool:
         return self.unanswered is None and not self.signals.deferred
 
+    def wait(self) -> Stop:
+        stop = super().wait()
+        if self.fast is not None:
+            self.link.report_lost()  # a send from C that failed: the session decides first
+        return stop
+
     def after_fast(self, stop: Stop) -> None:
         if stop.kind is StopKind.FAST_NOTE:
             self.link.report_lost()

@@ -133,10 +133,10 @@ class Pipe(Frames):
                 message = self.receive()
             else:
                 message = self._pumped(lib.mvx_link_pump(link.native, i, self.chan))
-            if isinstance(message, protocol.Ack):
-                link.on_ack(i, message.seq)
-            elif isinstance(message, protocol.Checked):
-                link.on_checked(i, message.seq)
+            if isinstance(message, (protocol.Ack, protocol.Checked)):
+                taken = (link.on_ack if isinstance(message, protocol.Ack) else link.on_checked)(i, message.seq)
+                if not taken:
+                    raise self.error(f"{type(message).__name__} {message.seq}: the leader sent no such call")
             else:
                 return message
 

@@ -30,6 +30,8 @@ static double now_s(void) {
 }
 
 static void deadline_in(struct timespec *ts, int ms) {
+    if (ms < 0)
+        ms = 0;
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
@@ -229,6 +231,7 @@ struct mvx_link {
     struct mvx_chan *chan[MVX_MAX_FOLLOWERS]; /* NULL: the C side cannot send there (TLS) */
     int lost[MVX_MAX_FOLLOWERS];              /* -errno of a failed send from C, not yet told */
     int failed;
+    uint64_t published;                       /* the highest seq sent: no follower may claim more */
 };
 
 struct mvx_link *mvx_link_new(int n, int window) {
@@ -257,22 +260,39 @@ int mvx_link_all_chans(struct mvx_link *l) {
     return 1;
 }
 
-void mvx_link_on_ack(struct mvx_link *l, int i, uint64_t seq) {
+/* A sequence number a follower sends back must be one the leader sent: a higher one (or 0 for a
+ * check) is a follower lying about what it checked, and fails the link (fail closed). */
+void mvx_link_published(struct mvx_link *l, uint64_t seq) {
     pthread_mutex_lock(&l->m);
-    if (seq > l->acked[i])
-        l->acked[i] = seq;
-    pthread_cond_broadcast(&l->cv);
+    if (seq > l->published)
+        l->published = seq;
     pthread_mutex_unlock(&l->m);
 }
 
-void mvx_link_on_checked(struct mvx_link *l, int i, uint64_t seq) {
+/* 0, or -1 when the follower claims a record the leader never sent (the caller ends the channel:
+ * a lying follower is a lost one). */
+int mvx_link_on_ack(struct mvx_link *l, int i, uint64_t seq) {
     pthread_mutex_lock(&l->m);
-    if (seq > l->checked[i])
-        l->checked[i] = seq;
-    if (seq - 1 > l->acked[i])
-        l->acked[i] = seq - 1;
+    int bad = seq > l->published;
+    if (!bad && seq > l->acked[i])
+        l->acked[i] = seq;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->m);
+    return bad ? -1 : 0;
+}
+
+int mvx_link_on_checked(struct mvx_link *l, int i, uint64_t seq) {
+    pthread_mutex_lock(&l->m);
+    int bad = seq == 0 || seq > l->published;
+    if (!bad) {
+        if (seq > l->checked[i])
+            l->checked[i] = seq;
+        if (seq - 1 > l->acked[i])
+            l->acked[i] = seq - 1;
+    }
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->m);
+    return bad ? -1 : 0;
 }
 
 void mvx_link_detach(struct mvx_link *l, int i) {
@@ -289,10 +309,10 @@ void mvx_link_fail(struct mvx_link *l) {
     pthread_mutex_unlock(&l->m);
 }
 
-int mvx_link_live(struct mvx_link *l, int i) { return l->live[i]; }
-uint64_t mvx_link_acked(struct mvx_link *l, int i) { return l->acked[i]; }
-uint64_t mvx_link_checked(struct mvx_link *l, int i) { return l->checked[i]; }
-int mvx_link_failed(struct mvx_link *l) { return l->failed; }
+int mvx_link_live(struct mvx_link *l, int i) { return __atomic_load_n(&l->live[i], __ATOMIC_ACQUIRE); }
+uint64_t mvx_link_acked(struct mvx_link *l, int i) { return __atomic_load_n(&l->acked[i], __ATOMIC_ACQUIRE); }
+uint64_t mvx_link_checked(struct mvx_link *l, int i) { return __atomic_load_n(&l->checked[i], __ATOMIC_ACQUIRE); }
+int mvx_link_failed(struct mvx_link *l) { return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE); }
 
 /* Follower i's failed send from C (-errno), once; 0 when none. */
 int mvx_link_take_lost(struct mvx_link *l, int i) {
@@ -340,10 +360,10 @@ int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms) {
         if (!late)
             break;
         if (pthread_cond_timedwait(&l->cv, &l->m, &end) == ETIMEDOUT) {
-            r = 1;
+            r = l->failed ? -1 : 0;
             for (int i = 0; i < l->n; i++)
                 if (l->live[i] && l->checked[i] < seq)
-                    break;
+                    r = 1;
             break;
         }
     }
@@ -364,10 +384,12 @@ int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
         if (n == 9 && (body[0] == MVX_M_ACK || body[0] == MVX_M_CHECKED)) {
             uint64_t seq;
             memcpy(&seq, body + 1, 8);
-            if (body[0] == MVX_M_ACK)
-                mvx_link_on_ack(l, i, seq);
-            else
-                mvx_link_on_checked(l, i, seq);
+            int bad = body[0] == MVX_M_ACK ? mvx_link_on_ack(l, i, seq) : mvx_link_on_checked(l, i, seq);
+            if (bad) {
+                snprintf(c->err, sizeof c->err, "%s %llu: the leader sent no such call",
+                         body[0] == MVX_M_ACK ? "Ack" : "Checked", (unsigned long long)seq);
+                return -EPROTO;
+            }
             continue;
         }
         r = keep_special(c, body, n);
@@ -466,7 +488,9 @@ int mvx_outbox_hold(struct mvx_outbox *o, uint64_t seq, int fd, const void *data
     return 0;
 }
 
-static int outbox_stopped(struct mvx_outbox *o) { return o->closed || o->link->failed; }
+static int outbox_stopped(struct mvx_outbox *o) {
+    return __atomic_load_n(&o->closed, __ATOMIC_ACQUIRE) || __atomic_load_n(&o->link->failed, __ATOMIC_ACQUIRE);
+}
 
 static int outbox_releasable(struct mvx_outbox *o) {
     if (!o->head)
@@ -487,11 +511,18 @@ static void outbox_send(struct mvx_outbox *o, struct mvx_held *h) {
     size_t off = 0;
     while (off < h->len && !outbox_stopped(o)) {
         ssize_t n = send(h->fd, h->data + off, h->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == ENOTSOCK)
-            n = write(h->fd, h->data + off, h->len - off); /* a pipe (non-blocking or not) */
+        if (n < 0 && errno == ENOTSOCK) { /* a pipe, maybe blocking: write only what it takes now */
+            struct pollfd pfd = {h->fd, POLLOUT, 0};
+            if (poll(&pfd, 1, 200) <= 0)
+                continue;
+            if (pfd.revents & (POLLERR | POLLHUP))
+                return;
+            size_t chunk = h->len - off < 4096 ? h->len - off : 4096; /* PIPE_BUF: never blocks once POLLOUT */
+            n = write(h->fd, h->data + off, chunk);
+        }
         if (n > 0) {
             off += (size_t)n;
-            o->sent += (unsigned long long)n;
+            __atomic_fetch_add(&o->sent, (unsigned long long)n, __ATOMIC_RELAXED);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -560,7 +591,7 @@ void mvx_outbox_drop(struct mvx_outbox *o) {
     pthread_mutex_unlock(&o->link->m);
 }
 
-unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return o->sent; }
+unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return __atomic_load_n(&o->sent, __ATOMIC_RELAXED); }
 
 /* ---- a follower's inbox: the leader's frames, in order ---------------------------------------- */
 
@@ -694,6 +725,10 @@ static int check_frame(struct mvx_chan *c, const uint8_t *body, uint32_t n) {
     int r = mvx_decode_body(body, n, msgs, 2, &nm, &arena, c->err, sizeof c->err);
     if (r == MVX_E_NOSPACE && nm < 2) { /* the arena ran out: once more with all it can need */
         size_t need = mvx_decode_space(n);
+        if (need > (64u << 20)) {
+            snprintf(c->err, sizeof c->err, "a frame of %u bytes with too many values", n);
+            return -EPROTO;
+        }
         uint8_t *big = malloc(need);
         if (!big)
             return -ENOMEM;
@@ -1371,6 +1406,7 @@ static int publish(struct mvx_fast *f, uint64_t seq) {
     wb_put(&f->batch, f->frame.p, f->frame.n);
     if (f->batch.oom)
         return -1;
+    mvx_link_published(l, seq);
     if (f->batch.n >= (256u << 10))
         flush(f);
     return 0;
@@ -1438,7 +1474,13 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     if (held < 0)
         return FAST_PYTHON;
     make_check(f, c, f->seq + 1);
-    if (publish(f, f->seq + 1) < 0 || (flush(f), mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1)) < 0) {
+    if (publish(f, f->seq + 1) < 0) {
+        close(held);
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    flush(f);
+    if (mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1) < 0) { /* it closed `held` */
         snprintf(f->err, sizeof f->err, "the session failed");
         return -2;
     }
@@ -1525,6 +1567,8 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         if (publish(f, f->seq + 1) < 0)
             return FAST_PYTHON;
         flush(f);
+        if (lost_any(f->link))
+            return FAST_PYTHON; /* Python tells the session first; its own check then follows */
         int r = mvx_link_checked_wait(f->link, f->seq + 1, f->check_timeout_ms);
         if (r < 0)
             return FAST_PYTHON; /* the session failed: Python's own check raises why */
@@ -1556,6 +1600,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             return -1;
         }
     } else { /* a ptrace stop: the call runs in the variant; its result at the exit stop */
+        flush(f); /* the call may block as long as the program's call does */
         int r = mvx_resume(t, MVX_RESUME_TO_EXIT);
         if (r < 0) {
             snprintf(f->err, sizeof f->err, "resume %s: %s", c->name, strerror(-r));
@@ -1715,6 +1760,8 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
                 bits |= 1ull << b;
             }
             if (bits > 0xffffffffull)
+                return FAST_PYTHON;
+            if (fdv->v.i < 0 || fdv->v.i >= MVX_FAST_MAX_FD)
                 return FAST_PYTHON;
             struct epreg *r = ep_find_fd(f, c->fd, (int)fdv->v.i);
             if (!r)
