@@ -46,6 +46,7 @@ class FastPath:
                                int(check_timeout * 1000), 16)
         if outbox is not None:  # write-behind: outputs are held in the one outbox Python holds in too
             lib.mvx_fast_set_outbox(self.native, outbox.native)
+        lib.mvx_fast_set_batching(self.native, int(os.environ.get("MVX_FAST_BATCH", "0") == "1"))
         self.names = set()
         synced = policy.synced()
         for name, (hot, cls) in HOT.items():

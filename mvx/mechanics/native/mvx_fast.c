@@ -873,6 +873,7 @@ struct mvx_fast {
     char *epname[MVX_NISA][32];
     int ep_size[MVX_NISA], ep_data_off[MVX_NISA];
     struct wbuf view, frame, batch;
+    int batching; /* 1: frames wait for the next flush point (see flush); 0: each leaves at once */
     uint8_t *data;
     size_t data_cap;
     char err[256];
@@ -980,6 +981,7 @@ void mvx_fast_epoll_close(struct mvx_fast *f, int fd) {
 void mvx_fast_epoll_clear(struct mvx_fast *f) { f->nep = 0; }
 
 void mvx_fast_set_outbox(struct mvx_fast *f, struct mvx_outbox *o) { f->outbox = o; }
+void mvx_fast_set_batching(struct mvx_fast *f, int on) { f->batching = on; }
 
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq) {
     f->enabled = enabled;
@@ -1407,7 +1409,7 @@ static int publish(struct mvx_fast *f, uint64_t seq) {
     if (f->batch.oom)
         return -1;
     mvx_link_published(l, seq);
-    if (f->batch.n >= (256u << 10))
+    if (!f->batching || f->batch.n >= (256u << 10))
         flush(f);
     return 0;
 }

@@ -166,6 +166,7 @@ void mvx_fast_free(struct mvx_fast *f);
 void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_inbox *inbox,
                         struct mvx_chan *reply, int check_timeout_ms, int ack_every);
 void mvx_fast_set_outbox(struct mvx_fast *f, struct mvx_outbox *o);
+void mvx_fast_set_batching(struct mvx_fast *f, int on);
 void mvx_fast_set_epoll_bit(struct mvx_fast *f, int isa, int bit, const char *name);
 void mvx_fast_set_epoll_layout(struct mvx_fast *f, int isa, int size, int data_off);
 void mvx_fast_epoll_ctl(struct mvx_fast *f, int epfd, int fd, int add, uint64_t data);
