@@ -147,6 +147,8 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
         ("writev", (5, iov, 0), 0, False),
         ("pread64", (7, buf, 1024, *((5, 1) if word == 4 else (5 + (1 << 32),))), 700, True),
         ("pread64", (7, buf, 1024, *((0, 0) if word == 4 else (0,))), -21, True),
+        ("shutdown", (5, 1), 0, False),
+        ("shutdown", (5, 2), -107, False),
         ("epoll_wait", (3, evbuf, 64, -1), 3, False),
         ("epoll_wait", (3, evbuf, 64, 0), 0, False),
         ("epoll_pwait", (3, evbuf, 2, 250, 0, 8), 2, False),
@@ -156,7 +158,7 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
         check, record = py_frames(mem, isa, name, args, seq=seq, ret=ret, world=world)
         got = (mem.read(evbuf, ret * lay.size) if name.startswith("epoll") else mem.read(buf, ret)) if ret > 0 else b""
         assert c_frame(fast, isa, name, args, check=False, seq=seq, ret=ret, got=got) == record, (name, args, ret)
-        if name in ("write", "sendto", "writev"):
+        if name in ("write", "sendto", "writev", "shutdown"):
             assert c_frame(fast, isa, name, args, check=True, seq=seq) == check, (name, args)
 
 
@@ -176,6 +178,7 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("writev", (5, 8, 1)),  # an unreadable iovec: Python reports it
         ("write", (-1, buf, 1)),
         ("epoll_pwait", (3, buf, 10, -1, buf, 8)),  # with a signal mask
+        ("shutdown", (5, 7)),  # not a SHUT_* value: Python shows the number
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
         ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)
     ]

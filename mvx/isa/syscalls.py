@@ -840,7 +840,7 @@ _SPEC_LIST = [
     sc("recvmsg", Long, Traits(blocks=True), sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
     sc("sendmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS),
     sc("recvmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS, timeout=InStruct("timespec")),
-    sc("shutdown", Int, Traits(shuts_down=True), sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),
+    sc("shutdown", Int, Traits(shuts_down=True, perform="shutdown"), sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),
     # --- demultiplexers kept when their sub-call is unknown ---
     sc("socketcall", Int, call=Int, args=Ptr),
     sc("ipc", Int, call=Uint, first=Int, second=Int, third=Int, ptr=Ptr, fifth=Long),

@@ -152,6 +152,21 @@ def _writev(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | Non
         return Performed(_errno_of(exc), data)
 
 
+def _shutdown(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
+    fd, how = call.values[:2]
+    try:
+        sock = socket.socket(fileno=os.dup(fds.get(fd)))
+    except OSError as exc:  # not a socket (ENOTSOCK), a bad fd
+        return Performed(_errno_of(exc))
+    try:
+        sock.shutdown(how)
+        return Performed(0)
+    except OSError as exc:
+        return Performed(_errno_of(exc))
+    finally:
+        sock.close()
+
+
 def _recvfrom(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
     fd, buf, length, flags, addr, addrlen = call.values[:6]
     if addr and not addrlen:
@@ -318,6 +333,7 @@ PERFORMERS: dict[str, Callable[[Variant, Stop, Call, FdCache], Performed | None]
     "pread64": _pread,
     "write": _write,
     "writev": _writev,
+    "shutdown": _shutdown,
     "recvfrom": _recvfrom,
     "sendto": _sendto,
     "accept4": _accept4,

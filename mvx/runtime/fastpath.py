@@ -20,6 +20,7 @@ HOT = {
     "write": (lib.MVX_HOT_WRITE, "checked_output"),
     "sendto": (lib.MVX_HOT_SENDTO, "checked_output"),
     "writev": (lib.MVX_HOT_WRITEV, "checked_output"),
+    "shutdown": (lib.MVX_HOT_SHUTDOWN, "checked_output"),
     "pread64": (lib.MVX_HOT_PREAD, "replicated"),  # carried on the variant's own files only (local there)
     "epoll_pwait": (lib.MVX_HOT_EPOLL_PWAIT, "replicated"),  # and raw epoll_wait (MVX_HOT_EPOLL_WAIT)
 }

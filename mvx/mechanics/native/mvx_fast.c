@@ -1033,6 +1033,7 @@ struct hot_call {
     uint64_t count;     /* bytes asked for (in) or given (out) */
     int64_t offset;     /* pread64 */
     int maxevents, timeout; /* epoll */
+    int how;                /* shutdown */
     const uint8_t *out; /* out-calls: the bytes (f->data) */
     size_t outlen;
 };
@@ -1056,7 +1057,8 @@ static int data_room(struct mvx_fast *f, size_t n) {
 }
 
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
-                                  "epoll_pwait", "epoll_pwait"};
+                                  "epoll_pwait", "epoll_pwait", "shutdown"};
+static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
 #define MVX_MAX_EVENTS 4096
 static int is_epoll(int hot);
 
@@ -1085,6 +1087,9 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     if (f->fdok[c->fd] != want)
         return 0;
     switch (hot) {
+    case MVX_HOT_SHUTDOWN:
+        c->how = (int)(int32_t)c->a[1];
+        return c->how >= 0 && c->how <= 2; /* another value: Python shows it as a number */
     case MVX_HOT_EPOLL_PWAIT:
         if (c->a[4] != 0)
             return 0; /* a signal mask: only the variant can apply it */
@@ -1193,6 +1198,12 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
         wb_no_flags(w);
         wb_none(w);
         wb_uint(w, c->word == 4 ? (uint32_t)c->a[5] : c->a[5]);
+        break;
+    case MVX_HOT_SHUTDOWN: /* [fd, "SHUT_WR"] */
+        wb_u32(w, 2);
+        wb_int(w, c->fd);
+        wb_u8(w, MVX_T_STR);
+        wb_str(w, SHUT_NAMES[c->how]);
         break;
     case MVX_HOT_EPOLL_WAIT: /* [epfd, None, maxevents, timeout, None, None] */
     case MVX_HOT_EPOLL_PWAIT:
@@ -1445,6 +1456,8 @@ static long long leader_perform(struct mvx_fast *f, struct hot_call *c, int mine
         n = c->hot == MVX_HOT_READ ? read(mine, f->data, c->count)
             : c->hot == MVX_HOT_PREAD ? pread(mine, f->data, c->count, c->offset)
             : recv(mine, f->data, c->count, 0);
+    } else if (c->hot == MVX_HOT_SHUTDOWN) {
+        n = shutdown(mine, c->how);
     } else if (c->hot == MVX_HOT_SENDTO) {
         n = send(mine, c->out, c->outlen, MSG_NOSIGNAL);
     } else {
@@ -1482,7 +1495,8 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         return -2;
     }
     flush(f);
-    if (mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, -1) < 0) { /* it closed `held` */
+    int how = c->hot == MVX_HOT_SHUTDOWN ? c->how : -1; /* a shutdown is held in order too */
+    if (mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, how) < 0) { /* it closed `held` */
         snprintf(f->err, sizeof f->err, "the session failed");
         return -2;
     }

@@ -158,6 +158,7 @@ int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c);
 #define MVX_HOT_PREAD 6
 #define MVX_HOT_EPOLL_WAIT 7    /* epoll_wait(epfd, events, maxevents, timeout) */
 #define MVX_HOT_EPOLL_PWAIT 8   /* epoll_pwait(epfd, events, maxevents, timeout, NULL, size) */
+#define MVX_HOT_SHUTDOWN 9      /* shutdown(fd, SHUT_RD|SHUT_WR|SHUT_RDWR) */
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */

@@ -1214,7 +1214,7 @@ MVX_TABLE struct mvx_call_spec mvx_call_specs[MVX_NCALLS] = {
 #define MVX_T_RET_NOT_COMPARED (1u << 5)
 #define MVX_T_SHUTS_DOWN (1u << 6)
 #define MVX_T_CLOCK_RESULT (1u << 7)
-enum mvx_perform { MVX_PERFORM_NONE = 0, MVX_PERFORM_ACCEPT4 = 1, MVX_PERFORM_EPOLL_PWAIT = 2, MVX_PERFORM_GETPID = 3, MVX_PERFORM_PREAD64 = 4, MVX_PERFORM_READ = 5, MVX_PERFORM_RECVFROM = 6, MVX_PERFORM_SENDTO = 7, MVX_PERFORM_WRITE = 8, MVX_PERFORM_WRITEV = 9 };
+enum mvx_perform { MVX_PERFORM_NONE = 0, MVX_PERFORM_ACCEPT4 = 1, MVX_PERFORM_EPOLL_PWAIT = 2, MVX_PERFORM_GETPID = 3, MVX_PERFORM_PREAD64 = 4, MVX_PERFORM_READ = 5, MVX_PERFORM_RECVFROM = 6, MVX_PERFORM_SENDTO = 7, MVX_PERFORM_SHUTDOWN = 8, MVX_PERFORM_WRITE = 9, MVX_PERFORM_WRITEV = 10 };
 enum mvx_shadow { MVX_SHADOW_NONE = 0, MVX_SHADOW_CLOSE = 1, MVX_SHADOW_DUP = 2, MVX_SHADOW_EPOLL_CTL = 3, MVX_SHADOW_EXEC = 4, MVX_SHADOW_PAIR = 5 };
 enum mvx_view_as { MVX_VIEW_AS_NONE = 0, MVX_VIEW_AS_STAT = 1 };
 struct mvx_call_traits {
@@ -1521,7 +1521,7 @@ MVX_TABLE struct mvx_call_traits mvx_call_traits[MVX_NCALLS] = {
     [MVX_CALL_shmctl] = {0, 0x07, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_shmdt] = {0, 0x01, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_shmget] = {0, 0x07, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
-    [MVX_CALL_shutdown] = {MVX_T_SHUTS_DOWN, 0x03, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
+    [MVX_CALL_shutdown] = {MVX_T_SHUTS_DOWN, 0x03, -1, -1, -1, -1, -1, -1, -1, 8, 0, 0},
     [MVX_CALL_sigaltstack] = {0, 0x03, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_signal] = {0, 0x03, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_signalfd4] = {0, 0x0f, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
@@ -1577,8 +1577,8 @@ MVX_TABLE struct mvx_call_traits mvx_call_traits[MVX_NCALLS] = {
     [MVX_CALL_vserver] = {0, 0x3f, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_wait4] = {MVX_T_BLOCKS, 0x0f, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
     [MVX_CALL_waitid] = {0, 0x1f, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0},
-    [MVX_CALL_write] = {MVX_T_BLOCKS, 0x07, -1, 1, -1, -1, -1, -1, -1, 8, 0, 0},
-    [MVX_CALL_writev] = {MVX_T_BLOCKS, 0x07, -1, 1, -1, -1, -1, -1, -1, 9, 0, 0},
+    [MVX_CALL_write] = {MVX_T_BLOCKS, 0x07, -1, 1, -1, -1, -1, -1, -1, 9, 0, 0},
+    [MVX_CALL_writev] = {MVX_T_BLOCKS, 0x07, -1, 1, -1, -1, -1, -1, -1, 10, 0, 0},
 };
 
 /* ---- per ISA: syscall number -> canonical call id ---- */
