@@ -136,8 +136,8 @@ def test_profile_buckets_are_read_from_py_spy_stacks():
     assert stacks[1] == (["Thread.run", "Monitor.run", "Variant.wait"], 2)
     total, buckets = bp.monitor_thread_buckets(stacks)
     assert total == 10
-    assert buckets == {"waiting for the follower's check (lockstep)": 7, "waiting for the variant's next stop": 2,
-                       bp.OTHER: 1}
+    assert buckets == {"waiting for the follower's check (lockstep)": 7,
+                       "in the C loop: hot calls carried, and its waits for the variant and the peer": 2, bp.OTHER: 1}
 
 
 def test_profile_of_lighttpd_under_mvx(tmp_path):
@@ -156,4 +156,6 @@ def test_profile_of_lighttpd_under_mvx(tmp_path):
     for name in ("leader", "follower"):
         assert prof["cpu"][name]["user_us_per_call"] > 0
         assert prof["threads"][f"{name} monitor thread"]["user_us_per_call"] > 0
+    carried, synced = prof["carried_in_c"]["leader"]  # MVX_FAST_STATS: the C loop carries the hot calls
+    assert synced > 0 and carried / synced > 0.5
     assert "Where the time goes" in "\n".join(bp.markdown(prof))

@@ -28,7 +28,7 @@ from mvx.bench import servers
 RATE_HZ = 250
 # (bucket, frames that put a sample in it); the innermost match in a stack wins
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("waiting for the variant's next stop", ("Variant.wait",)),
+    ("in the C loop: hot calls carried, and its waits for the variant and the peer", ("Variant.wait",)),
     ("answering a notification (ioctl)", ("Variant.respond", "Variant.install_fd", "Variant.continue_call")),
     ("resuming a ptrace stop", ("Variant.resume", "Variant.skip", "Variant.rewind")),
     ("waiting for the follower's check (lockstep)", ("LeaderLink.check",)),
@@ -155,7 +155,7 @@ def profile_lighttpd(workdir: Path, port: int, seconds: float, client_cpu: int |
     small = servers.FILES["small"][0]
     err = open(workdir / "mvx.err", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "MVX_FAST_STATS": "1"})
     try:
         up = _wait_for(lambda: _probe(port) or proc.poll() is not None, 30)
         if not up or proc.poll() is not None:
@@ -215,7 +215,9 @@ def profile_lighttpd(workdir: Path, port: int, seconds: float, client_cpu: int |
             threads[f"{role} {kind}"] = {"user_us_per_call": 1e6 * (u1 - u0) / tick / window_calls,
                                          "sys_us_per_call": 1e6 * (s1 - s0) / tick / window_calls,
                                          "share_of_a_cpu": (u1 - u0 + s1 - s0) / tick / elapsed}
-    result = {"command": "wrk -t1 -c8 --latency keep-alive, the 1 KiB file, against `mvx run` (hybrid, x86_64 leader, "
+    carried = _carried(workdir / "mvx.err")
+    result = {"carried_in_c": carried,
+              "command": "wrk -t1 -c8 --latency keep-alive, the 1 KiB file, against `mvx run` (hybrid, x86_64 leader, "
                          f"i386 follower); py-spy record --nonblocking --idle -r {RATE_HZ} on each monitor",
               "seconds": round(elapsed, 2), "requests_per_s": rps, "synced_calls_per_request": calls_per_request,
               "divergences": end.get("divergences"), "cpu": cpu, "threads": threads, "monitors": {}}
@@ -255,6 +257,19 @@ def _tail(path: Path) -> str:
     except OSError:
         return "no output"
     return lines[-1] if lines else "no output"
+
+
+def _carried(err: Path) -> dict:
+    """{role: [calls carried in C, synced calls]} from MVX_FAST_STATS's lines (the whole run)."""
+    out = {}
+    try:
+        for line in err.read_text(errors="replace").splitlines():
+            m = re.match(r"mvx: (leader|follower): (\d+) hot calls carried in C, (\d+) synced calls", line)
+            if m:
+                out[m.group(1)] = [int(m.group(2)), int(m.group(3))]
+    except OSError:
+        pass
+    return out
 
 
 def _end_event(log: Path) -> dict | None:
@@ -314,43 +329,48 @@ def _thread(prof: dict, kind: str, which: str) -> str:
 
 
 def reading(prof: dict) -> list[str]:
-    """What the numbers say, and what would close the gap to the throughput target."""
+    """What the numbers say, and what would move them (issue 15: the data plane in C)."""
     lead, fol = prof["cpu"].get("leader", {}), prof["cpu"].get("follower", {})
-    cpu_call = max(lead.get("user_us_per_call", 0) + lead.get("sys_us_per_call", 0),
-                   fol.get("user_us_per_call", 0) + fol.get("sys_us_per_call", 0))
-    wait_check = _share(prof, "leader", "waiting for the follower's check (lockstep)")
-    wait_record = _share(prof, "follower", "waiting for the leader's next record")
-    per_request = cpu_call * prof["synced_calls_per_request"]
+    per_call = {role: c.get("user_us_per_call", 0) + c.get("sys_us_per_call", 0) for role, c in (("leader", lead),
+                                                                                                  ("follower", fol))}
+    threads = prof.get("threads", {})
+
+    def thread(role: str, kind: str) -> str:
+        t = threads.get(f"{role} {kind}", {})
+        return f"{t.get('user_us_per_call', 0) + t.get('sys_us_per_call', 0):.0f}"
+
+    carried = prof.get("carried_in_c", {})
+    share = ", ".join(f"{role} {c}/{n} ({c / n:.0%})" for role, (c, n) in carried.items() if n) or "not reported"
+    in_c = {role: sum(b["share"] for b in mon["buckets"] if b["bucket"].startswith("in the C loop"))
+            for role, mon in prof["monitors"].items()}
+    per_request = max(per_call.values()) * prof["synced_calls_per_request"]
     return [
         "What this says:", "",
-        (f"- The two monitors mostly wait for each other: the leader's thread spends {wait_check:.0%} of its time "
-        f"waiting for the follower to check an output (lockstep: a response leaves only once every follower made "
-        f"the same writev), the follower's {wait_record:.0%} waiting for the leader's next record. Each request "
-        "is a ping-pong: the follower replays the request's reads while the leader waits at the writev, then the "
-        "leader sends the writev and the next request's records while the follower waits."),
-        (f"- Each monitor also spends up to {cpu_call:.0f} µs of CPU per synced call ({per_request:.0f} µs per "
-         f"request). By thread: the monitor thread's user time ({_thread(prof, 'monitor thread', 'user')}) is the "
-         "Python interpreter running mvx's per-call code (reading and decoding the call, the sync rules, building "
-         "and encoding records), spread thin over many functions, none of which dominates; its system time and "
-         f"the channel reader thread's ({_thread(prof, 'channel reader thread', 'user')} user, "
-         f"{_thread(prof, 'channel reader thread', 'sys')} system) are one channel message, one thread hand-off "
-         "(the GIL, a condition variable) and the notification or ptrace round trip per record."),
-        ("- The interception mechanism is not the bottleneck: the micro-benchmark above puts a notification round "
-        "trip at a few µs, against hundreds of µs per synced call here; so hybrid mode gains little over ptrace "
-        "mode on this workload, and the 4x target is missed for the same reason."),
+        (f"- The C loop carries nearly every synced call of this workload (calls carried in C / all synced calls, "
+         f"whole run: {share}); the monitor threads spend {in_c.get('leader', 0):.0%} (leader) and "
+         f"{in_c.get('follower', 0):.0%} (follower) of their wall time in it, its waits included."),
+        (f"- Each monitor process uses {per_call['leader']:.0f} µs (leader) and {per_call['follower']:.0f} µs "
+         f"(follower) of CPU per synced call, {per_request:.0f} µs per request. By thread: the monitor thread "
+         f"{thread('leader', 'monitor thread')} / {thread('follower', 'monitor thread')} µs (leader / follower: "
+         "the notification round trips, process_vm reads and writes, encoding and the channel sends), the channel "
+         f"reader thread {thread('leader', 'channel reader thread')} / {thread('follower', 'channel reader thread')} "
+         "µs (the C pump: a wake-up, a recv and a decode per frame, and the hand-off to the monitor thread), the "
+         "rest trio's thread and, with write-behind, the outbox's. The target is 10 µs per call per monitor."),
         "",
-        ("What would close the gap to 1/3 of native (native's rate is in the lighttpd tables above; a third "
-        "of it leaves a few tens of µs per request for both monitors together, against the hundreds measured here):"),
-        "",
-        ("1. Records in batches, one message per leader stop that can block (a check, a performed blocking call) "
-        "instead of one per call, and acknowledgements folded into the check replies: one wake-up each way per "
-        "request instead of one per synced call."),
-        ("2. The monitor thread owning its channel (no reader thread, no hand-off through a condition variable and "
-        "the GIL): half the wake-ups per message."),
-        ("3. The per-call fast path in C (cffi, the mechanism `mvx_floor_loop` already measures): for the calls a "
-        "web server makes most (read/recv, writev/sendfile, epoll_pwait, pread64, close), decode, compare and "
-        "answer without entering Python, which only sees records in bulk."),
-        ("4. Output checks that do not stall the leader's whole event loop: compare a digest of each writev in the "
-        "follower as soon as its record arrives, and hold the bytes in the monitor (not the program) until the "
-        "check returns, so the leader's program runs on to the next request meanwhile."),
+        "What limits it, and what would move it:", "",
+        ("1. Lockstep costs throughput, not only latency: at every response the leader's program waits for the "
+         "follower's check, and the check's path crosses CPUs twice per request (a wake-up across CPUs costs "
+         "35-45 µs here) behind the follower's replay of the request's reads. Write-behind (`hybrid-write-behind` "
+         "above) answers the output at once and holds its bytes in the monitor; it pays only once the follower "
+         "keeps up, since a response still leaves only after the follower's check."),
+        ("2. Two threads per channel end: each frame wakes the reader thread, which wakes the monitor thread. A "
+         "monitor thread that polls its channel together with its notification fd would halve the wake-ups per "
+         "frame and take the hand-off off the critical path."),
+        ("3. What still goes the Python way costs ~100-150 µs of monitor CPU per call: accept4, close, "
+         "epoll_ctl, clock reads and sendfile (docs/DESIGN.md, \"The fast path\"). A request on a new connection "
+         "makes about five of them, so the `close` workloads and the 1 MiB sendfile points stay near the Python "
+         "path's speed; carrying accept4 and close needs the C loop to own the fd table's shadow (placeholders, "
+         "duplicates, epoll registrations) rather than mirror Python's."),
+        ("4. Batching the leader's records (one write per wake-up, `MVX_FAST_BATCH=1`) was measured slower under "
+         "lockstep (0.6x): the follower's replay then no longer overlaps the leader's work."),
     ]
