@@ -51,6 +51,8 @@ class StopKind(enum.IntEnum):
     PIPE_BROKEN = lib.MVX_EV_PIPE_BROKEN  # the leader's write got EPIPE: the program's SIGPIPE is due
     FAST_NOTE = lib.MVX_EV_FAST_NOTE  # a follower was lost to a send from C: tell the session
     CHECK_LATE = lib.MVX_EV_CHECK_LATE  # a lockstep check timed out (a divergence)
+    READABLE = lib.MVX_EV_READABLE  # (never returned: the C loop reads its channel itself)
+    CHANNEL_END = lib.MVX_EV_CHANNEL_END  # a follower's own channel ended (Inbox.ended says how)
 
 
 class Stop:

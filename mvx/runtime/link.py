@@ -109,6 +109,9 @@ class Inbox:
     def __init__(self) -> None:
         self.native = ffi.gc(lib.mvx_inbox_new(), lib.mvx_inbox_free)
         self._closed: str | None = None
+        self.pipe = None  # set by `own`: the monitor thread reads this pipe itself
+        self.on_end = None  # on_end(message or None, error or None): the channel it reads ended
+        self._end_told = False
         self._buf = ffi.new("char[]", 1 << 16)
         self._len = ffi.new("size_t *")
 
@@ -125,6 +128,30 @@ class Inbox:
     def closed(self) -> str | None:
         return self._closed
 
+    def own(self, pipe, on_end) -> None:
+        """The monitor thread reads `pipe` itself (no reader thread: one wake-up per frame, not two);
+        `on_end(message, error)` is told once when it ends: a StopSession, or a ChannelError."""
+        self.pipe, self.on_end = pipe, on_end
+        lib.mvx_inbox_own(self.native, pipe.chan)
+
+    def ended(self) -> None:
+        """The own channel ended (StopSession, the leader's close, a broken or malformed frame):
+        tell the session, once."""
+        if self.pipe is None or self._end_told:
+            return
+        err = ffi.new("int *")
+        how = lib.mvx_inbox_end(self.native, err)
+        if not how:
+            return
+        self._end_told = True
+        if how == lib.MVX_INBOX_END_STOP:
+            self.on_end(self.pipe._pumped(1), None)
+        else:
+            try:
+                self.pipe._pumped(0 if how == lib.MVX_INBOX_END_EOF else err[0])
+            except Exception as exc:  # noqa: BLE001 - a ChannelError or ChannelClosed, told as such
+                self.on_end(None, exc)
+
     def get(self, timeout: float | None = None):
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         while True:
@@ -134,6 +161,7 @@ class Inbox:
             if r == 1:
                 raise TimeoutError
             if r == -1:
+                self.ended()
                 raise Stopped(self._closed or "stopped")
             self._buf = ffi.new("char[]", self._len[0])  # -ENOSPC: a bigger frame
 

@@ -551,6 +551,12 @@ class FollowerMonitor(Monitor):
     def fast_ready(self) -> bool:
         return self.unanswered is None and self._held is None
 
+    def after_fast(self, stop: Stop) -> None:
+        if stop.kind is StopKind.CHANNEL_END:
+            self.inbox.ended()  # the session stops this monitor (or not, for a clean end it awaits)
+        else:
+            super().after_fast(stop)
+
     def next_record(self, timeout: float | None = None, signals: bool = False):
         if self._held is not None:
             message, self._held = self._held, None

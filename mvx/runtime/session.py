@@ -34,6 +34,7 @@ from mvx.core.sync import Divergence
 from mvx.mechanics.engine import Mode
 from mvx.mechanics.native import lib
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
+from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
 from mvx.runtime.monitor import FollowerMonitor, LeaderMonitor, Outcome
 from mvx.runtime.pipe import Pipe
@@ -355,10 +356,16 @@ class FollowerSession:
                                        mode=opts.mode,
                                        policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
                                        stdio=opts.stdio, isolate_net=opts.isolate_net)
+        # hybrid with the C fast path: the monitor thread reads its channel itself, polling it
+        # with its notification fd (mvx_fast.c, mvx_inbox own); else a reader thread does
+        own = opts.mode is Mode.HYBRID and self.pipe.chan is not None and fast_wanted()
+        if own:
+            self.inbox.own(self.pipe, self._channel_end)
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    nursery.start_soon(trio.to_thread.run_sync, self._read_loop)
+                    if not own:
+                        nursery.start_soon(trio.to_thread.run_sync, self._read_loop)
                     nursery.start_soon(self._watchdog)
                     nursery.start_soon(self._signals)
                     outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
@@ -413,6 +420,19 @@ class FollowerSession:
         self.leader_gone = f"the leader ended the session ({reason})"
         self.monitor.stop(reason)
         self.inbox.close(reason)
+
+    def _channel_end(self, message, error) -> None:
+        """The monitor thread's own channel ended: as the reader thread's end would be told."""
+        if message is not None:  # a StopSession
+            reason = message.reason or "the leader stopped the session"
+            self.leader_gone = f"the leader ended the session ({reason})"
+            self.monitor.stop(reason)
+            self.inbox.close(reason)
+        elif isinstance(error, ChannelClosed):
+            if not self.pipe.closed:
+                self._leader_lost("the leader closed the channel")
+        else:
+            self._leader_lost(str(error))
 
     def _leader_lost(self, why: str) -> None:
         if self.leader_gone is None:

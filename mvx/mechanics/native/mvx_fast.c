@@ -129,7 +129,17 @@ void mvx_chan_shutdown(struct mvx_chan *c) {
 
 /* The pump's next whole frame body: 1 with *body and *blen set (valid until the next call), 0 at a
  * clean end of stream, -EPROTO (c->err) for bytes that are not frames, -errno. */
+static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed,
+                             int wait_ms);
+
 static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed) {
+    return chan_frame_within(c, body, blen, consumed, -1);
+}
+
+/* As chan_next_frame, but waiting at most `wait_ms` for bytes (-1: until a frame or the end):
+ * 2 when no whole frame came in that time. */
+static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed,
+                             int wait_ms) {
     for (;;) {
         if (*consumed) {
             memmove(c->rbuf, c->rbuf + *consumed, c->rlen - *consumed);
@@ -165,12 +175,17 @@ static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *b
         if (c->closed)
             return 0;
         struct pollfd pfd = {c->fd, POLLIN, 0};
-        int pr = poll(&pfd, 1, 500);
+        int pr = poll(&pfd, 1, wait_ms < 0 ? 500 : wait_ms);
         if (pr < 0 && errno != EINTR)
             return -errno;
-        if (pr <= 0)
+        if (pr <= 0) {
+            if (wait_ms >= 0)
+                return 2;
             continue;
-        ssize_t got = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        }
+        if (wait_ms > 0)
+            wait_ms = 0; /* what is there now, then back to the caller */
+        ssize_t got = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
         if (got < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
@@ -607,6 +622,10 @@ struct mvx_inbox {
     pthread_cond_t cv;
     struct mvx_frame *head, *tail;
     int closed;
+    /* own: the monitor thread reads this channel itself (no pump thread; hybrid mode, where its wait
+     * for the variant polls the channel too); `end` says how it ended (MVX_INBOX_END_*) */
+    struct mvx_chan *own;
+    int end, end_errno;
 };
 
 struct mvx_inbox *mvx_inbox_new(void) {
@@ -662,9 +681,96 @@ double mvx_inbox_oldest_wait(struct mvx_inbox *q) {
     return w;
 }
 
+static int check_frame(struct mvx_chan *c, const uint8_t *body, uint32_t n);
+
+void mvx_inbox_own(struct mvx_inbox *q, struct mvx_chan *c) { q->own = c; }
+
+/* How an own channel ended: 0 (it did not), MVX_INBOX_END_STOP (a StopSession: mvx_chan_special),
+ * MVX_INBOX_END_EOF (closed by the leader), MVX_INBOX_END_ERROR (*err: -errno; -EPROTO: c->err). */
+int mvx_inbox_end(struct mvx_inbox *q, int *err) {
+    *err = q->end_errno;
+    return q->end;
+}
+
+/* The monitor thread reads its own channel: every whole frame there within `wait_ms` goes into the
+ * queue. 1 when frames came, 0 when none, -1 once the channel ended (q->end). */
+static int inbox_fill(struct mvx_inbox *q, int wait_ms) {
+    struct mvx_chan *c = q->own;
+    const uint8_t *body;
+    uint32_t n;
+    size_t consumed = 0;
+    int got = 0;
+    if (q->end)
+        return -1;
+    for (;;) {
+        int r = chan_frame_within(c, &body, &n, &consumed, got ? 0 : wait_ms);
+        if (r == 2)
+            break;
+        if (r == 1 && (r = check_frame(c, body, n)) == 0) {
+            if (n >= 1 && body[0] == MVX_M_STOP_SESSION) {
+                keep_special(c, body, n);
+                q->end = MVX_INBOX_END_STOP;
+            } else if (mvx_inbox_put(q, body, n) == 0) {
+                got = 1;
+                continue;
+            } else {
+                q->end = MVX_INBOX_END_ERROR;
+                q->end_errno = -ENOMEM;
+            }
+        } else if (r == 0) {
+            q->end = MVX_INBOX_END_EOF;
+        } else {
+            q->end = MVX_INBOX_END_ERROR;
+            q->end_errno = r;
+        }
+        break;
+    }
+    if (consumed) {
+        memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
+        c->rlen -= consumed;
+    }
+    if (q->end) {
+        pthread_mutex_lock(&q->m);
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->m);
+        return got ? 1 : -1;
+    }
+    return got;
+}
+
 /* Wait for the head frame (timeout_ms < 0: no limit): 0 with *f set (still queued), 1 on timeout,
- * -1 once closed. Only the monitor thread takes frames, so the head stays until it pops it. */
+ * -1 once closed (or, reading its own channel, once it ended). Only the monitor thread takes
+ * frames, so the head stays until it pops it. */
+static int inbox_peek_own(struct mvx_inbox *q, struct mvx_frame **f, int timeout_ms) {
+    double until = timeout_ms < 0 ? 0 : now_s() + timeout_ms / 1000.0;
+    for (;;) {
+        pthread_mutex_lock(&q->m);
+        int closed = q->closed;
+        struct mvx_frame *h = q->head;
+        pthread_mutex_unlock(&q->m);
+        if (closed)
+            return -1;
+        if (h) {
+            *f = h;
+            return 0;
+        }
+        if (q->end)
+            return -1;
+        int slice = 100; /* how often a blocked wait looks whether the session closed the inbox */
+        if (timeout_ms >= 0) {
+            double left = until - now_s();
+            if (left <= 0)
+                return 1;
+            if (left * 1000 < slice)
+                slice = (int)(left * 1000) + 1;
+        }
+        inbox_fill(q, slice);
+    }
+}
+
 static int inbox_peek(struct mvx_inbox *q, struct mvx_frame **f, int timeout_ms) {
+    if (q->own)
+        return inbox_peek_own(q, f, timeout_ms);
     struct timespec end;
     if (timeout_ms >= 0)
         deadline_in(&end, timeout_ms);
@@ -1841,9 +1947,17 @@ static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
     for (;;) {
         if (f->batch.n && !stop_ready(f->t))
             flush(f); /* the monitor is about to block */
-        int r = mvx_wait(f->t, ev);
+        struct mvx_inbox *q = f->inbox;
+        int r = mvx_wait_fd(f->t, ev, q && q->own && !q->end ? q->own->fd : -1);
         if (r < 0)
             return r;
+        if (ev->kind == MVX_EV_READABLE) { /* the leader's frames, read by this thread */
+            if (q->end || inbox_fill(q, 0) < 0) {
+                ev->kind = MVX_EV_CHANNEL_END;
+                return 0;
+            }
+            continue;
+        }
         if (!f->enabled || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
             return 0;
         if (f->pend) {

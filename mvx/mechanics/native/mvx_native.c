@@ -760,7 +760,11 @@ static int handle_status(struct mvx_tracee *t, int st, struct mvx_event *ev) {
     return r < 0 ? r : 0;
 }
 
-int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) {
+int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) { return mvx_wait_fd(t, ev, -1); }
+
+/* mvx_wait that also returns MVX_EV_READABLE when `extra` (a follower's channel: its monitor thread
+ * reads it itself) becomes readable first; only where the loop polls (hybrid), else as mvx_wait. */
+int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra) {
     memset(ev, 0, sizeof *ev);
     for (;;) {
         int st, r;
@@ -776,8 +780,8 @@ int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) {
                     return r < 0 ? r : 0;
                 continue;
             }
-            struct pollfd pfd[2] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}};
-            if (poll(pfd, 2, -1) < 0) {
+            struct pollfd pfd[3] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}, {extra, POLLIN, 0}};
+            if (poll(pfd, extra >= 0 ? 3 : 2, -1) < 0) {
                 if (errno == EINTR)
                     continue;
                 return -errno;
@@ -801,6 +805,10 @@ int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) {
                 ev->nr = n.data.nr;
                 ev->ip = n.data.instruction_pointer;
                 memcpy(ev->args, n.data.args, sizeof ev->args);
+                return 0;
+            }
+            if (extra >= 0 && pfd[2].revents && !(pfd[0].revents & POLLIN)) {
+                ev->kind = MVX_EV_READABLE;
                 return 0;
             }
             if (pfd[0].revents & (POLLHUP | POLLERR)) {

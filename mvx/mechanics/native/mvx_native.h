@@ -19,6 +19,8 @@
 #define MVX_EV_PIPE_BROKEN 9  /* the leader's write got EPIPE: the program's SIGPIPE is due */
 #define MVX_EV_FAST_NOTE 10   /* a follower was lost (mvx_link_take_lost): tell the session */
 #define MVX_EV_CHECK_LATE 11  /* a lockstep check timed out: a divergence (the call is unanswered) */
+#define MVX_EV_READABLE 12    /* mvx_wait_fd: its extra fd is readable (used inside mvx_fast_wait) */
+#define MVX_EV_CHANNEL_END 13 /* a follower's own channel ended (mvx_inbox_end says how) */
 
 /* how to resume after an ENTRY/SECCOMP/EXIT/SIGNAL event */
 #define MVX_RESUME_RUN 0        /* let the call run, no exit stop */
@@ -73,6 +75,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
               const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
               int fd0, int fd1, int fd2, char *err, int errlen);
 int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev);
+int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra);
 int mvx_resume(struct mvx_tracee *t, int how);
 int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how);
 int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval);
@@ -147,6 +150,11 @@ void mvx_inbox_close(struct mvx_inbox *q);
 double mvx_inbox_oldest_wait(struct mvx_inbox *q);
 int mvx_inbox_take(struct mvx_inbox *q, void *out, size_t cap, size_t *len, int timeout_ms);
 int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c);
+#define MVX_INBOX_END_STOP 1
+#define MVX_INBOX_END_EOF 2
+#define MVX_INBOX_END_ERROR 3
+void mvx_inbox_own(struct mvx_inbox *q, struct mvx_chan *c);
+int mvx_inbox_end(struct mvx_inbox *q, int *err);
 
 #define MVX_ROLE_LEADER 1
 #define MVX_ROLE_FOLLOWER 2
