@@ -133,6 +133,13 @@ class Inbox:
         `on_end(message, error)` is told once when it ends: a StopSession, or a ChannelError."""
         self.pipe, self.on_end = pipe, on_end
         lib.mvx_inbox_own(self.native, pipe.chan)
+        while pipe._ready:  # what trio received before the detach comes first
+            message = pipe._ready.popleft()
+            if isinstance(message, protocol.StopSession):
+                self._end_told = True
+                on_end(message, None)
+                return
+            self.put(message)
 
     def ended(self) -> None:
         """The own channel ended (StopSession, the leader's close, a broken or malformed frame):
