@@ -186,10 +186,10 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         assert c_frame(fast, isa, name, args, check=False, seq=1, ret=1, got=b"x") is None, (name, args)
 
 
-def serve_epoll(env: dict, mode: str, requests: int = 40) -> tuple[int, list[bytes], str]:
+def serve_epoll(env: dict, mode: str, requests: int = 40, *extra: str) -> tuple[int, list[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin("x86_64", "epoll_server"),
+        [sys.executable, "-m", "mvx", "run", "--mode", mode, *extra, "--leader", variant_bin("x86_64", "epoll_server"),
          "--follower", variant_bin("i386", "epoll_server"), "--", str(port), "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
     try:
@@ -214,15 +214,17 @@ def serve_epoll(env: dict, mode: str, requests: int = 40) -> tuple[int, list[byt
     return proc.returncode, replies, err.decode(errors="replace")
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "seccomp", "ptrace"])
-def test_a_server_is_served_through_the_fast_path(mode):
+@pytest.mark.parametrize("mode, extra", [("hybrid", ()), ("seccomp", ()), ("ptrace", ()),
+                                         ("hybrid", ("--write-behind",))])
+def test_a_server_is_served_through_the_fast_path(mode, extra):
     """epoll_server, 40 requests on one connection: C carries its epoll waits, reads and writes in both
-    monitors (MVX_FAST_STATS counts them), and the replies equal those with the fast path off."""
-    code, replies, err = serve_epoll({"MVX_FAST_STATS": "1"}, mode)
+    monitors (MVX_FAST_STATS counts them: about three per request, so a loop that spins is caught too),
+    and the replies equal those with the fast path off."""
+    code, replies, err = serve_epoll({"MVX_FAST_STATS": "1"}, mode, 40, *extra)
     assert code == 0, err
     carried = [int(line.split()[2]) for line in err.splitlines() if "hot calls carried in C" in line]
-    assert len(carried) == 2 and min(carried) >= 110, err  # epoll_wait, read, write per request in each monitor
-    code_off, replies_off, err_off = serve_epoll({"MVX_FAST": "0", "MVX_FAST_STATS": "1"}, mode)
+    assert len(carried) == 2 and 110 <= min(carried) and max(carried) <= 200, err  # epoll_wait, read, write
+    code_off, replies_off, err_off = serve_epoll({"MVX_FAST": "0", "MVX_FAST_STATS": "1"}, mode, 40, *extra)
     assert code_off == 0, err_off
     assert "carried in C" not in err_off
     assert replies == replies_off == [b"Hi, how are you.\n"] * 40

@@ -1338,6 +1338,10 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
 }
 
 static int is_epoll(int hot) { return hot == MVX_HOT_EPOLL_WAIT || hot == MVX_HOT_EPOLL_PWAIT; }
+/* a checked output: the bytes (or the end of them) that leave the machine */
+static int is_output(int hot) {
+    return hot == MVX_HOT_WRITE || hot == MVX_HOT_SENDTO || hot == MVX_HOT_WRITEV || hot == MVX_HOT_SHUTDOWN;
+}
 static int is_read(int hot) { return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_PREAD; }
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
@@ -1682,9 +1686,9 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         if (c->hot != MVX_HOT_PREAD && !is_epoll(c->hot) && (fl < 0 || !(fl & O_NONBLOCK)))
             return FAST_PYTHON; /* a blocking socket: Python waits in slices */
     }
-    if (!is_read(c->hot) && f->outbox) /* write-behind: answered at once, the bytes held */
+    if (is_output(c->hot) && f->outbox) /* write-behind: answered at once, the bytes held */
         return leader_hold(f, ev, c);
-    if (!is_read(c->hot)) { /* checked output: every follower checks it first (lockstep) */
+    if (is_output(c->hot)) { /* checked output: every follower checks it first (lockstep) */
         make_check(f, c, f->seq + 1);
         if (publish(f, f->seq + 1) < 0)
             return FAST_PYTHON;
@@ -1765,7 +1769,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         return -2;
     }
     f->handled++;
-    if (notified && ret == -EPIPE && !is_read(c->hot)) {
+    if (notified && ret == -EPIPE && is_output(c->hot)) {
         ev->kind = MVX_EV_PIPE_BROKEN; /* the monitor's write took the SIGPIPE the program's would */
         return FAST_RETURN;
     }
@@ -1822,7 +1826,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     int r = inbox_peek(f->inbox, &fr, -1);
     if (r)
         return FAST_PYTHON; /* closed: Python's next_record raises Stopped */
-    if (!is_read(c->hot)) {
+    if (is_output(c->hot)) {
         /* the leader's check first (again when the leader's call was interrupted and re-made) */
         while (head_is(f, fr, MVX_M_CHECK_REQUEST, &msg)) {
             if (msg.u.check_request.content.present || !same_view(f, c, &msg.u.check_request.view))
