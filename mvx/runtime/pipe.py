@@ -123,15 +123,19 @@ class Pipe(Frames):
                 self._send_raw(data)
 
     # ---- receiving (one reader thread) --------------------------------------------------------------
+    def _received(self):
+        """The next message Python reads itself: one trio received before the detach, or one
+        through TLS; None when the C pump reads this pipe."""
+        if self._ready:
+            return self._ready.popleft()
+        return self.receive() if self.chan is None else None
+
     def pump_link(self, link, i: int):
         """The leader's reader for follower i: acknowledgements and checks go to `link` (a
         LeaderLink); the next other message is returned. Raises like `receive`."""
         while True:
-            if self._ready:
-                message = self._ready.popleft()
-            elif self.chan is None:
-                message = self.receive()
-            else:
+            message = self._received()
+            if message is None:
                 message = self._pumped(lib.mvx_link_pump(link.native, i, self.chan))
             if isinstance(message, (protocol.Ack, protocol.Checked)):
                 taken = (link.on_ack if isinstance(message, protocol.Ack) else link.on_checked)(i, message.seq)
@@ -144,11 +148,8 @@ class Pipe(Frames):
         """A follower's reader: the leader's messages go to `inbox` (an Inbox), in order; a
         StopSession is returned. Raises like `receive`."""
         while True:
-            if self._ready:
-                message = self._ready.popleft()
-            elif self.chan is None:
-                message = self.receive()
-            else:
+            message = self._received()
+            if message is None:
                 return self._pumped(lib.mvx_inbox_pump(inbox.native, self.chan))
             if isinstance(message, protocol.StopSession):
                 return message
