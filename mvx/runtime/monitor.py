@@ -13,6 +13,7 @@ variant diverged, a signal, the channel broke) reaches the thread as `link.Stopp
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import resource
@@ -140,6 +141,8 @@ class Monitor:
         self.stop_divergence: Divergence | None = None
         self.unanswered: Unanswered | None = None
         self.fast: FastPath | None = None  # the C fast path (set up by the roles that have one)
+        # MVX_FAST_STATS: the synced calls Python handled, by name (what the C loop did not carry)
+        self.python_calls: collections.Counter | None = collections.Counter() if os.environ.get("MVX_FAST_STATS") else None
 
     def start(self) -> int:
         self._cpu_at_start = _cpu_seconds()  # MVX_FAST_STATS: the monitor's CPU from here on
@@ -193,6 +196,8 @@ class Monitor:
                     self.answer_again(stop)
                     continue
                 try:
+                    if self.python_calls is not None:
+                        self.python_calls[stop.name] += 1
                     self.on_call(stop)
                 except _Ended as ended:
                     return self.ended(ended.stop)
@@ -211,9 +216,10 @@ class Monitor:
             self.kill()
             if self.fast is not None and os.environ.get("MVX_FAST_STATS"):
                 per_call = (_cpu_seconds() - self._cpu_at_start) / max(self.sync.seq, 1) * 1e6
+                top = ", ".join(f"{name} {n}" for name, n in self.python_calls.most_common(6))
                 print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C, "
-                      f"{self.sync.seq} synced calls in all, {per_call:.1f} us of monitor CPU per synced call",
-                      file=sys.stderr)
+                      f"{self.sync.seq} synced calls in all, {per_call:.1f} us of monitor CPU per synced call; "
+                      f"the Python path's stops: {top or 'none'}", file=sys.stderr)
 
     def on_call(self, stop: Stop) -> None:
         raise NotImplementedError

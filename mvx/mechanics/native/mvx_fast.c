@@ -1165,7 +1165,7 @@ static int data_room(struct mvx_fast *f, size_t n) {
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
                                   "epoll_pwait", "epoll_pwait", "shutdown"};
 static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
-#define MVX_MAX_EVENTS 4096
+#define MVX_MAX_EVENTS 65536
 static int is_epoll(int hot);
 
 /* Decode the stop's call; 1 when it is a hot call this loop carries, 0 when Python must. Out-calls
