@@ -363,14 +363,16 @@ def reading(prof: dict) -> list[str]:
          "35-45 µs here) behind the follower's replay of the request's reads. Write-behind (`hybrid-write-behind` "
          "above) answers the output at once and holds its bytes in the monitor; it pays only once the follower "
          "keeps up, since a response still leaves only after the follower's check."),
-        ("2. Two threads per channel end: each frame wakes the reader thread, which wakes the monitor thread. A "
-         "monitor thread that polls its channel together with its notification fd would halve the wake-ups per "
-         "frame and take the hand-off off the critical path."),
-        ("3. What still goes the Python way costs ~100-150 µs of monitor CPU per call: accept4, close, "
-         "epoll_ctl, clock reads and sendfile (docs/DESIGN.md, \"The fast path\"). A request on a new connection "
-         "makes about five of them, so the `close` workloads and the 1 MiB sendfile points stay near the Python "
-         "path's speed; carrying accept4 and close needs the C loop to own the fd table's shadow (placeholders, "
-         "duplicates, epoll registrations) rather than mirror Python's."),
+        ("2. The leader still has a reader thread per follower: each `Checked` wakes it, then the monitor thread "
+         "(a follower's monitor thread reads its own channel in hybrid, polled with its notification fd). The "
+         "leader's monitor thread cannot poll its channels everywhere it blocks (a performed blocking call, an "
+         "epoll wait) while the write-behind outbox needs every `Checked` taken at once."),
+        ("3. What still goes the Python way costs ~100-150 µs of monitor CPU per call, and its share shows in the "
+         "CPU per synced call above even at 3% of the calls: clock reads (one per event-loop turn of lighttpd), "
+         "accept4, close, epoll_ctl and sendfile (docs/DESIGN.md, \"The fast path\"). A request on a new "
+         "connection makes about five of them, so the `close` workloads and the 1 MiB sendfile points stay near "
+         "the Python path's speed; carrying accept4 and close needs the C loop to own the fd table's shadow "
+         "(placeholders, duplicates, epoll registrations) rather than mirror Python's."),
         ("4. Batching the leader's records (one write per wake-up, `MVX_FAST_BATCH=1`) was measured slower under "
          "lockstep (0.6x): the follower's replay then no longer overlaps the leader's work."),
     ]
