@@ -205,6 +205,12 @@ def guest():
     try:
         if started.returncode != 0:
             pytest.fail(f"the arm64 node did not boot: {_last_lines(started.stderr, 3)}")
+        # A fresh guest builds mvx's native module (cffi, under emulation: minutes) at its first
+        # import; done here once, so that no test's own time limits count it.
+        native = _run_node("exec", "--timeout", "1200", "--", "python3", "-c", "import mvx.mechanics.native",
+                           timeout=1260)
+        if native.returncode != 0:
+            pytest.fail(f"the guest cannot build mvx's native module: {_last_lines(native.stderr, 3)}")
         yield node
     finally:
         _run_node("stop", timeout=120)
