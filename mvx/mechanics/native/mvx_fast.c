@@ -131,6 +131,7 @@ void mvx_chan_shutdown(struct mvx_chan *c) {
  * clean end of stream, -EPROTO (c->err) for bytes that are not frames, -errno. */
 static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed,
                              int wait_ms);
+static void chan_drop(struct mvx_chan *c, size_t consumed);
 
 static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed) {
     return chan_frame_within(c, body, blen, consumed, -1);
@@ -141,11 +142,8 @@ static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *b
 static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed,
                              int wait_ms) {
     for (;;) {
-        if (*consumed) {
-            memmove(c->rbuf, c->rbuf + *consumed, c->rlen - *consumed);
-            c->rlen -= *consumed;
-            *consumed = 0;
-        }
+        chan_drop(c, *consumed);
+        *consumed = 0;
         if (c->rlen >= 4) {
             uint32_t n;
             if (mvx_frame_length(c->rbuf, &n, c->err, sizeof c->err) < 0)
@@ -210,6 +208,22 @@ static int keep_special(struct mvx_chan *c, const uint8_t *body, uint32_t n) {
     memcpy(c->special, body, n);
     c->special_len = n;
     return 0;
+}
+
+/* Drop the `consumed` bytes of the frames already taken from the receive buffer. */
+static void chan_drop(struct mvx_chan *c, size_t consumed) {
+    if (consumed) {
+        memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
+        c->rlen -= consumed;
+    }
+}
+
+/* A pump stops at this frame: keep it for the caller (mvx_chan_special), drop what was taken;
+ * 1, or -ENOMEM. */
+static int chan_stop_at(struct mvx_chan *c, const uint8_t *body, uint32_t n, size_t consumed) {
+    int r = keep_special(c, body, n);
+    chan_drop(c, consumed);
+    return r < 0 ? r : 1;
 }
 
 /* Bytes received before the channel came here (a partial frame): the pump starts with them. */
@@ -407,12 +421,7 @@ int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
             }
             continue;
         }
-        r = keep_special(c, body, n);
-        if (consumed) {
-            memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
-            c->rlen -= consumed;
-        }
-        return r < 0 ? r : 1;
+        return chan_stop_at(c, body, n, consumed);
     }
 }
 
@@ -725,10 +734,7 @@ static int inbox_fill(struct mvx_inbox *q, int wait_ms) {
         }
         break;
     }
-    if (consumed) {
-        memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
-        c->rlen -= consumed;
-    }
+    chan_drop(c, consumed);
     if (q->end) {
         pthread_mutex_lock(&q->m);
         pthread_cond_broadcast(&q->cv);
@@ -860,14 +866,8 @@ int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c) {
             return r;
         if ((r = check_frame(c, body, n)) < 0)
             return r;
-        if (n >= 1 && body[0] == MVX_M_STOP_SESSION) {
-            r = keep_special(c, body, n);
-            if (consumed) {
-                memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
-                c->rlen -= consumed;
-            }
-            return r < 0 ? r : 1;
-        }
+        if (n >= 1 && body[0] == MVX_M_STOP_SESSION)
+            return chan_stop_at(c, body, n, consumed);
         if ((r = mvx_inbox_put(q, body, n)) < 0)
             return r;
     }
