@@ -58,14 +58,9 @@ class Arena:
 def fast():
     t = ffi.new("struct mvx_tracee *")
     f = ffi.gc(lib.mvx_fast_new(t, lib.MVX_ROLE_LEADER), lib.mvx_fast_free)
-    from mvx.runtime.fastpath import HOT, ISA_INDEX, RAW_ALIASES, _epoll_tables
+    from mvx.runtime.fastpath import HOT, set_hot_tables
 
-    for a in archmod.ARCHES.values():
-        for name, (hot, _) in HOT.items():
-            for raw, how in {name: hot, **RAW_ALIASES.get(name, {})}.items():
-                if raw in a.numbers:
-                    lib.mvx_fast_set_hot(f, ISA_INDEX[a.name], a.audit_arch, a.nr(raw), how)
-        _epoll_tables(f, a)
+    set_hot_tables(f, HOT)
     lib.mvx_fast_set_fd(f, 5, lib.MVX_FD_LEADERS, -1)
     lib.mvx_fast_set_fd(f, 7, lib.MVX_FD_OWN, 99)
     lib.mvx_fast_set_fd(f, 3, lib.MVX_FD_EPOLL, 98)
@@ -139,6 +134,9 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
         ("read", (5, buf, 1 << 20), 3, False),
         ("recvfrom", (5, buf, 100, 0, 0, 0), 7, False),
         ("recvfrom", (5, buf, 100, 0, 0, 0), -104, False),
+        ("recvfrom", (5, buf, 100, 0x4060, 0, 0), 0, False),  # lighttpd's drain: TRUNC|DONTWAIT|NOSIGNAL
+        ("recvfrom", (5, buf, 16, 0x20, 0, 0), 40, False),  # MSG_TRUNC: more returned than written
+        ("recvfrom", (5, buf, 100, 0x40, 0, 0), 9, False),
         ("write", (5, buf, len(request)), len(request), False),
         ("write", (5, buf, 0), 0, False),
         ("sendto", (5, buf, 10, 0, 0, 0), -32, False),
@@ -155,11 +153,21 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa):
         ("epoll_pwait", (3, evbuf, 2, 250, 0, 8), 2, False),
         ("epoll_pwait", (3, evbuf, 10, -1, 0, 8), -4, False),
     ]
+    if isa == "i386":  # socketcall(call, args): the sub-call's 32-bit arguments in memory
+        def sub(call, *args):
+            return (call, mem.put(struct.pack(f"<{len(args)}I", *[x & 0xFFFFFFFF for x in args])))
+        cases += [
+            ("socketcall", sub(13, 5, 1), 0, False),  # shutdown(5, SHUT_WR)
+            ("socketcall", sub(12, 5, buf, 100, 0x4060, 0, 0), 0, False),  # recvfrom
+            ("socketcall", sub(10, 5, buf, 100, 0), 12, False),  # recv: recvfrom without an address
+            ("socketcall", sub(9, 5, buf, 10, 0), 10, False),  # send: sendto without an address
+            ("socketcall", sub(11, 5, buf, 10, 0, 0, 0), -11, False),  # sendto
+        ]
     for seq, (name, args, ret, world) in enumerate(cases, start=15):
         check, record = py_frames(mem, isa, name, args, seq=seq, ret=ret, world=world)
         got = (mem.read(evbuf, ret * lay.size) if name.startswith("epoll") else mem.read(buf, ret)) if ret > 0 else b""
         assert c_frame(fast, isa, name, args, check=False, seq=seq, ret=ret, got=got) == record, (name, args, ret)
-        if name in ("write", "sendto", "writev", "shutdown"):
+        if name in ("write", "sendto", "writev", "shutdown") or (name == "socketcall" and args[0] in (9, 11, 13)):
             assert c_frame(fast, isa, name, args, check=True, seq=seq) == check, (name, args)
 
 
@@ -173,6 +181,7 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("pread64", (5, buf, 10, 0, 0)),  # a socket: not a file of the variant's own world
         ("read", (5, buf, (1 << 20) + 1)),  # over canonical.MAX_BUF
         ("recvfrom", (5, buf, 10, 2, 0, 0)),  # MSG_PEEK
+        ("recvfrom", (5, buf, 10, 0x4062, 0, 0)),  # MSG_PEEK among flags it carries
         ("recvfrom", (5, buf, 10, 0, buf, buf)),  # with an address
         ("sendto", (5, buf, 10, 0, buf, 16)),  # to an address
         ("writev", (5, buf, 2000)),  # over IOV_MAX
@@ -183,6 +192,13 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
         ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)
     ]
+    if isa == "i386":
+        args = mem.put(struct.pack("<4I", 5, 0, 112, 0))
+        left += [
+            ("socketcall", (18, args)),  # accept4: not a hot call
+            ("socketcall", (13, 8)),  # shutdown with unreadable arguments: Python reports them
+            ("socketcall", (99, args)),  # no such sub-call
+        ]
     for name, args in left:
         assert c_frame(fast, isa, name, args, check=False, seq=1, ret=1, got=b"x") is None, (name, args)
 

@@ -61,6 +61,12 @@ class FdCache:
         self._fds[fd] = mine
         return mine
 
+    def adopt(self, fd: int, mine: int) -> None:
+        """`mine` (the monitor's own fd) is now the variant's `fd` too: keep it as the duplicate
+        (the file an accept4 performed here installed, not grabbed back)."""
+        self.forget(fd)
+        self._fds[fd] = mine
+
     def known(self, fd: int) -> int:
         """The duplicate already held for `fd`, or -1 (none taken yet)."""
         return self._fds.get(fd, -1)
@@ -356,10 +362,11 @@ def perform(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | Non
         return None
 
 
-def answer(v: Variant, stop: Stop, done: Performed | None) -> int | None:
+def answer(v: Variant, stop: Stop, done: Performed | None, keep: FdCache | None = None) -> int | None:
     """Answer a notification after `perform` (or let the call run in the variant); the call's
     result as the variant sees it (None when it ran in the variant). Decode the call's outputs
-    before: once answered, the variant runs on and may reuse its buffers."""
+    before: once answered, the variant runs on and may reuse its buffers. A new fd installed in
+    the variant stays open in `keep` as its duplicate (else the monitor closes its copy)."""
     if done is None:
         v.continue_call(stop)
         return None
@@ -371,7 +378,10 @@ def answer(v: Variant, stop: Stop, done: Performed | None) -> int | None:
         except BaseException:
             os.close(done.new_fd)
             raise
-        os.close(done.new_fd)
+        if keep is not None:
+            keep.adopt(ret, done.new_fd)
+        else:
+            os.close(done.new_fd)
         return ret
     if not v.respond(stop, done.ret):
         raise CallGone(f"variant {v.pid}: the notified call went away")

@@ -48,23 +48,12 @@ class FastPath:
         if outbox is not None:  # write-behind: outputs are held in the one outbox Python holds in too
             lib.mvx_fast_set_outbox(self.native, outbox.native)
         lib.mvx_fast_set_batching(self.native, int(os.environ.get("MVX_FAST_BATCH", "0") == "1"))
-        self.names = set()
         synced = policy.synced()
-        for name, (hot, cls) in HOT.items():
-            if name not in synced or policy.class_of(name) != cls:
-                continue
-            if name in OWN_WORLD_ONLY and (name not in policy.in_world or policy.class_of(name, True) != "local"):
-                continue
-            self.names.add(name)
-            for a in archmod.ARCHES.values():
-                for raw, how in {name: hot, **RAW_ALIASES.get(name, {})}.items():
-                    try:
-                        nr = a.nr(raw)
-                    except archmod.UnknownSyscall:  # not a call of this ISA
-                        continue
-                    lib.mvx_fast_set_hot(self.native, ISA_INDEX[a.name], a.audit_arch, nr, how)
-        for a in archmod.ARCHES.values():
-            _epoll_tables(self.native, a)
+        self.names = {name for name, (hot, cls) in HOT.items()
+                      if name in synced and policy.class_of(name) == cls
+                      and (name not in OWN_WORLD_ONLY
+                           or (name in policy.in_world and policy.class_of(name, True) == "local"))}
+        set_hot_tables(self.native, self.names)
         self._pid = ffi.new("int *")
         self._nr = ffi.new("long long *")
         self._args = ffi.new("unsigned long long[6]")
@@ -107,6 +96,31 @@ class FastPath:
 
     def error(self) -> str:
         return ffi.string(lib.mvx_fast_error(self.native)).decode(errors="replace")
+
+
+def set_hot_tables(native, names) -> None:
+    """The C loop's table of hot calls by ISA and raw number (and i386 socketcall's sub-calls), for
+    the canonical `names` it carries."""
+    from mvx.isa.syscalls import ALIASES, SOCKETCALL_SUBCALLS
+
+    for a in archmod.ARCHES.values():
+        _epoll_tables(native, a)
+        for name in names:
+            hot = HOT[name][0]
+            for raw, how in {name: hot, **RAW_ALIASES.get(name, {})}.items():
+                try:
+                    nr = a.nr(raw)
+                except archmod.UnknownSyscall:  # not a call of this ISA
+                    continue
+                lib.mvx_fast_set_hot(native, ISA_INDEX[a.name], a.audit_arch, nr, how)
+        if "socketcall" not in a.numbers:
+            continue
+        subs = {sub: HOT[canon][0] for sub, (raw, _) in SOCKETCALL_SUBCALLS.items()
+                if (canon := ALIASES[raw].target if raw in ALIASES else raw) in names}
+        for sub, hot in subs.items():
+            lib.mvx_fast_set_socketcall(native, sub, hot)
+        if subs:
+            lib.mvx_fast_set_hot(native, ISA_INDEX[a.name], a.audit_arch, a.nr("socketcall"), lib.MVX_HOT_SOCKETCALL)
 
 
 def _epoll_tables(native, a) -> None:

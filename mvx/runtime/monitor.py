@@ -272,7 +272,10 @@ class Monitor:
         elif traits.shadow == "dup" and isinstance(call.args[1], int):
             fast.set_fd(call.args[1], 0)
         if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
-            fast.set_fd(ret, 0)
+            # a new fd (an accepted connection): its first read is carried in C already
+            own, kind = self.fds.in_world(ret), self.fds.kind(ret)
+            fast.set_fd(ret, lib.MVX_FD_OWN if own else lib.MVX_FD_LEADERS if kind == "socket" else 0,
+                        self.fds.dups.known(ret))
         if call.name in fast.names and fd is not None and ret is not None:
             kind = self.fds.kind(fd)
             if call.name == "epoll_pwait":
@@ -365,7 +368,7 @@ class Monitor:
                 return None, {}
             full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
             try:
-                return answer(v, stop, done), full.outputs
+                return answer(v, stop, done, self.fds.dups), full.outputs
             except CallGone:
                 self.unanswered = Unanswered(_call_key(stop), done)
                 return done.ret, full.outputs

@@ -963,6 +963,7 @@ struct mvx_fast {
     int ack_every;
     unsigned int audit[MVX_NISA];
     uint8_t hot[MVX_NISA][MVX_MAX_NR];
+    uint8_t socketcall[MVX_SOCKETCALL_SUBS]; /* i386 socketcall: sub-call number -> MVX_HOT_* */
     uint8_t fdok[MVX_FAST_MAX_FD]; /* MVX_FD_*: what the fd is, as Python's shadow says (0: ask it) */
     int dup[MVX_FAST_MAX_FD];      /* the monitor's duplicate of that fd (-1: none yet) */
     /* a performed call whose answer found it gone (a signal): its result for the restarted call */
@@ -1117,6 +1118,11 @@ void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, i
     }
 }
 
+void mvx_fast_set_socketcall(struct mvx_fast *f, int sub, int hot) {
+    if (sub >= 0 && sub < MVX_SOCKETCALL_SUBS)
+        f->socketcall[sub] = (uint8_t)hot;
+}
+
 void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup) {
     if (fd >= 0 && fd < MVX_FAST_MAX_FD) {
         f->fdok[fd] = (uint8_t)ok;
@@ -1140,6 +1146,7 @@ struct hot_call {
     int64_t offset;     /* pread64 */
     int maxevents, timeout; /* epoll */
     int how;                /* shutdown */
+    uint32_t flags;         /* recvfrom: MSG_* (RECV_FLAGS only) */
     const uint8_t *out; /* out-calls: the bytes (f->data) */
     size_t outlen;
 };
@@ -1163,8 +1170,16 @@ static int data_room(struct mvx_fast *f, size_t n) {
 }
 
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
-                                  "epoll_pwait", "epoll_pwait", "shutdown"};
+                                  "epoll_pwait", "epoll_pwait", "shutdown", "socketcall"};
 static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
+/* recvfrom flags this loop carries, with their names in sorted order (mvx.core.sync.neutral); the
+ * same values on every ISA Linux runs mvx on. Any other bit: Python. */
+static const struct { uint32_t bit; const char *name; } RECV_FLAGS[] = {
+    {MSG_DONTWAIT, "MSG_DONTWAIT"}, {MSG_NOSIGNAL, "MSG_NOSIGNAL"}, {MSG_TRUNC, "MSG_TRUNC"}};
+#define RECV_FLAGS_ALL (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_TRUNC)
+/* i386 socketcall(call, args): how many 32-bit arguments each carried sub-call has at `args`
+ * (mvx.isa.syscalls.SOCKETCALL_SUBCALLS); send and recv are sendto and recvfrom without an address */
+static const uint8_t SOCKETCALL_NARGS[MVX_SOCKETCALL_SUBS] = {[9] = 4, [10] = 4, [11] = 6, [12] = 6, [13] = 2};
 #define MVX_MAX_EVENTS 65536
 static int is_epoll(int hot);
 
@@ -1178,14 +1193,26 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     if (!hot)
         return 0;
     memset(c, 0, sizeof *c);
-    c->hot = hot;
     c->isa = isa;
     c->word = isa == MVX_ISA_I386 ? 4 : 8;
-    c->name = HOT_NAMES[hot];
     memcpy(c->a, ev->args, sizeof c->a);
     if (c->word == 4)
         for (int i = 0; i < 6; i++)
             c->a[i] &= 0xffffffffull;
+    if (hot == MVX_HOT_SOCKETCALL) { /* the sub-call's arguments are in the variant's memory */
+        unsigned long long sub = c->a[0];
+        if (sub >= MVX_SOCKETCALL_SUBS || !f->socketcall[sub] || !SOCKETCALL_NARGS[sub])
+            return 0;
+        uint32_t args[6] = {0};
+        size_t n = 4ul * SOCKETCALL_NARGS[sub];
+        if (mvx_read_mem(f->t->pid, c->a[1], args, n) != (long)n)
+            return 0; /* unreadable: Python reports what it can */
+        for (int i = 0; i < 6; i++)
+            c->a[i] = args[i];
+        hot = f->socketcall[sub];
+    }
+    c->hot = hot;
+    c->name = HOT_NAMES[hot];
     c->fd = (int)(int32_t)c->a[0];
     if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
         return 0;
@@ -1213,7 +1240,9 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
         return c->count <= MVX_FAST_MAX_BUF;
     case MVX_HOT_RECVFROM:
         c->count = c->a[2];
-        return c->count <= MVX_FAST_MAX_BUF && (uint32_t)c->a[3] == 0 && c->a[4] == 0 && c->a[5] == 0;
+        c->flags = (uint32_t)c->a[3];
+        return c->count <= MVX_FAST_MAX_BUF && !(c->flags & ~RECV_FLAGS_ALL) && (c->a[3] >> 32) == 0 &&
+               c->a[4] == 0 && c->a[5] == 0;
     case MVX_HOT_WRITE:
     case MVX_HOT_SENDTO:
         c->count = c->a[2];
@@ -1267,6 +1296,24 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     return 0;
 }
 
+static void wb_recv_flags(struct wbuf *w, uint32_t flags) { /* {"flags": [names], "rest": 0} */
+    uint32_t n = 0;
+    for (size_t i = 0; i < sizeof RECV_FLAGS / sizeof RECV_FLAGS[0]; i++)
+        n += !!(flags & RECV_FLAGS[i].bit);
+    wb_u8(w, MVX_T_DICT);
+    wb_u32(w, 2);
+    wb_str(w, "flags");
+    wb_u8(w, MVX_T_LIST);
+    wb_u32(w, n);
+    for (size_t i = 0; i < sizeof RECV_FLAGS / sizeof RECV_FLAGS[0]; i++)
+        if (flags & RECV_FLAGS[i].bit) {
+            wb_u8(w, MVX_T_STR);
+            wb_str(w, RECV_FLAGS[i].name);
+        }
+    wb_str(w, "rest");
+    wb_int(w, 0);
+}
+
 /* mvx.core.sync.view(call), encoded */
 static void put_view(struct wbuf *w, const struct hot_call *c) {
     wb_u8(w, MVX_T_LIST);
@@ -1286,7 +1333,7 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
         wb_int(w, c->fd);
         wb_none(w);
         wb_uint(w, c->count);
-        wb_no_flags(w);
+        wb_recv_flags(w, c->flags);
         wb_none(w);
         wb_none(w);
         break;
@@ -1343,6 +1390,11 @@ static int is_output(int hot) {
     return hot == MVX_HOT_WRITE || hot == MVX_HOT_SENDTO || hot == MVX_HOT_WRITEV || hot == MVX_HOT_SHUTDOWN;
 }
 static int is_read(int hot) { return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_PREAD; }
+
+/* The bytes a read that returned `ret` wrote: never past the buffer (MSG_TRUNC returns more). */
+static size_t read_bytes(const struct hot_call *c, long long ret) {
+    return ret <= 0 ? 0 : (uint64_t)ret < c->count ? (size_t)ret : (size_t)c->count;
+}
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
     return hot == MVX_HOT_PREAD ? "local" : is_read(hot) || is_epoll(hot) ? "replicated" : "checked_output";
@@ -1435,7 +1487,7 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
     } else if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
         wb_u32(w, c->hot == MVX_HOT_READ ? 1 : 3);
         wb_u32(w, 1);
-        wb_bytes(w, got, (size_t)ret);
+        wb_bytes(w, got, read_bytes(c, ret));
         if (c->hot == MVX_HOT_RECVFROM) {
             wb_u32(w, 4);
             wb_none(w);
@@ -1563,9 +1615,11 @@ static long long leader_perform(struct mvx_fast *f, struct hot_call *c, int mine
     if (is_read(c->hot)) {
         if (data_room(f, c->count) < 0)
             return -ENOMEM;
+        if (c->flags & MSG_TRUNC)
+            memset(f->data, 0, c->count); /* a stream socket discards: nothing is written */
         n = c->hot == MVX_HOT_READ ? read(mine, f->data, c->count)
             : c->hot == MVX_HOT_PREAD ? pread(mine, f->data, c->count, c->offset)
-            : recv(mine, f->data, c->count, 0);
+            : recv(mine, f->data, c->count, (int)c->flags);
     } else if (c->hot == MVX_HOT_SHUTDOWN) {
         n = shutdown(mine, c->how);
     } else if (c->hot == MVX_HOT_SENDTO) {
@@ -1714,8 +1768,8 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
                 ret = -EFAULT;
         } else {
             ret = leader_perform(f, c, mine);
-            if (is_read(c->hot) && ret > 0 &&
-                mvx_write_mem(t->pid, c->a[1], f->data, (unsigned long)ret) != (long)ret)
+            size_t n = read_bytes(c, ret);
+            if (is_read(c->hot) && n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
                 ret = -EFAULT;
         }
         int r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
@@ -1744,7 +1798,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             return -1;
         }
         ret = ev->ret;
-        size_t got = ret <= 0 ? 0 : is_epoll(c->hot) ? (size_t)ret * f->ep_size[c->isa] : (size_t)ret;
+        size_t got = ret <= 0 ? 0 : is_epoll(c->hot) ? (size_t)ret * f->ep_size[c->isa] : read_bytes(c, ret);
         if ((is_read(c->hot) || is_epoll(c->hot)) && got &&
             (data_room(f, got) < 0 || mvx_read_mem(t->pid, c->a[1], f->data, got) != (long)got)) {
             snprintf(f->err, sizeof f->err, "read the bytes %s returned: %s", c->name, strerror(errno));
@@ -1904,7 +1958,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         if (o->value.tag == MVX_T_NONE)
             continue;
         if (o->index != 1 || o->value.tag != MVX_T_BYTES || !is_read(c->hot) || o->value.n > c->count ||
-            ret < 0 || (uint64_t)ret != o->value.n)
+            ret < 0 || read_bytes(c, ret) != o->value.n)
             return FAST_PYTHON;
         if (o->value.n && mvx_write_mem(t->pid, c->a[1], o->value.v.raw, o->value.n) != (long)o->value.n)
             return FAST_PYTHON;

@@ -167,6 +167,8 @@ int mvx_inbox_end(struct mvx_inbox *q, int *err);
 #define MVX_HOT_EPOLL_WAIT 7    /* epoll_wait(epfd, events, maxevents, timeout) */
 #define MVX_HOT_EPOLL_PWAIT 8   /* epoll_pwait(epfd, events, maxevents, timeout, NULL, size) */
 #define MVX_HOT_SHUTDOWN 9      /* shutdown(fd, SHUT_RD|SHUT_WR|SHUT_RDWR) */
+#define MVX_HOT_SOCKETCALL 10   /* i386 socketcall: its sub-call decides (mvx_fast_set_socketcall) */
+#define MVX_SOCKETCALL_SUBS 21
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
@@ -182,6 +184,7 @@ void mvx_fast_epoll_ctl(struct mvx_fast *f, int epfd, int fd, int add, uint64_t 
 void mvx_fast_epoll_close(struct mvx_fast *f, int fd);
 void mvx_fast_epoll_clear(struct mvx_fast *f);
 void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot);
+void mvx_fast_set_socketcall(struct mvx_fast *f, int sub, int hot);
 void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup);
 void mvx_fast_forget_fds(struct mvx_fast *f);
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
