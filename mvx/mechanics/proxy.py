@@ -77,6 +77,13 @@ class FdCache:
         if mine is not None:
             os.close(mine)
 
+    def closed_with(self, fd: int, closed: int) -> None:
+        """The variant closed `fd` and the C loop closed `closed` (-1: none) with it; a duplicate
+        held here under another number is closed now."""
+        mine = self._fds.pop(fd, None)
+        if mine is not None and mine != closed:
+            os.close(mine)
+
     def close(self) -> None:
         for mine in self._fds.values():
             os.close(mine)

@@ -23,8 +23,12 @@ HOT = {
     "shutdown": (lib.MVX_HOT_SHUTDOWN, "checked_output"),
     "pread64": (lib.MVX_HOT_PREAD, "replicated"),  # carried on the variant's own files only (local there)
     "epoll_pwait": (lib.MVX_HOT_EPOLL_PWAIT, "replicated"),  # and raw epoll_wait (MVX_HOT_EPOLL_WAIT)
+    "close": (lib.MVX_HOT_CLOSE, "local"),  # made in every variant; Python's shadow learns it (take_fd_events)
+    "sendfile": (lib.MVX_HOT_SENDFILE, "checked_output"),  # from a file of the variant's own, at an offset it names
+    "setsockopt": (lib.MVX_HOT_SETSOCKOPT, "local"),  # TCP_CORK, TCP_NODELAY; a follower's placeholders only
 }
-RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT}}  # raw names of one canonical call
+RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT},
+               "sendfile": {"sendfile64": lib.MVX_HOT_SENDFILE64}}  # raw names of one canonical call
 OWN_WORLD_ONLY = {"pread64"}
 ISA_INDEX = {"x86_64": 0, "i386": 1, "aarch64": 2}  # MVX_ISA_* of mvx_tables.h
 LEADER, FOLLOWER = lib.MVX_ROLE_LEADER, lib.MVX_ROLE_FOLLOWER
@@ -58,6 +62,7 @@ class FastPath:
         self._nr = ffi.new("long long *")
         self._args = ffi.new("unsigned long long[6]")
         self._ret = ffi.new("long long *")
+        self._fdev = ffi.new("int[192]")
 
     @property
     def handled(self) -> int:
@@ -75,6 +80,25 @@ class FastPath:
         if not lib.mvx_fast_take_pending(self.native, self._pid, self._nr, self._args, self._ret):
             return None
         return (self._pid[0], self._nr[0], tuple(self._args)), self._ret[0]
+
+    def take_fd_events(self) -> list[tuple[int, int, int]]:
+        """What the loop did to the fd table since the last call, in order: [(MVX_FDEV_CLOSED, fd,
+        the duplicate it closed with it or -1), (MVX_FDEV_GRABBED, fd, the duplicate it took)]."""
+        buf = self._fdev
+        out = []
+        while n := lib.mvx_fast_take_fd_events(self.native, buf, 64):
+            out += [tuple(buf[3 * i:3 * i + 3]) for i in range(n)]
+        return out
+
+    def set_placeholder(self, fd: int, on: bool) -> None:
+        """A follower's `fd` is (or is no longer) a placeholder for a socket only the leader has."""
+        if 0 <= fd < 65536:
+            lib.mvx_fast_set_placeholder(self.native, fd, int(on))
+
+    def set_dup(self, fd: int, dup: int) -> None:
+        """The monitor's duplicate of `fd` (-1: none), without changing what the fd is."""
+        if 0 <= fd < 65536:
+            lib.mvx_fast_set_dup(self.native, fd, dup)
 
     def set_fd(self, fd: int, what: int, dup: int = -1) -> None:
         """What `fd` is (MVX_FD_LEADERS, MVX_FD_OWN, 0: unknown) and the monitor's duplicate."""

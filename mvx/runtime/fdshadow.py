@@ -50,6 +50,15 @@ class FdShadow:
         elif effect == "pair":
             self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
 
+    def closed(self, fd: int, dup_closed: int) -> None:
+        """The variant closed `fd` through the C loop (mvx_fast.c), which closed the monitor's
+        duplicate `dup_closed` (-1: none) with it: what `track` does for a close."""
+        self.epoll.on_close(fd)
+        self.kinds.forget(fd)
+        self.world.discard(fd)
+        self.dups.closed_with(fd, dup_closed)
+        self.drop_placeholder(fd)
+
     def _track_world(self, call, ret: int | None) -> None:
         made = call.spec.traits.world_fd
         if call.spec.traits.shadow == "close" and isinstance(call.args[0], int):

@@ -239,6 +239,11 @@ class Monitor:
             stop = self.variant.wait(fast.native)
         finally:
             self.sync.seq = fast.seq()
+            for kind, fd, dup in fast.take_fd_events():
+                if kind == lib.MVX_FDEV_CLOSED:
+                    self.fds.closed(fd, dup)
+                else:
+                    self.fds.dups.adopt(fd, dup)
             pending = fast.take_pending()
             if pending is not None:
                 self.unanswered = Unanswered(pending[0], Performed(pending[1]))
@@ -271,11 +276,14 @@ class Monitor:
             fast.epoll_ctl(fd, call.args[2], data if add else None)
         elif traits.shadow == "dup" and isinstance(call.args[1], int):
             fast.set_fd(call.args[1], 0)
+        if fd is not None:  # a duplicate Python took: the loop closes it when the variant closes the fd
+            fast.set_dup(fd, self.fds.dups.known(fd))
         if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
             # a new fd (an accepted connection): its first read is carried in C already
             own, kind = self.fds.in_world(ret), self.fds.kind(ret)
             fast.set_fd(ret, lib.MVX_FD_OWN if own else lib.MVX_FD_LEADERS if kind == "socket" else 0,
                         self.fds.dups.known(ret))
+            fast.set_placeholder(ret, self.fds.is_placeholder(ret))
         if call.name in fast.names and fd is not None and ret is not None:
             kind = self.fds.kind(fd)
             if call.name == "epoll_pwait":
@@ -649,9 +657,9 @@ class FollowerMonitor(Monitor):
             peer = inject(self.variant, stop, rec)
         except ReplayError as exc:
             raise Divergence("fd", record.seq, render_view(record.view, record.ret), render(call), str(exc)) from None
-        self.track(call, plan.ret)
-        if plan.creates_fd:
+        if plan.creates_fd:  # before track: the C loop learns the new fd is a placeholder
             self.fds.adopt_placeholder(plan.ret, peer)
+        self.track(call, plan.ret)
 
     def ended(self, stop: Stop) -> Outcome:
         """The follower's program ended: a signal is a divergence whatever the leader did; an exit

@@ -15,6 +15,7 @@
  * The records and checks it makes are byte for byte those of mvx.core.sync (tests/test_fastpath.py
  * compares them), so the two paths interleave on one channel. */
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -949,6 +950,7 @@ static void wb_no_flags(struct wbuf *w) { /* neutral(FlagSet()) = {"flags": [], 
  * write(fd, buf, count); sendto(fd, buf, len, 0, NULL, addrlen); writev(fd, iov, iovcnt) */
 #define MVX_FAST_MAX_FD 65536
 #define MVX_FAST_MAX_BUF (1u << 20) /* canonical.MAX_BUF: a bigger buffer goes the Python way */
+#define MVX_FAST_FDEVS 256
 
 struct mvx_fast {
     struct mvx_tracee *t;
@@ -965,6 +967,7 @@ struct mvx_fast {
     uint8_t hot[MVX_NISA][MVX_MAX_NR];
     uint8_t socketcall[MVX_SOCKETCALL_SUBS]; /* i386 socketcall: sub-call number -> MVX_HOT_* */
     uint8_t fdok[MVX_FAST_MAX_FD]; /* MVX_FD_*: what the fd is, as Python's shadow says (0: ask it) */
+    uint8_t placeholder[MVX_FAST_MAX_FD]; /* a follower's: the fd is an inert stand-in for the leader's */
     int dup[MVX_FAST_MAX_FD];      /* the monitor's duplicate of that fd (-1: none yet) */
     /* a performed call whose answer found it gone (a signal): its result for the restarted call */
     int pend;
@@ -973,6 +976,10 @@ struct mvx_fast {
     unsigned long long pend_args[6];
     long long pend_ret;
     unsigned long long handled; /* hot calls carried here */
+    /* what this loop did to the fd table, in order, for Python's shadow (mvx_fast_take_fd_events):
+     * {MVX_FDEV_CLOSED, fd, the duplicate closed with it or -1}, {MVX_FDEV_GRABBED, fd, dup taken} */
+    int fdev[MVX_FAST_FDEVS][3];
+    int nfdev;
     /* epoll: this variant's registrations (Python's EpollRegistry, mirrored), each ISA's names of
      * the event bits and its epoll_event layout */
     struct epreg { int epfd, fd; uint64_t data; } *ep;
@@ -1127,11 +1134,40 @@ void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup) {
     if (fd >= 0 && fd < MVX_FAST_MAX_FD) {
         f->fdok[fd] = (uint8_t)ok;
         f->dup[fd] = dup;
+        if (!ok)
+            f->placeholder[fd] = 0;
     }
+}
+
+void mvx_fast_set_placeholder(struct mvx_fast *f, int fd, int on) {
+    if (fd >= 0 && fd < MVX_FAST_MAX_FD)
+        f->placeholder[fd] = (uint8_t)on;
+}
+
+void mvx_fast_set_dup(struct mvx_fast *f, int fd, int dup) {
+    if (fd >= 0 && fd < MVX_FAST_MAX_FD)
+        f->dup[fd] = dup;
+}
+
+
+static void fd_event(struct mvx_fast *f, int kind, int fd, int dup) {
+    f->fdev[f->nfdev][0] = kind;
+    f->fdev[f->nfdev][1] = fd;
+    f->fdev[f->nfdev][2] = dup;
+    f->nfdev++;
+}
+
+int mvx_fast_take_fd_events(struct mvx_fast *f, int *out, int cap) {
+    int n = f->nfdev < cap ? f->nfdev : cap;
+    memcpy(out, f->fdev, sizeof f->fdev[0] * (size_t)n);
+    memmove(f->fdev, f->fdev + n, sizeof f->fdev[0] * (size_t)(f->nfdev - n));
+    f->nfdev -= n;
+    return n;
 }
 
 void mvx_fast_forget_fds(struct mvx_fast *f) {
     memset(f->fdok, 0, sizeof f->fdok);
+    memset(f->placeholder, 0, sizeof f->placeholder);
     for (int i = 0; i < MVX_FAST_MAX_FD; i++)
         f->dup[i] = -1;
 }
@@ -1146,7 +1182,13 @@ struct hot_call {
     int64_t offset;     /* pread64 */
     int maxevents, timeout; /* epoll */
     int how;                /* shutdown */
+    int sockopt;            /* setsockopt: its SOCKOPTS entry */
     uint32_t flags;         /* recvfrom: MSG_* (RECV_FLAGS only) */
+    /* sendfile(out_fd = fd, in_fd, &offset, count): the file bytes it sends are `out` */
+    int in_fd, off_size;
+    unsigned long long off_ptr;
+    int64_t off_after;      /* the offset the call left (its out-data) */
+    char content[48];       /* mvx.core.sync.content_digest of the file bytes ("": none) */
     const uint8_t *out; /* out-calls: the bytes (f->data) */
     size_t outlen;
 };
@@ -1170,7 +1212,8 @@ static int data_room(struct mvx_fast *f, size_t n) {
 }
 
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
-                                  "epoll_pwait", "epoll_pwait", "shutdown", "socketcall"};
+                                  "epoll_pwait", "epoll_pwait", "shutdown", "socketcall", "close",
+                                  "sendfile", "sendfile", "setsockopt"};
 static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
 /* recvfrom flags this loop carries, with their names in sorted order (mvx.core.sync.neutral); the
  * same values on every ISA Linux runs mvx on. Any other bit: Python. */
@@ -1179,9 +1222,77 @@ static const struct { uint32_t bit; const char *name; } RECV_FLAGS[] = {
 #define RECV_FLAGS_ALL (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_TRUNC)
 /* i386 socketcall(call, args): how many 32-bit arguments each carried sub-call has at `args`
  * (mvx.isa.syscalls.SOCKETCALL_SUBCALLS); send and recv are sendto and recvfrom without an address */
-static const uint8_t SOCKETCALL_NARGS[MVX_SOCKETCALL_SUBS] = {[9] = 4, [10] = 4, [11] = 6, [12] = 6, [13] = 2};
+static const uint8_t SOCKETCALL_NARGS[MVX_SOCKETCALL_SUBS] = {[9] = 4, [10] = 4, [11] = 6, [12] = 6, [13] = 2,
+                                                             [14] = 5};
+/* setsockopt options this loop carries (the same numbers on every ISA), named as mvx.isa.canonical
+ * names them; any other: Python */
+static const struct { int level, optname; const char *level_name, *name; } SOCKOPTS[] = {
+    {6, 1, "IPPROTO_TCP", "TCP_NODELAY"}, {6, 3, "IPPROTO_TCP", "TCP_CORK"}};
+#define MVX_SOCKOPT_MAX 64 /* optval bytes */
 #define MVX_MAX_EVENTS 65536
 static int is_epoll(int hot);
+
+/* XXH3-128 from the system's libxxhash (the library lighttpd itself links), looked up at run time:
+ * without it sendfile goes the Python way (mvx.core.sync.content_digest, the same digest). */
+typedef struct { uint64_t low64, high64; } xxh128_t;
+static xxh128_t (*xxh3_128)(const void *, size_t);
+static pthread_once_t xxh_once = PTHREAD_ONCE_INIT;
+static void xxh_load(void) {
+    void *h = dlopen("libxxhash.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (h)
+        *(void **)&xxh3_128 = dlsym(h, "XXH3_128bits");
+}
+
+static int content_digest(char out[48], const void *data, size_t n) {
+    pthread_once(&xxh_once, xxh_load);
+    if (!xxh3_128)
+        return -1;
+    xxh128_t d = xxh3_128(data, n);
+    snprintf(out, 48, "xxh3-128:%016llx%016llx", (unsigned long long)d.high64, (unsigned long long)d.low64);
+    return 0;
+}
+
+int mvx_fast_digest(const void *data, size_t n, char *out) { return content_digest(out, data, n); }
+
+/* The monitor's duplicate of the variant's `fd`, taken now if Python had none (Python adopts it:
+ * mvx_fast_take_fd_events); checked with kcmp. -1: none to be had. */
+static int dup_of(struct mvx_fast *f, int fd) {
+    int mine = f->dup[fd];
+    if (mine >= 0)
+        return mvx_same_file(f->t->pid, fd, mine) == 1 ? mine : -1;
+    if (f->nfdev >= MVX_FAST_FDEVS || (mine = mvx_pidfd_getfd(f->t->pid, fd)) < 0)
+        return -1;
+    f->dup[fd] = mine;
+    fd_event(f, MVX_FDEV_GRABBED, fd, mine);
+    return mine;
+}
+
+#define MVX_FAST_MAX_FILE (16u << 20) /* sendfile counts up to this: bigger ones go the Python way */
+
+/* sendfile's file bytes: read through the duplicate of in_fd at the call's offset (the bytes the
+ * call is about to send), and their digest. 1, or 0 (Python reports what it can). */
+static int decode_sendfile(struct mvx_fast *f, struct hot_call *c) {
+    c->in_fd = (int)(int32_t)c->a[1];
+    c->off_ptr = c->a[2];
+    c->count = c->a[3];
+    c->off_size = c->hot == MVX_HOT_SENDFILE64 ? 8 : c->word;
+    if (c->in_fd < 0 || c->in_fd >= MVX_FAST_MAX_FD || f->fdok[c->in_fd] != MVX_FD_OWN || !c->off_ptr ||
+        c->count > MVX_FAST_MAX_FILE)
+        return 0; /* the file's own position, a file not the variant's own, a huge count: Python */
+    uint64_t raw = 0;
+    if (mvx_read_mem(f->t->pid, c->off_ptr, &raw, (size_t)c->off_size) != c->off_size)
+        return 0;
+    c->offset = c->off_size == 4 ? (int64_t)(int32_t)raw : (int64_t)raw;
+    int mine = c->offset < 0 ? -1 : dup_of(f, c->in_fd);
+    if (mine < 0 || data_room(f, c->count) < 0)
+        return 0;
+    ssize_t n = pread(mine, f->data, c->count, c->offset);
+    if (n < 0 || content_digest(c->content, f->data, (size_t)n) < 0)
+        return 0;
+    c->out = f->data;
+    c->outlen = (size_t)n;
+    return 1;
+}
 
 /* Decode the stop's call; 1 when it is a hot call this loop carries, 0 when Python must. Out-calls
  * read their bytes from the variant here (once: what is checked is what is sent). */
@@ -1217,9 +1328,29 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
         return 0;
     int want = hot == MVX_HOT_PREAD ? MVX_FD_OWN : is_epoll(hot) ? MVX_FD_EPOLL : MVX_FD_LEADERS;
-    if (f->fdok[c->fd] != want)
+    if (hot != MVX_HOT_CLOSE && f->fdok[c->fd] != want)
         return 0;
     switch (hot) {
+    case MVX_HOT_SENDFILE:
+    case MVX_HOT_SENDFILE64:
+        return decode_sendfile(f, c);
+    case MVX_HOT_SETSOCKOPT: { /* (fd, level, optname, optval, optlen): optval's bytes compared */
+        int level = (int)(int32_t)c->a[1], name = (int)(int32_t)c->a[2];
+        c->count = (uint32_t)c->a[4];
+        c->sockopt = -1;
+        for (int i = 0; i < (int)(sizeof SOCKOPTS / sizeof SOCKOPTS[0]); i++)
+            if (SOCKOPTS[i].level == level && SOCKOPTS[i].optname == name)
+                c->sockopt = i;
+        if (c->sockopt < 0 || c->count > MVX_SOCKOPT_MAX || (c->a[4] >> 32) || data_room(f, c->count) < 0)
+            return 0;
+        if (c->a[3] && c->count && mvx_read_mem(f->t->pid, c->a[3], f->data, c->count) != (long)c->count)
+            return 0; /* unreadable: Python shows what it can */
+        c->out = c->a[3] ? f->data : NULL;
+        c->outlen = c->count;
+        return 1;
+    }
+    case MVX_HOT_CLOSE: /* any fd: close is local; Python learns of it (mvx_fast_take_fd_events) */
+        return f->nfdev < MVX_FAST_FDEVS;
     case MVX_HOT_SHUTDOWN:
         c->how = (int)(int32_t)c->a[1];
         return c->how >= 0 && c->how <= 2; /* another value: Python shows it as a number */
@@ -1352,6 +1483,31 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
         wb_none(w);
         wb_uint(w, c->word == 4 ? (uint32_t)c->a[5] : c->a[5]);
         break;
+    case MVX_HOT_SENDFILE: /* [out_fd, in_fd, offset, count] */
+    case MVX_HOT_SENDFILE64:
+        wb_u32(w, 4);
+        wb_int(w, c->fd);
+        wb_int(w, c->in_fd);
+        wb_int(w, c->offset);
+        wb_uint(w, c->count);
+        break;
+    case MVX_HOT_SETSOCKOPT: /* [fd, level, optname, optval's bytes or None, optlen] */
+        wb_u32(w, 5);
+        wb_int(w, c->fd);
+        wb_u8(w, MVX_T_STR);
+        wb_str(w, SOCKOPTS[c->sockopt].level_name);
+        wb_u8(w, MVX_T_STR);
+        wb_str(w, SOCKOPTS[c->sockopt].name);
+        if (c->out)
+            wb_bytes(w, c->out, c->outlen);
+        else
+            wb_none(w);
+        wb_uint(w, c->count);
+        break;
+    case MVX_HOT_CLOSE: /* [fd] */
+        wb_u32(w, 1);
+        wb_int(w, c->fd);
+        break;
     case MVX_HOT_SHUTDOWN: /* [fd, "SHUT_WR"] */
         wb_u32(w, 2);
         wb_int(w, c->fd);
@@ -1386,8 +1542,25 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
 
 static int is_epoll(int hot) { return hot == MVX_HOT_EPOLL_WAIT || hot == MVX_HOT_EPOLL_PWAIT; }
 /* a checked output: the bytes (or the end of them) that leave the machine */
+static int is_sendfile(int hot) { return hot == MVX_HOT_SENDFILE || hot == MVX_HOT_SENDFILE64; }
 static int is_output(int hot) {
-    return hot == MVX_HOT_WRITE || hot == MVX_HOT_SENDTO || hot == MVX_HOT_WRITEV || hot == MVX_HOT_SHUTDOWN;
+    return hot == MVX_HOT_WRITE || hot == MVX_HOT_SENDTO || hot == MVX_HOT_WRITEV || hot == MVX_HOT_SHUTDOWN ||
+           is_sendfile(hot);
+}
+
+/* The content an opt-str of the protocol carries, as this call's digest ("": none)? */
+static int same_content(const struct hot_call *c, const struct mvx_opt_str *theirs) {
+    size_t n = strlen(c->content);
+    return theirs->present == (n > 0) && (!n || (theirs->s.n == n && !memcmp(theirs->s.p, c->content, n)));
+}
+
+static void wb_content(struct wbuf *w, const struct hot_call *c) {
+    if (c->content[0]) {
+        wb_u8(w, 1);
+        wb_str(w, c->content);
+    } else {
+        wb_u8(w, 0);
+    }
 }
 static int is_read(int hot) { return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_PREAD; }
 
@@ -1397,7 +1570,7 @@ static size_t read_bytes(const struct hot_call *c, long long ret) {
 }
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
-    return hot == MVX_HOT_PREAD ? "local" : is_read(hot) || is_epoll(hot) ? "replicated" : "checked_output";
+    return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT ? "local" : is_read(hot) || is_epoll(hot) ? "replicated" : "checked_output";
 }
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -1459,7 +1632,7 @@ static void make_check(struct mvx_fast *f, const struct hot_call *c, uint64_t se
     wb_u8(w, MVX_M_CHECK_REQUEST);
     wb_u64(w, seq);
     put_view(w, c);
-    wb_u8(w, 0); /* no content */
+    wb_content(w, c);
     if (!w->oom) {
         uint32_t n = (uint32_t)(w->n - 4);
         memcpy(w->p, &n, 4);
@@ -1477,27 +1650,36 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
     wb_u64(w, seq);
     wb_str(w, class_of(c->hot));
     put_view(w, c);
-    wb_u8(w, 1);
-    wb_u64(w, (uint64_t)ret);
-    if (is_epoll(c->hot) && ret >= 0) {
-        wb_u32(w, 1);
-        wb_u32(w, 1);
-        if (wb_epoll_output(w, f, c, got, (int)ret) < 0)
-            w->oom = 1; /* no record: the caller fails closed */
-    } else if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
-        wb_u32(w, c->hot == MVX_HOT_READ ? 1 : 3);
-        wb_u32(w, 1);
-        wb_bytes(w, got, read_bytes(c, ret));
-        if (c->hot == MVX_HOT_RECVFROM) {
-            wb_u32(w, 4);
-            wb_none(w);
-            wb_u32(w, 5);
-            wb_none(w);
-        }
-    } else {
+    if (c->hot == MVX_HOT_CLOSE) { /* run in the variant: its result is not learned; no outputs */
+        wb_u8(w, 0);
         wb_u32(w, 0);
+    } else {
+        wb_u8(w, 1);
+        wb_u64(w, (uint64_t)ret);
+        if (is_epoll(c->hot) && ret >= 0) {
+            wb_u32(w, 1);
+            wb_u32(w, 1);
+            if (wb_epoll_output(w, f, c, got, (int)ret) < 0)
+                w->oom = 1; /* no record: the caller fails closed */
+        } else if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0) { /* the bytes read; recvfrom's address and its length: none */
+            wb_u32(w, c->hot == MVX_HOT_READ ? 1 : 3);
+            wb_u32(w, 1);
+            wb_bytes(w, got, read_bytes(c, ret));
+            if (c->hot == MVX_HOT_RECVFROM) {
+                wb_u32(w, 4);
+                wb_none(w);
+                wb_u32(w, 5);
+                wb_none(w);
+            }
+        } else if (is_sendfile(c->hot) && ret >= 0) { /* the offset it left */
+            wb_u32(w, 1);
+            wb_u32(w, 2);
+            wb_int(w, c->off_after);
+        } else {
+            wb_u32(w, 0);
+        }
     }
-    wb_u8(w, 0); /* content */
+    wb_content(w, c);
     wb_u8(w, 0); /* clock */
     if (!w->oom) {
         uint32_t n = (uint32_t)(w->n - 4);
@@ -1524,6 +1706,8 @@ long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long lo
     f->t->pid = saved;
     if (!ok)
         return -1;
+    if (is_sendfile(c.hot)) /* the offset at the call's exit, as the leader reads it there */
+        mvx_read_mem(pid, c.off_ptr, &c.off_after, (size_t)c.off_size);
     if (check)
         make_check(f, &c, seq);
     else
@@ -1665,6 +1849,13 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         return -2;
     }
     long long ret = (long long)c->outlen;
+    if (is_sendfile(c->hot)) { /* what sendfile does to its offset, done for it */
+        c->off_after = c->offset + ret;
+        if (mvx_write_mem(t->pid, c->off_ptr, &c->off_after, (size_t)c->off_size) != c->off_size) {
+            snprintf(f->err, sizeof f->err, "write sendfile's offset: %s", strerror(errno));
+            return -1;
+        }
+    }
     if (ev->kind == MVX_EV_NOTIFY) {
         int r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret, 0, 0);
         if (r == -ENOENT)
@@ -1724,9 +1915,69 @@ static long long leader_epoll_wait(struct mvx_fast *f, const struct mvx_event *e
     return n < 0 ? -errno : n;
 }
 
+/* ---- close: run in every variant ---------------------------------------------------------------- */
+
+/* May this loop carry the variant's close(fd)? Its duplicate here, if any, must be of that very
+ * file (checked while the fd is still open): it is closed with it. */
+static int close_ok(struct mvx_fast *f, const struct hot_call *c) {
+    int mine = f->dup[c->fd];
+    return mine < 0 || mvx_same_file(f->t->pid, c->fd, mine) == 1;
+}
+
+/* Let the variant make its close: 1 made, 0 the call went away (a signal: it is made again), -1. */
+static int let_close(struct mvx_fast *f, struct mvx_event *ev, const struct hot_call *c) {
+    int r = ev->kind == MVX_EV_NOTIFY ? mvx_notif_respond(f->t->notify_fd, ev->notif_id, 0, 0, 1)
+                                      : mvx_resume(f->t, MVX_RESUME_RUN);
+    if (r == -ENOENT && ev->kind == MVX_EV_NOTIFY)
+        return 0;
+    if (r < 0) {
+        snprintf(f->err, sizeof f->err, "let %s run: %s", c->name, strerror(-r));
+        return -1;
+    }
+    return 1;
+}
+
+/* After the variant's close: the monitor's duplicate goes too (so the file's last reference is
+ * gone when the program's is: a socket's FIN is not held back), and Python's shadow learns it. */
+static void forget_closed(struct mvx_fast *f, int fd) {
+    int mine = f->dup[fd];
+    if (mine >= 0)
+        close(mine);
+    f->fdok[fd] = 0;
+    f->dup[fd] = -1;
+    f->placeholder[fd] = 0;
+    mvx_fast_epoll_close(f, fd);
+    fd_event(f, MVX_FDEV_CLOSED, fd, mine);
+}
+
+static int leader_close(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
+    if (!close_ok(f, c))
+        return FAST_PYTHON;
+    int r = let_close(f, ev, c);
+    if (r <= 0)
+        return r < 0 ? -1 : FAST_DONE; /* gone: no record; it is made again or not */
+    forget_closed(f, c->fd);
+    f->seq++;
+    make_record(f, c, f->seq, 0, NULL);
+    if (publish(f, f->seq) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    f->handled++;
+    if (lost_any(f->link)) {
+        ev->kind = MVX_EV_FAST_NOTE;
+        return FAST_RETURN;
+    }
+    return FAST_DONE;
+}
+
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     int notified = ev->kind == MVX_EV_NOTIFY;
+    if (c->hot == MVX_HOT_CLOSE)
+        return leader_close(f, ev, c);
+    if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT))
+        return FAST_PYTHON; /* these run in the variant (RET_TRACE): not expected here */
     int mine = -1;
     if (notified) {
         mine = f->dup[c->fd];
@@ -1804,6 +2055,14 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             snprintf(f->err, sizeof f->err, "read the bytes %s returned: %s", c->name, strerror(errno));
             return -1;
         }
+        if (is_sendfile(c->hot) && ret >= 0) { /* the offset it left: its out-data */
+            int64_t off = 0;
+            if (mvx_read_mem(t->pid, c->off_ptr, &off, (size_t)c->off_size) != c->off_size) {
+                snprintf(f->err, sizeof f->err, "read sendfile's offset: %s", strerror(errno));
+                return -1;
+            }
+            c->off_after = c->off_size == 4 ? (int64_t)(int32_t)off : off;
+        }
         if (ret == -512 || ret == -513 || ret == -514 || ret == -516) { /* RESTARTING: made again */
             r = mvx_resume(t, MVX_RESUME_RUN);
             return r < 0 ? -1 : FAST_DONE;
@@ -1873,6 +2132,16 @@ static int send_seq(struct mvx_fast *f, int type, uint64_t seq) {
     return mvx_chan_send(f->reply, fr, sizeof fr);
 }
 
+/* The head record was followed: consumed, and acknowledged every ack_every records. */
+static int follower_done(struct mvx_fast *f, uint64_t seq) {
+    inbox_pop(f->inbox);
+    f->seq = seq;
+    f->handled++;
+    if (f->ack_every && seq % (uint64_t)f->ack_every == 0)
+        send_seq(f, MVX_M_ACK, seq); /* a failure shows at the next reply Python makes */
+    return FAST_DONE;
+}
+
 static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     struct mvx_frame *fr;
@@ -1883,7 +2152,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     if (is_output(c->hot)) {
         /* the leader's check first (again when the leader's call was interrupted and re-made) */
         while (head_is(f, fr, MVX_M_CHECK_REQUEST, &msg)) {
-            if (msg.u.check_request.content.present || !same_view(f, c, &msg.u.check_request.view))
+            if (!same_content(c, &msg.u.check_request.content) || !same_view(f, c, &msg.u.check_request.view))
                 return FAST_PYTHON; /* Python reports the divergence */
             if ((r = send_seq(f, MVX_M_CHECKED, msg.u.check_request.seq)) < 0)
                 return FAST_PYTHON; /* Python's reply reports the lost leader */
@@ -1896,9 +2165,21 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         return FAST_PYTHON;
     struct mvx_call_record *rec = &msg.u.call_record;
     const char *cls = class_of(c->hot);
-    if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n) || rec->content.present ||
-        rec->has_clock || !rec->ret.present || !same_view(f, c, &rec->view))
+    if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n) || !same_content(c, &rec->content) ||
+        rec->has_clock || rec->ret.present != (c->hot != MVX_HOT_CLOSE) || !same_view(f, c, &rec->view))
         return FAST_PYTHON; /* Python decides: another call, a divergence, a case this loop lacks */
+    if (c->hot == MVX_HOT_SETSOCKOPT) { /* on a placeholder: the leader's result; never run there */
+        if (rec->noutputs || !f->placeholder[c->fd])
+            return FAST_PYTHON;
+    }
+    if (c->hot == MVX_HOT_CLOSE) { /* made here too (on a placeholder: Python drops its other end) */
+        if (rec->noutputs || !close_ok(f, c))
+            return FAST_PYTHON;
+        if ((r = let_close(f, ev, c)) <= 0)
+            return r < 0 ? -1 : FAST_DONE; /* gone: the record waits for the restarted call */
+        forget_closed(f, c->fd);
+        return follower_done(f, rec->seq);
+    }
     long long ret = rec->ret.v;
     if (c->hot == MVX_HOT_PREAD) { /* run here, on this variant's own copy: the results must agree */
         int mine = f->dup[c->fd];
@@ -1953,6 +2234,15 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         size_t n = (size_t)ret * size;
         if (n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
             return FAST_PYTHON;
+    } else if (is_sendfile(c->hot)) { /* the offset the leader's call left, in this variant's size */
+        if (rec->noutputs != (ret >= 0) || (ret >= 0 && (rec->outputs[0].index != 2 ||
+                                                         rec->outputs[0].value.tag != MVX_T_I64)))
+            return FAST_PYTHON;
+        if (ret >= 0) {
+            int64_t off = rec->outputs[0].value.v.i;
+            if (mvx_write_mem(t->pid, c->off_ptr, &off, (size_t)c->off_size) != c->off_size)
+                return FAST_PYTHON;
+        }
     } else for (uint32_t i = 0; i < rec->noutputs; i++) {
         const struct mvx_output *o = &rec->outputs[i];
         if (o->value.tag == MVX_T_NONE)
@@ -1980,13 +2270,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
             return -1;
         }
     }
-    uint64_t seq = rec->seq;
-    inbox_pop(f->inbox);
-    f->seq = seq;
-    f->handled++;
-    if (f->ack_every && seq % (uint64_t)f->ack_every == 0)
-        send_seq(f, MVX_M_ACK, seq); /* a failure shows at the next reply Python makes */
-    return FAST_DONE;
+    return follower_done(f, rec->seq);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------------- */

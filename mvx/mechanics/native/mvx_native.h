@@ -168,7 +168,13 @@ int mvx_inbox_end(struct mvx_inbox *q, int *err);
 #define MVX_HOT_EPOLL_PWAIT 8   /* epoll_pwait(epfd, events, maxevents, timeout, NULL, size) */
 #define MVX_HOT_SHUTDOWN 9      /* shutdown(fd, SHUT_RD|SHUT_WR|SHUT_RDWR) */
 #define MVX_HOT_SOCKETCALL 10   /* i386 socketcall: its sub-call decides (mvx_fast_set_socketcall) */
+#define MVX_HOT_CLOSE 11        /* close(fd): made in every variant; Python learns it (mvx_fast_take_fd_events) */
+#define MVX_HOT_SENDFILE 12     /* sendfile(out, in, &offset (a word), count) from a file of the variant's own */
+#define MVX_HOT_SENDFILE64 13   /* the same with a 64-bit offset (i386 sendfile64) */
+#define MVX_HOT_SETSOCKOPT 14   /* setsockopt(fd, IPPROTO_TCP, TCP_CORK|TCP_NODELAY, ...): local */
 #define MVX_SOCKETCALL_SUBS 21
+#define MVX_FDEV_CLOSED 1  /* the variant closed fd through the C loop, which closed dup with it */
+#define MVX_FDEV_GRABBED 2 /* the C loop took dup, a duplicate of the variant's fd */
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
@@ -187,6 +193,10 @@ void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, i
 void mvx_fast_set_socketcall(struct mvx_fast *f, int sub, int hot);
 void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup);
 void mvx_fast_forget_fds(struct mvx_fast *f);
+void mvx_fast_set_placeholder(struct mvx_fast *f, int fd, int on);
+void mvx_fast_set_dup(struct mvx_fast *f, int fd, int dup);
+int mvx_fast_digest(const void *data, size_t n, char *out);
+int mvx_fast_take_fd_events(struct mvx_fast *f, int *out, int cap); /* {kind, fd, dup} triples */
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
 uint64_t mvx_fast_seq(struct mvx_fast *f);
 unsigned long long mvx_fast_handled(struct mvx_fast *f);
