@@ -128,6 +128,8 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
         return bytes(raw)
 
     evbuf = mem.put(b"".join(event(b, fd) for b, fd in events))
+    ts = mem.put(struct.pack("<qq", 1700000000, 123456789))  # read as two i386 words too: (1700000000, 0)
+    clock64 = "clock_gettime64" if isa == "i386" else "clock_gettime"
     for fd, data in registered(isa).items():  # as Python mirrors its registry into the C loop
         lib.mvx_fast_epoll_ctl(fast, 3, fd, 1, data)
     cases = [  # (name, args, ret, world)
@@ -151,9 +153,12 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
         ("setsockopt", (5, 6, 3, buf, 4), 0, False),  # TCP_CORK
         ("setsockopt", (5, 6, 1, buf, 8), -22, False),  # TCP_NODELAY
         ("setsockopt", (5, 6, 3, 0, 4), -14, False),  # no value
+        ("clock_gettime", (1, ts), 0, False),  # the reading: in the record's outputs and clock
+        ("clock_gettime", (7, ts), -22, False),
+        (clock64, (0, ts), 0, False),
         ("close", (5,), None, False),  # made in the variant: its result is not learned
         ("close", (7,), None, True),
-        ("close", (200,), None, False),
+        ("close", (3,), None, False),  # the epoll fd
         ("shutdown", (5, 1), 0, False),
         ("shutdown", (5, 2), -107, False),
         ("epoll_wait", (3, evbuf, 64, -1), 3, False),
@@ -216,6 +221,9 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("epoll_pwait", (3, buf, 10, -1, buf, 8)),  # with a signal mask
         ("shutdown", (5, 7)),  # not a SHUT_* value: Python shows the number
         ("setsockopt", (5, 1, 9, buf, 4)),  # SO_KEEPALIVE: an option it does not name
+        ("clock_gettime", (2, buf)),  # the process's CPU clock: the monitor's is another
+        ("clock_gettime", (0, 0)),  # no timespec (EFAULT): Python
+        ("close", (200,)),  # an fd Python never described (the dynamic loader's own closes are noise)
         ("setsockopt", (5, 6, 3, buf, 4096)),  # a long value
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
         ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)

@@ -26,9 +26,11 @@ HOT = {
     "close": (lib.MVX_HOT_CLOSE, "local"),  # made in every variant; Python's shadow learns it (take_fd_events)
     "sendfile": (lib.MVX_HOT_SENDFILE, "checked_output"),  # from a file of the variant's own, at an offset it names
     "setsockopt": (lib.MVX_HOT_SETSOCKOPT, "local"),  # TCP_CORK, TCP_NODELAY; a follower's placeholders only
+    "clock_gettime": (lib.MVX_HOT_CLOCK, "replicated"),  # global clocks: the leader's reading in every variant
 }
 RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT},
-               "sendfile": {"sendfile64": lib.MVX_HOT_SENDFILE64}}  # raw names of one canonical call
+               "sendfile": {"sendfile64": lib.MVX_HOT_SENDFILE64},
+               "clock_gettime": {"clock_gettime64": lib.MVX_HOT_CLOCK64}}  # raw names of one canonical call
 OWN_WORLD_ONLY = {"pread64"}
 ISA_INDEX = {"x86_64": 0, "i386": 1, "aarch64": 2}  # MVX_ISA_* of mvx_tables.h
 LEADER, FOLLOWER = lib.MVX_ROLE_LEADER, lib.MVX_ROLE_FOLLOWER

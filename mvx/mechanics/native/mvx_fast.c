@@ -1183,6 +1183,8 @@ struct hot_call {
     int maxevents, timeout; /* epoll */
     int how;                /* shutdown */
     int sockopt;            /* setsockopt: its SOCKOPTS entry */
+    int clock, ts_size;     /* clock_gettime: the clock id; its timespec's size in the variant */
+    int64_t sec, nsec;      /* clock_gettime: the reading */
     uint32_t flags;         /* recvfrom: MSG_* (RECV_FLAGS only) */
     /* sendfile(out_fd = fd, in_fd, &offset, count): the file bytes it sends are `out` */
     int in_fd, off_size;
@@ -1213,7 +1215,12 @@ static int data_room(struct mvx_fast *f, size_t n) {
 
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
                                   "epoll_pwait", "epoll_pwait", "shutdown", "socketcall", "close",
-                                  "sendfile", "sendfile", "setsockopt"};
+                                  "sendfile", "sendfile", "setsockopt", "clock_gettime", "clock_gettime"};
+/* clocks this loop reads for the program (global ones: the same in the monitor's process and in
+ * every variant's), by id, named as mvx.isa.canonical names them */
+static const char *CLOCK_NAMES[] = {[0] = "CLOCK_REALTIME", [1] = "CLOCK_MONOTONIC", [4] = "CLOCK_MONOTONIC_RAW",
+                                    [5] = "CLOCK_REALTIME_COARSE", [6] = "CLOCK_MONOTONIC_COARSE",
+                                    [7] = "CLOCK_BOOTTIME"};
 static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
 /* recvfrom flags this loop carries, with their names in sorted order (mvx.core.sync.neutral); the
  * same values on every ISA Linux runs mvx on. Any other bit: Python. */
@@ -1324,6 +1331,13 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     }
     c->hot = hot;
     c->name = HOT_NAMES[hot];
+    if (hot == MVX_HOT_CLOCK || hot == MVX_HOT_CLOCK64) { /* clock_gettime(clockid, tp) */
+        c->fd = -1;
+        c->clock = (int)(int32_t)c->a[0];
+        c->ts_size = hot == MVX_HOT_CLOCK64 ? 16 : 2 * c->word;
+        return c->clock >= 0 && c->clock < (int)(sizeof CLOCK_NAMES / sizeof CLOCK_NAMES[0]) &&
+               CLOCK_NAMES[c->clock] && c->a[1];
+    }
     c->fd = (int)(int32_t)c->a[0];
     if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
         return 0;
@@ -1349,8 +1363,9 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
         c->outlen = c->count;
         return 1;
     }
-    case MVX_HOT_CLOSE: /* any fd: close is local; Python learns of it (mvx_fast_take_fd_events) */
-        return f->nfdev < MVX_FAST_FDEVS;
+    case MVX_HOT_CLOSE: /* an fd Python described (never the dynamic loader's own, which Python
+                         * passes over as noise): close is local; Python learns of it (take_fd_events) */
+        return f->fdok[c->fd] != 0 && f->nfdev < MVX_FAST_FDEVS;
     case MVX_HOT_SHUTDOWN:
         c->how = (int)(int32_t)c->a[1];
         return c->how >= 0 && c->how <= 2; /* another value: Python shows it as a number */
@@ -1504,6 +1519,12 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
             wb_none(w);
         wb_uint(w, c->count);
         break;
+    case MVX_HOT_CLOCK: /* [clock name] */
+    case MVX_HOT_CLOCK64:
+        wb_u32(w, 1);
+        wb_u8(w, MVX_T_STR);
+        wb_str(w, CLOCK_NAMES[c->clock]);
+        break;
     case MVX_HOT_CLOSE: /* [fd] */
         wb_u32(w, 1);
         wb_int(w, c->fd);
@@ -1543,6 +1564,30 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
 static int is_epoll(int hot) { return hot == MVX_HOT_EPOLL_WAIT || hot == MVX_HOT_EPOLL_PWAIT; }
 /* a checked output: the bytes (or the end of them) that leave the machine */
 static int is_sendfile(int hot) { return hot == MVX_HOT_SENDFILE || hot == MVX_HOT_SENDFILE64; }
+static int is_clock(int hot) { return hot == MVX_HOT_CLOCK || hot == MVX_HOT_CLOCK64; }
+
+/* A timespec of the variant's ISA: two words (i386: 32-bit), or two 64-bit ones (timespec64). */
+static void ts_decode(struct hot_call *c, const uint8_t *raw) {
+    if (c->ts_size == 8) {
+        int32_t v[2];
+        memcpy(v, raw, 8);
+        c->sec = v[0];
+        c->nsec = v[1];
+    } else {
+        memcpy(&c->sec, raw, 8);
+        memcpy(&c->nsec, raw + 8, 8);
+    }
+}
+
+static void ts_encode(const struct hot_call *c, int64_t sec, int64_t nsec, uint8_t *raw) {
+    if (c->ts_size == 8) {
+        int32_t v[2] = {(int32_t)sec, (int32_t)nsec};
+        memcpy(raw, v, 8);
+    } else {
+        memcpy(raw, &sec, 8);
+        memcpy(raw + 8, &nsec, 8);
+    }
+}
 static int is_output(int hot) {
     return hot == MVX_HOT_WRITE || hot == MVX_HOT_SENDTO || hot == MVX_HOT_WRITEV || hot == MVX_HOT_SHUTDOWN ||
            is_sendfile(hot);
@@ -1570,7 +1615,8 @@ static size_t read_bytes(const struct hot_call *c, long long ret) {
 }
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
-    return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT ? "local" : is_read(hot) || is_epoll(hot) ? "replicated" : "checked_output";
+    return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT ? "local"
+           : is_read(hot) || is_epoll(hot) || is_clock(hot) ? "replicated" : "checked_output";
 }
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -1675,12 +1721,25 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
             wb_u32(w, 1);
             wb_u32(w, 2);
             wb_int(w, c->off_after);
+        } else if (is_clock(c->hot) && ret >= 0) { /* the reading: {1: TimeValue} */
+            wb_u32(w, 1);
+            wb_u32(w, 1);
+            wb_u8(w, MVX_T_TIME);
+            wb_u64(w, (uint64_t)c->sec);
+            wb_u64(w, (uint64_t)c->nsec);
+            wb_u8(w, 0);
         } else {
             wb_u32(w, 0);
         }
     }
     wb_content(w, c);
-    wb_u8(w, 0); /* clock */
+    if (is_clock(c->hot) && ret >= 0) { /* the clock reading followers return (mvx.core.outputs) */
+        wb_u8(w, 1);
+        wb_u64(w, (uint64_t)c->sec);
+        wb_u64(w, (uint64_t)c->nsec);
+    } else {
+        wb_u8(w, 0);
+    }
     if (!w->oom) {
         uint32_t n = (uint32_t)(w->n - 4);
         memcpy(w->p, &n, 4);
@@ -1708,6 +1767,9 @@ long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long lo
         return -1;
     if (is_sendfile(c.hot)) /* the offset at the call's exit, as the leader reads it there */
         mvx_read_mem(pid, c.off_ptr, &c.off_after, (size_t)c.off_size);
+    uint8_t ts[16];
+    if (is_clock(c.hot) && mvx_read_mem(pid, c.a[1], ts, (size_t)c.ts_size) == c.ts_size)
+        ts_decode(&c, ts); /* the time it wrote there */
     if (check)
         make_check(f, &c, seq);
     else
@@ -1976,7 +2038,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     int notified = ev->kind == MVX_EV_NOTIFY;
     if (c->hot == MVX_HOT_CLOSE)
         return leader_close(f, ev, c);
-    if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT))
+    if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT || is_clock(c->hot)))
         return FAST_PYTHON; /* these run in the variant (RET_TRACE): not expected here */
     int mine = -1;
     if (notified) {
@@ -2054,6 +2116,14 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             (data_room(f, got) < 0 || mvx_read_mem(t->pid, c->a[1], f->data, got) != (long)got)) {
             snprintf(f->err, sizeof f->err, "read the bytes %s returned: %s", c->name, strerror(errno));
             return -1;
+        }
+        if (is_clock(c->hot) && ret >= 0) { /* the reading it wrote */
+            uint8_t raw[16];
+            if (mvx_read_mem(t->pid, c->a[1], raw, (size_t)c->ts_size) != c->ts_size) {
+                snprintf(f->err, sizeof f->err, "read the time %s returned: %s", c->name, strerror(errno));
+                return -1;
+            }
+            ts_decode(c, raw);
         }
         if (is_sendfile(c->hot) && ret >= 0) { /* the offset it left: its out-data */
             int64_t off = 0;
@@ -2166,7 +2236,8 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     struct mvx_call_record *rec = &msg.u.call_record;
     const char *cls = class_of(c->hot);
     if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n) || !same_content(c, &rec->content) ||
-        rec->has_clock || rec->ret.present != (c->hot != MVX_HOT_CLOSE) || !same_view(f, c, &rec->view))
+        rec->has_clock != (is_clock(c->hot) && rec->ret.present && rec->ret.v >= 0) ||
+        rec->ret.present != (c->hot != MVX_HOT_CLOSE) || !same_view(f, c, &rec->view))
         return FAST_PYTHON; /* Python decides: another call, a divergence, a case this loop lacks */
     if (c->hot == MVX_HOT_SETSOCKOPT) { /* on a placeholder: the leader's result; never run there */
         if (rec->noutputs || !f->placeholder[c->fd])
@@ -2234,6 +2305,14 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         size_t n = (size_t)ret * size;
         if (n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
             return FAST_PYTHON;
+    } else if (is_clock(c->hot)) { /* the leader's reading, in this variant's timespec */
+        if (rec->has_clock) {
+            uint8_t raw[16];
+            ts_encode(c, rec->clock_sec, rec->clock_nsec, raw);
+            if (mvx_write_mem(t->pid, c->a[1], raw, (size_t)c->ts_size) != c->ts_size)
+                return FAST_PYTHON;
+            ret = 0;
+        }
     } else if (is_sendfile(c->hot)) { /* the offset the leader's call left, in this variant's size */
         if (rec->noutputs != (ret >= 0) || (ret >= 0 && (rec->outputs[0].index != 2 ||
                                                          rec->outputs[0].value.tag != MVX_T_I64)))

@@ -172,6 +172,8 @@ int mvx_inbox_end(struct mvx_inbox *q, int *err);
 #define MVX_HOT_SENDFILE 12     /* sendfile(out, in, &offset (a word), count) from a file of the variant's own */
 #define MVX_HOT_SENDFILE64 13   /* the same with a 64-bit offset (i386 sendfile64) */
 #define MVX_HOT_SETSOCKOPT 14   /* setsockopt(fd, IPPROTO_TCP, TCP_CORK|TCP_NODELAY, ...): local */
+#define MVX_HOT_CLOCK 15        /* clock_gettime(clockid, tp) of a global clock: a timespec of two words */
+#define MVX_HOT_CLOCK64 16      /* the same with a 64-bit timespec (i386 clock_gettime64) */
 #define MVX_SOCKETCALL_SUBS 21
 #define MVX_FDEV_CLOSED 1  /* the variant closed fd through the C loop, which closed dup with it */
 #define MVX_FDEV_GRABBED 2 /* the C loop took dup, a duplicate of the variant's fd */
