@@ -129,6 +129,8 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
 
     evbuf = mem.put(b"".join(event(b, fd) for b, fd in events))
     ts = mem.put(struct.pack("<qq", 1700000000, 123456789))  # read as two i386 words too: (1700000000, 0)
+    peer = mem.put(struct.pack("<H", socket.AF_INET) + struct.pack(">H", 60324) + socket.inet_aton("10.1.2.3") + bytes(8))
+    peerlen = mem.put(struct.pack("<I", 16))
     clock64 = "clock_gettime64" if isa == "i386" else "clock_gettime"
     for fd, data in registered(isa).items():  # as Python mirrors its registry into the C loop
         lib.mvx_fast_epoll_ctl(fast, 3, fd, 1, data)
@@ -153,6 +155,9 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
         ("setsockopt", (5, 6, 3, buf, 4), 0, False),  # TCP_CORK
         ("setsockopt", (5, 6, 1, buf, 8), -22, False),  # TCP_NODELAY
         ("setsockopt", (5, 6, 3, 0, 4), -14, False),  # no value
+        ("accept4", (5, 0, 0, 0x800), -11, False),  # no connection waiting
+        ("accept4", (5, 0, 0, 0x80800), 8, False),
+        ("accept4", (5, peer, peerlen, 0x800), 9, False),  # the peer's address: in the record's outputs
         ("clock_gettime", (1, ts), 0, False),  # the reading: in the record's outputs and clock
         ("clock_gettime", (7, ts), -22, False),
         (clock64, (0, ts), 0, False),
@@ -224,6 +229,8 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("clock_gettime", (2, buf)),  # the process's CPU clock: the monitor's is another
         ("clock_gettime", (0, 0)),  # no timespec (EFAULT): Python
         ("close", (200,)),  # an fd Python never described (the dynamic loader's own closes are noise)
+        ("accept4", (5, buf, 0, 0)),  # an address without its length: the kernel faults
+        ("accept4", (5, 0, 0, 0x1)),  # a flag accept4 does not know
         ("setsockopt", (5, 6, 3, buf, 4096)),  # a long value
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
         ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)
@@ -281,3 +288,52 @@ def test_a_server_is_served_through_the_fast_path(mode, extra):
     assert code_off == 0, err_off
     assert "carried in C" not in err_off
     assert replies == replies_off == [b"Hi, how are you.\n"] * 40
+
+
+def serve_connections(env: dict, mode: str, conns: int, *extra: str) -> tuple[int, list[bytes], str]:
+    """epoll_server serves `conns` connections of one request each (accepted, read, answered and
+    closed by the server once the client closed)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvx", "run", "--mode", mode, *extra, "--leader", variant_bin("x86_64", "epoll_server"),
+         "--follower", variant_bin("i386", "epoll_server"), "--", str(port), str(conns)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        replies = []
+        for i in range(conns):
+            for _ in range(100):
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            with sock:
+                sock.sendall(f"req {i}\n".encode())
+                replies.append(sock.recv(64))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, replies, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("extra", [(), ("--write-behind",)])
+def test_connections_are_accepted_and_closed_in_c(extra):
+    """accept4 (the leader's monitor accepts; the follower gets a placeholder) and close (the
+    monitor's duplicate closed with the program's fd) are carried in C: 30 connections, and the
+    Python path sees neither call after the first; the replies are those with the fast path off."""
+    code, replies, err = serve_connections({"MVX_FAST_STATS": "1"}, "hybrid", 30, *extra)
+    assert code == 0, err
+    stats = [line for line in err.splitlines() if "hot calls carried in C" in line]
+    assert len(stats) == 2, err
+    for line in stats:
+        python_path = dict((name, int(n)) for name, n in
+                           (item.rsplit(" ", 1) for item in line.split("the Python path's stops: ")[1].split(", "))
+                           if n.isdigit())
+        # i386's socket, setsockopt, bind and listen go through socketcall too: 4 at start, none per connection
+        assert python_path.get("accept4", 0) + python_path.get("socketcall", 0) <= 6, line
+        assert python_path.get("close", 0) <= 2, line
+    code_off, replies_off, err_off = serve_connections({"MVX_FAST": "0"}, "hybrid", 30, *extra)
+    assert code_off == 0, err_off
+    assert replies == replies_off == [b"Hi, how are you.\n"] * 30

@@ -27,6 +27,7 @@ HOT = {
     "sendfile": (lib.MVX_HOT_SENDFILE, "checked_output"),  # from a file of the variant's own, at an offset it names
     "setsockopt": (lib.MVX_HOT_SETSOCKOPT, "local"),  # TCP_CORK, TCP_NODELAY; a follower's placeholders only
     "clock_gettime": (lib.MVX_HOT_CLOCK, "replicated"),  # global clocks: the leader's reading in every variant
+    "accept4": (lib.MVX_HOT_ACCEPT4, "replicated"),  # AF_INET, notified: the leader's monitor accepts
 }
 RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT},
                "sendfile": {"sendfile64": lib.MVX_HOT_SENDFILE64},

@@ -12,6 +12,7 @@ import tempfile
 
 from mvx.core.outputs import EpollRegistry, epoll_ctl_data
 from mvx.isa.syscalls import Fd, OutInts
+from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
 
@@ -50,14 +51,24 @@ class FdShadow:
         elif effect == "pair":
             self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
 
-    def closed(self, fd: int, dup_closed: int) -> None:
-        """The variant closed `fd` through the C loop (mvx_fast.c), which closed the monitor's
-        duplicate `dup_closed` (-1: none) with it: what `track` does for a close."""
-        self.epoll.on_close(fd)
+    def after_fast(self, kind: int, fd: int, dup: int) -> None:
+        """What the C loop (mvx_fast.c) did to the variant's fd table, in order (MVX_FDEV_*): the
+        variant closed `fd` and the loop closed `dup` with it (-1: none); the loop took `dup`, a
+        duplicate of `fd`; the leader's monitor accepted a connection, installed at `fd`, and
+        keeps `dup` as its duplicate; a follower got a placeholder at `fd`, `dup` its other end."""
+        if kind == lib.MVX_FDEV_GRABBED:
+            self.dups.adopt(fd, dup)
+            return
         self.kinds.forget(fd)
         self.world.discard(fd)
-        self.dups.closed_with(fd, dup_closed)
-        self.drop_placeholder(fd)
+        if kind == lib.MVX_FDEV_CLOSED:
+            self.epoll.on_close(fd)
+            self.dups.closed_with(fd, dup)
+            self.drop_placeholder(fd)
+        elif kind == lib.MVX_FDEV_NEW:
+            self.dups.adopt(fd, dup)
+        elif kind == lib.MVX_FDEV_PLACEHOLDER:
+            self.adopt_placeholder(fd, socket.socket(fileno=dup))
 
     def _track_world(self, call, ret: int | None) -> None:
         made = call.spec.traits.world_fd

@@ -240,10 +240,7 @@ class Monitor:
         finally:
             self.sync.seq = fast.seq()
             for kind, fd, dup in fast.take_fd_events():
-                if kind == lib.MVX_FDEV_CLOSED:
-                    self.fds.closed(fd, dup)
-                else:
-                    self.fds.dups.adopt(fd, dup)
+                self.fds.after_fast(kind, fd, dup)
             pending = fast.take_pending()
             if pending is not None:
                 self.unanswered = Unanswered(pending[0], Performed(pending[1]))

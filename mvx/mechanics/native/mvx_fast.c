@@ -15,7 +15,9 @@
  * The records and checks it makes are byte for byte those of mvx.core.sync (tests/test_fastpath.py
  * compares them), so the two paths interleave on one channel. */
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -1185,6 +1187,8 @@ struct hot_call {
     int sockopt;            /* setsockopt: its SOCKOPTS entry */
     int clock, ts_size;     /* clock_gettime: the clock id; its timespec's size in the variant */
     int64_t sec, nsec;      /* clock_gettime: the reading */
+    int room;               /* accept4: the room its address buffer has (*addrlen); -1: no addrlen */
+    struct sockaddr_in peer; /* accept4: the peer's address (AF_INET only) */
     uint32_t flags;         /* recvfrom: MSG_* (RECV_FLAGS only) */
     /* sendfile(out_fd = fd, in_fd, &offset, count): the file bytes it sends are `out` */
     int in_fd, off_size;
@@ -1215,7 +1219,8 @@ static int data_room(struct mvx_fast *f, size_t n) {
 
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
                                   "epoll_pwait", "epoll_pwait", "shutdown", "socketcall", "close",
-                                  "sendfile", "sendfile", "setsockopt", "clock_gettime", "clock_gettime"};
+                                  "sendfile", "sendfile", "setsockopt", "clock_gettime", "clock_gettime",
+                                  "accept4"};
 /* clocks this loop reads for the program (global ones: the same in the monitor's process and in
  * every variant's), by id, named as mvx.isa.canonical names them */
 static const char *CLOCK_NAMES[] = {[0] = "CLOCK_REALTIME", [1] = "CLOCK_MONOTONIC", [4] = "CLOCK_MONOTONIC_RAW",
@@ -1230,7 +1235,10 @@ static const struct { uint32_t bit; const char *name; } RECV_FLAGS[] = {
 /* i386 socketcall(call, args): how many 32-bit arguments each carried sub-call has at `args`
  * (mvx.isa.syscalls.SOCKETCALL_SUBCALLS); send and recv are sendto and recvfrom without an address */
 static const uint8_t SOCKETCALL_NARGS[MVX_SOCKETCALL_SUBS] = {[9] = 4, [10] = 4, [11] = 6, [12] = 6, [13] = 2,
-                                                             [14] = 5};
+                                                             [14] = 5, [18] = 4};
+/* accept4's flags (the same values on every ISA mvx runs), names sorted as mvx.core.sync.neutral sorts them */
+#define ACCEPT_CLOEXEC 0x80000
+#define ACCEPT_NONBLOCK 0x800
 /* setsockopt options this loop carries (the same numbers on every ISA), named as mvx.isa.canonical
  * names them; any other: Python */
 static const struct { int level, optname; const char *level_name, *name; } SOCKOPTS[] = {
@@ -1348,6 +1356,21 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     case MVX_HOT_SENDFILE:
     case MVX_HOT_SENDFILE64:
         return decode_sendfile(f, c);
+    case MVX_HOT_ACCEPT4: { /* (fd, addr, addrlen, flags) */
+        if (f->nfdev >= MVX_FAST_FDEVS)
+            return 0;
+        c->flags = (uint32_t)c->a[3];
+        c->room = -1;
+        if ((c->a[3] >> 32) || (c->flags & ~(uint32_t)(ACCEPT_CLOEXEC | ACCEPT_NONBLOCK)) || (c->a[1] && !c->a[2]))
+            return 0; /* other flags; an address without its length (the kernel faults): Python */
+        if (c->a[2]) {
+            int32_t room;
+            if (mvx_read_mem(f->t->pid, c->a[2], &room, 4) != 4)
+                return 0;
+            c->room = room;
+        }
+        return 1;
+    }
     case MVX_HOT_SETSOCKOPT: { /* (fd, level, optname, optval, optlen): optval's bytes compared */
         int level = (int)(int32_t)c->a[1], name = (int)(int32_t)c->a[2];
         c->count = (uint32_t)c->a[4];
@@ -1519,6 +1542,30 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
             wb_none(w);
         wb_uint(w, c->count);
         break;
+    case MVX_HOT_ACCEPT4: /* [fd, None, *addrlen or None, flags] */
+        wb_u32(w, 4);
+        wb_int(w, c->fd);
+        wb_none(w);
+        if (c->a[2])
+            wb_int(w, c->room);
+        else
+            wb_none(w);
+        wb_u8(w, MVX_T_DICT);
+        wb_u32(w, 2);
+        wb_str(w, "flags");
+        wb_u8(w, MVX_T_LIST);
+        wb_u32(w, !!(c->flags & ACCEPT_CLOEXEC) + !!(c->flags & ACCEPT_NONBLOCK));
+        if (c->flags & ACCEPT_CLOEXEC) {
+            wb_u8(w, MVX_T_STR);
+            wb_str(w, "SOCK_CLOEXEC");
+        }
+        if (c->flags & ACCEPT_NONBLOCK) {
+            wb_u8(w, MVX_T_STR);
+            wb_str(w, "SOCK_NONBLOCK");
+        }
+        wb_str(w, "rest");
+        wb_int(w, 0);
+        break;
     case MVX_HOT_CLOCK: /* [clock name] */
     case MVX_HOT_CLOCK64:
         wb_u32(w, 1);
@@ -1616,7 +1663,8 @@ static size_t read_bytes(const struct hot_call *c, long long ret) {
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
     return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT ? "local"
-           : is_read(hot) || is_epoll(hot) || is_clock(hot) ? "replicated" : "checked_output";
+           : is_read(hot) || is_epoll(hot) || is_clock(hot) || hot == MVX_HOT_ACCEPT4 ? "replicated"
+           : "checked_output";
 }
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -1721,6 +1769,29 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
             wb_u32(w, 1);
             wb_u32(w, 2);
             wb_int(w, c->off_after);
+        } else if (c->hot == MVX_HOT_ACCEPT4 && ret >= 0) { /* {1: the peer's address, 2: its length} */
+            wb_u32(w, 2);
+            wb_u32(w, 1);
+            if (c->a[1]) {
+                char text[INET_ADDRSTRLEN];
+                inet_ntop(AF_INET, &c->peer.sin_addr, text, sizeof text);
+                wb_u8(w, MVX_T_SOCKADDR);
+                wb_u8(w, MVX_T_STR);
+                wb_str(w, "AF_INET");
+                wb_u32(w, 2);
+                wb_str(w, "sin_port");
+                wb_int(w, ntohs(c->peer.sin_port));
+                wb_str(w, "sin_addr");
+                wb_u8(w, MVX_T_STR);
+                wb_str(w, text);
+            } else {
+                wb_none(w);
+            }
+            wb_u32(w, 2);
+            if (c->a[2])
+                wb_int(w, (int64_t)sizeof c->peer);
+            else
+                wb_none(w);
         } else if (is_clock(c->hot) && ret >= 0) { /* the reading: {1: TimeValue} */
             wb_u32(w, 1);
             wb_u32(w, 1);
@@ -1770,6 +1841,8 @@ long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long lo
     uint8_t ts[16];
     if (is_clock(c.hot) && mvx_read_mem(pid, c.a[1], ts, (size_t)c.ts_size) == c.ts_size)
         ts_decode(&c, ts); /* the time it wrote there */
+    if (c.hot == MVX_HOT_ACCEPT4 && c.a[1]) /* the peer's address it wrote there */
+        mvx_read_mem(pid, c.a[1], &c.peer, sizeof c.peer);
     if (check)
         make_check(f, &c, seq);
     else
@@ -2033,6 +2106,73 @@ static int leader_close(struct mvx_fast *f, struct mvx_event *ev, struct hot_cal
     return FAST_DONE;
 }
 
+/* ---- accept4: the leader's monitor accepts; followers get a placeholder ---------------------------- */
+
+/* The leader's notified accept4, performed on the monitor's duplicate of the listening socket (an
+ * AF_INET one that does not block): the connection goes into the variant by ADDFD, at the lowest
+ * free fd as accept4 would put it, and the monitor keeps its own copy as its duplicate. */
+static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c, int mine) {
+    struct mvx_tracee *t = f->t;
+    int domain = 0;
+    socklen_t dl = sizeof domain;
+    if (getsockopt(mine, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 || domain != AF_INET)
+        return FAST_PYTHON; /* another address family: Python decodes its addresses */
+    socklen_t len = sizeof c->peer;
+    memset(&c->peer, 0, sizeof c->peer);
+    int newfd = accept4(mine, (struct sockaddr *)&c->peer, &len,
+                        SOCK_CLOEXEC | ((c->flags & ACCEPT_NONBLOCK) ? SOCK_NONBLOCK : 0));
+    long long ret = newfd < 0 ? -errno : 0;
+    if (newfd >= 0 && c->a[1]) { /* the peer's address as the kernel writes it: at most the room given */
+        int32_t full = (int32_t)sizeof c->peer;
+        size_t n = c->room < 0 ? 0 : (size_t)c->room < sizeof c->peer ? (size_t)c->room : sizeof c->peer;
+        if ((n && mvx_write_mem(t->pid, c->a[1], &c->peer, n) != (long)n) || mvx_write_mem(t->pid, c->a[2], &full, 4) != 4) {
+            close(newfd);
+            newfd = -1;
+            ret = -EFAULT;
+        }
+    }
+    if (newfd < 0) {
+        int r = mvx_notif_respond(t->notify_fd, ev->notif_id, 0, (int)ret, 0);
+        if (r == -ENOENT)
+            return FAST_DONE; /* a signal took the call away: nothing was accepted; no record */
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+    } else {
+        /* Between the notification and this ADDFD a signal can take the call away: the connection
+         * accepted for it is then closed (its client sees a reset), where Python's path would keep
+         * it for the restarted call. A window of microseconds. */
+        int r = mvx_notif_addfd(t->notify_fd, ev->notif_id, newfd, 0, 0, 1, !!(c->flags & ACCEPT_CLOEXEC));
+        if (r < 0) {
+            close(newfd);
+            if (r == -ENOENT || r == -EINPROGRESS)
+                return FAST_DONE;
+            snprintf(f->err, sizeof f->err, "install the socket %s accepted: %s", c->name, strerror(-r));
+            return -1;
+        }
+        ret = r;
+        if (r < MVX_FAST_MAX_FD) { /* a socket of the leader's world, with its duplicate here */
+            f->fdok[r] = MVX_FD_LEADERS;
+            f->dup[r] = newfd;
+            f->placeholder[r] = 0;
+        }
+        fd_event(f, MVX_FDEV_NEW, r, newfd);
+    }
+    f->seq++;
+    make_record(f, c, f->seq, ret, NULL);
+    if (publish(f, f->seq) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    f->handled++;
+    if (lost_any(f->link)) {
+        ev->kind = MVX_EV_FAST_NOTE;
+        return FAST_RETURN;
+    }
+    return FAST_DONE;
+}
+
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     int notified = ev->kind == MVX_EV_NOTIFY;
@@ -2040,6 +2180,8 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         return leader_close(f, ev, c);
     if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT || is_clock(c->hot)))
         return FAST_PYTHON; /* these run in the variant (RET_TRACE): not expected here */
+    if (!notified && c->hot == MVX_HOT_ACCEPT4)
+        return FAST_PYTHON; /* made in the variant (ptrace): Python decodes the address it wrote */
     int mine = -1;
     if (notified) {
         mine = f->dup[c->fd];
@@ -2052,6 +2194,8 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         int fl = fcntl(mine, F_GETFL);
         if (c->hot != MVX_HOT_PREAD && !is_epoll(c->hot) && (fl < 0 || !(fl & O_NONBLOCK)))
             return FAST_PYTHON; /* a blocking socket: Python waits in slices */
+        if (c->hot == MVX_HOT_ACCEPT4)
+            return leader_accept(f, ev, c, mine);
     }
     if (is_output(c->hot) && f->outbox) /* write-behind: answered at once, the bytes held */
         return leader_hold(f, ev, c);
@@ -2202,6 +2346,79 @@ static int send_seq(struct mvx_fast *f, int type, uint64_t seq) {
     return mvx_chan_send(f->reply, fr, sizeof fr);
 }
 
+static int follower_done(struct mvx_fast *f, uint64_t seq);
+
+/* A follower's accept4, answered from the leader's record: where the leader got a connection, an
+ * inert AF_UNIX socket (one end of a socketpair; the monitor keeps the other) at the same fd number,
+ * and the leader's peer address written in this variant's buffer. */
+static int follower_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c,
+                           const struct mvx_call_record *rec) {
+    struct mvx_tracee *t = f->t;
+    long long ret = rec->ret.v;
+    if (ev->kind != MVX_EV_NOTIFY)
+        return FAST_PYTHON; /* a ptrace stop: Python rewrites the call into a placeholder's socket() */
+    if (ret < 0) {
+        if (rec->noutputs)
+            return FAST_PYTHON;
+        int r = mvx_notif_respond(t->notify_fd, ev->notif_id, 0, (int)ret, 0);
+        if (r == -ENOENT)
+            return FAST_DONE;
+        if (r < 0) {
+            snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
+            return -1;
+        }
+        return follower_done(f, rec->seq);
+    }
+    if (ret >= MVX_FAST_MAX_FD || rec->noutputs != 2 || rec->outputs[0].index != 1 || rec->outputs[1].index != 2 ||
+        f->nfdev >= MVX_FAST_FDEVS)
+        return FAST_PYTHON;
+    const struct mvx_value *addr = &rec->outputs[0].value, *alen = &rec->outputs[1].value;
+    if (c->a[1]) { /* the leader's AF_INET peer, as the kernel would write it here */
+        struct sockaddr_in sin = {.sin_family = AF_INET};
+        if (addr->tag != MVX_T_SOCKADDR || addr->n != 2 || !addr->v.c.extra || addr->v.c.extra->tag != MVX_T_STR ||
+            addr->v.c.extra->n != 7 || memcmp(addr->v.c.extra->v.raw, "AF_INET", 7) || alen->tag != MVX_T_I64 ||
+            alen->v.i != (int64_t)sizeof sin)
+            return FAST_PYTHON;
+        const struct mvx_value *port = &addr->v.c.items[0], *host = &addr->v.c.items[1];
+        char text[INET_ADDRSTRLEN];
+        if (port->key.n != 8 || memcmp(port->key.p, "sin_port", 8) || port->tag != MVX_T_I64 ||
+            host->key.n != 8 || memcmp(host->key.p, "sin_addr", 8) || host->tag != MVX_T_STR ||
+            host->n >= sizeof text)
+            return FAST_PYTHON;
+        memcpy(text, host->v.raw, host->n);
+        text[host->n] = 0;
+        if (inet_pton(AF_INET, text, &sin.sin_addr) != 1)
+            return FAST_PYTHON;
+        sin.sin_port = htons((uint16_t)port->v.i);
+        int32_t full = (int32_t)sizeof sin;
+        size_t n = c->room < 0 ? 0 : (size_t)c->room < sizeof sin ? (size_t)c->room : sizeof sin;
+        if ((n && mvx_write_mem(t->pid, c->a[1], &sin, n) != (long)n) || mvx_write_mem(t->pid, c->a[2], &full, 4) != 4)
+            return FAST_PYTHON;
+    } else if (addr->tag != MVX_T_NONE || alen->tag != MVX_T_NONE) {
+        return FAST_PYTHON;
+    }
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        return FAST_PYTHON;
+    if (c->flags & ACCEPT_NONBLOCK)
+        fcntl(pair[0], F_SETFL, O_NONBLOCK);
+    fcntl(pair[1], F_SETFL, O_NONBLOCK);
+    int r = mvx_notif_addfd(t->notify_fd, ev->notif_id, pair[0], (int)ret, 1, 1, !!(c->flags & ACCEPT_CLOEXEC));
+    close(pair[0]);
+    if (r < 0) {
+        close(pair[1]);
+        if (r == -ENOENT || r == -EINPROGRESS)
+            return FAST_DONE; /* a signal took the call away: the record waits for the restarted one */
+        snprintf(f->err, sizeof f->err, "install a placeholder at fd %lld: %s", ret, strerror(-r));
+        return -1;
+    }
+    f->fdok[ret] = MVX_FD_LEADERS;
+    f->dup[ret] = -1;
+    f->placeholder[ret] = 1;
+    fd_event(f, MVX_FDEV_PLACEHOLDER, (int)ret, pair[1]);
+    return follower_done(f, rec->seq);
+}
+
 /* The head record was followed: consumed, and acknowledged every ack_every records. */
 static int follower_done(struct mvx_fast *f, uint64_t seq) {
     inbox_pop(f->inbox);
@@ -2239,6 +2456,8 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         rec->has_clock != (is_clock(c->hot) && rec->ret.present && rec->ret.v >= 0) ||
         rec->ret.present != (c->hot != MVX_HOT_CLOSE) || !same_view(f, c, &rec->view))
         return FAST_PYTHON; /* Python decides: another call, a divergence, a case this loop lacks */
+    if (c->hot == MVX_HOT_ACCEPT4) /* a placeholder where the leader got its connection */
+        return follower_accept(f, ev, c, rec);
     if (c->hot == MVX_HOT_SETSOCKOPT) { /* on a placeholder: the leader's result; never run there */
         if (rec->noutputs || !f->placeholder[c->fd])
             return FAST_PYTHON;
@@ -2366,6 +2585,11 @@ int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
 
 static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
     for (;;) {
+        if (f->nfdev >= MVX_FAST_FDEVS / 2) { /* Python's shadow catches up (Monitor.wait) */
+            memset(ev, 0, sizeof *ev);
+            ev->kind = MVX_EV_FAST_NOTE;
+            return 0;
+        }
         if (f->batch.n && !stop_ready(f->t))
             flush(f); /* the monitor is about to block */
         struct mvx_inbox *q = f->inbox;

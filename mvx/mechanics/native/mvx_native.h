@@ -174,9 +174,12 @@ int mvx_inbox_end(struct mvx_inbox *q, int *err);
 #define MVX_HOT_SETSOCKOPT 14   /* setsockopt(fd, IPPROTO_TCP, TCP_CORK|TCP_NODELAY, ...): local */
 #define MVX_HOT_CLOCK 15        /* clock_gettime(clockid, tp) of a global clock: a timespec of two words */
 #define MVX_HOT_CLOCK64 16      /* the same with a 64-bit timespec (i386 clock_gettime64) */
+#define MVX_HOT_ACCEPT4 17      /* accept4 on an AF_INET socket (notified): performed by the leader's monitor */
 #define MVX_SOCKETCALL_SUBS 21
 #define MVX_FDEV_CLOSED 1  /* the variant closed fd through the C loop, which closed dup with it */
 #define MVX_FDEV_GRABBED 2 /* the C loop took dup, a duplicate of the variant's fd */
+#define MVX_FDEV_NEW 3     /* the leader's monitor accepted a connection: at fd, its own copy dup */
+#define MVX_FDEV_PLACEHOLDER 4 /* a follower's placeholder at fd; dup: the other end, the monitor's */
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
