@@ -128,6 +128,7 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
         return bytes(raw)
 
     evbuf = mem.put(b"".join(event(b, fd) for b, fd in events))
+    epev, epev2 = mem.put(event(0x2019, 10)), mem.put(event(0x80000004 | 0x400000, 11))
     ts = mem.put(struct.pack("<qq", 1700000000, 123456789))  # read as two i386 words too: (1700000000, 0)
     peer = mem.put(struct.pack("<H", socket.AF_INET) + struct.pack(">H", 60324) + socket.inet_aton("10.1.2.3") + bytes(8))
     peerlen = mem.put(struct.pack("<I", 16))
@@ -155,6 +156,10 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
         ("setsockopt", (5, 6, 3, buf, 4), 0, False),  # TCP_CORK
         ("setsockopt", (5, 6, 1, buf, 8), -22, False),  # TCP_NODELAY
         ("setsockopt", (5, 6, 3, 0, 4), -14, False),  # no value
+        ("epoll_ctl", (3, 1, 10, epev), None, False),  # made in the variant: its result is not learned
+        ("epoll_ctl", (3, 3, 11, epev2), None, False),  # EPOLLET and a bit without a name: "rest"
+        ("epoll_ctl", (3, 2, 10, 0), None, False),
+        ("epoll_ctl", (3, 2, 10, epev), None, False),  # an event given to DEL: shown, ignored
         ("accept4", (5, 0, 0, 0x800), -11, False),  # no connection waiting
         ("accept4", (5, 0, 0, 0x80800), 8, False),
         ("accept4", (5, peer, peerlen, 0x800), 9, False),  # the peer's address: in the record's outputs
@@ -230,6 +235,9 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("clock_gettime", (0, 0)),  # no timespec (EFAULT): Python
         ("close", (200,)),  # an fd Python never described (the dynamic loader's own closes are noise)
         ("accept4", (5, buf, 0, 0)),  # an address without its length: the kernel faults
+        ("epoll_ctl", (5, 1, 10, buf)),  # not an epoll fd Python described
+        ("epoll_ctl", (3, 1, 10, 0)),  # nothing to add (EFAULT)
+        ("epoll_ctl", (3, 4, 10, buf)),  # no such op
         ("accept4", (5, 0, 0, 0x1)),  # a flag accept4 does not know
         ("setsockopt", (5, 6, 3, buf, 4096)),  # a long value
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
@@ -320,9 +328,10 @@ def serve_connections(env: dict, mode: str, conns: int, *extra: str) -> tuple[in
 
 @pytest.mark.parametrize("extra", [(), ("--write-behind",)])
 def test_connections_are_accepted_and_closed_in_c(extra):
-    """accept4 (the leader's monitor accepts; the follower gets a placeholder) and close (the
-    monitor's duplicate closed with the program's fd) are carried in C: 30 connections, and the
-    Python path sees neither call after the first; the replies are those with the fast path off."""
+    """accept4 (the leader's monitor accepts; the follower gets a placeholder), epoll_ctl (both
+    registries follow it) and close (the monitor's duplicate closed with the program's fd) are
+    carried in C: 30 connections, and the Python path sees none of these calls after the first; the
+    replies are those with the fast path off."""
     code, replies, err = serve_connections({"MVX_FAST_STATS": "1"}, "hybrid", 30, *extra)
     assert code == 0, err
     stats = [line for line in err.splitlines() if "hot calls carried in C" in line]
@@ -334,6 +343,7 @@ def test_connections_are_accepted_and_closed_in_c(extra):
         # i386's socket, setsockopt, bind and listen go through socketcall too: 4 at start, none per connection
         assert python_path.get("accept4", 0) + python_path.get("socketcall", 0) <= 6, line
         assert python_path.get("close", 0) <= 2, line
+        assert python_path.get("epoll_ctl", 0) <= 3, line  # the listening socket's, before the first wait
     code_off, replies_off, err_off = serve_connections({"MVX_FAST": "0"}, "hybrid", 30, *extra)
     assert code_off == 0, err_off
     assert replies == replies_off == [b"Hi, how are you.\n"] * 30

@@ -28,6 +28,7 @@ HOT = {
     "setsockopt": (lib.MVX_HOT_SETSOCKOPT, "local"),  # TCP_CORK, TCP_NODELAY; a follower's placeholders only
     "clock_gettime": (lib.MVX_HOT_CLOCK, "replicated"),  # global clocks: the leader's reading in every variant
     "accept4": (lib.MVX_HOT_ACCEPT4, "replicated"),  # AF_INET, notified: the leader's monitor accepts
+    "epoll_ctl": (lib.MVX_HOT_EPOLL_CTL, "local"),  # made in every variant; both registries follow it
 }
 RAW_ALIASES = {"epoll_pwait": {"epoll_wait": lib.MVX_HOT_EPOLL_WAIT},
                "sendfile": {"sendfile64": lib.MVX_HOT_SENDFILE64},
@@ -65,7 +66,7 @@ class FastPath:
         self._nr = ffi.new("long long *")
         self._args = ffi.new("unsigned long long[6]")
         self._ret = ffi.new("long long *")
-        self._fdev = ffi.new("int[192]")
+        self._fdev = ffi.new("struct mvx_fdev[64]")
 
     @property
     def handled(self) -> int:
@@ -84,13 +85,13 @@ class FastPath:
             return None
         return (self._pid[0], self._nr[0], tuple(self._args)), self._ret[0]
 
-    def take_fd_events(self) -> list[tuple[int, int, int]]:
-        """What the loop did to the fd table since the last call, in order: [(MVX_FDEV_CLOSED, fd,
-        the duplicate it closed with it or -1), (MVX_FDEV_GRABBED, fd, the duplicate it took)]."""
+    def take_fd_events(self) -> list:
+        """What the loop did to the fd table since the last call, in order (struct mvx_fdev:
+        kind MVX_FDEV_*, fd, dup, op, data; mvx.runtime.fdshadow.FdShadow.after_fast)."""
         buf = self._fdev
         out = []
         while n := lib.mvx_fast_take_fd_events(self.native, buf, 64):
-            out += [tuple(buf[3 * i:3 * i + 3]) for i in range(n)]
+            out += [(e.kind, e.fd, e.dup, e.op, e.data) for e in buf[0:n]]
         return out
 
     def set_placeholder(self, fd: int, on: bool) -> None:

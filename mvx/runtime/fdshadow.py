@@ -17,6 +17,9 @@ from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
 
 
+_EPOLL_OPS = {1: "EPOLL_CTL_ADD", 2: "EPOLL_CTL_DEL", 3: "EPOLL_CTL_MOD"}
+
+
 class FdShadow:
     def __init__(self, variant) -> None:
         self.variant = variant
@@ -51,11 +54,15 @@ class FdShadow:
         elif effect == "pair":
             self.kinds = FdKinds(self.variant.pid)  # two new fds; cheap to rebuild
 
-    def after_fast(self, kind: int, fd: int, dup: int) -> None:
+    def after_fast(self, kind: int, fd: int, dup: int, op: int = 0, data: int = 0) -> None:
         """What the C loop (mvx_fast.c) did to the variant's fd table, in order (MVX_FDEV_*): the
         variant closed `fd` and the loop closed `dup` with it (-1: none); the loop took `dup`, a
         duplicate of `fd`; the leader's monitor accepted a connection, installed at `fd`, and
-        keeps `dup` as its duplicate; a follower got a placeholder at `fd`, `dup` its other end."""
+        keeps `dup` as its duplicate; a follower got a placeholder at `fd`, `dup` its other end;
+        the variant made epoll_ctl(dup, op, fd, {data})."""
+        if kind == lib.MVX_FDEV_EPOLL_CTL:
+            self.epoll.on_ctl(dup, _EPOLL_OPS[op], fd, None if op == 2 else data)
+            return
         if kind == lib.MVX_FDEV_GRABBED:
             self.dups.adopt(fd, dup)
             return

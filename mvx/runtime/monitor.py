@@ -239,8 +239,8 @@ class Monitor:
             stop = self.variant.wait(fast.native)
         finally:
             self.sync.seq = fast.seq()
-            for kind, fd, dup in fast.take_fd_events():
-                self.fds.after_fast(kind, fd, dup)
+            for event in fast.take_fd_events():
+                self.fds.after_fast(*event)
             pending = fast.take_pending()
             if pending is not None:
                 self.unanswered = Unanswered(pending[0], Performed(pending[1]))

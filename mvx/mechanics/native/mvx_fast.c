@@ -979,8 +979,8 @@ struct mvx_fast {
     long long pend_ret;
     unsigned long long handled; /* hot calls carried here */
     /* what this loop did to the fd table, in order, for Python's shadow (mvx_fast_take_fd_events):
-     * {MVX_FDEV_CLOSED, fd, the duplicate closed with it or -1}, {MVX_FDEV_GRABBED, fd, dup taken} */
-    int fdev[MVX_FAST_FDEVS][3];
+     * (MVX_FDEV_*, mvx_native.h) */
+    struct mvx_fdev fdev[MVX_FAST_FDEVS];
     int nfdev;
     /* epoll: this variant's registrations (Python's EpollRegistry, mirrored), each ISA's names of
      * the event bits and its epoll_event layout */
@@ -1152,14 +1152,16 @@ void mvx_fast_set_dup(struct mvx_fast *f, int fd, int dup) {
 }
 
 
-static void fd_event(struct mvx_fast *f, int kind, int fd, int dup) {
-    f->fdev[f->nfdev][0] = kind;
-    f->fdev[f->nfdev][1] = fd;
-    f->fdev[f->nfdev][2] = dup;
-    f->nfdev++;
+static struct mvx_fdev *fd_event(struct mvx_fast *f, int kind, int fd, int dup) {
+    struct mvx_fdev *e = &f->fdev[f->nfdev++];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->fd = fd;
+    e->dup = dup;
+    return e;
 }
 
-int mvx_fast_take_fd_events(struct mvx_fast *f, int *out, int cap) {
+int mvx_fast_take_fd_events(struct mvx_fast *f, struct mvx_fdev *out, int cap) {
     int n = f->nfdev < cap ? f->nfdev : cap;
     memcpy(out, f->fdev, sizeof f->fdev[0] * (size_t)n);
     memmove(f->fdev, f->fdev + n, sizeof f->fdev[0] * (size_t)(f->nfdev - n));
@@ -1188,6 +1190,10 @@ struct hot_call {
     int clock, ts_size;     /* clock_gettime: the clock id; its timespec's size in the variant */
     int64_t sec, nsec;      /* clock_gettime: the reading */
     int room;               /* accept4: the room its address buffer has (*addrlen); -1: no addrlen */
+    int op, target;         /* epoll_ctl: EPOLL_CTL_*, the fd it registers */
+    uint32_t events;        /* epoll_ctl: the event's bits (has_event: an event was given) */
+    int has_event;
+    uint64_t data;          /* epoll_ctl: the event's data word, masked to the variant's pointer size */
     struct sockaddr_in peer; /* accept4: the peer's address (AF_INET only) */
     uint32_t flags;         /* recvfrom: MSG_* (RECV_FLAGS only) */
     /* sendfile(out_fd = fd, in_fd, &offset, count): the file bytes it sends are `out` */
@@ -1220,13 +1226,14 @@ static int data_room(struct mvx_fast *f, size_t n) {
 static const char *HOT_NAMES[] = {NULL, "read", "recvfrom", "write", "sendto", "writev", "pread64",
                                   "epoll_pwait", "epoll_pwait", "shutdown", "socketcall", "close",
                                   "sendfile", "sendfile", "setsockopt", "clock_gettime", "clock_gettime",
-                                  "accept4"};
+                                  "accept4", "epoll_ctl"};
 /* clocks this loop reads for the program (global ones: the same in the monitor's process and in
  * every variant's), by id, named as mvx.isa.canonical names them */
 static const char *CLOCK_NAMES[] = {[0] = "CLOCK_REALTIME", [1] = "CLOCK_MONOTONIC", [4] = "CLOCK_MONOTONIC_RAW",
                                     [5] = "CLOCK_REALTIME_COARSE", [6] = "CLOCK_MONOTONIC_COARSE",
                                     [7] = "CLOCK_BOOTTIME"};
 static const char *SHUT_NAMES[] = {"SHUT_RD", "SHUT_WR", "SHUT_RDWR"};
+static const char *EPOLL_OPS[] = {NULL, "EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD"};
 /* recvfrom flags this loop carries, with their names in sorted order (mvx.core.sync.neutral); the
  * same values on every ISA Linux runs mvx on. Any other bit: Python. */
 static const struct { uint32_t bit; const char *name; } RECV_FLAGS[] = {
@@ -1349,13 +1356,33 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
     c->fd = (int)(int32_t)c->a[0];
     if (c->fd < 0 || c->fd >= MVX_FAST_MAX_FD)
         return 0;
-    int want = hot == MVX_HOT_PREAD ? MVX_FD_OWN : is_epoll(hot) ? MVX_FD_EPOLL : MVX_FD_LEADERS;
+    int want = hot == MVX_HOT_PREAD ? MVX_FD_OWN : is_epoll(hot) || hot == MVX_HOT_EPOLL_CTL ? MVX_FD_EPOLL
+                                                                                                 : MVX_FD_LEADERS;
     if (hot != MVX_HOT_CLOSE && f->fdok[c->fd] != want)
         return 0;
     switch (hot) {
     case MVX_HOT_SENDFILE:
     case MVX_HOT_SENDFILE64:
         return decode_sendfile(f, c);
+    case MVX_HOT_EPOLL_CTL: { /* (epfd, op, fd, event): made in every variant */
+        c->op = (int)(int32_t)c->a[1];
+        c->target = (int)(int32_t)c->a[2];
+        if (c->op < 1 || c->op > 3 || c->target < 0 || c->target >= MVX_FAST_MAX_FD || f->ep_size[isa] <= 0 ||
+            f->nfdev >= MVX_FAST_FDEVS || (c->op != 2 && !c->a[3]))
+            return 0; /* another op, an fd out of range, no event to add: Python */
+        if (c->a[3]) {
+            uint8_t raw[16];
+            int size = f->ep_size[isa];
+            if (size > (int)sizeof raw || mvx_read_mem(f->t->pid, c->a[3], raw, (size_t)size) != size)
+                return 0;
+            c->has_event = 1;
+            memcpy(&c->events, raw, 4);
+            memcpy(&c->data, raw + f->ep_data_off[isa], 8);
+            if (c->word == 4)
+                c->data &= 0xffffffffull;
+        }
+        return 1;
+    }
     case MVX_HOT_ACCEPT4: { /* (fd, addr, addrlen, flags) */
         if (f->nfdev >= MVX_FAST_FDEVS)
             return 0;
@@ -1483,8 +1510,10 @@ static void wb_recv_flags(struct wbuf *w, uint32_t flags) { /* {"flags": [names]
     wb_int(w, 0);
 }
 
+static void wb_epoll_events(struct wbuf *w, struct mvx_fast *f, int isa, uint32_t events, int neutral);
+
 /* mvx.core.sync.view(call), encoded */
-static void put_view(struct wbuf *w, const struct hot_call *c) {
+static void put_view(struct wbuf *w, struct mvx_fast *f, const struct hot_call *c) {
     wb_u8(w, MVX_T_LIST);
     wb_u32(w, 2);
     wb_u8(w, MVX_T_STR);
@@ -1541,6 +1570,21 @@ static void put_view(struct wbuf *w, const struct hot_call *c) {
         else
             wb_none(w);
         wb_uint(w, c->count);
+        break;
+    case MVX_HOT_EPOLL_CTL: /* [epfd, op, fd, {"events": flags} or None] (the data word is not compared) */
+        wb_u32(w, 4);
+        wb_int(w, c->fd);
+        wb_u8(w, MVX_T_STR);
+        wb_str(w, EPOLL_OPS[c->op]);
+        wb_int(w, c->target);
+        if (c->has_event) {
+            wb_u8(w, MVX_T_DICT);
+            wb_u32(w, 1);
+            wb_str(w, "events");
+            wb_epoll_events(w, f, c->isa, c->events, 1);
+        } else {
+            wb_none(w);
+        }
         break;
     case MVX_HOT_ACCEPT4: /* [fd, None, *addrlen or None, flags] */
         wb_u32(w, 4);
@@ -1662,7 +1706,8 @@ static size_t read_bytes(const struct hot_call *c, long long ret) {
 }
 /* the class a hot call is carried as: reads of the variant's own files run in every variant */
 static const char *class_of(int hot) {
-    return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT ? "local"
+    return hot == MVX_HOT_PREAD || hot == MVX_HOT_CLOSE || hot == MVX_HOT_SETSOCKOPT || hot == MVX_HOT_EPOLL_CTL
+               ? "local"
            : is_read(hot) || is_epoll(hot) || is_clock(hot) || hot == MVX_HOT_ACCEPT4 ? "replicated"
            : "checked_output";
 }
@@ -1670,7 +1715,7 @@ static const char *class_of(int hot) {
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* an epoll event word as the Python decoder writes it: FlagSet(names of its bits, sorted; rest) */
-static void wb_epoll_events(struct wbuf *w, struct mvx_fast *f, int isa, uint32_t events) {
+static void wb_epoll_events(struct wbuf *w, struct mvx_fast *f, int isa, uint32_t events, int neutral) {
     const char *names[32];
     int n = 0;
     uint32_t rest = 0;
@@ -1683,6 +1728,20 @@ static void wb_epoll_events(struct wbuf *w, struct mvx_fast *f, int isa, uint32_
             rest |= 1u << b;
     }
     qsort(names, n, sizeof names[0], cmp_name);
+    if (neutral) { /* mvx.core.sync.neutral: {"flags": [names], "rest": bits} */
+        wb_u8(w, MVX_T_DICT);
+        wb_u32(w, 2);
+        wb_str(w, "flags");
+        wb_u8(w, MVX_T_LIST);
+        wb_u32(w, (uint32_t)n);
+        for (int i = 0; i < n; i++) {
+            wb_u8(w, MVX_T_STR);
+            wb_str(w, names[i]);
+        }
+        wb_str(w, "rest");
+        wb_int(w, rest);
+        return;
+    }
     wb_u8(w, MVX_T_FLAGS);
     wb_u32(w, (uint32_t)n);
     for (int i = 0; i < n; i++)
@@ -1711,7 +1770,7 @@ static int wb_epoll_output(struct wbuf *w, struct mvx_fast *f, const struct hot_
         }
         wb_u8(w, MVX_T_LIST);
         wb_u32(w, 2);
-        wb_epoll_events(w, f, c->isa, events);
+        wb_epoll_events(w, f, c->isa, events, 0);
         wb_int(w, r->fd);
     }
     return 0;
@@ -1725,7 +1784,7 @@ static void make_check(struct mvx_fast *f, const struct hot_call *c, uint64_t se
     wb_u32(w, 0);
     wb_u8(w, MVX_M_CHECK_REQUEST);
     wb_u64(w, seq);
-    put_view(w, c);
+    put_view(w, f, c);
     wb_content(w, c);
     if (!w->oom) {
         uint32_t n = (uint32_t)(w->n - 4);
@@ -1743,8 +1802,8 @@ static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t s
     wb_u8(w, MVX_M_CALL_RECORD);
     wb_u64(w, seq);
     wb_str(w, class_of(c->hot));
-    put_view(w, c);
-    if (c->hot == MVX_HOT_CLOSE) { /* run in the variant: its result is not learned; no outputs */
+    put_view(w, f, c);
+    if (c->hot == MVX_HOT_CLOSE || c->hot == MVX_HOT_EPOLL_CTL) { /* run in the variant: its result is not learned */
         wb_u8(w, 0);
         wb_u32(w, 0);
     } else {
@@ -2059,8 +2118,9 @@ static int close_ok(struct mvx_fast *f, const struct hot_call *c) {
     return mine < 0 || mvx_same_file(f->t->pid, c->fd, mine) == 1;
 }
 
-/* Let the variant make its close: 1 made, 0 the call went away (a signal: it is made again), -1. */
-static int let_close(struct mvx_fast *f, struct mvx_event *ev, const struct hot_call *c) {
+/* Let the variant make its own call (close, epoll_ctl): 1 made, 0 the call went away (a signal: it
+ * is made again), -1. */
+static int let_run(struct mvx_fast *f, struct mvx_event *ev, const struct hot_call *c) {
     int r = ev->kind == MVX_EV_NOTIFY ? mvx_notif_respond(f->t->notify_fd, ev->notif_id, 0, 0, 1)
                                       : mvx_resume(f->t, MVX_RESUME_RUN);
     if (r == -ENOENT && ev->kind == MVX_EV_NOTIFY)
@@ -2085,13 +2145,26 @@ static void forget_closed(struct mvx_fast *f, int fd) {
     fd_event(f, MVX_FDEV_CLOSED, fd, mine);
 }
 
-static int leader_close(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
-    if (!close_ok(f, c))
+/* The variant's epoll_ctl, made in every variant (epoll keys its interest list by file and fd
+ * number): this loop's mirror of the registrations and Python's EpollRegistry follow it. */
+static void track_epoll_ctl(struct mvx_fast *f, const struct hot_call *c) {
+    mvx_fast_epoll_ctl(f, c->fd, c->target, c->op != 2 && c->has_event, c->data);
+    struct mvx_fdev *e = fd_event(f, MVX_FDEV_EPOLL_CTL, c->target, c->fd);
+    e->op = c->op;
+    e->data = c->has_event && c->op != 2 ? c->data : 0;
+}
+
+/* Close and epoll_ctl: made in the variant, then the shadows follow. */
+static int leader_local(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
+    if (c->hot == MVX_HOT_CLOSE && !close_ok(f, c))
         return FAST_PYTHON;
-    int r = let_close(f, ev, c);
+    int r = let_run(f, ev, c);
     if (r <= 0)
         return r < 0 ? -1 : FAST_DONE; /* gone: no record; it is made again or not */
-    forget_closed(f, c->fd);
+    if (c->hot == MVX_HOT_CLOSE)
+        forget_closed(f, c->fd);
+    else
+        track_epoll_ctl(f, c);
     f->seq++;
     make_record(f, c, f->seq, 0, NULL);
     if (publish(f, f->seq) < 0) {
@@ -2176,8 +2249,8 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     int notified = ev->kind == MVX_EV_NOTIFY;
-    if (c->hot == MVX_HOT_CLOSE)
-        return leader_close(f, ev, c);
+    if (c->hot == MVX_HOT_CLOSE || c->hot == MVX_HOT_EPOLL_CTL)
+        return leader_local(f, ev, c);
     if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT || is_clock(c->hot)))
         return FAST_PYTHON; /* these run in the variant (RET_TRACE): not expected here */
     if (!notified && c->hot == MVX_HOT_ACCEPT4)
@@ -2327,7 +2400,7 @@ static int same_view(struct mvx_fast *f, const struct hot_call *c, const struct 
     struct wbuf *mine = &f->view;
     mine->n = 0;
     mine->oom = 0;
-    put_view(mine, c);
+    put_view(mine, f, c);
     if (mine->oom)
         return 0;
     wb_need(&f->frame, mine->n + 64);
@@ -2454,7 +2527,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     const char *cls = class_of(c->hot);
     if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n) || !same_content(c, &rec->content) ||
         rec->has_clock != (is_clock(c->hot) && rec->ret.present && rec->ret.v >= 0) ||
-        rec->ret.present != (c->hot != MVX_HOT_CLOSE) || !same_view(f, c, &rec->view))
+        rec->ret.present != (c->hot != MVX_HOT_CLOSE && c->hot != MVX_HOT_EPOLL_CTL) || !same_view(f, c, &rec->view))
         return FAST_PYTHON; /* Python decides: another call, a divergence, a case this loop lacks */
     if (c->hot == MVX_HOT_ACCEPT4) /* a placeholder where the leader got its connection */
         return follower_accept(f, ev, c, rec);
@@ -2462,12 +2535,16 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         if (rec->noutputs || !f->placeholder[c->fd])
             return FAST_PYTHON;
     }
-    if (c->hot == MVX_HOT_CLOSE) { /* made here too (on a placeholder: Python drops its other end) */
-        if (rec->noutputs || !close_ok(f, c))
+    if (c->hot == MVX_HOT_CLOSE || c->hot == MVX_HOT_EPOLL_CTL) { /* made here too (a placeholder's
+                                                                    * other end: Python drops it) */
+        if (rec->noutputs || (c->hot == MVX_HOT_CLOSE && !close_ok(f, c)))
             return FAST_PYTHON;
-        if ((r = let_close(f, ev, c)) <= 0)
+        if ((r = let_run(f, ev, c)) <= 0)
             return r < 0 ? -1 : FAST_DONE; /* gone: the record waits for the restarted call */
-        forget_closed(f, c->fd);
+        if (c->hot == MVX_HOT_CLOSE)
+            forget_closed(f, c->fd);
+        else
+            track_epoll_ctl(f, c);
         return follower_done(f, rec->seq);
     }
     long long ret = rec->ret.v;

@@ -175,11 +175,17 @@ int mvx_inbox_end(struct mvx_inbox *q, int *err);
 #define MVX_HOT_CLOCK 15        /* clock_gettime(clockid, tp) of a global clock: a timespec of two words */
 #define MVX_HOT_CLOCK64 16      /* the same with a 64-bit timespec (i386 clock_gettime64) */
 #define MVX_HOT_ACCEPT4 17      /* accept4 on an AF_INET socket (notified): performed by the leader's monitor */
+#define MVX_HOT_EPOLL_CTL 18    /* epoll_ctl(epfd, ADD|DEL|MOD, fd, event): made in every variant */
 #define MVX_SOCKETCALL_SUBS 21
 #define MVX_FDEV_CLOSED 1  /* the variant closed fd through the C loop, which closed dup with it */
 #define MVX_FDEV_GRABBED 2 /* the C loop took dup, a duplicate of the variant's fd */
 #define MVX_FDEV_NEW 3     /* the leader's monitor accepted a connection: at fd, its own copy dup */
 #define MVX_FDEV_PLACEHOLDER 4 /* a follower's placeholder at fd; dup: the other end, the monitor's */
+#define MVX_FDEV_EPOLL_CTL 5 /* the variant's epoll_ctl(dup (the epoll fd), op, fd, {data}) */
+struct mvx_fdev { /* what the C loop did to the variant's fd table (mvx_fast_take_fd_events) */
+    int kind, fd, dup, op;
+    unsigned long long data;
+};
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
@@ -201,7 +207,7 @@ void mvx_fast_forget_fds(struct mvx_fast *f);
 void mvx_fast_set_placeholder(struct mvx_fast *f, int fd, int on);
 void mvx_fast_set_dup(struct mvx_fast *f, int fd, int dup);
 int mvx_fast_digest(const void *data, size_t n, char *out);
-int mvx_fast_take_fd_events(struct mvx_fast *f, int *out, int cap); /* {kind, fd, dup} triples */
+int mvx_fast_take_fd_events(struct mvx_fast *f, struct mvx_fdev *out, int cap);
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
 uint64_t mvx_fast_seq(struct mvx_fast *f);
 unsigned long long mvx_fast_handled(struct mvx_fast *f);
