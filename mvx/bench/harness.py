@@ -50,7 +50,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Config:
-    name: str  # native, ptrace, seccomp, hybrid, hybrid-write-behind, strace, strace-seccomp
+    name: str  # a key of CONFIGS
     label: str
     kind: str  # native | mvx | strace
     mode: str | None = None
@@ -87,6 +87,8 @@ CONFIGS = {c.name: c for c in [
     Config("hybrid", "mvx hybrid", "mvx", "hybrid"),
     # the same with write-behind: outputs held by the leader's monitor while the program runs on
     Config("hybrid-write-behind", "mvx hybrid --write-behind", "mvx", "hybrid", ("--write-behind",)),
+    # the policy level that traps less: file metadata, positions and offset reads run untrapped
+    Config("hybrid-relaxed", "mvx hybrid --policy relaxed", "mvx", "hybrid", ("--policy", "relaxed")),
     # the A/B of the data plane: every call the Python way (MVX_FAST=0), as before the C fast path
     Config("hybrid-python", "mvx hybrid, Python path", "mvx", "hybrid", env=("MVX_FAST=0",)),
     Config("ptrace-python", "mvx ptrace, Python path", "mvx", "ptrace", env=("MVX_FAST=0",)),

@@ -94,7 +94,8 @@ def register(sub) -> None:
                    help="epoll, lighttpd or all (default all)")
     p.add_argument("--modes", nargs="+", metavar="CONFIG",
                    help="configurations besides native (always run: ratios need it), comma- or space-separated: "
-                   "ptrace seccomp hybrid hybrid-write-behind (hybrid with --write-behind) hybrid-python ptrace-python "
+                   "ptrace seccomp hybrid hybrid-write-behind (hybrid with --write-behind) hybrid-relaxed (hybrid with "
+                   "--policy relaxed) hybrid-python ptrace-python "
                    "(the C fast path off: MVX_FAST=0) strace strace-seccomp "
                    "(default: all)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
