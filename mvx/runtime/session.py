@@ -288,6 +288,9 @@ class LeaderSession:
     def _peer_lost(self, i: int, why: str) -> None:
         if i in self.final:
             return
+        if self.stopped_by is not None:  # stopped at once by the operator: followers go as told, no divergence
+            self._follower_done(i, {"event": "stopped", "follower": i, "detail": why})
+            return
         entry = {"event": "divergence", "kind": "channel", "seq": self.monitor.sync.seq + 1,
                  "leader": "(running)", "follower": "(gone)", "detail": f"follower {i} lost: {why}"}
         self._record(entry, "leader")
