@@ -216,6 +216,7 @@ def test_records_and_checks_are_the_python_ones_byte_for_byte(fast, isa, tmp_pat
 def test_what_it_does_not_carry_is_left_to_python(fast, isa):
     mem = Arena()
     buf = mem.put(b"x" * 64)
+    negative = mem.put(struct.pack("<i", -1))
     left = [
         ("read", (6, buf, 10)),  # an fd Python has not described
         ("read", (7, buf, 10)),  # the variant's own file: read runs in every variant (Python's)
@@ -239,6 +240,7 @@ def test_what_it_does_not_carry_is_left_to_python(fast, isa):
         ("epoll_ctl", (3, 1, 10, 0)),  # nothing to add (EFAULT)
         ("epoll_ctl", (3, 4, 10, buf)),  # no such op
         ("accept4", (5, 0, 0, 0x1)),  # a flag accept4 does not know
+        ("accept4", (5, buf, negative, 0)),  # a negative address length (EINVAL)
         ("setsockopt", (5, 6, 3, buf, 4096)),  # a long value
         ("epoll_wait", (5, buf, 10, -1)),  # not an epoll fd Python described
         ("epoll_wait", (3, buf, 0, -1)),  # maxevents 0 (EINVAL: the kernel says so)

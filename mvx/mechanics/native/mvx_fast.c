@@ -1392,8 +1392,8 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
             return 0; /* other flags; an address without its length (the kernel faults): Python */
         if (c->a[2]) {
             int32_t room;
-            if (mvx_read_mem(f->t->pid, c->a[2], &room, 4) != 4)
-                return 0;
+            if (mvx_read_mem(f->t->pid, c->a[2], &room, 4) != 4 || room < 0)
+                return 0; /* unreadable, or a negative length (EINVAL): Python */
             c->room = room;
         }
         return 1;
