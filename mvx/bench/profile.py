@@ -367,12 +367,16 @@ def reading(prof: dict) -> list[str]:
          "(a follower's monitor thread reads its own channel in hybrid, polled with its notification fd). The "
          "leader's monitor thread cannot poll its channels everywhere it blocks (a performed blocking call, an "
          "epoll wait) while the write-behind outbox needs every `Checked` taken at once."),
-        ("3. What still goes the Python way costs ~100-150 µs of monitor CPU per call, and its share shows in the "
-         "CPU per synced call above even at 3% of the calls: clock reads (one per event-loop turn of lighttpd), "
-         "accept4, close, epoll_ctl and sendfile (docs/DESIGN.md, \"The fast path\"). A request on a new "
-         "connection makes about five of them, so the `close` workloads and the 1 MiB sendfile points stay near "
-         "the Python path's speed; carrying accept4 and close needs the C loop to own the fd table's shadow "
-         "(placeholders, duplicates, epoll registrations) rather than mirror Python's."),
+        ("3. The C loop's own cost is nearly all system time (the tables above): per call a poll, the "
+         "notification's receive and answer, a kcmp and an fcntl check of the monitor's duplicate, the performed "
+         "call itself (its TCP work, which natively the program pays), process_vm reads or writes, and a channel "
+         "send that wakes the peer's monitor on the other CPU. What would move it: fewer system calls per call "
+         "(the duplicate's checks kept per fd until the fd table changes), and fewer wake-ups across CPUs (a "
+         "shared-memory ring between the monitors, polled briefly before sleeping, in place of a socket write per "
+         "record). The Python path now sees only start-up and a few calls per thousand requests (MVX_FAST_STATS)."),
+        ("5. The 1 MiB points: each sendfile's bytes are read (copied) and digested with XXH3-128 in each monitor "
+         "before the leader's call runs, and under lockstep the leader waits for the follower's digest at each of "
+         "the four or five sendfile calls of a response."),
         ("4. Batching the leader's records (one write per wake-up, `MVX_FAST_BATCH=1`) was measured slower under "
          "lockstep (0.6x): the follower's replay then no longer overlaps the leader's work."),
     ]
