@@ -29,6 +29,7 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    "the synced set), hybrid (user notification where the monitor can finish the call; default)")
     p.add_argument("--policy", default="default", choices=policymod.available(),
                    help="which syscalls are synced and how (mvx/core/policies/*.toml; default: default, "
+                   "relaxed: file metadata, positions and offset reads left untrapped, faster, sees less; "
                    "seed: HeterISA-MVX's lists)")
     p.add_argument("--lockstep", choices=("sensitive", "all", "none"), default="sensitive",
                    help="when the leader waits for every follower before executing a call: sensitive (outputs, "
