@@ -374,9 +374,9 @@ def reading(prof: dict) -> list[str]:
          "(the duplicate's checks kept per fd until the fd table changes), and fewer wake-ups across CPUs (a "
          "shared-memory ring between the monitors, polled briefly before sleeping, in place of a socket write per "
          "record). The Python path now sees only start-up and a few calls per thousand requests (MVX_FAST_STATS)."),
-        ("5. Batching the leader's records (one write per wake-up, `MVX_FAST_BATCH=1`) was measured slower under "
-         "lockstep (0.6x): the follower's replay then no longer overlaps the leader's work."),
         ("4. The 1 MiB points: each sendfile's bytes are read (copied) and digested with XXH3-128 in each monitor "
          "before the leader's call runs, and under lockstep the leader waits for the follower's digest at each of "
          "the four or five sendfile calls of a response."),
+        ("5. Batching the leader's records (one write per wake-up, `MVX_FAST_BATCH=1`) was measured slower under "
+         "lockstep (0.6x): the follower's replay then no longer overlaps the leader's work."),
     ]
