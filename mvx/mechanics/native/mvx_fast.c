@@ -2017,6 +2017,23 @@ static void keep_pending(struct mvx_fast *f, const struct mvx_event *ev, long lo
     f->pend_ret = ret;
 }
 
+/* The leader's call `c` returned `ret` (no out-data to record): its record goes to every follower.
+ * FAST_DONE, FAST_RETURN (Python tells the session which follower is lost), or -2. */
+static int leader_recorded(struct mvx_fast *f, struct mvx_event *ev, const struct hot_call *c, long long ret) {
+    f->seq++;
+    make_record(f, c, f->seq, ret, NULL);
+    if (publish(f, f->seq) < 0) {
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
+    f->handled++;
+    if (lost_any(f->link)) {
+        ev->kind = MVX_EV_FAST_NOTE;
+        return FAST_RETURN;
+    }
+    return FAST_DONE;
+}
+
 /* Write-behind (mvx.runtime.outbox): the followers check the output while the program runs on;
  * its bytes leave through the monitor's own duplicate of the socket once every follower agreed.
  * The program sees its call done, with every byte taken. */
@@ -2065,18 +2082,7 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
             return -1;
         }
     }
-    f->seq++;
-    make_record(f, c, f->seq, ret, NULL);
-    if (publish(f, f->seq) < 0) {
-        snprintf(f->err, sizeof f->err, "the session failed");
-        return -2;
-    }
-    f->handled++;
-    if (lost_any(f->link)) {
-        ev->kind = MVX_EV_FAST_NOTE;
-        return FAST_RETURN;
-    }
-    return FAST_DONE;
+    return leader_recorded(f, ev, c, ret);
 }
 
 /* The leader's notified epoll wait, performed on the monitor's duplicate of the epoll fd (its
@@ -2165,18 +2171,7 @@ static int leader_local(struct mvx_fast *f, struct mvx_event *ev, struct hot_cal
         forget_closed(f, c->fd);
     else
         track_epoll_ctl(f, c);
-    f->seq++;
-    make_record(f, c, f->seq, 0, NULL);
-    if (publish(f, f->seq) < 0) {
-        snprintf(f->err, sizeof f->err, "the session failed");
-        return -2;
-    }
-    f->handled++;
-    if (lost_any(f->link)) {
-        ev->kind = MVX_EV_FAST_NOTE;
-        return FAST_RETURN;
-    }
-    return FAST_DONE;
+    return leader_recorded(f, ev, c, 0); /* no result learned: the record has none */
 }
 
 /* ---- accept4: the leader's monitor accepts; followers get a placeholder ---------------------------- */
@@ -2232,18 +2227,7 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         }
         fd_event(f, MVX_FDEV_NEW, r, newfd);
     }
-    f->seq++;
-    make_record(f, c, f->seq, ret, NULL);
-    if (publish(f, f->seq) < 0) {
-        snprintf(f->err, sizeof f->err, "the session failed");
-        return -2;
-    }
-    f->handled++;
-    if (lost_any(f->link)) {
-        ev->kind = MVX_EV_FAST_NOTE;
-        return FAST_RETURN;
-    }
-    return FAST_DONE;
+    return leader_recorded(f, ev, c, ret);
 }
 
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
