@@ -339,9 +339,8 @@ def test_connections_are_accepted_and_closed_in_c(extra):
     stats = [line for line in err.splitlines() if "hot calls carried in C" in line]
     assert len(stats) == 2, err
     for line in stats:
-        python_path = dict((name, int(n)) for name, n in
-                           (item.rsplit(" ", 1) for item in line.split("the Python path's stops: ")[1].split(", "))
-                           if n.isdigit())
+        items = (item.rsplit(" ", 1) for item in line.split("the Python path's stops: ")[1].split(", "))
+        python_path = {name: int(n) for name, n in items if n.isdigit()}
         # i386's socket, setsockopt, bind and listen go through socketcall too: 4 at start, none per connection
         assert python_path.get("accept4", 0) + python_path.get("socketcall", 0) <= 6, line
         assert python_path.get("close", 0) <= 2, line

@@ -16,7 +16,6 @@ from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
 
-
 _EPOLL_OPS = {1: "EPOLL_CTL_ADD", 2: "EPOLL_CTL_DEL", 3: "EPOLL_CTL_MOD"}
 
 
