@@ -117,3 +117,40 @@ def test_a_signal_from_outside_blocked_at_the_next_call_is_handled_once_at_the_u
     assert "DIVERGENCE" not in err, err
     assert got.decode() == want.decode(), err
     assert status == 0, err
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_signal_from_outside_wakes_a_sleep_in_sigsuspend_in_every_variant(leader, follower, mode):
+    """The program sleeps in sigsuspend (the handler has SA_RESTART) until a SIGUSR1 sent to the
+    leader's program: the leader takes it in its sleep, and every follower's same call takes it too;
+    each fails with EINTR after one handler. Before, the leader's monitor held the signal for a
+    synced call that never came: every variant slept on (a timeout)."""
+    want, status, _ = _outside([variant_bin(leader, "sigself"), "suspend"], None)
+    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
+    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                                 "--leader", variant_bin(leader, "sigself"),
+                                 "--follower", variant_bin(follower, "sigself"), "--", "suspend"], "leader")
+    assert "DIVERGENCE" not in err, err
+    assert got.decode() == want.decode(), err
+    assert status == 0, err
+
+
+@pytest.mark.parametrize("case", ["pause", "alarm"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_an_alarm_ends_a_pause_in_every_variant_alike(leader, follower, mode, case):
+    """alarm(1); pause(): the leader's timer fires in its pause, and every variant takes that
+    SIGALRM there: with a handler pause fails with EINTR (case "pause"); with SIGALRM's default
+    action every variant is killed by it, an agreement, not a divergence (case "alarm")."""
+    want = native(leader, case)
+    r = under_mvx(mode, leader, follower, case)
+    err = r.stderr.decode()
+    assert "DIVERGENCE" not in err, err
+    assert r.stdout == want.stdout, err
+    if case == "alarm":
+        assert want.returncode == -signal.SIGALRM
+        assert r.returncode == 128 + signal.SIGALRM, err
+    else:
+        assert want.returncode == 0 and want.stdout.endswith(b"verdict: pass\n"), want.stdout.decode()
+        assert r.returncode == 0, err

@@ -426,6 +426,9 @@ class Traits:
                       interrupts is restarted by the kernel as restart_syscall, which no monitor
                       follows (the leader's call would go unrecorded: docs/DESIGN.md)
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
+    waits_for_signal  sleeps until a signal is handled, then fails with EINTR (never restarted):
+                      the leader's monitor lets it sleep in the variant, and the signal that wakes
+                      it is replicated as the call's own point of sync (SignalBatch how="suspend")
     ends              ends the program (its result is never seen)
     fd_table_only     changes only the caller's fd table: a monitor may let it run without learning
                       its result, and a follower runs it even on a placeholder fd
@@ -460,6 +463,7 @@ class Traits:
     clock: str | None = None
     clock_result: bool = False
     blocks: bool = False
+    waits_for_signal: bool = False
     ends: bool = False
     fd_table_only: bool = False
     follower_runs: bool = False
@@ -777,13 +781,13 @@ _SPEC_LIST = [
        sigsetsize=Ulong(False)),
     sc("rt_sigprocmask", Int, how=SIGHOW, set_=SigSetIn(3), oldset=SigSetOut(3), sigsetsize=Ulong(False)),
     sc("rt_sigreturn", Long),
-    sc("rt_sigsuspend", Int, Traits(blocks=True), mask=SigSetIn(1), sigsetsize=Ulong(False)),
+    sc("rt_sigsuspend", Int, Traits(blocks=True, waits_for_signal=True), mask=SigSetIn(1), sigsetsize=Ulong(False)),
     sc("rt_sigpending", Int, set_=SigSetOut(1), sigsetsize=Ulong(False)),
     sc("rt_sigtimedwait", Int, set_=SigSetIn(3), info=Ptr, timeout=InStruct("timespec"),
        sigsetsize=Ulong(False)),
     sc("sigaltstack", Int, ss=Ptr, old_ss=Ptr),
     sc("signal", Ptr, signum=Signal, handler=Ptr),
-    sc("pause", Int, Traits(blocks=True)),
+    sc("pause", Int, Traits(blocks=True, waits_for_signal=True)),
     sc("alarm", Uint, Traits(clock_result=True), seconds=Uint),
     sc("signalfd4", Fd, Traits(world_fd=("signalfd",)), fd=Fd, mask=SigSetIn(2), sizemask=Ulong(False), flags=CLOEXEC_NONBLOCK),
     # --- time ---

@@ -185,6 +185,9 @@ class Monitor:
                     foreign = self.signals.on_signal(stop.status)
                     if foreign is not None:
                         self.foreign_signal(*foreign)
+                    elif self.signals.woke:
+                        self.woken(self.signals.woke)
+                        self.signals.woke = []
                     continue
                 if not stop.is_syscall:
                     self.variant.resume()
@@ -294,6 +297,10 @@ class Monitor:
 
     def foreign_signal(self, sig: int, info: bytes) -> None:
         """A signal from outside, suppressed; the leader replicates it, a follower ignores it."""
+
+    def woken(self, sigs: list[tuple[int, bytes]]) -> None:
+        """Signals from outside that ended the program's sleep in a call that waits for one (the
+        leader's; SignalRelay.awaiting): delivered there, replicated to the followers' same call."""
 
     def file_digest(self, call) -> str | None:
         """The digest of the file bytes a call with Traits.sends_file is about to send (its
@@ -445,8 +452,25 @@ class LeaderMonitor(Monitor):
     def foreign_signal(self, sig: int, info: bytes) -> None:
         self.signals.deferred.append((sig, info))
 
+    def woken(self, sigs: list[tuple[int, bytes]]) -> None:
+        self.link.publish(self.sync.signal_batch(sigs, "suspend"))
+
+    def suspend(self, stop: Stop) -> None:
+        """A call that waits for a signal (rt_sigsuspend, pause) sleeps in the variant: the signal
+        that wakes it, or those deferred until now, are its point of sync (how="suspend")."""
+        sigs = self.signals.take_deferred()
+        if sigs:
+            self.link.publish(self.sync.signal_batch(sigs, "suspend"))
+            self.signals.deliver(stop, sigs, "suspend", self.let_run)
+            return
+        self.signals.awaiting = True
+        self.let_run(stop)
+
     def on_call(self, stop: Stop) -> None:
         call = self.call_of(stop)
+        if call.spec.traits.waits_for_signal and call.name in self.synced:
+            self.suspend(stop)
+            return
         if self.signals.deferred:
             # replicated just before this call, in every variant: one batch, delivered at one stop
             # (or left pending where the program blocks them all now: handled at its unblock)
@@ -583,12 +607,17 @@ class FollowerMonitor(Monitor):
 
     def on_call(self, stop: Stop) -> None:
         record = self.next_record(signals=True)
+        call = self.call_of(stop)
         while isinstance(record, SignalBatch):  # the leader took these signals just before this call
-            how = record.how if record.how in ("interrupt", "rewind", "pending") else None
-            if not self.signals.deliver(stop, _signals_of(record), how):
+            if (record.how == "suspend") != call.spec.traits.waits_for_signal:
+                leader = "(asleep until a signal)" if record.how == "suspend" else "(signals taken at a call)"
+                raise Divergence("syscall", record.seq + 1, leader, render(call),
+                                 "the leader woke from a call that waits for a signal; the follower makes another"
+                                 if record.how == "suspend" else "the follower waits for a signal here")
+            how = record.how if record.how in ("interrupt", "rewind", "pending", "suspend") else None
+            if not self.signals.deliver(stop, _signals_of(record), how, self.let_run):
                 return
             record = self.next_record(signals=True)  # pending: the call goes on
-        call = self.call_of(stop)
         if call.name not in self.synced:
             self._held = record
             self.let_run(stop)

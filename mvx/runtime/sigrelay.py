@@ -35,6 +35,10 @@ class SignalRelay:
         self.restart_on_delivery = False  # the notified call our signal interrupts is to be made again
         self.deferred: list[tuple[int, bytes]] = []  # from outside, replicated at the next synced call
         self.own: set[int] = set()  # signals the variant sent itself, delivered where they came
+        # (the leader's) the program sleeps in a call that waits for a signal (Traits.waits_for_signal):
+        # one from outside is delivered at once, and `woke` holds it for the followers
+        self.awaiting = False
+        self.woke: list[tuple[int, bytes]] = []
 
     def ended_by_agreement(self, sig: int) -> bool:
         """Whether a variant killed by `sig` ended as every variant does: by a replicated signal,
@@ -72,6 +76,12 @@ class SignalRelay:
                     v.restart_interrupted()
                 v.resume()
                 return None
+        if self.awaiting:  # it ends the sleep: taken here, and the followers' same call takes it too
+            self.awaiting = False
+            self.replicated.add(sig)
+            self.woke.append((sig, info))
+            v.resume()
+            return None
         v.deliver_signal(0)
         v.resume()
         return sig, info
@@ -108,16 +118,24 @@ class SignalRelay:
         sigs, self.deferred = pending(self.deferred), []
         return sigs
 
-    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None) -> bool:
+    def deliver(self, stop: Stop, sigs: list[tuple[int, bytes]], how: str | None = None, let_run=None) -> bool:
         """Deliver `sigs` ([(signal, siginfo)]) just before the call at `stop`, the leader's way
         (`how`, default by this stop's kind): "interrupt" a notified call as a real blocking call
         is (the kernel restarts it or returns EINTR, per SA_RESTART), or "rewind" it: not run now,
         made again after the handlers (a ptrace stop is rewound; a notified call is restarted at
         the signal-delivery stop); or, "pending", the program blocks them all now: they are sent,
-        wait in its mask and the call goes on (True: the caller handles the call as usual). Every
-        variant must do what the leader did, or one sees EINTR where another makes the call."""
+        wait in its mask and the call goes on (True: the caller handles the call as usual); or,
+        "suspend" (a call that waits for a signal, Traits.waits_for_signal), the call is let run
+        (`let_run(stop)`) and they are sent: it sleeps until the kernel delivers them, then fails
+        with EINTR. Every variant must do what the leader did, or one sees EINTR where another makes
+        the call."""
         how = how or ("interrupt" if stop.kind is StopKind.NOTIFY else "rewind")
         self.releasing.extend(sigs)
+        if how == "suspend":  # the call (waits_for_signal) runs first: the kernel then takes them in it
+            let_run(stop)
+            for sig, _ in sigs:
+                self.variant.send_signal(sig)
+            return False
         if how == "pending":
             for sig, _ in sigs:
                 self.variant.send_signal(sig)

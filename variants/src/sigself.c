@@ -1,7 +1,8 @@
 /*
  * sigself: signals a program sends itself, each taken exactly once, where it is sent.
  *
- *   sigself rt | raise | signalfd | sfdepoll | pending | sigwait | pipe | pipekill | outside
+ *   sigself rt | raise | signalfd | sfdepoll | pending | sigwait | pipe | pipekill | outside |
+ *           suspend | pause | alarm
  *
  *   rt        sigqueue()s each real-time signal SIGRTMIN..SIGRTMAX to itself once, with a value;
  *             an SA_SIGINFO handler counts them and checks si_code == SI_QUEUE, si_value and
@@ -21,6 +22,11 @@
  *             it while it computes and blocks it around a getpid(): the signal may come while
  *             unblocked and find it blocked at the next call (mvx delivers it there), or come
  *             while blocked; either way it is handled once, at an unblock.
+ *   suspend   writes "ready", blocks SIGUSR1 (its handler has SA_RESTART) and waits for one from
+ *             outside in sigsuspend with an empty mask: handled once, sigsuspend fails with EINTR.
+ *   pause     alarm(1), then pause() until SIGALRM (a handler without SA_RESTART): handled once,
+ *             pause fails with EINTR.
+ *   alarm     alarm(1) then pause() with SIGALRM's default action: killed by SIGALRM.
  *
  * Every line is the same natively on every ISA (nothing printed depends on a pid or a time);
  * it ends with "verdict: pass" or "verdict: FAIL" and exits 0 or 1.
@@ -305,6 +311,55 @@ static void outside(void)
     check(count[SIGUSR1] == 1, "one signal from outside, handled once");
 }
 
+static void on_wake(int sig)
+{
+    count[sig]++;
+}
+
+/* Wait for one SIGUSR1 from outside in sigsuspend; it is blocked until then (no race). */
+static void suspend(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_wake;
+    sa.sa_flags = SA_RESTART; /* sigsuspend is never restarted */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    block(SIG_BLOCK, SIGUSR1, 0);
+    printf("ready\n");
+    fflush(stdout);
+    sigset_t empty;
+    sigemptyset(&empty);
+    int r = sigsuspend(&empty);
+    int e = errno;
+    printf("sigsuspend: %d %s, handled %d\n", r, e == EINTR ? "EINTR" : "?", (int)count[SIGUSR1]);
+    check(r == -1 && e == EINTR && count[SIGUSR1] == 1, "woken by one signal from outside, handled once");
+}
+
+/* pause() until the program's own alarm: its handler runs once and pause fails with EINTR. */
+static void pause_(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_wake;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    int r = pause();
+    int e = errno;
+    printf("pause: %d %s, handled %d\n", r, e == EINTR ? "EINTR" : "?", (int)count[SIGALRM]);
+    check(r == -1 && e == EINTR && count[SIGALRM] == 1, "woken by the alarm, handled once");
+}
+
+static void alarm_(void)
+{
+    printf("alarm in 1 s, then pause\n");
+    fflush(stdout);
+    alarm(1);
+    pause();
+    printf("pause returned\n"); /* not reached: SIGALRM's default action ends the program */
+}
+
 int main(int argc, char **argv)
 {
     me = getpid();
@@ -327,8 +382,15 @@ int main(int argc, char **argv)
         pipe_(0);
     else if (!strcmp(what, "outside"))
         outside();
+    else if (!strcmp(what, "suspend"))
+        suspend();
+    else if (!strcmp(what, "pause"))
+        pause_();
+    else if (!strcmp(what, "alarm"))
+        alarm_();
     else {
-        fprintf(stderr, "usage: sigself rt|raise|signalfd|sfdepoll|pending|sigwait|pipe|pipekill|outside\n");
+        fprintf(stderr, "usage: sigself rt|raise|signalfd|sfdepoll|pending|sigwait|pipe|pipekill|outside|"
+                        "suspend|pause|alarm\n");
         return 2;
     }
     printf("verdict: %s\n", failed ? "FAIL" : "pass");
