@@ -154,3 +154,21 @@ def test_an_alarm_ends_a_pause_in_every_variant_alike(leader, follower, mode, ca
     else:
         assert want.returncode == 0 and want.stdout.endswith(b"verdict: pass\n"), want.stdout.decode()
         assert r.returncode == 0, err
+
+
+@pytest.mark.parametrize("case", ["sfdoutside", "waitoutside"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_signal_from_outside_taken_without_a_handler_is_taken_in_every_variant(leader, follower, mode, case):
+    """A blocked SIGUSR1 from outside, taken by a signalfd read (after poll says it is there) or by
+    sigwaitinfo: no handler runs, so the leader's monitor never sees it arrive. The leader publishes
+    what its call took, and each follower sends itself what it lacks before its own call, which
+    then takes the same. Before, the follower never had it: its call waited on (a timeout)."""
+    want, status, _ = _outside([variant_bin(leader, "sigself"), case], None)
+    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
+    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                                 "--leader", variant_bin(leader, "sigself"),
+                                 "--follower", variant_bin(follower, "sigself"), "--", case], "leader")
+    assert "DIVERGENCE" not in err, err
+    assert got.decode() == want.decode(), err
+    assert status == 0, err

@@ -83,7 +83,8 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class SignalBatch:
     """Leader -> follower: signals the leader's program took just before its next synced call
-    (after `seq`), delivered `how` ("interrupt", "rewind", "pending", or "suspend": they woke it
+    (after `seq`), delivered `how` ("interrupt", "rewind", "pending", "taken": its next call took
+    them without a handler, or "suspend": they woke it
     from a call that waits for a signal, and are that call's point of sync); each (signal, siginfo of 128 bytes
     or b"")."""
 

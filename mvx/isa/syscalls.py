@@ -426,6 +426,10 @@ class Traits:
                       interrupts is restarted by the kernel as restart_syscall, which no monitor
                       follows (the leader's call would go unrecorded: docs/DESIGN.md)
     blocks            can block, so a signal may natively interrupt it (EINTR or a restart)
+    takes_signals     takes pending signals without a handler: "fd" when its fd is a signalfd (the
+                      fd's own mask), else the argument naming the set (rt_sigtimedwait); the leader
+                      publishes what it has pending there first, and each follower sends itself
+                      what it lacks of that (SignalBatch how="taken"), so every variant takes the same
     waits_for_signal  sleeps until a signal is handled, then fails with EINTR (never restarted):
                       the leader's monitor lets it sleep in the variant, and the signal that wakes
                       it is replicated as the call's own point of sync (SignalBatch how="suspend")
@@ -464,6 +468,7 @@ class Traits:
     clock_result: bool = False
     blocks: bool = False
     waits_for_signal: bool = False
+    takes_signals: str | None = None
     ends: bool = False
     fd_table_only: bool = False
     follower_runs: bool = False
@@ -652,11 +657,11 @@ WRITE_OPEN_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APP
 
 _SPEC_LIST = [
     # --- file I/O ---
-    sc("read", Long, Traits(blocks=True, perform="read"), fd=Fd, buf=OutBuf(2), count=Ulong),
+    sc("read", Long, Traits(blocks=True, perform="read", takes_signals="fd"), fd=Fd, buf=OutBuf(2), count=Ulong),
     sc("write", Long, Traits(blocks=True, perform="write", sends="buf"), fd=Fd, buf=InBuf(2), count=Ulong),
     sc("pread64", Long, Traits(perform="pread64"), fd=Fd, buf=OutBuf(2), count=Ulong, offset=Int64),
     sc("pwrite64", Long, fd=Fd, buf=InBuf(2), count=Ulong, offset=Int64),
-    sc("readv", Long, Traits(blocks=True), fd=Fd, iov=IovecOut(2), iovcnt=Int),
+    sc("readv", Long, Traits(blocks=True, takes_signals="fd"), fd=Fd, iov=IovecOut(2), iovcnt=Int),
     sc("writev", Long, Traits(blocks=True, perform="writev", sends="iov"), fd=Fd, iov=IovecIn(2), iovcnt=Int),
     sc("preadv2", Long, fd=Fd, iov=IovecOut(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
     sc("pwritev2", Long, fd=Fd, iov=IovecIn(2), iovcnt=Int, offset=Int64, flags=Flags("RWF_")),
@@ -783,7 +788,7 @@ _SPEC_LIST = [
     sc("rt_sigreturn", Long),
     sc("rt_sigsuspend", Int, Traits(blocks=True, waits_for_signal=True), mask=SigSetIn(1), sigsetsize=Ulong(False)),
     sc("rt_sigpending", Int, set_=SigSetOut(1), sigsetsize=Ulong(False)),
-    sc("rt_sigtimedwait", Int, set_=SigSetIn(3), info=Ptr, timeout=InStruct("timespec"),
+    sc("rt_sigtimedwait", Int, Traits(blocks=True, takes_signals="set"), set_=SigSetIn(3), info=Ptr, timeout=InStruct("timespec"),
        sigsetsize=Ulong(False)),
     sc("sigaltstack", Int, ss=Ptr, old_ss=Ptr),
     sc("signal", Ptr, signum=Signal, handler=Ptr),

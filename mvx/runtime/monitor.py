@@ -488,6 +488,8 @@ class LeaderMonitor(Monitor):
         data = self.file_bytes(call)
         content = data if data is None or isinstance(data, str) else content_digest(data)
         fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) else None
+        takes = self.signals.takes(call, self.fds.kind(fd) if fd is not None else None)
+        pending = self.signals.pending_for(call) if takes else []
         plan = self.sync.plan(call, cls, content, self.fds.kind(fd) if fd is not None else None)
         if plan.hold and not isinstance(data, str):
             self.hold(stop, call, cls, plan, fd, data, content)
@@ -500,6 +502,12 @@ class LeaderMonitor(Monitor):
             return
         ret, outputs = self.run_here(stop, call, plan.wants_ret)
         self.track(call, ret)
+        if takes:  # every follower must find what it took pending at its same call, whoever sent them
+            taken = self.signals.taken_by(call, ret) if ret is not None else None
+            if taken is None:
+                taken = pending
+            if taken:
+                self.link.publish(self.sync.signal_batch(taken, "taken"))
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
         if stop.kind is StopKind.NOTIFY and ret == -errno.EPIPE and call.spec.traits.sends is not None:
             self.signals.pipe_broken(call)  # the monitor's write took the SIGPIPE the program's would
@@ -614,6 +622,10 @@ class FollowerMonitor(Monitor):
                 raise Divergence("syscall", record.seq + 1, leader, render(call),
                                  "the leader woke from a call that waits for a signal; the follower makes another"
                                  if record.how == "suspend" else "the follower waits for a signal here")
+            if record.how == "taken":  # the leader's call took these: this one must find them pending too
+                self.signals.take_alike(_signals_of(record))
+                record = self.next_record(signals=True)
+                continue
             how = record.how if record.how in ("interrupt", "rewind", "pending", "suspend") else None
             if not self.signals.deliver(stop, _signals_of(record), how, self.let_run):
                 return

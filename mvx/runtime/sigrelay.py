@@ -11,6 +11,8 @@ import os
 import signal
 import struct
 
+from mvx.isa.arch import get as arch_of
+from mvx.isa.canonical import signal_number
 from mvx.mechanics.engine import Stop, StopKind
 
 SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
@@ -114,6 +116,53 @@ class SignalRelay:
         struct.pack_into("<I", info, _HEAD.size, os.getuid())
         self.deferred.append((signal.SIGPIPE, bytes(info)))
 
+    def takes(self, call, fd_kind: str | None) -> bool:
+        """Does the call take pending signals without a handler (Traits.takes_signals: a read of a
+        signalfd, rt_sigtimedwait)? Every follower must then have pending what the leader took."""
+        where = call.spec.traits.takes_signals
+        return where is not None and (where != "fd" or fd_kind == "signalfd")
+
+    def pending_for(self, call) -> list[tuple[int, bytes]]:
+        """(The leader's, before a call it lets run without learning its result: a hybrid
+        signalfd read) the signals pending now that the call would take."""
+        pid = self.variant.pid
+        where = call.spec.traits.takes_signals
+        if where == "fd":
+            mask = signalfd_mask(pid, call.args[0])
+        else:
+            names = call.args[call.spec.arg_names.index(where)]
+            arch = arch_of(call.arch)
+            mask = 0
+            for name in names if isinstance(names, frozenset) else ():
+                try:
+                    mask |= 1 << (signal_number(arch, name) - 1)
+                except (KeyError, ValueError, TypeError):
+                    continue
+        return [(sig, b"") for sig in signals_in(pending_mask(pid) & mask)]
+
+    def taken_by(self, call, ret: int) -> list[tuple[int, bytes]] | None:
+        """(The leader's, after the call) the signals it took, from its result: the signal number
+        rt_sigtimedwait returned, or each signalfd_siginfo a read returned (ssi_signo first);
+        None when the result does not say (a readv)."""
+        if ret <= 0:
+            return []
+        if call.spec.traits.takes_signals != "fd":
+            return [(ret, b"")]
+        if call.spec.arg_names[1] != "buf":
+            return None
+        word = arch_of(call.arch).word_size
+        data = self.variant.read(call.values[1] & ((1 << 8 * word) - 1), ret)
+        return [(int.from_bytes(data[i:i + 4], "little"), b"") for i in range(0, len(data) - 127, 128)]
+
+    def take_alike(self, sigs: list[tuple[int, bytes]]) -> None:
+        """(A follower's) before its call that takes pending signals: send itself those of the
+        leader's it does not have pending (signals from outside the leader took alone). They are
+        taken by the call, never delivered to a handler: not expected at a delivery stop."""
+        have = pending_mask(self.variant.pid)
+        for sig, _ in sigs:
+            if not have >> (sig - 1) & 1:
+                self.variant.send_signal(sig)
+
     def take_deferred(self) -> list[tuple[int, bytes]]:
         sigs, self.deferred = pending(self.deferred), []
         return sigs
@@ -146,6 +195,36 @@ class SignalRelay:
         if stop.kind is not StopKind.NOTIFY:
             self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
         return False
+
+
+def pending_mask(pid: int) -> int:
+    """The signals pending for the variant (its thread's and its process's: SigPnd | ShdPnd), as a
+    mask (bit n-1: signal n); 0 when /proc cannot say."""
+    mask = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("SigPnd:", "ShdPnd:")):
+                    mask |= int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return 0
+    return mask
+
+
+def signalfd_mask(pid: int, fd: int) -> int:
+    """The signals a variant's signalfd takes (its fdinfo "sigmask"); 0 when /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("sigmask:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def signals_in(mask: int) -> list[int]:
+    return [i + 1 for i in range(64) if mask >> i & 1]
 
 
 def pending(sigs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

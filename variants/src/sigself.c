@@ -2,7 +2,7 @@
  * sigself: signals a program sends itself, each taken exactly once, where it is sent.
  *
  *   sigself rt | raise | signalfd | sfdepoll | pending | sigwait | pipe | pipekill | outside |
- *           suspend | pause | alarm
+ *           suspend | pause | alarm | sfdoutside | waitoutside
  *
  *   rt        sigqueue()s each real-time signal SIGRTMIN..SIGRTMAX to itself once, with a value;
  *             an SA_SIGINFO handler counts them and checks si_code == SI_QUEUE, si_value and
@@ -27,12 +27,16 @@
  *   pause     alarm(1), then pause() until SIGALRM (a handler without SA_RESTART): handled once,
  *             pause fails with EINTR.
  *   alarm     alarm(1) then pause() with SIGALRM's default action: killed by SIGALRM.
+ *   sfdoutside  writes "ready" with SIGUSR1 blocked, waits in poll() until a signalfd has one from
+ *             outside, and reads it there (once, no handler).
+ *   waitoutside  the same, taken by sigwaitinfo.
  *
  * Every line is the same natively on every ISA (nothing printed depends on a pid or a time);
  * it ends with "verdict: pass" or "verdict: FAIL" and exits 0 or 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +364,37 @@ static void alarm_(void)
     printf("pause returned\n"); /* not reached: SIGALRM's default action ends the program */
 }
 
+/* One SIGUSR1 from outside, blocked, taken by a signalfd read after poll (0) or by sigwaitinfo (1). */
+static void take_outside(int with_sigwait)
+{
+    block(SIG_BLOCK, SIGUSR1, 0);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    int sfd = with_sigwait ? -1 : signalfd(-1, &set, SFD_CLOEXEC);
+    printf("ready\n");
+    fflush(stdout);
+    int got = 0, code = 99;
+    if (with_sigwait) {
+        siginfo_t si;
+        got = sigwaitinfo(&set, &si);
+        code = si.si_code;
+    } else {
+        struct pollfd pfd = {sfd, POLLIN, 0};
+        int n = poll(&pfd, 1, -1);
+        struct signalfd_siginfo ssi;
+        if (n == 1 && read(sfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi) {
+            got = (int)ssi.ssi_signo;
+            code = ssi.ssi_code;
+        }
+    }
+    printf("%s: signal %d, code %d\n", with_sigwait ? "sigwaitinfo" : "signalfd", got, code);
+    check(got == SIGUSR1 && code == SI_USER, "one SIGUSR1 from outside, taken without a handler");
+    sigset_t left;
+    sigpending(&left);
+    check(!sigismember(&left, SIGUSR1), "none left pending");
+}
+
 int main(int argc, char **argv)
 {
     me = getpid();
@@ -388,9 +423,13 @@ int main(int argc, char **argv)
         pause_();
     else if (!strcmp(what, "alarm"))
         alarm_();
+    else if (!strcmp(what, "sfdoutside"))
+        take_outside(0);
+    else if (!strcmp(what, "waitoutside"))
+        take_outside(1);
     else {
         fprintf(stderr, "usage: sigself rt|raise|signalfd|sfdepoll|pending|sigwait|pipe|pipekill|outside|"
-                        "suspend|pause|alarm\n");
+                        "suspend|pause|alarm|sfdoutside|waitoutside\n");
         return 2;
     }
     printf("verdict: %s\n", failed ? "FAIL" : "pass");
