@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -348,3 +349,17 @@ def test_connections_are_accepted_and_closed_in_c(extra):
     code_off, replies_off, err_off = serve_connections({"MVX_FAST": "0"}, "hybrid", 30, *extra)
     assert code_off == 0, err_off
     assert replies == replies_off == [b"Hi, how are you.\n"] * 30
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_a_connection_accepted_for_a_call_a_signal_took_away_goes_to_the_call_made_again(fast):
+    """A signal between the leader's monitor's accept and the install of the connection takes the
+    call away (MVX_FAULT_ACCEPT_SIGNAL makes it happen at every accept: SIGWINCH, ignored by
+    epoll_server, so the kernel makes the call again). The connection waits for that call and its
+    record goes out with the number the call got there: every client is served, no divergence. Before,
+    the C loop closed the connection (the client saw a reset) and the Python path recorded fd 0."""
+    code, replies, err = serve_connections({"MVX_FAST": fast, "MVX_FAULT_ACCEPT_SIGNAL": str(signal.SIGWINCH)},
+                                           "hybrid", 10)
+    assert code == 0, err
+    assert "DIVERGENCE" not in err, err
+    assert replies == [b"Hi, how are you.\n"] * 10, err

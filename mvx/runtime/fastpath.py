@@ -12,6 +12,7 @@ import os
 
 from mvx.isa import arch as archmod
 from mvx.mechanics.native import ffi, lib
+from mvx.mechanics.proxy import Performed
 
 # canonical name -> (the C loop's handler, the policy class it carries it as)
 HOT = {
@@ -56,6 +57,7 @@ class FastPath:
         if outbox is not None:  # write-behind: outputs are held in the one outbox Python holds in too
             lib.mvx_fast_set_outbox(self.native, outbox.native)
         lib.mvx_fast_set_batching(self.native, int(os.environ.get("MVX_FAST_BATCH", "0") == "1"))
+        lib.mvx_fast_set_accept_fault(self.native, accept_fault_signal())
         synced = policy.synced()
         self.names = {name for name, (hot, cls) in HOT.items()
                       if name in synced and policy.class_of(name) == cls
@@ -66,6 +68,8 @@ class FastPath:
         self._nr = ffi.new("long long *")
         self._args = ffi.new("unsigned long long[6]")
         self._ret = ffi.new("long long *")
+        self._new_fd = ffi.new("int *")
+        self._cloexec = ffi.new("int *")
         self._fdev = ffi.new("struct mvx_fdev[64]")
 
     @property
@@ -79,11 +83,15 @@ class FastPath:
     def seq(self) -> int:
         return lib.mvx_fast_seq(self.native)
 
-    def take_pending(self) -> tuple[tuple, int] | None:
-        """A call the loop performed whose answer found it gone: ((pid, nr, args), result)."""
-        if not lib.mvx_fast_take_pending(self.native, self._pid, self._nr, self._args, self._ret):
+    def take_pending(self) -> tuple[tuple, Performed] | None:
+        """A call the loop performed whose answer found it gone: ((pid, nr, args), its result); an
+        accepted connection is then Python's to install in the restarted call."""
+        if not lib.mvx_fast_take_pending(self.native, self._pid, self._nr, self._args, self._ret, self._new_fd,
+                                         self._cloexec):
             return None
-        return (self._pid[0], self._nr[0], tuple(self._args)), self._ret[0]
+        fd = self._new_fd[0]
+        done = Performed(self._ret[0], new_fd=fd if fd >= 0 else None, cloexec=bool(self._cloexec[0]))
+        return (self._pid[0], self._nr[0], tuple(self._args)), done
 
     def take_fd_events(self) -> list:
         """What the loop did to the fd table since the last call, in order (struct mvx_fdev:
@@ -163,3 +171,13 @@ def _epoll_tables(native, a) -> None:
         lib.mvx_fast_set_epoll_bit(native, ISA_INDEX[a.name], bit, name.encode() if name else ffi.NULL)
     lay = a.layout("epoll_event")
     lib.mvx_fast_set_epoll_layout(native, ISA_INDEX[a.name], lay.size, lay.fields["data"].offset)
+
+
+def accept_fault_signal() -> int:
+    """Tests only (MVX_FAULT_ACCEPT_SIGNAL=N): signal N is sent to the leader's program between the
+    monitor's accept and the install of the connection, so every accepted connection waits for the
+    call made again (Monitor.answer_again). 0: none."""
+    try:
+        return int(os.environ.get("MVX_FAULT_ACCEPT_SIGNAL", "0"))
+    except ValueError:
+        return 0

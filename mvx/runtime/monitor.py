@@ -20,6 +20,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -48,7 +49,7 @@ from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import LoaderRange
 from mvx.mechanics.proxy import Performed, answer, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
-from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath
+from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath, accept_fault_signal
 from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.fdshadow import FdShadow
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
@@ -195,8 +196,7 @@ class Monitor:
                 if self.is_noise(stop):
                     self.let_run(stop)
                     continue
-                if self.unanswered is not None:
-                    self.answer_again(stop)
+                if self.unanswered is not None and self.answer_again(stop):
                     continue
                 try:
                     if self.python_calls is not None:
@@ -246,7 +246,7 @@ class Monitor:
                 self.fds.after_fast(*event)
             pending = fast.take_pending()
             if pending is not None:
-                self.unanswered = Unanswered(pending[0], Performed(pending[1]))
+                self.unanswered = Unanswered(*pending)
         while stop.kind >= StopKind.PIPE_BROKEN:  # after a call C carried
             self.after_fast(stop)
             stop = self.wait()
@@ -348,20 +348,41 @@ class Monitor:
         if self.fast is not None:
             self.fast_track(call, ret)
 
-    def answer_again(self, stop: Stop) -> None:
+    def answer_again(self, stop: Stop) -> bool:
         """The restarted copy of an unanswered performed call gets its result (mvx.mechanics.proxy.answer).
-        Any other call means the result was lost: the variants can no longer agree (fail closed)."""
+        A connection accepted for a call that a signal took away waits for the same call made again
+        (the program saw EINTR and came back, maybe after other calls: True only once answered, the
+        other calls are handled as usual). Any other result not taken by the next call is lost: the
+        variants can no longer agree (fail closed)."""
         pending, self.unanswered = self.unanswered, None
+        new_fd = pending.done.new_fd is not None
         if stop.kind is StopKind.NOTIFY and _call_key(stop) == pending.key:
             try:
-                answer(self.variant, stop, pending.done)
+                ret = answer(self.variant, stop, pending.done, self.fds.dups if new_fd else None)
             except CallGone:
                 self.unanswered = pending
-            return
-        if pending.done.new_fd is not None:
-            os.close(pending.done.new_fd)
+                return True
+            if new_fd:  # its number is known now: the record was held for it (the leader's only)
+                call = self.call_of(stop)
+                outputs = decode_outputs(call, self.mem, ret).outputs
+                self.track(call, ret)
+                self.publish_late(call, ret, outputs)
+            return True
+        if new_fd:
+            self.unanswered = pending
+            return False
         raise MvxError(f"a call performed for the variant was interrupted and not made again "
                        f"(syscall {pending.key[1]}): its result is lost")
+
+    def keep_unanswered(self, stop: Stop, done: Performed) -> None:
+        """A signal took the call away after the monitor made it: its result waits for the call."""
+        if self.unanswered is not None:  # an accepted connection still waits for its call: one at a time
+            raise MvxError("a performed call was interrupted while an accepted connection waits for "
+                           "its call to be made again")
+        self.unanswered = Unanswered(_call_key(stop), done)
+
+    def publish_late(self, call, ret: int, outputs: dict) -> None:
+        """The record of a call that made a new fd, once the restarted call got it (the leader)."""
 
     def _on_signalfd(self, call) -> bool:
         return bool(call.kinds) and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) \
@@ -379,10 +400,16 @@ class Monitor:
                     raise CallGone
                 return None, {}
             full = decode_outputs(call, self.mem, done.ret)  # before the answer: the buffer is still ours
+            if done.new_fd is not None and (sig := accept_fault_signal()):  # tests: the call goes away first
+                v.send_signal(sig)
+                for _ in range(2000):
+                    if not v.notification_valid(stop):
+                        break
+                    time.sleep(0.0001)
             try:
                 return answer(v, stop, done, self.fds.dups), full.outputs
             except CallGone:
-                self.unanswered = Unanswered(_call_key(stop), done)
+                self.keep_unanswered(stop, done)
                 return done.ret, full.outputs
         if not want_ret:
             v.resume()
@@ -455,6 +482,9 @@ class LeaderMonitor(Monitor):
     def woken(self, sigs: list[tuple[int, bytes]]) -> None:
         self.link.publish(self.sync.signal_batch(sigs, "suspend"))
 
+    def publish_late(self, call, ret: int, outputs: dict) -> None:
+        self.link.publish(self.sync.record(call, ret, outputs, self.class_of(call), epoll=self.fds.epoll))
+
     def suspend(self, stop: Stop) -> None:
         """A call that waits for a signal (rt_sigsuspend, pause) sleeps in the variant: the signal
         that wakes it, or those deferred until now, are its point of sync (how="suspend")."""
@@ -500,7 +530,10 @@ class LeaderMonitor(Monitor):
             self.link.publish(self.sync.record(call, None, cls=cls))
             self.let_run(stop)
             return
+        held = self.unanswered
         ret, outputs = self.run_here(stop, call, plan.wants_ret)
+        if self.unanswered is not held and self.unanswered.done.new_fd is not None:
+            return  # a signal came before the new fd was installed: answer_again records it
         self.track(call, ret)
         if takes:  # every follower must find what it took pending at its same call, whoever sent them
             taken = self.signals.taken_by(call, ret) if ret is not None else None
@@ -532,7 +565,7 @@ class LeaderMonitor(Monitor):
         try:
             inject(self.variant, stop, Recorded(ret, writes))
         except CallGone:  # a signal came first: the call is made again and gets this answer then
-            self.unanswered = Unanswered(_call_key(stop), Performed(ret))
+            self.keep_unanswered(stop, Performed(ret))
         self.link.publish(self.sync.record(call, ret, outputs, cls, content=content, epoll=self.fds.epoll))
         if self.fast is not None:
             self.fast_track(call, ret)

@@ -977,6 +977,10 @@ struct mvx_fast {
     long long pend_nr;
     unsigned long long pend_args[6];
     long long pend_ret;
+    int pend_fd;           /* >= 0: the result is this connection, installed in the restarted call */
+    int pend_cloexec;
+    int accept_fault_sig;  /* tests (MVX_FAULT_ACCEPT_SIGNAL): sent to the variant between its
+                            * accept and the ADDFD, which then finds the call gone */
     unsigned long long handled; /* hot calls carried here */
     /* what this loop did to the fd table, in order, for Python's shadow (mvx_fast_take_fd_events):
      * (MVX_FDEV_*, mvx_native.h) */
@@ -1003,6 +1007,7 @@ struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
     f->role = role;
     f->check_timeout_ms = 15000;
     f->ack_every = 16;
+    f->pend_fd = -1;
     for (int i = 0; i < MVX_FAST_MAX_FD; i++)
         f->dup[i] = -1;
     return f;
@@ -1011,6 +1016,8 @@ struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
 void mvx_fast_free(struct mvx_fast *f) {
     if (!f)
         return;
+    if (f->pend && f->pend_fd >= 0)
+        close(f->pend_fd);
     for (int i = 0; i < MVX_NISA; i++)
         for (int b = 0; b < 32; b++)
             free(f->epname[i][b]);
@@ -1109,7 +1116,7 @@ unsigned long long mvx_fast_handled(struct mvx_fast *f) { return f->handled; }
 
 /* The pending result of a performed call whose answer found it gone, handed to Python (1), or 0. */
 int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
-                          long long *ret) {
+                          long long *ret, int *fd, int *cloexec) {
     if (!f->pend)
         return 0;
     f->pend = 0;
@@ -1117,8 +1124,13 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
     *nr = f->pend_nr;
     memcpy(args, f->pend_args, sizeof f->pend_args);
     *ret = f->pend_ret;
+    *fd = f->pend_fd; /* now Python's */
+    *cloexec = f->pend_cloexec;
+    f->pend_fd = -1;
     return 1;
 }
+
+void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig) { f->accept_fault_sig = sig; }
 
 void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot) {
     if (isa >= 0 && isa < MVX_NISA && nr >= 0 && nr < MVX_MAX_NR) {
@@ -2015,6 +2027,7 @@ static void keep_pending(struct mvx_fast *f, const struct mvx_event *ev, long lo
     f->pend_nr = ev->nr;
     memcpy(f->pend_args, ev->args, sizeof f->pend_args);
     f->pend_ret = ret;
+    f->pend_fd = -1;
 }
 
 /* The leader's call `c` returned `ret` (no out-data to record): its record goes to every follower.
@@ -2208,14 +2221,23 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
             return -1;
         }
     } else {
-        /* Between the notification and this ADDFD a signal can take the call away: the connection
-         * accepted for it is then closed (its client sees a reset), where Python's path would keep
-         * it for the restarted call. A window of microseconds. */
+        if (f->accept_fault_sig) {
+            kill(t->pid, f->accept_fault_sig);
+            for (int i = 0; i < 2000 && mvx_notif_id_valid(t->notify_fd, ev->notif_id); i++)
+                usleep(100);
+        }
         int r = mvx_notif_addfd(t->notify_fd, ev->notif_id, newfd, 0, 0, 1, !!(c->flags & ACCEPT_CLOEXEC));
+        if (r == -ENOENT || r == -EINPROGRESS) {
+            /* a signal took the call away after the connection was accepted for it: the restarted
+             * call gets it (Python: Monitor.answer_again installs it and publishes the record then,
+             * with the number it got); no record before */
+            keep_pending(f, ev, 0);
+            f->pend_fd = newfd;
+            f->pend_cloexec = !!(c->flags & ACCEPT_CLOEXEC);
+            return FAST_DONE;
+        }
         if (r < 0) {
             close(newfd);
-            if (r == -ENOENT || r == -EINPROGRESS)
-                return FAST_DONE;
             snprintf(f->err, sizeof f->err, "install the socket %s accepted: %s", c->name, strerror(-r));
             return -1;
         }
@@ -2668,7 +2690,7 @@ static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
             return 0;
         if (f->pend) {
             if (ev->kind != MVX_EV_NOTIFY || ev->pid != f->pend_pid || ev->nr != f->pend_nr ||
-                memcmp(ev->args, f->pend_args, sizeof f->pend_args))
+                memcmp(ev->args, f->pend_args, sizeof f->pend_args) || f->pend_fd >= 0)
                 return 0; /* Python takes the pending result over (Monitor.unanswered) */
             long long ret = f->pend_ret;
             r = mvx_notif_respond(f->t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);

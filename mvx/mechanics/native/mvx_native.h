@@ -211,8 +211,9 @@ int mvx_fast_take_fd_events(struct mvx_fast *f, struct mvx_fdev *out, int cap);
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
 uint64_t mvx_fast_seq(struct mvx_fast *f);
 unsigned long long mvx_fast_handled(struct mvx_fast *f);
+void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig);
 int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
-                          long long *ret);
+                          long long *ret, int *fd, int *cloexec);
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev);
 const char *mvx_fast_error(struct mvx_fast *f);
 long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
