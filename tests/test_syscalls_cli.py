@@ -82,7 +82,7 @@ def test_canonical_entry_shows_traits_and_class_per_policy():
     assert "traits: fd_table_only; follower_runs; ret_not_compared; shadow: close" in out
     assert "policy default: local" in out and "policy seed: retval_only" in out
     read = mvx("--canonical", "read").stdout
-    assert "traits: blocks; perform: read" in read
+    assert "traits: blocks; takes_signals: fd; perform: read" in read
     assert "policy default: replicated (local on the variant's own files, pipes and socketpairs)" in read
     write = mvx("--canonical", "write").stdout
     assert "policy default: checked_output (sensitive on the variant's own files, pipes and socketpairs)" in write
