@@ -14,6 +14,10 @@ default:
 setup:
     bash scripts/setup.sh
 
+# Check what mvx needs of this machine, one line each; exit 1 if the default run lacks something (`just doctor --json`).
+doctor *args:
+    {{python}} -m mvx doctor "$@"
+
 # Build the C test variants for x86_64/i386/aarch64 and fetch Debian's lighttpd and nginx for each ISA.
 variants:
     bash scripts/build_variants.sh

@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "mvx.cli.trace",
     "mvx.cli.run",
     "mvx.cli.bench",
+    "mvx.cli.doctor",
 ]
 
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="mvx runs one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
         "step on system calls, so that a difference between them shows an exploit. `run` runs a leader "
         "and followers on one machine; `leader` and `follower` are the two-node form (TLS keys from "
-        "`keygen`); `trace` traces one variant; `syscalls` shows the per-ISA tables. aarch64 variants "
+        "`keygen`); `trace` traces one variant; `syscalls` shows the per-ISA tables; `doctor` checks what mvx "
+        "needs of this machine. aarch64 variants "
         "are traced only on an aarch64 kernel.",
     )
     parser.add_argument("--version", action="version", version=f"mvx {__version__}")
