@@ -58,6 +58,9 @@ class FastPath:
             lib.mvx_fast_set_outbox(self.native, outbox.native)
         lib.mvx_fast_set_batching(self.native, int(os.environ.get("MVX_FAST_BATCH", "0") == "1"))
         lib.mvx_fast_set_accept_fault(self.native, accept_fault_signal())
+        if link is not None:  # the leader's thread reads its channels itself while in the C loop
+            lib.mvx_fast_set_own_link(self.native, int(os.environ.get("MVX_LEADER_READS", "1") == "1"),
+                                      int(os.environ.get("MVX_SPIN_US", "0")))
         synced = policy.synced()
         self.names = {name for name, (hot, cls) in HOT.items()
                       if name in synced and policy.class_of(name) == cls

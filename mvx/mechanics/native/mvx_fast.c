@@ -54,10 +54,19 @@ static void cond_init_monotonic(pthread_cond_t *cv) {
 
 /* ---- the channel ----------------------------------------------------------------------------- */
 
+struct mvx_link;
+static void link_wake(struct mvx_link *l);
+
 struct mvx_chan {
     int fd;
     int send_timeout_ms;
     pthread_mutex_t send_lock;
+    /* the received bytes are read by one thread at a time: the pump thread, or, on the leader, the
+     * monitor thread while it owns the channel (mvx_fast_wait: it takes the acknowledgements and
+     * checks itself, and the pump thread waits, parked) */
+    pthread_mutex_t read_lock;
+    volatile int owned;
+    struct mvx_link *link; /* the leader's: its condition wakes a parked pump at a shutdown */
     volatile int closed; /* this side shut it down */
     int broken;          /* -errno of a failed send: every later send fails the same way */
     uint8_t *rbuf;       /* the pump's received bytes not yet a whole frame */
@@ -74,6 +83,7 @@ struct mvx_chan *mvx_chan_new(int fd, int send_timeout_ms) {
     c->fd = fd;
     c->send_timeout_ms = send_timeout_ms;
     pthread_mutex_init(&c->send_lock, NULL);
+    pthread_mutex_init(&c->read_lock, NULL);
     return c;
 }
 
@@ -128,6 +138,8 @@ int mvx_chan_send(struct mvx_chan *c, const void *data, size_t len) {
 void mvx_chan_shutdown(struct mvx_chan *c) {
     c->closed = 1;
     shutdown(c->fd, SHUT_RD);
+    if (c->link)
+        link_wake(c->link);
 }
 
 /* The pump's next whole frame body: 1 with *body and *blen set (valid until the next call), 0 at a
@@ -257,6 +269,7 @@ const char *mvx_chan_error(struct mvx_chan *c) {
 struct mvx_link {
     pthread_mutex_t m;
     pthread_cond_t cv;
+    pthread_cond_t park; /* pump threads wait here while the monitor thread owns their channel */
     int n, window;
     uint8_t live[MVX_MAX_FOLLOWERS];
     uint64_t acked[MVX_MAX_FOLLOWERS], checked[MVX_MAX_FOLLOWERS];
@@ -274,6 +287,7 @@ struct mvx_link *mvx_link_new(int n, int window) {
         return NULL;
     pthread_mutex_init(&l->m, NULL);
     cond_init_monotonic(&l->cv);
+    cond_init_monotonic(&l->park);
     l->n = n;
     l->window = window;
     for (int i = 0; i < n; i++)
@@ -283,7 +297,17 @@ struct mvx_link *mvx_link_new(int n, int window) {
 
 void mvx_link_free(struct mvx_link *l) { free(l); }
 
-void mvx_link_set_chan(struct mvx_link *l, int i, struct mvx_chan *c) { l->chan[i] = c; }
+void mvx_link_set_chan(struct mvx_link *l, int i, struct mvx_chan *c) {
+    l->chan[i] = c;
+    if (c)
+        c->link = l;
+}
+
+static void link_wake(struct mvx_link *l) { /* the parked pumps */
+    pthread_mutex_lock(&l->m);
+    pthread_cond_broadcast(&l->park);
+    pthread_mutex_unlock(&l->m);
+}
 
 int mvx_link_all_chans(struct mvx_link *l) {
     for (int i = 0; i < l->n; i++)
@@ -408,15 +432,38 @@ int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms) {
 int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
     const uint8_t *body;
     uint32_t n;
-    size_t consumed = 0;
     for (;;) {
-        int r = chan_next_frame(c, &body, &n, &consumed);
-        if (r <= 0)
+        pthread_mutex_lock(&l->m);
+        while (c->owned && !c->closed) { /* the monitor thread reads it now */
+            struct timespec ts;
+            deadline_in(&ts, 500);
+            pthread_cond_timedwait(&l->park, &l->m, &ts);
+        }
+        pthread_mutex_unlock(&l->m);
+        pthread_mutex_lock(&c->read_lock);
+        if (c->owned && !c->closed) {
+            pthread_mutex_unlock(&c->read_lock);
+            continue;
+        }
+        size_t consumed = 0;
+        int r = chan_frame_within(c, &body, &n, &consumed, 0);
+        if (r == 2) { /* nothing whole yet: wait for bytes, unlocked (the monitor may take it over) */
+            chan_drop(c, consumed);
+            pthread_mutex_unlock(&c->read_lock);
+            struct pollfd pfd = {c->fd, POLLIN, 0};
+            poll(&pfd, 1, 500);
+            continue;
+        }
+        if (r <= 0) {
+            pthread_mutex_unlock(&c->read_lock);
             return r;
+        }
         if (n == 9 && (body[0] == MVX_M_ACK || body[0] == MVX_M_CHECKED)) {
             uint64_t seq;
             memcpy(&seq, body + 1, 8);
             int bad = body[0] == MVX_M_ACK ? mvx_link_on_ack(l, i, seq) : mvx_link_on_checked(l, i, seq);
+            chan_drop(c, consumed);
+            pthread_mutex_unlock(&c->read_lock);
             if (bad) {
                 snprintf(c->err, sizeof c->err, "%s %llu: the leader sent no such call",
                          body[0] == MVX_M_ACK ? "Ack" : "Checked", (unsigned long long)seq);
@@ -424,8 +471,76 @@ int mvx_link_pump(struct mvx_link *l, int i, struct mvx_chan *c) {
             }
             continue;
         }
-        return chan_stop_at(c, body, n, consumed);
+        r = chan_stop_at(c, body, n, consumed);
+        pthread_mutex_unlock(&c->read_lock);
+        return r;
     }
+}
+
+/* ---- the leader's monitor thread reads its channels itself (while in mvx_fast_wait) ----------- */
+
+/* Take (own 1) or give back (0) every channel for the monitor thread: taken, the pump threads park
+ * and each Ack and Checked wakes the monitor thread alone, with no hand-off. */
+static void link_own(struct mvx_link *l, int own) {
+    for (int i = 0; i < l->n; i++)
+        if (l->chan[i])
+            l->chan[i]->owned = own && !l->chan[i]->closed;
+    if (!own)
+        link_wake(l);
+}
+
+/* The fds of the channels the monitor thread owns, for its polls: how many (at most `cap`). */
+static int link_fds(struct mvx_link *l, struct pollfd *pfd, int cap) {
+    int k = 0;
+    for (int i = 0; i < l->n && k < cap; i++)
+        if (l->chan[i] && l->chan[i]->owned)
+            pfd[k++] = (struct pollfd){l->chan[i]->fd, POLLIN, 0};
+    return k;
+}
+
+/* Take every Ack and Checked now in the owned channels. Any other frame, the end of a channel or
+ * a bad sequence number is left where it is, and that channel to its pump thread (the session
+ * handles it there, as before). Returns how many frames were taken. */
+static int link_drain_only(struct mvx_link *l) {
+    int took = 0;
+    for (int i = 0; i < l->n; i++) {
+        struct mvx_chan *c = l->chan[i];
+        if (!c || !c->owned)
+            continue;
+        pthread_mutex_lock(&c->read_lock);
+        const uint8_t *body;
+        uint32_t n;
+        size_t consumed = 0;
+        int give_up = 0;
+        for (;;) {
+            int r = chan_frame_within(c, &body, &n, &consumed, 0);
+            if (r == 2)
+                break;
+            if (r == 1 && n == 9 && (body[0] == MVX_M_ACK || body[0] == MVX_M_CHECKED)) {
+                uint64_t seq;
+                memcpy(&seq, body + 1, 8);
+                if (seq <= __atomic_load_n(&l->published, __ATOMIC_ACQUIRE) && (body[0] == MVX_M_ACK || seq)) {
+                    if (body[0] == MVX_M_ACK)
+                        mvx_link_on_ack(l, i, seq);
+                    else
+                        mvx_link_on_checked(l, i, seq);
+                    took++;
+                    continue;
+                }
+            }
+            if (r == 1)
+                consumed = 0; /* not taken: the pump thread reads it again */
+            give_up = 1;
+            break;
+        }
+        chan_drop(c, consumed);
+        if (give_up)
+            c->owned = 0;
+        pthread_mutex_unlock(&c->read_lock);
+        if (give_up)
+            link_wake(l);
+    }
+    return took;
 }
 
 /* ---- write-behind: outputs held by the leader's monitor until every follower checked them ------- */
@@ -437,7 +552,7 @@ struct mvx_held {
     struct mvx_held *next;
     uint64_t seq;
     int fd, how;
-    size_t len;
+    size_t len, off; /* off: sent so far */
     uint8_t data[];
 };
 
@@ -446,6 +561,9 @@ struct mvx_outbox {
     struct mvx_held *head, *tail;
     size_t bytes, limit;
     int closed;
+    int busy;    /* the head is being sent (by the sending thread or the monitor thread) */
+    int direct;  /* the leader's monitor thread sends what its checks release (outbox_release_now)... */
+    int stalled; /* ...and leaves the sending thread what would have blocked it */
     unsigned long long sent;
 };
 
@@ -489,6 +607,7 @@ int mvx_outbox_hold(struct mvx_outbox *o, uint64_t seq, int fd, const void *data
     h->fd = fd;
     h->how = how;
     h->len = len;
+    h->off = 0;
     if (len)
         memcpy(h->data, data, len);
     struct mvx_link *l = o->link;
@@ -535,7 +654,7 @@ static void outbox_send(struct mvx_outbox *o, struct mvx_held *h) {
         shutdown(h->fd, h->how);
         return;
     }
-    size_t off = 0;
+    size_t off = h->off;
     while (off < h->len && !outbox_stopped(o)) {
         ssize_t n = send(h->fd, h->data + off, h->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK) { /* a pipe, maybe blocking: write only what it takes now */
@@ -562,11 +681,21 @@ static void outbox_send(struct mvx_outbox *o, struct mvx_held *h) {
 }
 
 /* The sending thread's body: returns once the outbox is closed or the link failed. */
+/* Take the sent head off the queue (under l->m). */
+static void outbox_pop(struct mvx_outbox *o, struct mvx_held *h) {
+    o->head = h->next;
+    if (!o->head)
+        o->tail = NULL;
+    o->bytes -= h->len;
+}
+
+/* The sending thread's body: returns once the outbox is closed or the link failed. With `direct`,
+ * it sends only what the monitor thread left it (a send that would have blocked). */
 void mvx_outbox_run(struct mvx_outbox *o) {
     struct mvx_link *l = o->link;
     for (;;) {
         pthread_mutex_lock(&l->m);
-        while (!outbox_stopped(o) && !outbox_releasable(o)) {
+        while (!outbox_stopped(o) && (o->busy || !outbox_releasable(o) || (o->direct && !o->stalled))) {
             struct timespec ts;
             deadline_in(&ts, 500);
             pthread_cond_timedwait(&l->cv, &l->m, &ts);
@@ -576,15 +705,62 @@ void mvx_outbox_run(struct mvx_outbox *o) {
             return;
         }
         struct mvx_held *h = o->head;
+        o->busy = 1;
         pthread_mutex_unlock(&l->m);
         outbox_send(o, h);
         pthread_mutex_lock(&l->m);
-        o->head = h->next;
-        if (!o->head)
-            o->tail = NULL;
-        o->bytes -= h->len;
+        outbox_pop(o, h);
+        o->busy = 0;
+        o->stalled = 0;
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->m);
+        close(h->fd);
+        free(h);
+    }
+}
+
+/* The leader's monitor thread sends what the checks it took released, in order, without ever
+ * blocking: a send that would block is left to the sending thread (`stalled`), which then goes on
+ * in order. The same bytes, one thread hop fewer per response. */
+static void outbox_release_now(struct mvx_outbox *o) {
+    struct mvx_link *l = o->link;
+    for (;;) {
+        pthread_mutex_lock(&l->m);
+        if (o->busy || o->stalled || outbox_stopped(o) || !outbox_releasable(o)) {
+            pthread_mutex_unlock(&l->m);
+            return;
+        }
+        struct mvx_held *h = o->head;
+        o->busy = 1;
+        pthread_mutex_unlock(&l->m);
+        int done = 1;
+        if (h->how >= 0) {
+            shutdown(h->fd, h->how);
+        } else {
+            while (h->off < h->len) {
+                ssize_t n = send(h->fd, h->data + h->off, h->len - h->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0) {
+                    h->off += (size_t)n;
+                    __atomic_fetch_add(&o->sent, (unsigned long long)n, __ATOMIC_RELAXED);
+                    continue;
+                }
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK))
+                    done = 0; /* full, or a pipe: the sending thread waits for room */
+                break;        /* (a peer that reset or closed: as outbox_send, it ends here) */
+            }
+        }
+        pthread_mutex_lock(&l->m);
+        o->busy = 0;
+        if (done)
+            outbox_pop(o, h);
+        else
+            o->stalled = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->m);
+        if (!done)
+            return;
         close(h->fd);
         free(h);
     }
@@ -619,6 +795,14 @@ void mvx_outbox_drop(struct mvx_outbox *o) {
 }
 
 unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return __atomic_load_n(&o->sent, __ATOMIC_RELAXED); }
+
+/* link_drain_only, then (write-behind) what the checks released leaves at once. */
+static int link_drain_release(struct mvx_link *l, struct mvx_outbox *o) {
+    int took = link_drain_only(l);
+    if (o && o->direct) /* (also what checks the pump took before this thread owned the channels) */
+        outbox_release_now(o);
+    return took;
+}
 
 /* ---- a follower's inbox: the leader's frames, in order ---------------------------------------- */
 
@@ -994,6 +1178,8 @@ struct mvx_fast {
     int ep_size[MVX_NISA], ep_data_off[MVX_NISA];
     struct wbuf view, frame, batch;
     int batching; /* 1: frames wait for the next flush point (see flush); 0: each leaves at once */
+    int owns_link; /* leader: its thread reads its channels itself while in mvx_fast_wait (link_own) */
+    int spin_us;   /* owning them: how long a wait for the followers polls before it sleeps */
     uint8_t *data;
     size_t data_cap;
     char err[256];
@@ -1131,6 +1317,11 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
 }
 
 void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig) { f->accept_fault_sig = sig; }
+
+void mvx_fast_set_own_link(struct mvx_fast *f, int own, int spin_us) {
+    f->owns_link = own && f->link && f->role == MVX_ROLE_LEADER;
+    f->spin_us = spin_us;
+}
 
 void mvx_fast_set_hot(struct mvx_fast *f, int isa, unsigned int audit, int nr, int hot) {
     if (isa >= 0 && isa < MVX_NISA && nr >= 0 && nr < MVX_MAX_NR) {
@@ -1946,6 +2137,64 @@ static void flush(struct mvx_fast *f) {
     f->batch.n = 0;
 }
 
+enum { UNTIL_CHECKED, UNTIL_WINDOW, UNTIL_ROOM };
+
+/* Is the leader's wait over: every live follower checked `arg` (UNTIL_CHECKED), acknowledged
+ * enough for `arg` to be within the window (UNTIL_WINDOW), or the outbox has room for `arg` more
+ * bytes (UNTIL_ROOM)? Under l->m. */
+static int link_met(struct mvx_fast *f, int until, uint64_t arg) {
+    struct mvx_link *l = f->link;
+    if (until == UNTIL_ROOM) {
+        struct mvx_outbox *o = f->outbox;
+        return !(o->bytes + arg > o->limit && o->head) || o->closed;
+    }
+    for (int i = 0; i < l->n; i++)
+        if (l->live[i] && (until == UNTIL_CHECKED ? l->checked[i] < arg : arg > l->acked[i] + (uint64_t)l->window))
+            return 0;
+    return 1;
+}
+
+/* The leader's monitor thread waits for its followers, reading the channels it owns itself
+ * (link_drain; a channel left to its pump thread updates the link there): 0 once met, 1 after
+ * timeout_ms (< 0: none), -1 once the link failed. With f->spin_us it polls that long first: a
+ * sleeping thread costs a wake-up from the other CPU, a polling one only a recv. */
+static int link_wait(struct mvx_fast *f, int until, uint64_t arg, int timeout_ms) {
+    struct mvx_link *l = f->link;
+    double start = now_s(), end = start + timeout_ms / 1000.0;
+    for (;;) {
+        link_drain_release(l, f->outbox);
+        pthread_mutex_lock(&l->m);
+        int failed = l->failed, met = link_met(f, until, arg);
+        pthread_mutex_unlock(&l->m);
+        if (failed)
+            return -1;
+        if (met)
+            return 0;
+        struct pollfd pfd[MVX_MAX_FOLLOWERS];
+        int k = link_fds(l, pfd, MVX_MAX_FOLLOWERS);
+        int slice = k == l->n ? 100 : 5; /* a channel its pump reads: look at the link often */
+        double now = now_s();
+        if (timeout_ms >= 0) {
+            if (now >= end)
+                return 1;
+            if ((end - now) * 1000 < slice)
+                slice = (int)((end - now) * 1000) + 1;
+        }
+        if (k && f->spin_us && now - start < f->spin_us / 1e6)
+            slice = 0;
+        if (k) {
+            poll(pfd, k, slice);
+        } else {
+            struct timespec ts;
+            deadline_in(&ts, slice);
+            pthread_mutex_lock(&l->m);
+            if (!link_met(f, until, arg) && !l->failed)
+                pthread_cond_timedwait(&l->cv, &l->m, &ts);
+            pthread_mutex_unlock(&l->m);
+        }
+    }
+}
+
 static int window_open(struct mvx_link *l, uint64_t seq) {
     pthread_mutex_lock(&l->m);
     int open = 1;
@@ -1963,7 +2212,7 @@ static int publish(struct mvx_fast *f, uint64_t seq) {
         return -1;
     if (!window_open(l, seq)) {
         flush(f);
-        if (mvx_link_window_wait(l, seq) < 0)
+        if ((f->owns_link ? link_wait(f, UNTIL_WINDOW, seq, -1) : mvx_link_window_wait(l, seq)) < 0)
             return -1;
     }
     if (l->failed)
@@ -2068,6 +2317,11 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     }
     flush(f);
     int how = c->hot == MVX_HOT_SHUTDOWN ? c->how : -1; /* a shutdown is held in order too */
+    if (f->owns_link && link_wait(f, UNTIL_ROOM, c->outlen, -1) < 0) { /* (checks come in meanwhile) */
+        close(held);
+        snprintf(f->err, sizeof f->err, "the session failed");
+        return -2;
+    }
     if (mvx_outbox_hold(f->outbox, f->seq + 1, held, c->out, c->outlen, how) < 0) { /* it closed `held` */
         snprintf(f->err, sizeof f->err, "the session failed");
         return -2;
@@ -2109,18 +2363,24 @@ static long long leader_epoll_wait(struct mvx_fast *f, const struct mvx_event *e
         return -ENOMEM;
     if (c->timeout != 0 && mvx_wait_ready(mine, POLLIN, t->pid, 0) != 1) {
         flush(f); /* about to block: the followers get what is pending */
-        int waited = 0;
+        if (f->owns_link && f->outbox)
+            outbox_release_now(f->outbox);
+        double start = now_s();
         for (;;) {
+            int waited = (int)((now_s() - start) * 1000);
             int slice = c->timeout < 0 ? 50 : (c->timeout - waited < 50 ? c->timeout - waited : 50);
-            int r = mvx_wait_ready(mine, POLLIN, t->pid, slice > 0 ? slice : 0);
-            if (r == 1)
+            struct pollfd pfd[1 + MVX_MAX_FOLLOWERS] = {{mine, POLLIN, 0}};
+            int k = f->owns_link ? link_fds(f->link, pfd + 1, MVX_MAX_FOLLOWERS) : 0;
+            int r = poll(pfd, 1 + k, slice > 0 ? slice : 0);
+            if (r < 0 && errno != EINTR)
+                return -errno;
+            if (r > 0 && pfd[0].revents)
                 break;
-            if (r < 0)
-                return r;
-            waited += slice;
+            if (r > 0) /* the followers' checks and acknowledgements, taken while the program waits */
+                link_drain_release(f->link, f->outbox);
             if (!mvx_notif_id_valid(t->notify_fd, ev->notif_id))
                 return -ECANCELED;
-            if (c->timeout > 0 && waited >= c->timeout)
+            if (c->timeout > 0 && (now_s() - start) * 1000 >= c->timeout)
                 return 0;
         }
     }
@@ -2285,7 +2545,8 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         flush(f);
         if (lost_any(f->link))
             return FAST_PYTHON; /* Python tells the session first; its own check then follows */
-        int r = mvx_link_checked_wait(f->link, f->seq + 1, f->check_timeout_ms);
+        int r = f->owns_link ? link_wait(f, UNTIL_CHECKED, f->seq + 1, f->check_timeout_ms)
+                             : mvx_link_checked_wait(f->link, f->seq + 1, f->check_timeout_ms);
         if (r < 0)
             return FAST_PYTHON; /* the session failed: Python's own check raises why */
         if (r > 0) {
@@ -2660,9 +2921,29 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
  * or -errno (the variant is lost), or -EPROTO with mvx_fast_error() saying why. */
 static int fast_wait(struct mvx_fast *f, struct mvx_event *ev);
 
+/* Write-behind while the monitor thread owns its channels: it sends what its checks release
+ * (1), or the sending thread sends all again (0). */
+static void outbox_direct(struct mvx_outbox *o, int direct) {
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->link->m);
+    o->direct = direct;
+    pthread_cond_broadcast(&o->link->cv);
+    pthread_mutex_unlock(&o->link->m);
+}
+
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
+    if (f->owns_link) {
+        link_own(f->link, 1);
+        outbox_direct(f->outbox, 1);
+    }
     int r = fast_wait(f, ev);
     flush(f); /* Python's own sends come after these (a follower lost here is told by the pump's end) */
+    if (f->owns_link) {
+        link_drain_release(f->link, f->outbox); /* what came meanwhile is taken before the pumps read on */
+        outbox_direct(f->outbox, 0);
+        link_own(f->link, 0);
+    }
     return r;
 }
 
@@ -2676,7 +2957,25 @@ static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
         if (f->batch.n && !stop_ready(f->t))
             flush(f); /* the monitor is about to block */
         struct mvx_inbox *q = f->inbox;
-        int r = mvx_wait_fd(f->t, ev, q && q->own && !q->end ? q->own->fd : -1);
+        int r;
+        if (f->owns_link) {
+            if (f->outbox)
+                outbox_release_now(f->outbox); /* before this thread may sleep */
+            struct pollfd pfd[MVX_MAX_FOLLOWERS];
+            int fds[MVX_MAX_FOLLOWERS];
+            int k = link_fds(f->link, pfd, MVX_MAX_FOLLOWERS);
+            for (int i = 0; i < k; i++)
+                fds[i] = pfd[i].fd;
+            r = mvx_wait_fds(f->t, ev, fds, k);
+            if (r < 0)
+                return r;
+            if (f->t->extra_ready) /* the followers' checks: taken now, even with a call waiting */
+                link_drain_release(f->link, f->outbox);
+            if (ev->kind == MVX_EV_READABLE)
+                continue;
+        } else {
+            r = mvx_wait_fd(f->t, ev, q && q->own && !q->end ? q->own->fd : -1);
+        }
         if (r < 0)
             return r;
         if (ev->kind == MVX_EV_READABLE) { /* the leader's frames, read by this thread */

@@ -765,7 +765,17 @@ int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev) { return mvx_wait_fd(t,
 /* mvx_wait that also returns MVX_EV_READABLE when `extra` (a follower's channel: its monitor thread
  * reads it itself) becomes readable first; only where the loop polls (hybrid), else as mvx_wait. */
 int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra) {
+    return mvx_wait_fds(t, ev, &extra, extra >= 0 ? 1 : 0);
+}
+
+/* mvx_wait_fd with up to 64 extra fds (the leader's channels to its followers, which its monitor
+ * thread reads itself in mvx_fast_wait): MVX_EV_READABLE when one is readable and no notification
+ * waits; t->extra_ready says whether one was readable at the last poll, whatever it returned. */
+int mvx_wait_fds(struct mvx_tracee *t, struct mvx_event *ev, const int *extra, int nextra) {
     memset(ev, 0, sizeof *ev);
+    t->extra_ready = 0;
+    if (nextra > 64)
+        nextra = 64;
     for (;;) {
         int st, r;
         if (t->exited)
@@ -780,12 +790,17 @@ int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra) {
                     return r < 0 ? r : 0;
                 continue;
             }
-            struct pollfd pfd[3] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}, {extra, POLLIN, 0}};
-            if (poll(pfd, extra >= 0 ? 3 : 2, -1) < 0) {
+            struct pollfd pfd[2 + 64] = {{t->notify_fd, POLLIN, 0}, {t->sigchld_fd, POLLIN, 0}};
+            for (int i = 0; i < nextra; i++)
+                pfd[2 + i] = (struct pollfd){extra[i], POLLIN, 0};
+            if (poll(pfd, 2 + nextra, -1) < 0) {
                 if (errno == EINTR)
                     continue;
                 return -errno;
             }
+            for (int i = 0; i < nextra; i++)
+                if (pfd[2 + i].revents)
+                    t->extra_ready = 1;
             if (pfd[1].revents) {
                 struct signalfd_siginfo si;
                 while (read(t->sigchld_fd, &si, sizeof si) > 0) {}
@@ -807,7 +822,7 @@ int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra) {
                 memcpy(ev->args, n.data.args, sizeof ev->args);
                 return 0;
             }
-            if (extra >= 0 && pfd[2].revents && !(pfd[0].revents & POLLIN)) {
+            if (t->extra_ready && !(pfd[0].revents & POLLIN)) {
                 ev->kind = MVX_EV_READABLE;
                 return 0;
             }

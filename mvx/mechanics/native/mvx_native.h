@@ -49,6 +49,7 @@ struct mvx_tracee {
     int notify_fd;              /* -1 unless hybrid */
     int sync_wake_up;           /* in: ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP; out: granted */
     int sigchld_fd;             /* signalfd for SIGCHLD (hybrid) */
+    int extra_ready;            /* mvx_wait_fds: one of its extra fds was readable at its last poll */
     int report_signals;
     int isolate_net;            /* the variant gets a network namespace of its own */
     int world;                  /* MVX_WORLD_* flags: a follower's world of its own (below) */
@@ -76,6 +77,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
               int fd0, int fd1, int fd2, char *err, int errlen);
 int mvx_wait(struct mvx_tracee *t, struct mvx_event *ev);
 int mvx_wait_fd(struct mvx_tracee *t, struct mvx_event *ev, int extra);
+int mvx_wait_fds(struct mvx_tracee *t, struct mvx_event *ev, const int *extra, int nextra);
 int mvx_resume(struct mvx_tracee *t, int how);
 int mvx_skip(struct mvx_tracee *t, unsigned int arch, long long retval, int how);
 int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval);
@@ -211,6 +213,7 @@ int mvx_fast_take_fd_events(struct mvx_fast *f, struct mvx_fdev *out, int cap);
 void mvx_fast_set_state(struct mvx_fast *f, int enabled, uint64_t seq);
 uint64_t mvx_fast_seq(struct mvx_fast *f);
 unsigned long long mvx_fast_handled(struct mvx_fast *f);
+void mvx_fast_set_own_link(struct mvx_fast *f, int own, int spin_us);
 void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig);
 int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
                           long long *ret, int *fd, int *cloexec);
