@@ -354,26 +354,30 @@ def reading(prof: dict) -> list[str]:
          f"{thread('leader', 'monitor thread')} / {thread('follower', 'monitor thread')} µs (leader / follower: "
          "the notification round trips, process_vm reads and writes, encoding and the channel sends), the channel "
          f"reader thread {thread('leader', 'channel reader thread')} / {thread('follower', 'channel reader thread')} "
-         "µs (the C pump: a wake-up, a recv and a decode per frame, and the hand-off to the monitor thread), the "
+         "µs (the C pump, now only while Python runs: the monitor thread takes the checks itself), the "
          "rest trio's thread and, with write-behind, the outbox's. The target is 10 µs per call per monitor."),
         "",
         "What limits it, and what would move it:", "",
         ("1. Lockstep costs throughput, not only latency: at every response the leader's program waits for the "
-         "follower's check, and the check's path crosses CPUs twice per request (a wake-up across CPUs costs "
-         "35-45 µs here) behind the follower's replay of the request's reads. Write-behind (`hybrid-write-behind` "
-         "above) answers the output at once and holds its bytes in the monitor; it pays only once the follower "
-         "keeps up, since a response still leaves only after the follower's check."),
-        ("2. The leader still has a reader thread per follower: each `Checked` wakes it, then the monitor thread "
-         "(a follower's monitor thread reads its own channel in hybrid, polled with its notification fd). The "
-         "leader's monitor thread cannot poll its channels everywhere it blocks (a performed blocking call, an "
-         "epoll wait) while the write-behind outbox needs every `Checked` taken at once."),
-        ("3. The C loop's own cost is nearly all system time (the tables above): per call a poll, the "
-         "notification's receive and answer, a kcmp and an fcntl check of the monitor's duplicate, the performed "
-         "call itself (its TCP work, which natively the program pays), process_vm reads or writes, and a channel "
-         "send that wakes the peer's monitor on the other CPU. What would move it: fewer system calls per call "
-         "(the duplicate's checks kept per fd until the fd table changes), and fewer wake-ups across CPUs (a "
-         "shared-memory ring between the monitors, polled briefly before sleeping, in place of a socket write per "
-         "record). The Python path now sees only start-up and a few calls per thousand requests (MVX_FAST_STATS)."),
+         "follower's check, and the check's path crosses CPUs twice per request behind the follower's replay of "
+         "the request's reads (a ping-pong between two processes on the two CPUs over a socketpair: 16.5 µs per "
+         "round trip when each side sleeps, 5.9 µs when each polls). Write-behind (`hybrid-write-behind` above) "
+         "answers the output at once and holds its bytes in the monitor; it pays only once the follower keeps up, "
+         "since a response still leaves only after the follower's check."),
+        ("2. The leader's monitor thread reads its channels itself in the C loop (the reader thread's share above "
+         "is what is left: Python's stretches), and under write-behind sends what the checks released; a poll "
+         "before sleeping in the lockstep wait (`MVX_SPIN_US`) measured no better, nor did one in a follower's "
+         "wait for records (its CPU is the load generator's)."),
+        ("3. The C loop's own cost is nearly all system time (the tables above), and most of that is not the "
+         "system calls themselves (0.25-0.4 µs each here: a kcmp, an fcntl, a getpid and a waitpid less per call "
+         "measured within noise, so they stay) but the switches they cause: per call the variant's trap and its "
+         "answer are two switches between processes on one CPU, and a record wakes the peer's monitor on the "
+         "other (perf: finish_task_switch alone is 18% of CPU 0 (the leader and its monitor), the notification ioctls 13%, "
+         "the channel sends 6%, the responses' TCP sends 8%). What would move it: fewer switches per call, which "
+         "the notification design cannot give (one trap, one answer), so an in-process agent for the hot calls "
+         "(a SIGSYS handler or a rewritten libc entry, as ReMon's IP-MON: 2.2 µs against 4.4 µs per trap "
+         "measured here), and a shared-memory ring between the monitors polled before sleeping. The Python path "
+         "now sees only start-up and a few calls per thousand requests (MVX_FAST_STATS)."),
         ("4. The 1 MiB points: each sendfile's bytes are read (copied) and digested with XXH3-128 in each monitor "
          "before the leader's call runs, and under lockstep the leader waits for the follower's digest at each of "
          "the four or five sendfile calls of a response."),
