@@ -23,16 +23,10 @@ TIMEOUT_KNOWN_HANG = 10
 
 _SCM_RECEIVED = ("an fd received with SCM_RIGHTS over the variant's own socketpair is not yet of its world: the "
                  "follower's write through it is not made, its read of the pipe hangs (divergence timeout at shutdown)")
-_EPOLL_SIGMASK_HYBRID = ("hybrid: epoll_pwait with a signal mask is notified but not performed by the leader's "
-                         "monitor (only the variant can apply the mask): its result is not learned (divergence arguments)")
-_EPOLL_FOLLOWER = ("i386 follower's epoll_wait(..., 0) after EPOLL_CTL_MOD is not 0 events: its output differs "
-                   "at 'read end never writable' (divergence arguments, write(1))")
 
 ALL = [(m, d) for m in corpus.MODES for d in corpus.DIRECTIONS]
 KNOWN: dict[tuple[str, str, str], str] = {
     **{("unix_sock", m, d): _SCM_RECEIVED for m, d in ALL},
-    **{("poll", "hybrid", d): _EPOLL_SIGMASK_HYBRID for d in corpus.DIRECTIONS},
-    **{("poll", m, "x86_64-i386"): _EPOLL_FOLLOWER for m in ("seccomp", "ptrace")},
 }
 
 

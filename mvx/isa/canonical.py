@@ -417,6 +417,8 @@ def _struct_value(a, layout_name: str, data: bytes):
             elif layout_name.startswith("rlimit") and isinstance(val, int):
                 fsize = structs.layout(a, layout_name).fields[f].size
                 v[f] = "RLIM_INFINITY" if val == (1 << 8 * fsize) - 1 else val
+            elif isinstance(k, S.Ptr) and isinstance(val, int):
+                v[f] = Addr(val)  # as wide as its field (epoll_event's data is 64 bits on i386 too)
             elif k is not None and isinstance(val, int):
                 v[f] = _decode_scalar(a, k, val)
     return v

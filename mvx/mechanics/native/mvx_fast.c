@@ -1580,9 +1580,7 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
                 return 0;
             c->has_event = 1;
             memcpy(&c->events, raw, 4);
-            memcpy(&c->data, raw + f->ep_data_off[isa], 8);
-            if (c->word == 4)
-                c->data &= 0xffffffffull;
+            memcpy(&c->data, raw + f->ep_data_off[isa], 8); /* 64 bits on every ISA */
         }
         return 1;
     }
@@ -1962,9 +1960,7 @@ static int wb_epoll_output(struct wbuf *w, struct mvx_fast *f, const struct hot_
         uint32_t events;
         uint64_t data;
         memcpy(&events, raw + (size_t)i * size, 4);
-        memcpy(&data, raw + (size_t)i * size + off, 8);
-        if (c->word == 4)
-            data &= 0xffffffffull; /* a pointer of the ISA, as the decoder (and the registry) has it */
+        memcpy(&data, raw + (size_t)i * size + off, 8); /* 64 bits on every ISA, as the decoder has it */
         struct epreg *r = ep_find_data(f, c->fd, data);
         if (!r) {
             snprintf(f->err, sizeof f->err, "epoll %d returned data %#llx that was never registered", c->fd,
