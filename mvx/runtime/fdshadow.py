@@ -10,8 +10,11 @@ import socket
 import struct
 import tempfile
 
+from mvx import MvxError
 from mvx.core.outputs import EpollRegistry, epoll_ctl_data
+from mvx.isa.canonical import decode_outputs
 from mvx.isa.syscalls import Fd, OutInts
+from mvx.mechanics.engine import TraceeMemory
 from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
@@ -82,7 +85,11 @@ class FdShadow:
             self.world.discard(call.args[0])
         if not made or ret is None or ret < 0:
             return
-        if call.spec.traits.shadow == "pair":
+        if call.spec.traits.receives_fds:
+            if call.args[0] not in self.world:  # from outside (the leader's): not the variant's own
+                return
+            new = self._received(call, ret)
+        elif call.spec.traits.shadow == "pair":
             new = self._pair(call)
         elif isinstance(call.spec.ret, Fd):
             new = [ret]
@@ -105,6 +112,19 @@ class FdShadow:
         except OSError:
             return False
         return target.startswith(("/proc/", "/sys/")) or target in ("/proc", "/sys")
+
+    def _received(self, call, ret: int) -> list[int]:
+        """The fds an SCM_RIGHTS message brought (the call's decoded out-data)."""
+        try:
+            done = decode_outputs(call, TraceeMemory(self.variant), ret)
+        except (OSError, MvxError, ValueError, KeyError, TypeError):
+            return []
+        fds = []
+        for value in done.outputs.values():
+            for cmsg in value.get("msg_control", ()) if isinstance(value, dict) else ():
+                if isinstance(cmsg, dict) and cmsg.get("type") == "SCM_RIGHTS":
+                    fds += [fd for fd in cmsg.get("data", ()) if isinstance(fd, int)]
+        return fds
 
     def _pair(self, call) -> list[int]:
         """The two fds pipe2/socketpair wrote (their OutInts argument)."""
