@@ -51,9 +51,7 @@ def test_a_signal_a_program_sends_itself_is_taken_once_where_it_is_sent(leader, 
     assert r.returncode == 0, err
 
 
-@pytest.mark.parametrize("mode", [pytest.param("hybrid", marks=pytest.mark.xfail(
-    strict=True, reason="the hybrid leader's monitor waits on its duplicate of the epoll fd, where a signalfd is "
-    "ready for the monitor's own signals: 0 events (docs/DESIGN.md, Signals: not handled)")), "seccomp", "ptrace"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_a_signalfd_in_an_epoll_set_is_ready_for_the_variants_own_signal(leader, follower, mode):
     want = native(leader, "sfdepoll")

@@ -52,6 +52,10 @@ class EpollRegistry:
             data = self._data.pop(key)
             self._fd.pop((key[0], data), None)
 
+    def registered(self, epfd: int) -> dict[int, int]:
+        """fd -> data of every registration on `epfd`."""
+        return {fd: data for (ep, fd), data in self._data.items() if ep == epfd}
+
     def fd_of(self, epfd: int, data: int) -> int:
         fd = self._fd.get((epfd, data))
         if fd is None:

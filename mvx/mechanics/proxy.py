@@ -349,6 +349,56 @@ def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed 
     return Performed(n, data)
 
 
+def _pending_signals(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return sum(int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:")))
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def epoll_pwait_with_signalfds(v: Variant, stop: Stop, call: Call, fds: FdCache,
+                               signalfds: list[tuple[int, int]]) -> Performed | None:
+    """epoll_pwait on an epoll set that holds signalfds ([(their signal mask, registered data)]):
+    on the monitor's duplicate a signalfd is ready for the monitor's own signals, so those events
+    are dropped and made from the variant's pending signals instead (EPOLLIN while one in the
+    signalfd's mask is pending: level-triggered, as a signalfd registered without EPOLLET is)."""
+    epfd, events, maxevents, timeout = call.values[:4]
+    size = stop.arch.layout("epoll_event").size
+    host = host_arch().layout("epoll_event")
+    if size != host.size or maxevents <= 0:
+        return None
+    if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
+        return None
+    mine = fds.get(epfd)
+    theirs = {data for _, data in signalfds}
+    timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
+    off = host.fields["data"].offset
+    waited = 0
+    buf = ffi.new("char[]", size * maxevents)
+    while True:
+        pending = _pending_signals(v.pid)
+        out = [struct.pack("<I", POLLIN).ljust(off, b"\0") + data.to_bytes(8, "little")
+               for mask, data in signalfds if pending & mask]
+        n = lib.mvx_epoll_wait_raw(mine, buf, maxevents, 0)
+        if n < 0:
+            return Performed(n)
+        raw = bytes(ffi.buffer(buf, n * size))
+        out += [raw[i:i + size] for i in range(0, n * size, size)
+                if int.from_bytes(raw[i + off:i + off + 8], "little") not in theirs]
+        out = out[:maxevents]
+        if out or timeout == 0 or (timeout > 0 and waited >= timeout):
+            data = b"".join(e.ljust(size, b"\0") for e in out)
+            if data:
+                v.write(events, data)
+            return Performed(len(out), data)
+        step = 10 if timeout < 0 else max(0, min(10, timeout - waited))
+        lib.mvx_wait_ready(mine, POLLIN, v.pid, step)  # (a signal is seen within 10 ms)
+        waited += step
+        if not v.notification_valid(stop):
+            raise Interrupted()
+
+
 def _getpid(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed:
     return Performed(v.pid)
 

@@ -47,14 +47,14 @@ from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, T
 from mvx.mechanics.filters import Trap
 from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import LoaderRange
-from mvx.mechanics.proxy import Performed, answer, perform
+from mvx.mechanics.proxy import Performed, answer, epoll_pwait_with_signalfds, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
 from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath, accept_fault_signal
 from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.fdshadow import FdShadow
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
 from mvx.runtime.outbox import Held, Outbox
-from mvx.runtime.sigrelay import SignalRelay
+from mvx.runtime.sigrelay import SignalRelay, signalfd_mask
 
 ENDINGS = (StopKind.EXITED, StopKind.KILLED)
 # The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
@@ -281,13 +281,13 @@ class Monitor:
         if ret is not None and ret >= 0 and isinstance(call.spec.ret, Fd):
             # a new fd (an accepted connection): its first read is carried in C already
             own, kind = self.fds.in_world(ret), self.fds.kind(ret)
-            fast.set_fd(ret, lib.MVX_FD_OWN if own else lib.MVX_FD_LEADERS if kind == "socket" else 0,
-                        self.fds.dups.known(ret))
+            fast.set_fd(ret, lib.MVX_FD_SIGNALFD if kind == "signalfd" else lib.MVX_FD_OWN if own
+                        else lib.MVX_FD_LEADERS if kind == "socket" else 0, self.fds.dups.known(ret))
             fast.set_placeholder(ret, self.fds.is_placeholder(ret))
         if call.name in fast.names and fd is not None and ret is not None:
             kind = self.fds.kind(fd)
-            if call.name == "epoll_pwait":
-                what = lib.MVX_FD_EPOLL if kind == "other" and ret >= 0 else 0
+            if call.name == "epoll_pwait":  # (not with a signalfd in the set: Python's, _signalfds_in)
+                what = lib.MVX_FD_EPOLL if kind == "other" and ret >= 0 and not self._signalfds_in(call) else 0
             else:
                 what = lib.MVX_FD_OWN if self.fds.in_world(fd) else lib.MVX_FD_LEADERS if kind == "socket" else 0
             fast.set_fd(fd, what, self.fds.dups.known(fd))
@@ -384,6 +384,13 @@ class Monitor:
     def publish_late(self, call, ret: int, outputs: dict) -> None:
         """The record of a call that made a new fd, once the restarted call got it (the leader)."""
 
+    def _signalfds_in(self, call) -> list[tuple[int, int]]:
+        """An epoll wait's signalfds: [(the signals each takes, its registered data)]."""
+        if call.spec.traits.perform != "epoll_pwait" or not isinstance(call.args[0], int):
+            return []
+        return [(signalfd_mask(self.variant.pid, fd), data)
+                for fd, data in self.fds.epoll.registered(call.args[0]).items() if self.fds.kind(fd) == "signalfd"]
+
     def _on_signalfd(self, call) -> bool:
         return bool(call.kinds) and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) \
             and self.fds.kind(call.args[0]) == "signalfd"
@@ -394,7 +401,12 @@ class Monitor:
         v = self.variant
         if stop.kind is StopKind.NOTIFY:
             # a signalfd gives whoever reads it their own signals: the variant reads its own
-            done = None if self._on_signalfd(call) else perform(v, stop, call, self.fds.dups)
+            if self._on_signalfd(call):
+                done = None
+            elif signalfds := self._signalfds_in(call):
+                done = epoll_pwait_with_signalfds(v, stop, call, self.fds.dups, signalfds)
+            else:
+                done = perform(v, stop, call, self.fds.dups)
             if done is None:
                 if not v.continue_call(stop) and not v.notification_valid(stop):
                     raise CallGone

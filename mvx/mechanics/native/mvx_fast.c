@@ -1571,8 +1571,8 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
         c->op = (int)(int32_t)c->a[1];
         c->target = (int)(int32_t)c->a[2];
         if (c->op < 1 || c->op > 3 || c->target < 0 || c->target >= MVX_FAST_MAX_FD || f->ep_size[isa] <= 0 ||
-            f->nfdev >= MVX_FAST_FDEVS || (c->op != 2 && !c->a[3]))
-            return 0; /* another op, an fd out of range, no event to add: Python */
+            f->nfdev >= MVX_FAST_FDEVS || (c->op != 2 && !c->a[3]) || f->fdok[c->target] == MVX_FD_SIGNALFD)
+            return 0; /* another op, an fd out of range, no event to add, a signalfd: Python */
         if (c->a[3]) {
             uint8_t raw[16];
             int size = f->ep_size[isa];

@@ -191,6 +191,7 @@ struct mvx_fdev { /* what the C loop did to the variant's fd table (mvx_fast_tak
 #define MVX_FD_EPOLL 3    /* an epoll fd whose registrations Python mirrored here */
 #define MVX_FD_LEADERS 1  /* a socket of the leader's world (never the variant's own) */
 #define MVX_FD_OWN 2      /* an fd of the variant's own world (Traits.world_fd) */
+#define MVX_FD_SIGNALFD 4 /* a signalfd: ready for its reader's own signals; never in an epoll set C waits on */
 struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role);
 void mvx_fast_free(struct mvx_fast *f);
 void mvx_fast_configure(struct mvx_fast *f, struct mvx_link *link, struct mvx_inbox *inbox,
