@@ -106,3 +106,41 @@ class FdKinds:
 
     def forget(self, fd: int) -> None:
         self._cache.pop(fd, None)
+
+
+def _status_masks(pid: int, fields: tuple[str, ...]) -> int | None:
+    """The OR of the signal masks /proc/PID/status shows under `fields` (bit n-1: signal n); None
+    when /proc cannot say."""
+    mask, seen = 0, False
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(fields):
+                    mask |= int(line.split()[1], 16)
+                    seen = True
+    except (OSError, ValueError, IndexError):
+        return None
+    return mask if seen else None
+
+
+def blocked_signals(pid: int) -> int | None:
+    """The signals the process blocks now (SigBlk); None when /proc cannot say."""
+    return _status_masks(pid, ("SigBlk:",))
+
+
+def pending_signals(pid: int) -> int:
+    """The signals pending for the process, its thread's and its own (SigPnd | ShdPnd); 0 when
+    /proc cannot say."""
+    return _status_masks(pid, ("SigPnd:", "ShdPnd:")) or 0
+
+
+def signalfd_mask(pid: int, fd: int) -> int:
+    """The signals a process's signalfd takes (its fdinfo "sigmask"); 0 when /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("sigmask:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

@@ -22,6 +22,7 @@ from mvx import MvxError
 from mvx.isa.canonical import Call
 from mvx.mechanics.engine import CallGone, Stop, Variant, host_arch
 from mvx.mechanics.native import ffi, lib
+from mvx.mechanics.procinfo import blocked_signals, pending_signals
 
 # For the monitor's own poll (mvx_wait_ready): the host's values.
 POLLIN, POLLOUT = host_arch().const("POLLIN"), host_arch().const("POLLOUT")
@@ -321,23 +322,28 @@ def _mask_is_current(v: Variant, addr: int, size: int) -> bool:
     mask is the wait without one, which the monitor can make for it."""
     try:
         mask = int.from_bytes(v.read(addr, min(size, 8)), "little")
-        with open(f"/proc/{v.pid}/status") as f:
-            blocked = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
-    except (OSError, MvxError, StopIteration, ValueError, IndexError):
+    except (OSError, MvxError):
         return False
-    return mask == blocked
+    return mask == blocked_signals(v.pid)
 
 
-def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+def _epoll_args(v: Variant, stop: Stop, call: Call, fds: FdCache) -> tuple[int, int, int, int] | None:
+    """(the monitor's duplicate of the epoll fd, the events buffer, maxevents, the timeout signed),
+    or None where the monitor cannot make the wait for the variant."""
     epfd, events, maxevents, timeout = call.values[:4]
-    arch = stop.arch
-    size = arch.layout("epoll_event").size
-    if size != host_arch().layout("epoll_event").size or maxevents <= 0:
+    if stop.arch.layout("epoll_event").size != host_arch().layout("epoll_event").size or maxevents <= 0:
         return None  # the variant's event layout is not the monitor's
     if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
         return None  # another signal mask than the variant's own: only the variant can apply it
-    mine = fds.get(epfd)
-    timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
+    return fds.get(epfd), events, maxevents, timeout if timeout < 0x80000000 else timeout - (1 << 32)
+
+
+def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
+    args = _epoll_args(v, stop, call, fds)
+    if args is None:
+        return None
+    mine, events, maxevents, timeout = args
+    size = stop.arch.layout("epoll_event").size
     if timeout != 0 and not _wait_ready(v, stop, mine, POLLIN, None if timeout < 0 else timeout):
         return Performed(0)
     buf = ffi.new("char[]", size * maxevents)
@@ -349,35 +355,24 @@ def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed 
     return Performed(n, data)
 
 
-def _pending_signals(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return sum(int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:")))
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def epoll_pwait_with_signalfds(v: Variant, stop: Stop, call: Call, fds: FdCache,
                                signalfds: list[tuple[int, int]]) -> Performed | None:
     """epoll_pwait on an epoll set that holds signalfds ([(their signal mask, registered data)]):
     on the monitor's duplicate a signalfd is ready for the monitor's own signals, so those events
     are dropped and made from the variant's pending signals instead (EPOLLIN while one in the
     signalfd's mask is pending: level-triggered, as a signalfd registered without EPOLLET is)."""
-    epfd, events, maxevents, timeout = call.values[:4]
-    size = stop.arch.layout("epoll_event").size
+    args = _epoll_args(v, stop, call, fds)
+    if args is None:
+        return None
+    mine, events, maxevents, timeout = args
     host = host_arch().layout("epoll_event")
-    if size != host.size or maxevents <= 0:
-        return None
-    if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
-        return None
-    mine = fds.get(epfd)
+    size = host.size
     theirs = {data for _, data in signalfds}
-    timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
     off = host.fields["data"].offset
     waited = 0
     buf = ffi.new("char[]", size * maxevents)
     while True:
-        pending = _pending_signals(v.pid)
+        pending = pending_signals(v.pid)
         out = [struct.pack("<I", POLLIN).ljust(off, b"\0") + data.to_bytes(8, "little")
                for mask, data in signalfds if pending & mask]
         n = lib.mvx_epoll_wait_raw(mine, buf, maxevents, 0)

@@ -46,7 +46,7 @@ from mvx.isa.syscalls import Fd
 from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant, host_arch
 from mvx.mechanics.filters import Trap
 from mvx.mechanics.native import lib
-from mvx.mechanics.procinfo import LoaderRange
+from mvx.mechanics.procinfo import LoaderRange, signalfd_mask
 from mvx.mechanics.proxy import Performed, answer, epoll_pwait_with_signalfds, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
 from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath, accept_fault_signal
@@ -54,7 +54,7 @@ from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.fdshadow import FdShadow
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
 from mvx.runtime.outbox import Held, Outbox
-from mvx.runtime.sigrelay import SignalRelay, signalfd_mask
+from mvx.runtime.sigrelay import SignalRelay
 
 ENDINGS = (StopKind.EXITED, StopKind.KILLED)
 # The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
@@ -530,9 +530,11 @@ class LeaderMonitor(Monitor):
         data = self.file_bytes(call)
         content = data if data is None or isinstance(data, str) else content_digest(data)
         fd = call.args[0] if call.kinds and isinstance(call.kinds[0], Fd) and isinstance(call.args[0], int) else None
-        takes = self.signals.takes(call, self.fds.kind(fd) if fd is not None else None)
-        pending = self.signals.pending_for(call) if takes else []
-        plan = self.sync.plan(call, cls, content, self.fds.kind(fd) if fd is not None else None)
+        fd_kind = self.fds.kind(fd) if fd is not None else None
+        takes = self.signals.takes(call, fd_kind)
+        # what it will take, read before it runs where its result is not learned (a notified read)
+        pending = self.signals.pending_for(call) if takes and stop.kind is StopKind.NOTIFY else []
+        plan = self.sync.plan(call, cls, content, fd_kind)
         if plan.hold and not isinstance(data, str):
             self.hold(stop, call, cls, plan, fd, data, content)
             return

@@ -14,6 +14,7 @@ import struct
 from mvx.isa.arch import get as arch_of
 from mvx.isa.canonical import signal_number
 from mvx.mechanics.engine import Stop, StopKind
+from mvx.mechanics.procinfo import blocked_signals, pending_signals, signalfd_mask
 
 SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
                          signal.SIGSYS})
@@ -97,12 +98,8 @@ class SignalRelay:
     def all_blocked(self, sigs: list[tuple[int, bytes]]) -> bool:
         """Whether the variant blocks every one of `sigs` now (its mask, /proc SigBlk): sent, they
         only become pending, interrupt nothing, and are handled where the program unblocks them."""
-        try:
-            with open(f"/proc/{self.variant.pid}/status") as f:
-                mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
-        except (OSError, StopIteration, ValueError, IndexError):
-            return False
-        return all(mask >> (sig - 1) & 1 for sig, _ in sigs)
+        mask = blocked_signals(self.variant.pid)
+        return mask is not None and all(mask >> (sig - 1) & 1 for sig, _ in sigs)
 
     def pipe_broken(self, call) -> None:
         """A send the (hybrid) leader's monitor performed failed with EPIPE: the kernel raised
@@ -138,7 +135,7 @@ class SignalRelay:
                     mask |= 1 << (signal_number(arch, name) - 1)
                 except (KeyError, ValueError, TypeError):
                     continue
-        return [(sig, b"") for sig in signals_in(pending_mask(pid) & mask)]
+        return [(sig, b"") for sig in signals_in(pending_signals(pid) & mask)]
 
     def taken_by(self, call, ret: int) -> list[tuple[int, bytes]] | None:
         """(The leader's, after the call) the signals it took, from its result: the signal number
@@ -158,7 +155,7 @@ class SignalRelay:
         """(A follower's) before its call that takes pending signals: send itself those of the
         leader's it does not have pending (signals from outside the leader took alone). They are
         taken by the call, never delivered to a handler: not expected at a delivery stop."""
-        have = pending_mask(self.variant.pid)
+        have = pending_signals(self.variant.pid)
         for sig, _ in sigs:
             if not have >> (sig - 1) & 1:
                 self.variant.send_signal(sig)
@@ -195,32 +192,6 @@ class SignalRelay:
         if stop.kind is not StopKind.NOTIFY:
             self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
         return False
-
-
-def pending_mask(pid: int) -> int:
-    """The signals pending for the variant (its thread's and its process's: SigPnd | ShdPnd), as a
-    mask (bit n-1: signal n); 0 when /proc cannot say."""
-    mask = 0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(("SigPnd:", "ShdPnd:")):
-                    mask |= int(line.split()[1], 16)
-    except (OSError, ValueError, IndexError):
-        return 0
-    return mask
-
-
-def signalfd_mask(pid: int, fd: int) -> int:
-    """The signals a variant's signalfd takes (its fdinfo "sigmask"); 0 when /proc cannot say."""
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("sigmask:"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def signals_in(mask: int) -> list[int]:
