@@ -378,16 +378,25 @@ int mvx_link_take_lost(struct mvx_link *l, int i) {
 }
 
 /* Wait until `seq` is within every live follower's window: 0, or -1 once the link failed. */
+/* Under l->m: is `seq` within every live follower's window / checked by every live follower? */
+static int link_in_window(struct mvx_link *l, uint64_t seq) {
+    for (int i = 0; i < l->n; i++)
+        if (l->live[i] && seq > l->acked[i] + (uint64_t)l->window)
+            return 0;
+    return 1;
+}
+
+static int link_all_checked(struct mvx_link *l, uint64_t seq) {
+    for (int i = 0; i < l->n; i++)
+        if (l->live[i] && l->checked[i] < seq)
+            return 0;
+    return 1;
+}
+
 int mvx_link_window_wait(struct mvx_link *l, uint64_t seq) {
     pthread_mutex_lock(&l->m);
     for (;;) {
-        if (l->failed)
-            break;
-        int over = 0;
-        for (int i = 0; i < l->n; i++)
-            if (l->live[i] && seq > l->acked[i] + (uint64_t)l->window)
-                over = 1;
-        if (!over)
+        if (l->failed || link_in_window(l, seq))
             break;
         struct timespec ts;
         deadline_in(&ts, 500);
@@ -409,17 +418,10 @@ int mvx_link_checked_wait(struct mvx_link *l, uint64_t seq, int timeout_ms) {
             r = -1;
             break;
         }
-        int late = 0;
-        for (int i = 0; i < l->n; i++)
-            if (l->live[i] && l->checked[i] < seq)
-                late = 1;
-        if (!late)
+        if (link_all_checked(l, seq))
             break;
         if (pthread_cond_timedwait(&l->cv, &l->m, &end) == ETIMEDOUT) {
-            r = l->failed ? -1 : 0;
-            for (int i = 0; i < l->n; i++)
-                if (l->live[i] && l->checked[i] < seq)
-                    r = 1;
+            r = !link_all_checked(l, seq) ? 1 : l->failed ? -1 : 0;
             break;
         }
     }
@@ -2144,10 +2146,7 @@ static int link_met(struct mvx_fast *f, int until, uint64_t arg) {
         struct mvx_outbox *o = f->outbox;
         return !(o->bytes + arg > o->limit && o->head) || o->closed;
     }
-    for (int i = 0; i < l->n; i++)
-        if (l->live[i] && (until == UNTIL_CHECKED ? l->checked[i] < arg : arg > l->acked[i] + (uint64_t)l->window))
-            return 0;
-    return 1;
+    return until == UNTIL_CHECKED ? link_all_checked(l, arg) : link_in_window(l, arg);
 }
 
 /* The leader's monitor thread waits for its followers, reading the channels it owns itself
@@ -2193,10 +2192,7 @@ static int link_wait(struct mvx_fast *f, int until, uint64_t arg, int timeout_ms
 
 static int window_open(struct mvx_link *l, uint64_t seq) {
     pthread_mutex_lock(&l->m);
-    int open = 1;
-    for (int i = 0; i < l->n; i++)
-        if (l->live[i] && seq > l->acked[i] + (uint64_t)l->window)
-            open = 0;
+    int open = link_in_window(l, seq);
     pthread_mutex_unlock(&l->m);
     return open;
 }
