@@ -100,6 +100,19 @@ def _outside(argv: list[str], role: str | None) -> tuple[bytes, int, str]:
     return ready + out, proc.returncode, err.decode()
 
 
+def _same_as_native_with_a_signal_from_outside(leader: str, follower: str, mode: str, case: str) -> None:
+    """`sigself CASE` natively and under mvx, each sent one SIGUSR1 once it says ready: the same
+    output (ending "verdict: pass"), exit status 0, no divergence."""
+    want, status, _ = _outside([variant_bin(leader, "sigself"), case], None)
+    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
+    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
+                                 "--leader", variant_bin(leader, "sigself"),
+                                 "--follower", variant_bin(follower, "sigself"), "--", case], "leader")
+    assert "DIVERGENCE" not in err, err
+    assert got.decode() == want.decode(), err
+    assert status == 0, err
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_a_signal_from_outside_blocked_at_the_next_call_is_handled_once_at_the_unblock(leader, follower, mode):
@@ -107,14 +120,7 @@ def test_a_signal_from_outside_blocked_at_the_next_call_is_handled_once_at_the_u
     synced call (a getpid), by then made with the signal blocked: every variant has it pending and
     handles it when it unblocks it, once. A notified call is not left waiting for an interruption
     that a blocked signal never makes."""
-    want, status, _ = _outside([variant_bin(leader, "sigself"), "outside"], None)
-    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
-    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
-                                 "--leader", variant_bin(leader, "sigself"),
-                                 "--follower", variant_bin(follower, "sigself"), "--", "outside"], "leader")
-    assert "DIVERGENCE" not in err, err
-    assert got.decode() == want.decode(), err
-    assert status == 0, err
+    _same_as_native_with_a_signal_from_outside(leader, follower, mode, "outside")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -124,14 +130,7 @@ def test_a_signal_from_outside_wakes_a_sleep_in_sigsuspend_in_every_variant(lead
     leader's program: the leader takes it in its sleep, and every follower's same call takes it too;
     each fails with EINTR after one handler. Before, the leader's monitor held the signal for a
     synced call that never came: every variant slept on (a timeout)."""
-    want, status, _ = _outside([variant_bin(leader, "sigself"), "suspend"], None)
-    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
-    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
-                                 "--leader", variant_bin(leader, "sigself"),
-                                 "--follower", variant_bin(follower, "sigself"), "--", "suspend"], "leader")
-    assert "DIVERGENCE" not in err, err
-    assert got.decode() == want.decode(), err
-    assert status == 0, err
+    _same_as_native_with_a_signal_from_outside(leader, follower, mode, "suspend")
 
 
 @pytest.mark.parametrize("case", ["pause", "alarm"])
@@ -162,11 +161,4 @@ def test_a_signal_from_outside_taken_without_a_handler_is_taken_in_every_variant
     sigwaitinfo: no handler runs, so the leader's monitor never sees it arrive. The leader publishes
     what its call took, and each follower sends itself what it lacks before its own call, which
     then takes the same. Before, the follower never had it: its call waited on (a timeout)."""
-    want, status, _ = _outside([variant_bin(leader, "sigself"), case], None)
-    assert status == 0 and want.endswith(b"verdict: pass\n"), want.decode()
-    got, status, err = _outside([sys.executable, "-m", "mvx", "run", "--mode", mode,
-                                 "--leader", variant_bin(leader, "sigself"),
-                                 "--follower", variant_bin(follower, "sigself"), "--", case], "leader")
-    assert "DIVERGENCE" not in err, err
-    assert got.decode() == want.decode(), err
-    assert status == 0, err
+    _same_as_native_with_a_signal_from_outside(leader, follower, mode, case)
