@@ -453,8 +453,11 @@ class Traits:
                       system, so the leader waits for the followers' check first
     shadow            its effect on the monitor's shadow of the fd table: "epoll_ctl", "close",
                       "dup", "pair" (two new fds), "exec"
+    sends_fds         its msghdr can pass fds (SCM_RIGHTS): sent over a socket of the variant's own
+                      world, the monitor notes whether each was of that world (FdShadow.sent)
     receives_fds      its out-data can bring new fds (SCM_RIGHTS): received over a socket of the
-                      variant's own world, they are the variant's own (world_fd's kinds, never a socket)
+                      variant's own world, each is of that world when the fd the variant sent was
+                      (as dup's "same"); an fd whose sending was not seen is the leader's (fail closed)
     world_fd          the new fds it makes belong to the variant's own world when they are of these
                       kinds (procinfo.FdKinds: "file", "dir", "pipe", "socket", "signalfd", "other"): calls on
                       them run in every variant (Policy.in_world); "same" for dup: as the old fd is
@@ -486,6 +489,7 @@ class Traits:
     shuts_down: bool = False
     changes_fs_when: tuple[str, frozenset[str]] | None = None
     shadow: str | None = None
+    sends_fds: bool = False
     receives_fds: bool = False
     world_fd: tuple[str, ...] = ()
     changes_fs: bool = False
@@ -848,9 +852,8 @@ _SPEC_LIST = [
        addrlen=Uint),
     sc("recvfrom", Long, Traits(blocks=True, perform="recvfrom"), sockfd=Fd, buf=OutBuf(2), len_=Ulong, flags=MSG_FLAGS, src_addr=SockAddrOut(5),
        addrlen=InOutInt()),
-    sc("sendmsg", Long, Traits(blocks=True), sockfd=Fd, msg=MsgHdrIn, flags=MSG_FLAGS),
-    sc("recvmsg", Long, Traits(blocks=True, receives_fds=True, world_fd=("file", "dir", "pipe", "signalfd", "other")),
-       sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
+    sc("sendmsg", Long, Traits(blocks=True, sends_fds=True), sockfd=Fd, msg=MsgHdrIn, flags=MSG_FLAGS),
+    sc("recvmsg", Long, Traits(blocks=True, receives_fds=True), sockfd=Fd, msg=MsgHdrOut, flags=MSG_FLAGS),
     sc("sendmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS),
     sc("recvmmsg", Int, sockfd=Fd, msgvec=Ptr, vlen=Uint, flags=MSG_FLAGS, timeout=InStruct("timespec")),
     sc("shutdown", Int, Traits(shuts_down=True, perform="shutdown"), sockfd=Fd, how=Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))),

@@ -10,16 +10,14 @@ import socket
 import struct
 import tempfile
 
-from mvx import MvxError
 from mvx.core.outputs import EpollRegistry, epoll_ctl_data
-from mvx.isa.canonical import decode_outputs
 from mvx.isa.syscalls import Fd, OutInts
-from mvx.mechanics.engine import TraceeMemory
 from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import FdKinds
 from mvx.mechanics.proxy import FdCache
 
 _EPOLL_OPS = {1: "EPOLL_CTL_ADD", 2: "EPOLL_CTL_DEL", 3: "EPOLL_CTL_MOD"}
+_SENT_KEPT = 4096  # FdShadow.sent: the identities of the fds last sent, at most
 
 
 class FdShadow:
@@ -30,8 +28,13 @@ class FdShadow:
         self.dups = FdCache(variant)
         self._placeholders: dict[int, socket.socket] = {}  # placeholder fd -> the monitor's end
         # fds of the variant's own world (Traits.world_fd): files it opened, pipes, socketpairs and
-        # eventfds it made; never what it inherited (its stdio is the leader's world) nor a socket()
+        # eventfds it made, and what it passed itself of those (SCM_RIGHTS); never what it
+        # inherited (its stdio is the leader's world) nor a socket()
         self.world: set[int] = set()
+        # what the variant sent with SCM_RIGHTS over a socket of its world: the file's identity
+        # (st_dev, st_ino) -> whether the fd sent was of its world (None: fds of both kinds were
+        # sent with that identity); an fd received so takes that (FdShadow._received)
+        self.sent: dict[tuple[int, int], bool | None] = {}
 
     def kind(self, fd: int) -> str | None:
         return self.kinds.get(fd)
@@ -39,10 +42,12 @@ class FdShadow:
     def in_world(self, fd) -> bool:
         return fd in self.world
 
-    def track(self, call, ret: int | None) -> None:
-        """Keep the shadow current after `call` returned `ret` (None: not learned)."""
+    def track(self, call, ret: int | None, outputs: dict | None = None) -> None:
+        """Keep the shadow current after `call` returned `ret` (None: not learned) with `outputs`,
+        its out-data decoded while the variant was still stopped in it (None: not decoded; the
+        variant's memory is not read again here: it runs on, and may have reused its buffers)."""
         effect = call.spec.traits.shadow
-        self._track_world(call, ret)
+        self._track_world(call, ret, outputs)
         if effect == "epoll_ctl":
             self.epoll.on_ctl(call.args[0], call.args[1], call.args[2], epoll_ctl_data(call))
         elif effect == "close" and isinstance(call.args[0], int):
@@ -79,17 +84,26 @@ class FdShadow:
         elif kind == lib.MVX_FDEV_PLACEHOLDER:
             self.adopt_placeholder(fd, socket.socket(fileno=dup))
 
-    def _track_world(self, call, ret: int | None) -> None:
-        made = call.spec.traits.world_fd
-        if call.spec.traits.shadow == "close" and isinstance(call.args[0], int):
+    def _track_world(self, call, ret: int | None, outputs: dict | None) -> None:
+        traits = call.spec.traits
+        made = traits.world_fd
+        if traits.shadow == "close" and isinstance(call.args[0], int):
             self.world.discard(call.args[0])
-        if not made or ret is None or ret < 0:
+        if ret is None or ret < 0:
             return
-        if call.spec.traits.receives_fds:
-            if call.args[0] not in self.world:  # from outside (the leader's): not the variant's own
-                return
-            new = self._received(call, ret)
-        elif call.spec.traits.shadow == "pair":
+        if traits.sends_fds or traits.receives_fds:
+            # over a socket of the leader's world (from or to outside) nothing is the variant's own:
+            # what a follower would receive there exists only in the leader (mvx.core.outputs
+            # fails closed on it)
+            own = call.args[0] in self.world
+            if traits.receives_fds:
+                self._received(scm_rights((outputs or {}).get(1)), own)
+            elif own:
+                self._sent(scm_rights(call.args[1]))
+            return
+        if not made:
+            return
+        if traits.shadow == "pair":
             new = self._pair(call)
         elif isinstance(call.spec.ret, Fd):
             new = [ret]
@@ -113,18 +127,38 @@ class FdShadow:
             return False
         return target.startswith(("/proc/", "/sys/")) or target in ("/proc", "/sys")
 
-    def _received(self, call, ret: int) -> list[int]:
-        """The fds an SCM_RIGHTS message brought (the call's decoded out-data)."""
+    def _identity(self, fd: int) -> tuple[int, int] | None:
+        """The open file's (st_dev, st_ino): the same for every fd of it, in whichever process."""
         try:
-            done = decode_outputs(call, TraceeMemory(self.variant), ret)
-        except (OSError, MvxError, ValueError, KeyError, TypeError):
-            return []
-        fds = []
-        for value in done.outputs.values():
-            for cmsg in value.get("msg_control", ()) if isinstance(value, dict) else ():
-                if isinstance(cmsg, dict) and cmsg.get("type") == "SCM_RIGHTS":
-                    fds += [fd for fd in cmsg.get("data", ()) if isinstance(fd, int)]
-        return fds
+            st = os.stat(f"/proc/{self.variant.pid}/fd/{fd}")
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _sent(self, fds: list[int]) -> None:
+        """The variant sent `fds` over a socket of its world. They are still open: the monitor has
+        not let the variant past its next synced call (an fd it closed unseen is not noted: what
+        it sent is then taken for the leader's)."""
+        for fd in fds:
+            key = self._identity(fd)
+            if key is None:
+                continue
+            own = fd in self.world
+            before = self.sent.pop(key, own)
+            self.sent[key] = own if before == own else None
+            while len(self.sent) > _SENT_KEPT:
+                del self.sent[next(iter(self.sent))]
+
+    def _received(self, fds: list[int], own: bool) -> None:
+        """The variant received `fds`, over a socket of its world when `own`: each is of its world
+        when the fd it sent was (a pipe, file, socketpair... it made), else the leader's (what it
+        inherited, a socket() or accepted connection, or an fd whose sending no monitor saw: a
+        forked child's, not followed), the same in every variant, as the program's calls were."""
+        for fd in fds:
+            self.world.discard(fd)
+            self.kinds.forget(fd)
+            if own and self.sent.get(self._identity(fd)) is True:
+                self.world.add(fd)
 
     def _pair(self, call) -> list[int]:
         """The two fds pipe2/socketpair wrote (their OutInts argument)."""
@@ -187,3 +221,13 @@ class FdShadow:
         for peer in self._placeholders.values():
             peer.close()
         self._placeholders.clear()
+
+
+def scm_rights(msg) -> list[int]:
+    """The fds a decoded msghdr (sendmsg's argument, recvmsg's out-data) carries with SCM_RIGHTS."""
+    fds: list[int] = []
+    control = msg.get("msg_control") if isinstance(msg, dict) else None
+    for cmsg in control if isinstance(control, (tuple, list)) else ():
+        if isinstance(cmsg, dict) and cmsg.get("level") == "SOL_SOCKET" and cmsg.get("type") == "SCM_RIGHTS":
+            fds += [fd for fd in cmsg.get("data", ()) if isinstance(fd, int) and fd >= 0]
+    return fds

@@ -340,9 +340,10 @@ class Monitor:
         else:
             self.variant.resume()
 
-    def track(self, call, ret: int | None) -> None:
-        """Keep the monitor's shadow of the fd table (and of the loader after an exec) current."""
-        self.fds.track(call, ret)
+    def track(self, call, ret: int | None, outputs: dict | None = None) -> None:
+        """Keep the monitor's shadow of the fd table (and of the loader after an exec) current;
+        `outputs`: the call's out-data as run_here decoded it (SCM_RIGHTS fds received)."""
+        self.fds.track(call, ret, outputs)
         if call.spec.traits.shadow == "exec":
             self.loader.reset()
         if self.fast is not None:
@@ -548,7 +549,7 @@ class LeaderMonitor(Monitor):
         ret, outputs = self.run_here(stop, call, plan.wants_ret)
         if self.unanswered is not held and self.unanswered.done.new_fd is not None:
             return  # a signal came before the new fd was installed: answer_again records it
-        self.track(call, ret)
+        self.track(call, ret, outputs)
         if takes:  # every follower must find what it took pending at its same call, whoever sent them
             taken = self.signals.taken_by(call, ret) if ret is not None else None
             if taken is None:
@@ -708,8 +709,8 @@ class FollowerMonitor(Monitor):
                 call = self.call_of(stop)
             checked = self.sync.check(call, record, content)
             if ran is None and not on_placeholder and self.sync.runs_first(call, cls):
-                ran = (self.run_here(stop, call, True)[0],)
-                self.track(call, ran[0])
+                ran = self.run_here(stop, call, True)
+                self.track(call, *ran)
             self.reply(checked)
             record = self.next_record()
         plan = self.sync.on_call(call, record, cls, content=content, mem=self.mem, arch=stop.arch,
@@ -725,8 +726,8 @@ class FollowerMonitor(Monitor):
             if ran is not None:
                 ret = ran[0]
             else:
-                ret, _ = self.run_here(stop, call, plan.compare_ret)
-                self.track(call, ret)
+                ret, outputs = self.run_here(stop, call, plan.compare_ret)
+                self.track(call, ret, outputs)
             if on_placeholder and call.spec.traits.shadow == "close":
                 self.fds.drop_placeholder(fd)
             elif ret is not None:
