@@ -18,7 +18,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mvx import MvxError
 from mvx.isa.canonical import Call
 from mvx.mechanics.engine import CallGone, Stop, Variant, host_arch
 from mvx.mechanics.native import ffi, lib
@@ -316,26 +315,14 @@ def _raw_sockaddr(arch, family: int, peer) -> bytes:
     raise OSError(errno.EAFNOSUPPORT, f"address family {family}")
 
 
-def _mask_is_current(v: Variant, addr: int, size: int) -> bool:
-    """Is the signal mask at `addr` the one the variant blocks now (/proc SigBlk)? A wait with that
-    mask is the wait without one, which the monitor can make for it."""
-    try:
-        mask = int.from_bytes(v.read(addr, min(size, 8)), "little")
-        with open(f"/proc/{v.pid}/status") as f:
-            blocked = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
-    except (OSError, MvxError, StopIteration, ValueError, IndexError):
-        return False
-    return mask == blocked
-
-
 def _epoll_pwait(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | None:
     epfd, events, maxevents, timeout = call.values[:4]
     arch = stop.arch
     size = arch.layout("epoll_event").size
     if size != host_arch().layout("epoll_event").size or maxevents <= 0:
         return None  # the variant's event layout is not the monitor's
-    if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
-        return None  # another signal mask than the variant's own: only the variant can apply it
+    if call.values[4]:
+        return None  # a signal mask only the variant can apply: the filter traces it (Traits.trace_when_set)
     mine = fds.get(epfd)
     timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
     if timeout != 0 and not _wait_ready(v, stop, mine, POLLIN, None if timeout < 0 else timeout):
@@ -368,8 +355,8 @@ def epoll_pwait_with_signalfds(v: Variant, stop: Stop, call: Call, fds: FdCache,
     host = host_arch().layout("epoll_event")
     if size != host.size or maxevents <= 0:
         return None
-    if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
-        return None
+    if call.values[4]:
+        return None  # (traced: Traits.trace_when_set)
     mine = fds.get(epfd)
     theirs = {data for _, data in signalfds}
     timeout = timeout if timeout < 0x80000000 else timeout - (1 << 32)
