@@ -96,6 +96,73 @@ def test_filter_traps_only_the_synced_set(arch, mode):
         assert v.stops_seen == 0  # notifications only; no ptrace stop at all
 
 
+def test_only_a_call_the_monitor_performs_is_traced_by_its_arguments():
+    """The leader (and `mvx trace`) perform epoll_pwait: its masked form is traced. A follower
+    answers it from the record whatever its mask: notified in every form. Other modes trace all."""
+    from mvx.core import policy as policies
+    from mvx.runtime.monitor import trap_set
+
+    pol = policies.load("default")
+    for role in ("leader", "trace"):
+        t = trap_set(Mode.HYBRID, pol, role)
+        assert t.rules["epoll_pwait"] is Trap.NOTIFY and t.trace_when_set == {"epoll_pwait": ("sigmask",)}
+    t = trap_set(Mode.HYBRID, pol, "follower")
+    assert t.rules["epoll_pwait"] is Trap.NOTIFY and t.trace_when_set == {}
+    assert trap_set(Mode.SECCOMP, pol, "leader").trace_when_set == {}
+
+
+def test_the_filter_tests_the_register_that_carries_the_argument():
+    """x86_64 and i386 epoll_pwait are notified only with a NULL mask (its 5th register); their
+    epoll_wait, which has no mask, always; an argument no filter can read (i386 socketcall's
+    sub-call arguments are in memory) makes every form traced."""
+    from mvx.isa import arch as archmod
+    from mvx.mechanics.filters import TRACE_DATA, describe
+
+    arches = [archmod.get("x86_64"), archmod.get("i386")]
+    pfc = describe(arches, {"epoll_pwait": Trap.NOTIFY, "accept4": Trap.NOTIFY},
+                   {"epoll_pwait": ("sigmask",), "accept4": ("flags",)})
+    sections = pfc.split("# filter for arch")
+    x86_64, i386 = (next(s for s in sections if s.startswith(f" {name} ")) for name in ("x86_64", "x86"))
+    trace, notify = f"action TRACE({TRACE_DATA});", "action 0x7fc00000;"
+
+    def rule(section: str, nr: int) -> str:
+        body = section.split(f"if ($syscall == {nr})\n", 1)[1]
+        return body.split("# filter for syscall", 1)[0].split("# default action", 1)[0]
+
+    a, b = arches
+    assert rule(x86_64, a.nr("epoll_wait")).split() == notify.split()
+    assert rule(i386, b.nr("epoll_wait")).split() == notify.split()
+    assert "$a4.hi32 == 0" in rule(x86_64, a.nr("epoll_pwait")) and trace in rule(x86_64, a.nr("epoll_pwait"))
+    masked = rule(i386, b.nr("epoll_pwait")).split()
+    assert masked == ["if", "($a4", "==", "0)", *notify.split(), "else", *trace.split()]
+    assert rule(x86_64, a.nr("accept")).split() == notify.split()  # accept4 with flags 0
+    assert notify not in rule(i386, b.nr("socketcall"))
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+def test_a_wait_with_a_signal_mask_is_traced_where_one_without_is_notified(arch):
+    """epoll_pwait is notified in hybrid mode (the leader's monitor performs it), but a signal mask
+    only the variant can apply to itself: the filter's argument condition (Traits.trace_when_set)
+    traps the masked calls with RET_TRACE, so they run in the variant; epoll_wait, whose mask is
+    always NULL, and epoll_pwait with NULL stay notified. maskwait makes two masked calls, then one
+    without a mask."""
+    out_r, out_w = os.pipe()
+    v = Variant([variant_bin(arch, "maskwait"), "ready"], mode=Mode.HYBRID, stdout=out_w,
+                traps=TrapSet({"epoll_pwait": Trap.NOTIFY}, {"epoll_pwait": ("sigmask",)}))
+    seen = []
+    with v:
+        os.close(out_w)
+
+        def on_stop(stop):
+            seen.append((canonical(v, stop).values[4] != 0, stop.kind))
+            let_run(v, stop)
+
+        status = run_to_end(v, on_stop)
+    assert read_all(out_r).endswith(b"verdict: pass\n")
+    assert status == 0
+    assert seen == [(True, StopKind.SECCOMP), (True, StopKind.SECCOMP), (False, StopKind.NOTIFY)]
+
+
 @pytest.mark.parametrize("arch", NATIVE_ARCHES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 @pytest.mark.parametrize("strategy", list(Strategy), ids=lambda s: s.value)

@@ -446,6 +446,11 @@ class Traits:
     unused_for        (command argument, argument, commands that do not read it)
     view_as           compared in another call's shape ("stat": statx/fstatat as one fstatat)
     perform           how a hybrid monitor performs the call itself (mvx.mechanics.proxy), None: it cannot
+    trace_when_set    arguments that must be 0 (NULL) for the monitor to perform it: with one set (a
+                      signal mask, which only the variant can apply to itself) the hybrid filter
+                      traps the call with RET_TRACE instead of notifying it (a seccomp argument
+                      condition: `filters.build_bpf`), so it runs in the variant and its result is
+                      learned at its exit stop
     sends             the argument holding the bytes the call sends to its fd (write, writev, sendto)
     sends_file        the argument naming a file whose bytes the call sends: compared by digest
     shuts_down        it ends the sending (or receiving) side of its socket
@@ -484,6 +489,7 @@ class Traits:
     unused_for: tuple[str, str, frozenset[str]] | None = None
     view_as: str | None = None
     perform: str | None = None
+    trace_when_set: tuple[str, ...] = ()
     sends: str | None = None
     sends_file: str | None = None
     shuts_down: bool = False
@@ -825,7 +831,7 @@ _SPEC_LIST = [
     sc("epoll_create1", Fd, flags=Flags(("EPOLL_CLOEXEC",))),
     sc("epoll_ctl", Int, Traits(fd_table_only=True, ret_not_compared=True, fields_not_compared=(("event", ("data",)),), shadow="epoll_ctl"), epfd=Fd, op=Enum(("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD")), fd=Fd,
        event=InStruct("epoll_event")),
-    sc("epoll_pwait", Int, Traits(blocks=True, perform="epoll_pwait"), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
+    sc("epoll_pwait", Int, Traits(blocks=True, perform="epoll_pwait", trace_when_set=("sigmask",)), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
        maxevents=Int, timeout=Int, sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
     sc("epoll_pwait2", Int, Traits(blocks=True), epfd=Fd, events=StructArray("epoll_event", 2, "out", count_from_ret=True),
        maxevents=Int, timeout=InStruct("timespec64"), sigmask=SigSetIn(5), sigsetsize=Ulong(False)),
@@ -1216,6 +1222,22 @@ class RawSelector(NamedTuple):
 
     nr: int
     arg0_equals: int | None = None
+
+
+def raw_arg_of(arch, sel: RawSelector, canonical_name: str, arg: str) -> int | Lit | None:
+    """Where the raw call `sel` of `arch` takes `canonical_name`'s argument `arg` from: the index of
+    its raw argument (a register: a seccomp filter can test it), a Lit (the raw form has no such
+    argument: it is always that value, as epoll_wait's NULL signal mask), or None (a multiplexer's
+    sub-call, whose arguments are in memory; a named constant, a pair, a conversion)."""
+    if sel.arg0_equals is not None:
+        return None
+    a = _arch(arch)
+    idx = spec_of(canonical_name).arg_names.index(arg)
+    al = alias_for(a, a.name_of(sel.nr))
+    if al is None or al.args is None:
+        return idx
+    src = al.args[idx] if idx < len(al.args) else None
+    return src if isinstance(src, Lit) or (isinstance(src, int) and not isinstance(src, bool)) else None
 
 
 def raw_selectors(arch, canonical_name: str) -> list[RawSelector]:

@@ -88,6 +88,8 @@ class TrapSet:
     """Which raw syscalls of which arch the monitor must see, and how (trace or notify)."""
 
     rules: dict[str, Trap] = field(default_factory=dict)  # canonical name -> action
+    # canonical name -> the arguments that make a notified call traced when not 0 (filters.build_bpf)
+    trace_when_set: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def names(self) -> set[str]:
         return set(self.rules)
@@ -247,7 +249,7 @@ class Variant:
             rules = dict(self.traps.rules)
             if self.mode is Mode.SECCOMP:
                 rules = {name: Trap.TRACE for name in rules}
-            bpf = build_bpf(arches, rules)
+            bpf = build_bpf(arches, rules, self.traps.trace_when_set)
             want_listener = any(a is Trap.NOTIFY for a in rules.values())
         c_argv = [ffi.new("char[]", os.fsencode(a)) for a in self.argv]
         c_env = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in self.env.items()]

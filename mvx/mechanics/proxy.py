@@ -18,11 +18,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mvx import MvxError
 from mvx.isa.canonical import Call
 from mvx.mechanics.engine import CallGone, Stop, Variant, host_arch
 from mvx.mechanics.native import ffi, lib
-from mvx.mechanics.procinfo import blocked_signals, pending_signals
+from mvx.mechanics.procinfo import pending_signals
 
 # For the monitor's own poll (mvx_wait_ready): the host's values.
 POLLIN, POLLOUT = host_arch().const("POLLIN"), host_arch().const("POLLOUT")
@@ -317,24 +316,14 @@ def _raw_sockaddr(arch, family: int, peer) -> bytes:
     raise OSError(errno.EAFNOSUPPORT, f"address family {family}")
 
 
-def _mask_is_current(v: Variant, addr: int, size: int) -> bool:
-    """Is the signal mask at `addr` the one the variant blocks now (/proc SigBlk)? A wait with that
-    mask is the wait without one, which the monitor can make for it."""
-    try:
-        mask = int.from_bytes(v.read(addr, min(size, 8)), "little")
-    except (OSError, MvxError):
-        return False
-    return mask == blocked_signals(v.pid)
-
-
 def _epoll_args(v: Variant, stop: Stop, call: Call, fds: FdCache) -> tuple[int, int, int, int] | None:
     """(the monitor's duplicate of the epoll fd, the events buffer, maxevents, the timeout signed),
     or None where the monitor cannot make the wait for the variant."""
     epfd, events, maxevents, timeout = call.values[:4]
     if stop.arch.layout("epoll_event").size != host_arch().layout("epoll_event").size or maxevents <= 0:
         return None  # the variant's event layout is not the monitor's
-    if call.values[4] and not _mask_is_current(v, call.values[4], call.values[5]):
-        return None  # another signal mask than the variant's own: only the variant can apply it
+    if call.values[4]:
+        return None  # a signal mask only the variant can apply: the filter traces it (Traits.trace_when_set)
     return fds.get(epfd), events, maxevents, timeout if timeout < 0x80000000 else timeout - (1 << 32)
 
 

@@ -81,22 +81,28 @@ def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
     """Which synced calls reach the monitor how. Hybrid: by user notification when the monitor can
     finish the call itself (the leader performs it, a follower answers it from the record, a call
     that only changes the fd table continues), by RET_TRACE when the call must run in the variant
-    and its result is needed. `mvx trace` notifies only the calls it can perform."""
+    and its result is needed. `mvx trace` notifies only the calls it can perform. A call notified
+    to be performed is traced in the forms the monitor cannot perform (Traits.trace_when_set: a
+    signal mask, which only the variant can apply); a follower that answers the call from the
+    record answers every form (the leader's traced call is then like ppoll's, traced there and
+    notified here)."""
     if mode is not Mode.HYBRID:
         return TrapSet({n: Trap.TRACE for n in policy.synced()})
     from mvx.isa.syscalls import spec_of
 
-    rules = {}
+    rules, when = {}, {}
     for name in policy.synced():
         traits = spec_of(name).traits
         cls = policy.class_of(name)
         if role == "trace":
-            monitor_finishes = traits.perform is not None
+            finishes_otherwise = False
         else:
             answered = role == "follower" and cls in NOT_EXECUTED and name not in policy.in_world
-            monitor_finishes = (traits.fd_table_only and cls == "local") or traits.perform is not None or answered
-        rules[name] = Trap.NOTIFY if monitor_finishes else Trap.TRACE
-    return TrapSet(rules)
+            finishes_otherwise = (traits.fd_table_only and cls == "local") or answered
+        rules[name] = Trap.NOTIFY if finishes_otherwise or traits.perform is not None else Trap.TRACE
+        if not finishes_otherwise and traits.perform is not None and traits.trace_when_set:
+            when[name] = traits.trace_when_set  # performed only without them (a signal mask)
+    return TrapSet(rules, when)
 
 
 @dataclass

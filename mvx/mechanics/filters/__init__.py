@@ -2,7 +2,14 @@
 
 One filter covers every arch the exec can land in (an x86_64 monitor exec'ing an i386 binary needs
 x86_64 and i386 rules); syscalls outside the trap set are allowed at native speed. Canonical names
-become raw selectors per arch through mvx.isa.syscalls (i386 socketcall is matched on its sub-call)."""
+become raw selectors per arch through mvx.isa.syscalls (i386 socketcall is matched on its sub-call).
+
+A notified call may be notified only in some forms: `trace_when_set` names, per canonical call, the
+arguments that make it one only the variant can make when they are not 0 (epoll_pwait's signal
+mask: Traits.trace_when_set). Its raw forms are then notified when every such argument is 0 and
+trapped with RET_TRACE otherwise (seccomp argument conditions on the registers that carry them); a
+raw form without the argument (epoll_wait: always NULL) stays notified, and one whose argument no
+filter can read (a multiplexer's sub-call, in memory) is traced in every form."""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from typing import TYPE_CHECKING
 import pyseccomp
 
 from mvx import MvxError
-from mvx.isa.syscalls import raw_selectors
+from mvx.isa.syscalls import Lit, raw_arg_of, raw_selectors
 
 if TYPE_CHECKING:
     from mvx.isa.arch import Arch
@@ -40,7 +47,21 @@ def _action(action: Trap) -> int:
     return pyseccomp.NOTIFY if action is Trap.NOTIFY else pyseccomp.TRACE(TRACE_DATA)
 
 
-def _arch_filter(arch: Arch, rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
+def _add_rules(f: pyseccomp.SyscallFilter, action: Trap, name: str, args: list, when: list[int | Lit | None]) -> None:
+    """The rules of one raw selector: `action`, or RET_TRACE where one of `when` (raw arguments
+    from raw_arg_of) is not 0."""
+    if action is Trap.NOTIFY and any(w is None or (isinstance(w, Lit) and w.value) for w in when):
+        action = Trap.TRACE  # the argument cannot be tested (or is always set): every form is traced
+    regs = sorted({w for w in when if isinstance(w, int)}) if action is Trap.NOTIFY else []
+    if not regs:
+        f.add_rule(_action(action), name, *args)
+        return
+    f.add_rule(_action(Trap.NOTIFY), name, *args, *[pyseccomp.Arg(i, pyseccomp.EQ, 0) for i in regs])
+    for i in regs:
+        f.add_rule(_action(Trap.TRACE), name, *args, pyseccomp.Arg(i, pyseccomp.NE, 0))
+
+
+def _arch_filter(arch: Arch, rules: dict[str, Trap], trace_when_set: dict[str, tuple[str, ...]]) -> pyseccomp.SyscallFilter:
     f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     token = _SECCOMP_ARCH[arch.name]
     if not f.exist_arch(token):
@@ -63,13 +84,15 @@ def _arch_filter(arch: Arch, rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
             if nr >= 0 and nr != sel.nr:  # negative: libseccomp's pseudo number of a multiplexed call
                 raise MvxError(f"libseccomp numbers {arch.name} {name} as {nr}, the kernel as {sel.nr}")
             args = [] if sel.arg0_equals is None else [pyseccomp.Arg(0, pyseccomp.EQ, sel.arg0_equals)]
-            f.add_rule(_action(action), name, *args)
+            when = [raw_arg_of(arch, sel, canonical, a) for a in trace_when_set.get(canonical, ())]
+            _add_rules(f, action, name, args, when)
     return f
 
 
-def _merged_filter(arches: list[Arch], rules: dict[str, Trap]) -> pyseccomp.SyscallFilter:
+def _merged_filter(arches: list[Arch], rules: dict[str, Trap],
+                   trace_when_set: dict[str, tuple[str, ...]] | None = None) -> pyseccomp.SyscallFilter:
     """One filter with a section per arch (libseccomp merges single-arch filters)."""
-    first, *rest = [_arch_filter(arch, rules) for arch in arches]
+    first, *rest = [_arch_filter(arch, rules, trace_when_set or {}) for arch in arches]
     for f in rest:
         first.merge(f)
     return first
@@ -82,14 +105,16 @@ def _export(f: pyseccomp.SyscallFilter, how: str) -> bytes:
         return out.read()
 
 
-def build_bpf(arches: list[Arch], rules: dict[str, Trap]) -> bytes:
-    """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches`."""
-    return _export(_merged_filter(arches, rules), "export_bpf")
+def build_bpf(arches: list[Arch], rules: dict[str, Trap],
+              trace_when_set: dict[str, tuple[str, ...]] | None = None) -> bytes:
+    """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches` (a
+    notified call RET_TRACE'd where one of its `trace_when_set` arguments is not 0)."""
+    return _export(_merged_filter(arches, rules, trace_when_set), "export_bpf")
 
 
-def describe(arches: list[Arch], rules: dict[str, Trap]) -> str:
+def describe(arches: list[Arch], rules: dict[str, Trap], trace_when_set: dict[str, tuple[str, ...]] | None = None) -> str:
     """libseccomp's pseudo-code for the filter, for reading in tests and by people."""
-    return _export(_merged_filter(arches, rules), "export_pfc").decode()
+    return _export(_merged_filter(arches, rules, trace_when_set), "export_pfc").decode()
 
 
 def traced_numbers(arch: Arch, names: set[str]) -> set[int]:
