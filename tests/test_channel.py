@@ -31,6 +31,7 @@ from mvx.runtime.channel import (
     require_secure_or_loopback,
     tls_files,
 )
+from mvx.runtime.link import Inbox, LeaderLink
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = "default"
@@ -95,6 +96,42 @@ async def test_messages_with_bytes_round_trip_over_tls(keys):
             with pytest.raises(ChannelClosed):
                 await to_follower.receive()
             await to_follower.aclose()
+
+
+async def test_detached_pipes_seal_and_open_frames_in_c_over_tls(keys):
+    """After trio's handshake and hellos, each side's pipe goes on with the same TLS connection in
+    C (the fast path's channel): a 2 MiB frame each way at once, each side reading while it sends,
+    then the leader's StopSession ends the follower's pump."""
+    big = CallRecord(7, "replicated", ["read", [5, None, 2 << 20]], 2 << 20, {1: bytes(range(256)) * 8192})
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"))
+            follower = await follow(port, tls=tls_files(keys, "follower"))
+            [to_follower] = await leader.channels()
+            await to_follower.send(Ack(3))  # sent through trio before the detach: the C side reads it first
+            leader_pipe, follower_pipe = await to_follower.detach(), await follower.detach()
+    inbox = Inbox()
+    got = {}
+
+    async def run(name, fn):
+        got[name] = await trio.to_thread.run_sync(fn)
+
+    def leader_sends():
+        leader_pipe.send(big)
+        leader_pipe.send(StopSession("done"))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "leader sent", leader_sends)
+            nursery.start_soon(run, "follower sent", lambda: follower_pipe.send(big))
+            nursery.start_soon(run, "leader got", lambda: leader_pipe.pump_link(LeaderLink(1, send=None), 0))
+            nursery.start_soon(run, "follower end", lambda: follower_pipe.pump_inbox(inbox))
+    assert got["leader got"] == big
+    assert got["follower end"] == StopSession("done")
+    assert [inbox.get(0), inbox.get(0)] == [Ack(3), big]
+    for pipe in (leader_pipe, follower_pipe):
+        pipe.close()
 
 
 async def test_messages_round_trip_over_a_socketpair():

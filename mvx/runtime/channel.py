@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import ssl
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -21,26 +20,22 @@ import trio
 from mvx import MvxError
 from mvx.core import protocol
 from mvx.runtime.frames import ChannelClosed, ChannelError, Frames
+from mvx.runtime.tls import TlsContext, TlsError, TlsStream
 
 RECV_CHUNK = 64 << 10
 _CONNECT_RETRY = 0.1  # seconds between attempts while the leader is not listening yet
 _HANDSHAKE_TIMEOUT = 10.0  # a silent connection must not hold a leader's socket for the whole wait
 _CLOSE_GRACE = 1.0  # time to send a TLS close_notify to a peer that may not read any more
-_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, TlsError, OSError)
 
 
 def _describe(exc: BaseException, handshake: bool = False) -> str:
-    """The cause of a trio stream error in a few words (trio wraps the ssl/OS error it hit)."""
+    """The cause of a trio stream error in a few words (trio wraps the OS error it hit)."""
     cause = exc
     while isinstance(cause, (trio.BrokenResourceError, trio.ClosedResourceError)) and cause.__cause__:
         cause = cause.__cause__
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        why = f"peer certificate not trusted ({cause.verify_message})"
-    elif isinstance(cause, ssl.SSLEOFError):
-        why = ("peer closed the connection (it may not trust our certificate)" if handshake
-               else "connection closed abruptly (no close_notify)")
-    elif isinstance(cause, ssl.SSLError):
-        why = (cause.reason or str(cause)).replace("_", " ").lower()
+    if isinstance(cause, TlsError):
+        why = cause.why
     elif isinstance(cause, OSError):
         why = cause.strerror or str(cause)
     elif isinstance(cause, trio.ClosedResourceError):
@@ -49,7 +44,7 @@ def _describe(exc: BaseException, handshake: bool = False) -> str:
         why = str(cause) or "connection broken"
     if handshake:
         return f"TLS handshake failed: {why}"
-    return f"TLS: {why}" if isinstance(cause, ssl.SSLError) else why
+    return f"TLS: {why}" if isinstance(cause, TlsError) else why
 
 
 def _hostport(host: str, port: int) -> str:
@@ -104,15 +99,12 @@ class Channel(Frames):
 
         stream = self._stream
         tls = None
-        if isinstance(stream, trio.SSLStream):
+        if isinstance(stream, TlsStream):  # the TLS connection goes on in the pipe's C side
             tls = stream
-            stream = stream.transport_stream
+            stream = stream.transport
         sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
         await stream.aclose()  # our duplicate keeps the connection open
-        kw = {}
-        if tls is not None:  # the SSL object and its buffers go on in the pipe
-            kw = {"tls": tls._ssl_object, "incoming": tls._incoming, "outgoing": tls._outgoing}
-        return Pipe(sock, self._label, ready=self._ready, decoder=self._decoder, **kw)
+        return Pipe(sock, self._label, tls=tls, ready=self._ready, decoder=self._decoder)
 
 
 async def _close(stream: trio.abc.AsyncResource) -> None:
@@ -199,38 +191,26 @@ def tls_files(keys_dir: str | Path, role: str) -> TlsFiles:
     return files
 
 
-def _ssl_context(tls: TlsFiles, server_side: bool) -> ssl.SSLContext:
+def _tls_context(tls: TlsFiles, server_side: bool) -> TlsContext:
     """Mutual TLS 1.3 against the mvx CA only; the peer's role is its certificate's CN, not a hostname."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_REQUIRED
     try:
-        ctx.load_verify_locations(cafile=str(tls.ca))
-        ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ChannelError(f"cannot load TLS keys {tls.cert} / {tls.key}: {_describe(exc)}") from None
-    return ctx
+        return TlsContext(str(tls.ca), str(tls.cert), str(tls.key), server_side=server_side)
+    except TlsError as exc:
+        raise ChannelError(f"cannot load TLS keys {tls.cert} / {tls.key}: {exc.why}") from None
 
 
-def _common_name(cert: dict | None) -> str | None:
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return None
-
-
-async def _start_tls(stream: trio.abc.Stream, ctx: ssl.SSLContext, *, server_side: bool, expect_cn: str,
-                     label: str) -> trio.SSLStream:
-    tls = trio.SSLStream(stream, ctx, server_side=server_side)
+async def _start_tls(stream: trio.SocketStream, ctx: TlsContext, *, expect_cn: str, label: str) -> TlsStream:
+    try:
+        tls = TlsStream(stream, ctx)
+    except TlsError as exc:
+        raise ChannelError(f"{label}: TLS: {exc.why}", exc.why) from None
     try:
         try:
             await tls.do_handshake()
         except _NETWORK_ERRORS as exc:
             why = _describe(exc, handshake=True)
             raise ChannelError(f"{label}: {why}", why) from None
-        cn = _common_name(tls.getpeercert())
+        cn = tls.peer_common_name()
         if cn != expect_cn:
             why = f"TLS peer certificate is for {cn!r}, expected {expect_cn!r}"
             raise ChannelError(f"{label}: {why}", why)
@@ -257,15 +237,14 @@ def _check_hello(channel: Channel, theirs, peer_role: str, policy: str) -> None:
         raise channel.error(f"hello refused: {exc}") from None
 
 
-async def _establish(stream: trio.abc.Stream, peer: str, *, peer_role: str, ctx: ssl.SSLContext | None,
+async def _establish(stream: trio.abc.Stream, peer: str, *, peer_role: str, ctx: TlsContext | None,
                      my_hello: protocol.Hello, policy: str) -> Channel:
     """TLS (if ctx), then hellos: the leader speaks first; a follower sends its hello even when the
     leader's is wrong, so that the leader can report the mismatch too."""
     label = f"{peer_role} {peer}"
     try:
         if ctx is not None:
-            stream = await _start_tls(stream, ctx, server_side=peer_role == "follower",
-                                      expect_cn=f"mvx-{peer_role}", label=label)
+            stream = await _start_tls(stream, ctx, expect_cn=f"mvx-{peer_role}", label=label)
         channel = Channel(stream, peer, label=label)
         if peer_role == "follower":
             await channel.send(my_hello)
@@ -319,7 +298,7 @@ async def listen_for_followers(host: str, port: int, count: int, *, tls: TlsFile
     networking, a connection made earlier is reset rather than refused, and not retried)."""
     if count < 1:
         raise ValueError("count must be at least 1")
-    ctx = _ssl_context(tls, server_side=True) if tls else None
+    ctx = _tls_context(tls, server_side=True) if tls else None
     sock = await _bind(host, port)
     listener = trio.SocketListener(sock)
     good: list[Channel] = []
@@ -413,7 +392,7 @@ async def connect_to_leader(host: str, port: int, *, tls: TlsFiles | None, timeo
     label = f"leader {peer}"
     if port == 0:
         raise ChannelError(f"{label}: port 0 is not a leader's port")
-    ctx = _ssl_context(tls, server_side=False) if tls else None
+    ctx = _tls_context(tls, server_side=False) if tls else None
     stream = await _connect(host, port, timeout, label)
     with trio.move_on_after(timeout):
         return await _establish(stream, peer, peer_role="leader", ctx=ctx, my_hello=my_hello, policy=policy)

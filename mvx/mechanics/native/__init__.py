@@ -16,7 +16,7 @@ from pathlib import Path
 from mvx import MvxError
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("mvx_native.h", "mvx_tables.h", "mvx_native.c", "mvx_fast.c", "mvx_protocol.c", "mvx_protocol.h")  # all hashed: a change rebuilds
+_SOURCES = ("mvx_native.h", "mvx_tables.h", "mvx_native.c", "mvx_fast.c", "mvx_protocol.c", "mvx_protocol.h", "mvx_tls.c")  # all hashed: a change rebuilds
 
 
 def _cdef() -> str:

@@ -52,6 +52,8 @@ static void cond_init_monotonic(pthread_cond_t *cv) {
     pthread_condattr_destroy(&a);
 }
 
+#include "mvx_tls.c"
+
 /* ---- the channel ----------------------------------------------------------------------------- */
 
 struct mvx_link;
@@ -73,7 +75,10 @@ struct mvx_chan {
     size_t rlen, rcap;
     uint8_t *special;    /* the last frame the pump returned to its caller */
     size_t special_len;
-    char err[160];
+    struct mvx_tls *tls; /* the two-node form: frames sealed and opened by this TLS connection */
+    uint8_t *raw;        /* its received bytes before they are opened */
+    int tls_end;         /* it saw the peer's end (close_notify, or the byte stream's end) */
+    char err[240];
 };
 
 struct mvx_chan *mvx_chan_new(int fd, int send_timeout_ms) {
@@ -92,11 +97,12 @@ void mvx_chan_free(struct mvx_chan *c) {
         return;
     free(c->rbuf);
     free(c->special);
+    free(c->raw);
     free(c);
 }
 
 /* All of data[0..len) on the socket (non-blocking or not), within the send timeout. */
-static int chan_send_locked(struct mvx_chan *c, const uint8_t *p, size_t len) {
+static int chan_send_raw(struct mvx_chan *c, const uint8_t *p, size_t len) {
     int waited = 0;
     while (len) {
         if (c->closed)
@@ -120,6 +126,21 @@ static int chan_send_locked(struct mvx_chan *c, const uint8_t *p, size_t len) {
         return n < 0 ? -errno : -EPIPE;
     }
     return 0;
+}
+
+/* As chan_send_raw, through the TLS connection if there is one (len 0: only what it has to send). */
+static int chan_send_locked(struct mvx_chan *c, const uint8_t *p, size_t len) {
+    if (!c->tls)
+        return chan_send_raw(c, p, len);
+    uint8_t *sealed;
+    size_t n;
+    int r = tls_seal(c->tls, p, len, &sealed, &n);
+    if (r == -EPROTO)
+        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(c->tls));
+    if (!r && n)
+        r = chan_send_raw(c, sealed, n);
+    free(sealed);
+    return r;
 }
 
 /* Whole frames, in order, from any thread: 0, or -errno (ETIMEDOUT: the peer stopped reading). */
@@ -147,6 +168,32 @@ void mvx_chan_shutdown(struct mvx_chan *c) {
 static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed,
                              int wait_ms);
 static void chan_drop(struct mvx_chan *c, size_t consumed);
+
+#define CHAN_RAW 65536
+
+/* What recv would give on a plain socket, through TLS: the opened bytes appended to rbuf (> 0), 0
+ * at the end, -1 with errno EAGAIN when what came in opened nothing yet (a partial record),
+ * -EPROTO (c->err), -ENOMEM, -1 with errno. */
+static ssize_t chan_recv_tls(struct mvx_chan *c) {
+    if (!c->raw && !(c->raw = malloc(CHAN_RAW)))
+        return -ENOMEM;
+    ssize_t got = recv(c->fd, c->raw, CHAN_RAW, MSG_DONTWAIT);
+    if (got < 0)
+        return -1;
+    int end;
+    ssize_t n = tls_open(c->tls, c->raw, (size_t)got, &c->rbuf, &c->rlen, &c->rcap, &end);
+    if (n == -EPROTO)
+        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(c->tls));
+    if (n < 0)
+        return n;
+    if (n == 0 && !end) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (end)
+        c->tls_end = 1;
+    return n;
+}
 
 static int chan_next_frame(struct mvx_chan *c, const uint8_t **body, uint32_t *blen, size_t *consumed) {
     return chan_frame_within(c, body, blen, consumed, -1);
@@ -187,6 +234,8 @@ static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t 
         }
         if (c->closed)
             return 0;
+        if (c->tls_end) /* TLS saw the peer's end: no more bytes will come */
+            goto ended;
         struct pollfd pfd = {c->fd, POLLIN, 0};
         int pr = poll(&pfd, 1, wait_ms < 0 ? 500 : wait_ms);
         if (pr < 0 && errno != EINTR)
@@ -198,20 +247,24 @@ static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t 
         }
         if (wait_ms > 0)
             wait_ms = 0; /* what is there now, then back to the caller */
-        ssize_t got = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        ssize_t got = c->tls ? chan_recv_tls(c) : recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        if (got == -EPROTO || got == -ENOMEM)
+            return (int)got;
         if (got < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
             return c->closed ? 0 : -errno;
         }
         if (got == 0) {
+        ended:
             if (c->rlen) {
                 snprintf(c->err, sizeof c->err, "truncated frame (peer closed mid-frame, %zu bytes in)", c->rlen);
                 return -EPROTO;
             }
             return 0;
         }
-        c->rlen += (size_t)got;
+        if (!c->tls) /* (TLS appended its opened bytes itself) */
+            c->rlen += (size_t)got;
     }
 }
 
@@ -251,6 +304,20 @@ int mvx_chan_seed(struct mvx_chan *c, const void *data, size_t len) {
     memcpy(c->rbuf + c->rlen, data, len);
     c->rlen += len;
     return 0;
+}
+
+/* Frames on this channel go through `t` (its handshake done): what it opened already is taken now,
+ * as the pump waits on the socket only. 0, -EPROTO (mvx_chan_error), -ENOMEM. */
+int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t) {
+    pthread_mutex_lock(&c->read_lock);
+    c->tls = t;
+    int end;
+    ssize_t n = tls_open(t, NULL, 0, &c->rbuf, &c->rlen, &c->rcap, &end);
+    pthread_mutex_unlock(&c->read_lock);
+    if (n == -EPROTO)
+        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(t));
+    c->tls_end = end;
+    return n < 0 ? (int)n : 0;
 }
 
 uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len) {

@@ -105,6 +105,7 @@ int mvx_wait_ready(int fd, int events, int pid, int slice_ms);
 
 /* ---- the data plane in C (mvx_fast.c) ---- */
 struct mvx_chan;
+struct mvx_tls;
 struct mvx_link;
 struct mvx_inbox;
 struct mvx_fast;
@@ -116,6 +117,25 @@ void mvx_chan_shutdown(struct mvx_chan *c);
 int mvx_chan_seed(struct mvx_chan *c, const void *data, size_t len);
 uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len);
 const char *mvx_chan_error(struct mvx_chan *c);
+int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t);
+
+/* mutual TLS 1.3 (mvx_tls.c) */
+struct mvx_tls_ctx;
+struct mvx_tls;
+struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, int server, char *err,
+                                    size_t errlen);
+void mvx_tls_ctx_free(struct mvx_tls_ctx *c);
+struct mvx_tls *mvx_tls_new(struct mvx_tls_ctx *c);
+void mvx_tls_free(struct mvx_tls *t);
+const char *mvx_tls_error(struct mvx_tls *t);
+int mvx_tls_feed(struct mvx_tls *t, const void *data, size_t len);
+int mvx_tls_handshake(struct mvx_tls *t);
+size_t mvx_tls_pending(struct mvx_tls *t);
+size_t mvx_tls_take(struct mvx_tls *t, void *buf, size_t cap);
+int mvx_tls_write(struct mvx_tls *t, const void *data, size_t len);
+int mvx_tls_read(struct mvx_tls *t, void *buf, size_t cap);
+void mvx_tls_close_notify(struct mvx_tls *t);
+int mvx_tls_peer_cn(struct mvx_tls *t, char *out, size_t cap);
 
 struct mvx_link *mvx_link_new(int n, int window);
 void mvx_link_free(struct mvx_link *l);
