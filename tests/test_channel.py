@@ -134,6 +134,24 @@ async def test_detached_pipes_seal_and_open_frames_in_c_over_tls(keys):
         pipe.close()
 
 
+async def test_bytes_forged_into_a_tls_stream_are_a_channel_error_not_a_frame(keys):
+    """A record that is not the peer's (injected on the wire after the handshake) fails the C
+    side's opening: a one-line TLS error, and nothing of it is taken as a frame."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"))
+            follower = await follow(port, tls=tls_files(keys, "follower"))
+            [to_follower] = await leader.channels()
+            leader_pipe, follower_pipe = await to_follower.detach(), await follower.detach()
+    follower_pipe._sock.send(b"\x17\x03\x03\x00\x20" + os.urandom(32))  # application data, not sealed by the peer
+    link = LeaderLink(1, send=None)
+    with pytest.raises(ChannelError, match=r"^follower 127\.0\.0\.1:\d+: TLS: [a-z ]+$"):
+        await trio.to_thread.run_sync(leader_pipe.pump_link, link, 0)
+    for pipe in (leader_pipe, follower_pipe):
+        pipe.close()
+
+
 async def test_messages_round_trip_over_a_socketpair():
     a, b = socket.socketpair()
     one, two = channel_from_socket(a), channel_from_socket(b)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 X86_64 = os.uname().machine == "x86_64"
 REQUIRED = {"native module", "Python packages", "ptrace", "seccomp filters", "seccomp user notification", "ADDFD",
             "pidfd_getfd", "process_vm_readv", "followers' namespaces"} | ({"IA32 emulation"} if X86_64 else set())
-OPTIONAL = {"SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP", "kcmp", "aarch64 route", "variants x86_64", "variants i386",
+OPTIONAL = {"SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP", "OpenSSL (two-node TLS)", "kcmp", "aarch64 route", "variants x86_64", "variants i386",
             "variants aarch64", "wrk", "strace", "taskset", "py-spy"} | (set() if X86_64 else {"IA32 emulation"})
 
 # Runs the doctor as a child: under a seccomp filter first when asked (argv[1], JSON: the call, the errno

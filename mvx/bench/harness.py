@@ -52,7 +52,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class Config:
     name: str  # a key of CONFIGS
     label: str
-    kind: str  # native | mvx | strace
+    kind: str  # native | mvx | two-node | strace
     mode: str | None = None
     extra: tuple[str, ...] = ()  # more `mvx run` options
     env: tuple[str, ...] = ()  # NAME=VALUE for `mvx run` (through env(1): the same process)
@@ -65,6 +65,8 @@ class Config:
             extra = ["--seccomp-bpf", "-e", "trace=" + ",".join(plan.strace_set)] if self.mode == "seccomp" else []
             return ["taskset", "-c", str(plan.server_cpu), "strace", "-f", *extra, "-o", "/dev/null", "--", *leader]
         follower = server.argv(FOLLOWER_ARCH, port, workdir)
+        if self.kind == "two-node":
+            return _two_node_argv(self, leader, follower, workdir, plan)
         # each variant with arguments of its own (lighttpd: its ISA's -m module directory)
         prefix = ["env", *self.env] if self.env else []
         return [*prefix, sys.executable, "-m", "mvx", "run", "--mode", self.mode, *self.extra, "--leader",
@@ -75,6 +77,9 @@ class Config:
             return f"server on CPU {plan.server_cpu}"
         if self.kind == "strace":
             return f"strace and server on CPU {plan.server_cpu}"
+        if self.kind == "two-node":
+            return (f"`mvx leader` (monitor + x86_64 variant) on CPU {plan.cpus[0]}, `mvx follower` (monitor + "
+                    f"i386 variant) on CPU {plan.follower_cpu}, with taskset")
         return (f"leader monitor + x86_64 variant on CPU {plan.cpus[0]}, follower monitor + i386 variant on CPU "
                 f"{plan.follower_cpu} (mvx run pins them itself: its allowed CPUs in order); the `mvx run` parent "
                 "is unpinned and idle")
@@ -92,9 +97,33 @@ CONFIGS = {c.name: c for c in [
     # the A/B of the data plane: every call the Python way (MVX_FAST=0), as before the C fast path
     Config("hybrid-python", "mvx hybrid, Python path", "mvx", "hybrid", env=("MVX_FAST=0",)),
     Config("ptrace-python", "mvx ptrace, Python path", "mvx", "ptrace", env=("MVX_FAST=0",)),
+    # the two-node form: `mvx leader` and `mvx follower` as two processes, the channel TCP with mutual
+    # TLS (on loopback: the channel's TLS and TCP costs, not a network's latency), the follower's
+    # program in a network namespace of its own
+    Config("two-node-tls", "mvx leader + follower, TLS", "two-node", "hybrid"),
+    Config("two-node-tcp", "mvx leader + follower, plain TCP (--insecure)", "two-node", "hybrid", ("--insecure",)),
     Config("strace", "strace -f", "strace", None),
     Config("strace-seccomp", "strace --seccomp-bpf", "strace", "seccomp"),
 ]}
+
+
+def _two_node_argv(cfg: Config, leader: list[str], follower: list[str], workdir: Path, plan: Plan) -> list[str]:
+    """One command for both nodes: sh starts the follower, then becomes the leader (the follower
+    stays its child, so the run's process tree and group hold both). Keys are made once per workdir."""
+    from mvx.cli.keygen import make_keys
+
+    node = ["--mode", cfg.mode, *cfg.extra, "--wait", "30"]
+    if "--insecure" not in cfg.extra:
+        keys = workdir / "keys"
+        if not (keys / "ca.pem").exists() and workdir.is_dir():
+            make_keys(keys)
+        node += ["--keys", str(keys)]
+    chan = f"127.0.0.1:{free_port() if workdir.is_dir() else 9000}"
+    mvx = [sys.executable, "-m", "mvx"]
+    f = ["taskset", "-c", str(plan.follower_cpu), *mvx, "follower", "--isolate-net", "--connect", chan, *node,
+         "--", *follower]
+    lead = ["taskset", "-c", str(plan.cpus[0]), *mvx, "leader", "--listen", chan, *node, "--", *leader]
+    return ["sh", "-c", f"{shlex.join(f)} & exec {shlex.join(lead)}"]
 
 
 @dataclass
@@ -231,7 +260,7 @@ def _stop(proc: subprocess.Popen, cfg: Config) -> None:
     pgid = proc.pid
     try:
         if proc.poll() is None:
-            if cfg.kind == "mvx":
+            if cfg.kind in ("mvx", "two-node"):
                 proc.send_signal(signal.SIGTERM)
             else:
                 os.killpg(pgid, signal.SIGTERM)
@@ -450,7 +479,7 @@ def git_info() -> dict:
 
 def check(plan: Plan) -> None:
     for name in plan.servers:
-        servers.get(name).check([LEADER_ARCH] + ([FOLLOWER_ARCH] if any(CONFIGS[c].kind == "mvx" for c in plan.configs)
+        servers.get(name).check([LEADER_ARCH] + ([FOLLOWER_ARCH] if any(CONFIGS[c].kind in ("mvx", "two-node") for c in plan.configs)
                                                  else []))
     if "lighttpd" in plan.servers and not shutil.which("wrk"):
         raise MvxError("wrk is not installed (bash scripts/setup.sh installs it)")

@@ -241,6 +241,19 @@ def check_native() -> list[Check]:
     return [Check("native module", True, True, str(shown))]
 
 
+def check_tls() -> list[Check]:
+    """OpenSSL 3, looked up by the native module at run time: the two-node channel's TLS."""
+    try:
+        from mvx.mechanics.native import ffi, lib
+    except (MvxError, ImportError, OSError):
+        return [Check("OpenSSL (two-node TLS)", False, False, "not probed (no native module)")]
+    err = ffi.new("char[]", 160)
+    if not lib.mvx_tls_available(err, 160):
+        return [Check("OpenSSL (two-node TLS)", False, False, f"{ffi.string(err).decode()}: `mvx leader` and "
+                      "`mvx follower` cannot use --keys (apt-get install libssl3)")]
+    return [Check("OpenSSL (two-node TLS)", True, False, "libssl.so.3")]
+
+
 def check_packages() -> list[Check]:
     import importlib
 
@@ -695,7 +708,7 @@ def check_bench_tools() -> list[Check]:
     return out
 
 
-PROBES = (check_native, check_packages, check_ptrace, check_notify, check_fds, check_memory, check_ia32,
+PROBES = (check_native, check_packages, check_tls, check_ptrace, check_notify, check_fds, check_memory, check_ia32,
           check_world, check_arm64, check_variants, check_bench_tools)
 
 

@@ -121,7 +121,7 @@ int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t);
 
 /* mutual TLS 1.3 (mvx_tls.c) */
 struct mvx_tls_ctx;
-struct mvx_tls;
+int mvx_tls_available(char *err, size_t errlen);
 struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, int server, char *err,
                                     size_t errlen);
 void mvx_tls_ctx_free(struct mvx_tls_ctx *c);

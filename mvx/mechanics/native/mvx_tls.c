@@ -117,6 +117,9 @@ static int ossl_ready(char *err, size_t errlen) {
     return ossl_ok;
 }
 
+/* 1 when OpenSSL can be used (`mvx doctor`), else 0 with why in err. */
+int mvx_tls_available(char *err, size_t errlen) { return ossl_ready(err, errlen); }
+
 /* The reason of OpenSSL's last error on this thread ("certificate verify failed"), and the queue
  * emptied; `otherwise` when it has none. */
 static void ossl_reason(char *out, size_t cap, const char *otherwise) {
