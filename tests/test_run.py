@@ -157,6 +157,35 @@ def test_divergence_in_the_follower_is_caught(kind, tmp_path):
     assert not leftovers("diverge " + kind)
 
 
+@pytest.mark.parametrize("delay", [0, 0.05, 0.1, 0.3])
+def test_signals_while_a_divergence_ends_the_run_do_not_change_its_status(delay):
+    """SIGTERMs to `mvx run` right after a divergence is reported (while the monitors and the run
+    end, Python's finalization included) leave the divergence's status, never 128+N or 256-N."""
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "run", "--leader", variant_bin("x86_64", "diverge"),
+                             "--follower", variant_bin("i386", "diverge"), "--", "bytes"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"hi\n")
+        proc.stdin.flush()
+        err = b""
+        while b"DIVERGENCE" not in err:
+            line = proc.stderr.readline()
+            assert line, err.decode()
+            err += line
+        time.sleep(delay)
+        for _ in range(3):
+            proc.send_signal(signal.SIGTERM)  # (a process already gone is not an error for Popen)
+            time.sleep(0.02)
+        out, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == DIVERGENCE_EXIT, (err + rest).decode()
+    assert out == b""  # the diverging write never happened
+    assert not leftovers("diverge bytes")
+
+
 @pytest.mark.parametrize("kind", sorted(set(KINDS) - {"hang"}))
 def test_divergence_in_the_leader_is_caught(kind):
     """The i386 build is the leader and the odd one: what it does first is checked before it acts."""

@@ -238,18 +238,22 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         for a, b in pairs:
             a.close()
             b.close()
-        forward = _forward_signals(procs[:1])
-        try:
-            code = _wait(leader_proc)
-            for p in procs[1:]:
-                try:
-                    p.wait(timeout=args.timeout + 5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        finally:
-            for sig, old in forward.items():
-                signal.signal(sig, old)
+        # kept to the end: a signal after the leader's monitor ended must not kill this process with
+        # its status unsaid (or its followers' ends unwaited)
+        _forward_signals(procs)
+        code = _status(_wait(leader_proc))
+        for p in procs[1:]:
+            try:
+                p.wait(timeout=args.timeout + 5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        from mvx.runtime.session import DIVERGENCE_EXIT
+
+        if any(p.returncode == DIVERGENCE_EXIT for p in procs[1:]):
+            code = DIVERGENCE_EXIT  # a follower saw one, though the leader was stopped before it heard
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the status is said: nothing may kill us now,
+            signal.signal(sig, signal.SIG_IGN)  # Python's finalization (which resets handlers) included
         return code
     finally:
         for p in procs:
@@ -266,19 +270,27 @@ def _wait(proc: subprocess.Popen) -> int:
             continue  # the monitors got the same SIGINT from the terminal and stop by themselves
 
 
-def _forward_signals(procs: list[subprocess.Popen]) -> dict:
-    """SIGTERM/SIGINT sent to `mvx run` go to the leader's monitor: the first is passed to the
-    program (replicated to every follower), a second stops every variant."""
+def _status(returncode: int) -> int:
+    """The leader monitor's status as ours: 128+N if a signal N killed it (never a negative code,
+    which the shell would see as 256-N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _forward_signals(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM/SIGINT sent to `mvx run` go to the leader's monitor (procs[0]): the first is passed to
+    the program (replicated to every follower), a second stops every variant. Once the leader's
+    monitor has ended, they stop the followers it waits for (each reports its own end)."""
 
     def forward(sig, _frame):
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    p.send_signal(sig)
-                except ProcessLookupError:
-                    pass
+        live = [p for p in procs if p.poll() is None]
+        for p in live[:1] if procs[0] in live else live:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
 
-    return {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
 
 
 def register(sub) -> None:
@@ -289,7 +301,8 @@ def register(sub) -> None:
         "leader talks to the world; followers get its inputs replayed and must make the same synced calls "
         "with the same arguments and output bytes. A difference is reported as a divergence (stderr, and "
         "--log) and, by default, every variant is stopped. Exit status: the program's own when every "
-        "variant agreed, 70 after a divergence, 2 for a usage error, 128+N when stopped by signal N.",
+        "variant agreed, 70 after a divergence (a signal after it included), 2 for a usage error, 128+N when "
+        "stopped by signal N.",
     )
     p.add_argument("--leader", metavar="'BIN [ARGS]'", required=True,
                    help="the leader variant's program, optionally with arguments of its own (one shell-quoted "

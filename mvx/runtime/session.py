@@ -7,8 +7,10 @@ and thread: the monitor thread, the pipe readers, the follower's watchdog, and t
 end, a divergence here or reported by a peer, a broken channel, SIGINT/SIGTERM) stops the
 variants according to --on-divergence and cancels the rest; nothing is left running.
 
-Exit status: the program's own when every variant agreed; DIVERGENCE_EXIT (70) after a divergence;
-128+N when mvx itself was stopped by signal N; 1 when a peer stopped or vanished."""
+Exit status: the program's own when every variant agreed; DIVERGENCE_EXIT (70) after a divergence
+(even when a signal stopped mvx after it); 128+N when mvx itself was stopped by signal N; 1 when a
+peer stopped or vanished. A SIGINT/SIGTERM that comes while the session is ending (after trio's
+receiver is gone) is ignored: the ending goes on and its status stands."""
 
 from __future__ import annotations
 
@@ -250,10 +252,10 @@ class LeaderSession:
         self.reporter.event({"event": "end", "status": outcome.status, "signal": outcome.signal,
                              "stopped": outcome.stopped, "divergences": len(self.divergences),
                              "synced_calls": self.monitor.sync.seq})
+        if self.divergences:  # a divergence is the status, whatever stopped mvx after it
+            return DIVERGENCE_EXIT
         if self.exit_override is not None:
             return self.exit_override
-        if self.divergences:
-            return DIVERGENCE_EXIT
         if outcome.stopped is not None:
             return PEER_LOST_EXIT
         return outcome.exit_code
@@ -304,6 +306,7 @@ class LeaderSession:
     async def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread (a session run inside a test's thread)
+        _ignore_signals_after_the_session()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             graceful = False
             async for sig in signals:
@@ -397,7 +400,7 @@ class FollowerSession:
             code = outcome.exit_code
         if not self.leader_gone:
             self._reply(final)
-        if self.exit_override is not None:
+        if self.exit_override is not None and code != DIVERGENCE_EXIT:
             return self.exit_override
         return code
 
@@ -460,6 +463,7 @@ class FollowerSession:
     async def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread (a session run inside a test's thread)
+        _ignore_signals_after_the_session()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for sig in signals:
                 name = signal.Signals(sig).name
@@ -467,6 +471,16 @@ class FollowerSession:
                 self.monitor.stop(f"the follower got {name}")
                 self.inbox.close(name)
                 return
+
+
+def _ignore_signals_after_the_session() -> None:
+    """Called in the main thread before the session's signal receiver opens: trio puts this
+    disposition back when the receiver closes, so a SIGINT/SIGTERM while the session ends (Python's
+    own finalization included, which resets handlers but not SIG_IGN) does not kill this monitor
+    halfway through its report and its variants' ending; the ending's status stands. (A variant
+    starts with every disposition at its default: mvx_native.c child_main.)"""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def run_leader(opts: Options, open_channels) -> int:
