@@ -55,6 +55,34 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
     p.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
 
 
+def _add_pass_fd(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pass-fd", type=int, action="append", default=[], metavar="N",
+                   help="give fd N, inherited by mvx, to the leader's program, at 3, 4, ... in the order given, "
+                   "after the sockets of systemd socket activation (LISTEN_FDS, taken by itself); each "
+                   "follower's program gets an inert socket at the same number (repeatable)")
+
+
+def passed_fds(args: argparse.Namespace) -> tuple[int, ...]:
+    """The fds the leader's program gets at 3, 4, ...: systemd's (LISTEN_FDS, when LISTEN_PID is
+    this process), then --pass-fd's. Each must be open here."""
+    fds: list[int] = []
+    if os.environ.get("LISTEN_PID", "").strip() == str(os.getpid()):
+        try:
+            count = int(os.environ.get("LISTEN_FDS", "0"))
+        except ValueError:
+            raise MvxError(f"LISTEN_FDS={os.environ['LISTEN_FDS']!r} is not a number of fds") from None
+        fds += range(3, 3 + max(count, 0))
+    fds += args.pass_fd
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise MvxError(f"fd {fd} to pass to the program: {exc.strerror}") from None
+    if len(set(fds)) != len(fds):
+        raise MvxError(f"fds to pass to the program name one twice: {fds}")
+    return tuple(fds)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -121,11 +149,12 @@ def cmd_leader(args: argparse.Namespace) -> int:
     from mvx.runtime.session import run_leader
 
     argv = _program(args, "mvx leader --listen HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
+    passed = {"passed_fds": passed_fds(args)}
     if args.channel_fd:
         if args.listen:
             raise MvxError("--listen and --channel-fd exclude each other")
         fds = list(args.channel_fd)
-        opts = _options(args, argv, followers_share_stderr=True)
+        opts = _options(args, argv, followers_share_stderr=True, **passed)
 
         async def open_channels():
             return [_channel_from_fd(fd) for fd in fds]
@@ -135,7 +164,7 @@ def cmd_leader(args: argparse.Namespace) -> int:
         host, port = ch.parse_hostport(args.listen)
         ch.require_secure_or_loopback(host, args.insecure, args.keys)
         tls = ch.tls_files(args.keys, "leader") if args.keys else None
-        opts = _options(args, argv)
+        opts = _options(args, argv, **passed)
         hello = protocol.hello("leader", opts.arch, opts.policy.name)
 
         async def open_channels():
@@ -155,7 +184,8 @@ def cmd_follower(args: argparse.Namespace) -> int:
 
     argv = _program(args, "mvx follower --connect HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
     devnull = os.open(os.devnull, os.O_RDWR)
-    kw = {"stdio": (devnull, devnull, devnull), "isolate_net": args.isolate_net}
+    kw = {"stdio": (devnull, devnull, devnull), "isolate_net": args.isolate_net,
+          "placeholder_fds": args.placeholder_fds}
     if args.channel_fd:
         if args.connect or len(args.channel_fd) != 1:
             raise MvxError("a follower takes one --channel-fd, without --connect")
@@ -209,6 +239,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
     follower_argvs = [variant_argv(f, "--follower") for f in followers]
     for argv in [leader_argv, *follower_argvs]:
         check_runnable(resolve_program(argv[0]))
+    passed = passed_fds(args)
     allowed = sorted(os.sched_getaffinity(0))
     common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
               *(["--write-behind"] if args.write_behind else []),
@@ -219,7 +250,8 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
     def pin(i: int) -> list[str]:
         return ["--no-pin"] if args.no_pin else ["--cpu", str(allowed[i % len(allowed)])]
 
-    leader_cmd = [*me, "leader", *common, *pin(0), *(["--log", args.log] if args.log else [])]
+    leader_cmd = [*me, "leader", *common, *pin(0), *(["--log", args.log] if args.log else []),
+                  *[a for fd in passed for a in ("--pass-fd", str(fd))]]
     for a, _ in pairs:
         leader_cmd += ["--channel-fd", str(a.fileno())]
     leader_cmd += ["--", *leader_argv, *prog_args]
@@ -228,11 +260,12 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
     try:
         for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
             cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
+                   *(["--placeholder-fds", str(len(passed))] if passed else []),
                    *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
             # own sessions: a terminal's ^C reaches `mvx run` alone, which hands it to the leader
             procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig, env=env,  # noqa: PLW1509 - no threads here
                                           start_new_session=True))
-        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs], env=env,
+        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs] + list(passed), env=env,
                                        preexec_fn=_set_pdeathsig, start_new_session=True)  # noqa: PLW1509
         procs.insert(0, leader_proc)
         for a, b in pairs:
@@ -311,6 +344,7 @@ def register(sub) -> None:
     p.add_argument("--follower", metavar="'BIN [ARGS]'", action="append", default=[], required=True,
                    help="a follower variant's program, with arguments of its own as for --leader (repeat "
                    "for more followers)")
+    _add_pass_fd(p)
     p.add_argument("--shared-net", action="store_true",
                    help="let followers share the machine's network (default: each follower's program runs in a "
                    "network namespace of its own, so it can never reach the world or take the leader's port)")
@@ -324,6 +358,7 @@ def register(sub) -> None:
         "(--keys, made by `mvx keygen`), or plain TCP with --insecure on loopback only.",
     )
     p.add_argument("--listen", metavar="HOST:PORT", help="where followers connect")
+    _add_pass_fd(p)
     p.add_argument("--followers", type=_positive_int, default=1, metavar="N", help="how many followers (default 1)")
     _add_node_args(p)
     _add_common(p, hidden_fd=True)
@@ -338,6 +373,9 @@ def register(sub) -> None:
         "of this node's files, so what it creates, writes or deletes stays its own and is gone at its end.",
     )
     p.add_argument("--connect", metavar="HOST:PORT", help="the leader's --listen address")
+    p.add_argument("--placeholder-fds", type=int, default=0, metavar="N",
+                   help="the leader's program was passed N fds (--pass-fd, socket activation): this program gets "
+                   "an inert socket at each of their numbers, 3, 4, ... (default 0)")
     p.add_argument("--isolate-net", action="store_true",
                    help="run the program in a network namespace of its own (needs root)")
     _add_node_args(p)

@@ -187,6 +187,7 @@ class Variant:
         as_pid: int = 0,
         hide_vdso: bool = False,
         sync_wake_up: bool = True,
+        passed: tuple[int, ...] = (),
     ) -> None:
         if not argv:
             raise MvxError("no program given")
@@ -199,6 +200,9 @@ class Variant:
         self.env = dict(initial_environ() if env is None else env)
         self.cwd = cwd
         self.fds = (stdin, stdout, stderr)
+        if len(passed) > lib.MVX_MAX_PASSED:
+            raise MvxError(f"at most {lib.MVX_MAX_PASSED} fds can be passed to a program ({len(passed)} given)")
+        self.passed = tuple(passed)  # fds of ours the program gets at 3, 4, ... (socket activation)
         self.report_signals = report_signals
         self.isolate_net = isolate_net
         # a world of its own (mvx_native.h, MVX_WORLD_*): a pid namespace where the variant has pid
@@ -232,6 +236,9 @@ class Variant:
         t.world = (lib.MVX_WORLD_PIDS if self.own_pids else 0) | (lib.MVX_WORLD_FILES if self.own_files else 0)
         t.as_pid = self.as_pid
         t.hide_vdso = int(self.hide_vdso)
+        t.npassed = len(self.passed)
+        for i, fd in enumerate(self.passed):
+            t.passed[i] = fd
         t.sync_wake_up = int(self.sync_wake_up)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]
         primary, secondary = arches[0], arches[1] if len(arches) > 1 else None

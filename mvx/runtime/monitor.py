@@ -132,12 +132,18 @@ class Monitor:
     def __init__(self, argv: list[str], *, mode: Mode, policy: Policy, cpu: int | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None,
                  stdio: tuple[int | None, int | None, int | None] = (None, None, None),
-                 isolate_net: bool = False, own_pids: bool = False, own_files: bool = False) -> None:
+                 isolate_net: bool = False, own_pids: bool = False, own_files: bool = False,
+                 passed: tuple[int, ...] = (), placeholders: int = 0) -> None:
         self.policy = policy
         self.mode = mode
+        # a follower's program gets, at the numbers of the fds the leader's was passed, inert sockets
+        # whose other ends this monitor keeps (placeholders: it never acts on them, the records do)
+        self._placeholder_pairs = [socket.socketpair() for _ in range(placeholders)]
+        passed = tuple(passed) + tuple(a.fileno() for a, _ in self._placeholder_pairs)
         self.variant = Variant(argv, mode=mode, traps=trap_set(mode, policy, self.role), cpu=cpu, env=env, cwd=cwd,
                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
-                               own_pids=own_pids, own_files=own_files, hide_vdso=self.hide_vdso, report_signals=self.report_signals)
+                               own_pids=own_pids, own_files=own_files, hide_vdso=self.hide_vdso,
+                               report_signals=self.report_signals, passed=passed)
         self.fds: FdShadow | None = None
         self.loader: LoaderRange | None = None
         self.mem: TraceeMemory | None = None
@@ -155,6 +161,11 @@ class Monitor:
         self._cpu_at_start = _cpu_seconds()  # MVX_FAST_STATS: the monitor's CPU from here on
         pid = self.variant.start()
         self.fds, self.loader = FdShadow(self.variant), LoaderRange(pid, self.variant.read)
+        first = 3 + len(self.variant.passed) - len(self._placeholder_pairs)
+        for i, (given, kept) in enumerate(self._placeholder_pairs):
+            given.close()
+            self.fds.adopt_placeholder(first + i, kept)
+        self._placeholder_pairs = []
         self.mem = TraceeMemory(self.variant)
         return pid
 

@@ -62,6 +62,8 @@ class Options:
     stdio: tuple = (None, None, None)  # the variant's stdin/stdout/stderr (None: the monitor's own)
     followers_share_stderr: bool = False  # mvx run: a follower's report is already on our terminal
     isolate_net: bool = False
+    passed_fds: tuple[int, ...] = ()  # the leader's: fds its program gets at 3, 4, ... (socket activation)
+    placeholder_fds: int = 0  # a follower's: how many the leader's program was passed (inert sockets there)
 
 
 class Reporter:
@@ -159,7 +161,7 @@ class LeaderSession:
         self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep,
                                      write_behind=opts.write_behind, mode=opts.mode,
                                      policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
-                                     isolate_net=opts.isolate_net)
+                                     isolate_net=opts.isolate_net, passed=opts.passed_fds)
         self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
                              "policy": opts.policy.name, "followers": len(self.pipes), "cpu": opts.cpu})
         if not self.pipes:
@@ -361,7 +363,8 @@ class FollowerSession:
         self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, reply_chan=self.pipe.chan,
                                        mode=opts.mode,
                                        policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
-                                       stdio=opts.stdio, isolate_net=opts.isolate_net)
+                                       stdio=opts.stdio, isolate_net=opts.isolate_net,
+                                       placeholders=opts.placeholder_fds)
         # hybrid with the C fast path: the monitor thread reads its channel itself, polling it
         # with its notification fd (mvx_fast.c, mvx_inbox own); else a reader thread does
         own = opts.mode is Mode.HYBRID and self.pipe.chan is not None and fast_wanted()
@@ -475,12 +478,27 @@ class FollowerSession:
 
 def _ignore_signals_after_the_session() -> None:
     """Called in the main thread before the session's signal receiver opens: trio puts this
-    disposition back when the receiver closes, so a SIGINT/SIGTERM while the session ends (Python's
-    own finalization included, which resets handlers but not SIG_IGN) does not kill this monitor
-    halfway through its report and its variants' ending; the ending's status stands. (A variant
-    starts with every disposition at its default: mvx_native.c child_main.)"""
+    handler back when the receiver closes, so a SIGINT/SIGTERM while the session ends does not kill
+    this monitor halfway through its report and its variants' ending: the ending's status stands.
+    Unless whoever started this monitor is gone (`mvx run` killed: its PR_SET_PDEATHSIG): then
+    nobody waits for that status, and the monitor ends at once (its variants die with it)."""
+    parent = os.getppid()
+
+    def noted(sig, _frame) -> None:
+        if os.getppid() != parent:
+            os._exit(128 + sig)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, noted)
+
+
+def _said(code: int) -> int:
+    """The status is decided: from here to the exit (Python's finalization, which resets handlers
+    but not SIG_IGN, included) no SIGINT/SIGTERM may change it."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return code
 
 
 def run_leader(opts: Options, open_channels) -> int:
@@ -490,7 +508,7 @@ def run_leader(opts: Options, open_channels) -> int:
         channels = await open_channels()
         return await LeaderSession(opts, channels).run()
 
-    return trio.run(main)
+    return _said(trio.run(main))
 
 
 def run_follower(opts: Options, open_channel) -> int:
@@ -498,5 +516,5 @@ def run_follower(opts: Options, open_channel) -> int:
         channel = await open_channel()
         return await FollowerSession(opts, channel).run()
 
-    return trio.run(main)
+    return _said(trio.run(main))
 

@@ -311,6 +311,30 @@ static void enter_world(int report, int go, int flags, int as_pid, int isolate_n
     _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
+/* Put passed[i] at 3 + i (each first copied above the targets, so that no target overwrites a
+ * source still to be placed); the copies are closed with the rest. 0, or -1 with errno. */
+static int pass_fds(const int *passed, int npassed) {
+    int high[MVX_MAX_PASSED];
+    for (int i = 0; i < npassed; i++)
+        if ((high[i] = fcntl(passed[i], F_DUPFD, 3 + npassed)) < 0)
+            return -1;
+    for (int i = 0; i < npassed; i++)
+        if (dup2(high[i], 3 + i) < 0) /* (without close-on-exec) */
+            return -1;
+    return 0;
+}
+
+/* Socket activation (sd_listen_fds): LISTEN_PID must name the program's own pid, which is known
+ * only here (in a pid namespace of its own, the pid it has there). */
+static void set_listen_pid(char **envp) {
+    static char entry[32];
+    for (int i = 0; envp[i]; i++)
+        if (strncmp(envp[i], "LISTEN_PID=", 11) == 0) {
+            snprintf(entry, sizeof entry, "LISTEN_PID=%d", (int)getpid());
+            envp[i] = entry;
+        }
+}
+
 /* The child: everything before execve is plain C, so the only syscalls between the filter
  * load and the exec are the exec itself. Failures before PTRACE_TRACEME go through the error
  * pipe; later ones are seen by the parent at the syscall stops. In a world of its own (go >= 0)
@@ -319,7 +343,7 @@ static void enter_world(int report, int go, int flags, int as_pid, int isolate_n
 static void child_main(int errfd, const char *path, char *const argv[], char *const envp[],
                        const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
                        int fd0, int fd1, int fd2, pid_t parent, int isolate_net, int go, int world,
-                       int as_pid) {
+                       int as_pid, const int *passed, int npassed) {
     char msg[256];
     sigset_t none;
     sigemptyset(&none);
@@ -362,9 +386,18 @@ static void child_main(int errfd, const char *path, char *const argv[], char *co
         }
         close(errfd);
     }
-    /* the variant starts with stdin/stdout/stderr only: every variant's fd table is the same,
-     * whatever the monitor process holds (channel sockets, log files) */
-    syscall(SYS_close_range, 3, ~0U, 0);
+    /* the variant starts with stdin/stdout/stderr and the fds it is passed (at 3, 4, ...) only:
+     * every variant's fd table is the same, whatever the monitor process holds (channel sockets,
+     * log files). (In a world of its own no error pipe is left: a failure is exit status 126.) */
+    if (pass_fds(passed, npassed) < 0) {
+        snprintf(msg, sizeof msg, "cannot pass fd to the program: %s", strerror(errno));
+        if (world)
+            _exit(126);
+        goto fail;
+    }
+    syscall(SYS_close_range, 3 + npassed, ~0U, 0);
+    if (npassed > 0) /* (before the filter: getpid is a synced call) */
+        set_listen_pid((char **)envp);
     if (!world)
         raise(SIGSTOP);
     /* traced now, with PTRACE_O_EXITKILL: the program sees no parent-death signal of mvx's */
@@ -474,6 +507,8 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     unsigned int ap = t->arch_primary, as = t->arch_secondary;
     memcpy(tp, t->traced_primary, sizeof tp);
     memcpy(ts, t->traced_secondary, sizeof ts);
+    int passed[MVX_MAX_PASSED], npassed = t->npassed < 0 ? 0 : t->npassed > MVX_MAX_PASSED ? MVX_MAX_PASSED : t->npassed;
+    memcpy(passed, t->passed, sizeof passed);
     memset(t, 0, sizeof *t);
     t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
     t->isolate_net = isolate;
@@ -516,7 +551,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
         if (world)
             close(gofd[1]);
         child_main(pipefd[1], path, argv, envp, cwd, bpf, bpf_len, want_listener, cpu, fd0, fd1,
-                   fd2, parent, isolate, gofd[0], world, as_pid);
+                   fd2, parent, isolate, gofd[0], world, as_pid, passed, npassed);
     }
     close(pipefd[1]);
     int st;

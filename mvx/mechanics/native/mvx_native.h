@@ -43,6 +43,8 @@ struct mvx_event {
     unsigned long long sp;
 };
 
+#define MVX_MAX_PASSED 64
+
 struct mvx_tracee {
     int pid;
     int mode;
@@ -64,6 +66,8 @@ struct mvx_tracee {
     unsigned char traced_secondary[MVX_MAX_NR];
     unsigned long long stops;   /* every ptrace stop seen, reported or not */
     int hide_vdso;              /* at exec: AT_SYSINFO_EHDR/AT_SYSINFO become AT_IGNORE */
+    int passed[MVX_MAX_PASSED]; /* fds of the monitor the variant gets at 3, 4, ... (socket activation) */
+    int npassed;
 };
 
 /* A follower's world: its own pid namespace, where it has the leader's pid (so getpid, gettid,
