@@ -149,7 +149,7 @@ def dump_msg(m) -> str:
         return f"{name} reason={qs(m.reason)}"
     if name == "DivergenceReport":
         return (f"DivergenceReport kind={qs(m.kind)} seq={m.seq} leader={qs(m.leader)} follower={qs(m.follower)}"
-                f" detail={qs(m.detail)}")
+                f" detail={qs(m.detail)} forensics={qs(m.forensics)}")
     if name == "FollowerEnded":
         return f"FollowerEnded status={opt(m.status)} signal={opt(m.signal)}"
     if name == "Started":

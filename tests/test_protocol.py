@@ -56,6 +56,7 @@ SAMPLES = [
     End(10, 0, None), End(11, None, 9),
     StopSession("the leader diverged"),
     DivergenceReport("arguments", 12, 'write(1, "hi", 2) = 2', 'write(1, "ho", 2)', "argument buf differs"),
+    DivergenceReport("arguments", 12, "a", "b", "", '{"pid": 7, "pc": 4198400, "call": "write (nr 4)"}'),
     FollowerStopped("SIGTERM"), FollowerEnded(0, None), FollowerEnded(None, 15), Started(4242),
 ]
 

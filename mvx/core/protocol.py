@@ -18,7 +18,7 @@ from mvx.isa.canonical import IoVec
 from mvx.isa.structs import SockAddr, TimeValue
 from mvx.isa.syscalls import Addr, FlagSet
 
-VERSION = 3
+VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,7 @@ class DivergenceReport:
     leader: str
     follower: str
     detail: str = ""
+    forensics: str = ""  # JSON: where the follower's variant was (mvx.mechanics.forensics); "" if unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +377,8 @@ _FIELDS = {
     SignalBatch: (("seq", "u64"), ("how", "str"), ("sigs", "sigs")),
     End: (("seq", "u64"), ("status", "opt_i64"), ("signal", "opt_i64")),
     StopSession: (("reason", "str"),),
-    DivergenceReport: (("kind", "str"), ("seq", "u64"), ("leader", "str"), ("follower", "str"), ("detail", "str")),
+    DivergenceReport: (("kind", "str"), ("seq", "u64"), ("leader", "str"), ("follower", "str"), ("detail", "str"),
+                       ("forensics", "str")),
     FollowerStopped: (("reason", "str"),),
     FollowerEnded: (("status", "opt_i64"), ("signal", "opt_i64")),
 }

@@ -43,8 +43,10 @@ from mvx.isa.arch import get as arch_of
 from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
 from mvx.isa.render import render
 from mvx.isa.syscalls import Fd
+from mvx.mechanics import forensics
 from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant, host_arch
 from mvx.mechanics.filters import Trap
+from mvx.mechanics.forensics import Forensics
 from mvx.mechanics.native import lib
 from mvx.mechanics.procinfo import LoaderRange, signalfd_mask
 from mvx.mechanics.proxy import Performed, answer, epoll_pwait_with_signalfds, perform
@@ -154,6 +156,7 @@ class Monitor:
         self.stop_divergence: Divergence | None = None
         self.unanswered: Unanswered | None = None
         self.fast: FastPath | None = None  # the C fast path (set up by the roles that have one)
+        self.forensics: Forensics | None = None  # where the variant was when a divergence stopped it
         # MVX_FAST_STATS: the synced calls Python handled, by name (what the C loop did not carry)
         self.python_calls: collections.Counter | None = collections.Counter() if os.environ.get("MVX_FAST_STATS") else None
 
@@ -174,9 +177,17 @@ class Monitor:
         if self.fds:
             self.fds.close()
 
+    def snapshot(self) -> Forensics | None:
+        """Where the variant is now (any thread; read before it is killed), for a divergence report."""
+        if self.variant.pid <= 0 or not self.variant.alive:
+            return None
+        return forensics.capture(self.variant.pid, self.variant.elf_arch or host_arch(), self.variant.read)
+
     def stop(self, reason: str, divergence: Divergence | None = None) -> None:
         """From another thread: end this monitor's run now (the variant is killed; the run returns
         an Outcome with `stopped`, and `divergence` when the stop is one)."""
+        if divergence is not None and self.forensics is None:
+            self.forensics = self.snapshot()
         if self.stopping is None:
             self.stopping, self.stop_divergence = reason, divergence
         pid = self.variant.pid
@@ -224,6 +235,8 @@ class Monitor:
                 except CallGone:
                     continue
         except Divergence as d:
+            if self.forensics is None:
+                self.forensics = self.snapshot()  # (the variant is killed below)
             return self.stopped_outcome() if self.stopping else Outcome(divergence=d)
         except Stopped as s:
             return self.stopped_outcome() if self.stopping else Outcome(stopped=s.reason)

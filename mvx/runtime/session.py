@@ -34,6 +34,7 @@ from mvx.core.protocol import (
 )
 from mvx.core.sync import Divergence
 from mvx.mechanics.engine import Mode
+from mvx.mechanics.forensics import Forensics
 from mvx.mechanics.native import lib
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
 from mvx.runtime.fastpath import wanted as fast_wanted
@@ -74,12 +75,23 @@ class Reporter:
         self._log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
 
-    def divergence(self, d: Divergence | dict, where: str, show: bool = True) -> None:
+    def divergence(self, d: Divergence | dict, where: str, show: bool = True,
+                   seen: dict[str, Forensics | None] | None = None, shown: str = "") -> None:
+        """The block (when `show`; else only where the variants in `seen` but `shown` were: the
+        peer that showed the block said where its own was) and the JSON line, with every one of
+        `seen` under "forensics"."""
         entry = d.as_json() if isinstance(d, Divergence) else dict(d)
         entry["where"] = where
+        seen = {who: f for who, f in (seen or {}).items() if f is not None}
+        if seen:
+            entry["forensics"] = {who: f.as_json() for who, f in seen.items()}
+        where_lines = [line for who, f in seen.items() if show or who != shown for line in f.lines(who)]
         if show:
             block = d.report() if isinstance(d, Divergence) else _block(entry)
-            print(f"{block}\n  (detected by the {where})", file=sys.stderr, flush=True)
+            where_text = "\n  where the variants were:\n" + "\n".join(where_lines) if where_lines else ""
+            print(f"{block}\n  (detected by the {where}){where_text}", file=sys.stderr, flush=True)
+        elif where_lines:
+            print("mvx: where the variants were:\n" + "\n".join(where_lines), file=sys.stderr, flush=True)
         self.event(entry)
 
     def event(self, entry: dict) -> None:
@@ -94,6 +106,17 @@ class Reporter:
     def close(self) -> None:
         if self._log:
             self._log.close()
+
+
+def _peer_forensics(text: str) -> Forensics | None:
+    """A follower's forensics as it sent them (JSON); anything malformed is dropped, not trusted."""
+    if not text:
+        return None
+    try:
+        d = json.loads(text)
+        return Forensics.from_json(d) if isinstance(d, dict) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _block(entry: dict) -> str:
@@ -223,7 +246,7 @@ class LeaderSession:
         if isinstance(message, DivergenceReport):
             self._on_follower_divergence(i, {"event": "divergence", "kind": message.kind, "seq": message.seq,
                                              "leader": message.leader, "follower": message.follower,
-                                             "detail": message.detail})
+                                             "detail": message.detail}, _peer_forensics(message.forensics))
         elif isinstance(message, FollowerEnded):
             self._follower_done(i, message)
         elif isinstance(message, FollowerStopped):
@@ -237,7 +260,7 @@ class LeaderSession:
     async def _finish(self, outcome: Outcome) -> int:
         opts = self.opts
         if outcome.divergence is not None and outcome.stopped is None:
-            self._record(outcome.divergence, "leader", show=True)
+            self._record(outcome.divergence, "leader", show=True, seen={"leader": self.monitor.forensics})
             self._stop_followers("the leader diverged")
         elif outcome.stopped is None:
             # the program ended: every follower must end the same way, in time
@@ -262,18 +285,23 @@ class LeaderSession:
             return PEER_LOST_EXIT
         return outcome.exit_code
 
-    def _record(self, d: Divergence | dict, where: str, show: bool = True) -> None:
+    def _record(self, d: Divergence | dict, where: str, show: bool = True,
+                seen: dict[str, Forensics | None] | None = None, shown: str = "") -> None:
         entry = d.as_json() if isinstance(d, Divergence) else d
         self.divergences.append(entry)
-        self.reporter.divergence(d, where, show=show)
+        self.reporter.divergence(d, where, show=show, seen=seen, shown=shown)
 
     def _stop_followers(self, reason: str) -> None:
         for i in range(len(self.pipes)):
             if i not in self.final:
                 self._send(i, StopSession(reason))
 
-    def _on_follower_divergence(self, i: int, entry: dict) -> None:
-        self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr)
+    def _on_follower_divergence(self, i: int, entry: dict, theirs: Forensics | None = None) -> None:
+        # where the leader's program is, read before it is stopped; the follower's block (shared
+        # stderr) already said where its own was
+        ours = self.monitor.snapshot()
+        self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr,
+                     seen={"leader": ours, f"follower {i}": theirs}, shown=f"follower {i}")
         if self.opts.on_divergence == "kill":  # failed before the follower is let go: nothing held leaves
             self.link.fail(Stopped("divergence"))
             self._follower_done(i, entry)
@@ -389,9 +417,11 @@ class FollowerSession:
 
     async def _finish(self, outcome: Outcome) -> int:
         if outcome.divergence is not None:
-            self.reporter.divergence(outcome.divergence, "follower")
+            fx = self.monitor.forensics
+            self.reporter.divergence(outcome.divergence, "follower", seen={"follower": fx})
             d = outcome.divergence
-            final = DivergenceReport(d.kind, d.seq, d.leader, d.follower, d.detail)
+            final = DivergenceReport(d.kind, d.seq, d.leader, d.follower, d.detail,
+                                     json.dumps(fx.as_json()) if fx else "")
             code = DIVERGENCE_EXIT
         elif outcome.stopped is not None:
             final = FollowerStopped(outcome.stopped)

@@ -196,6 +196,7 @@ static void dump_msg(const struct mvx_msg *m)
         field_str("leader", &d->leader);
         field_str("follower", &d->follower);
         field_str("detail", &d->detail);
+        field_str("forensics", &d->forensics);
         break;
     }
     case MVX_M_FOLLOWER_STOPPED: field_str("reason", &m->u.follower_stopped.reason); break;

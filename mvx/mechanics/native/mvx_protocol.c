@@ -942,6 +942,7 @@ static int rd_message(struct rd *r, struct mvx_msg *m)
         FIELD("DivergenceReport.leader", rd_text(r, &d->leader));
         FIELD("DivergenceReport.follower", rd_text(r, &d->follower));
         FIELD("DivergenceReport.detail", rd_text(r, &d->detail));
+        FIELD("DivergenceReport.forensics", rd_text(r, &d->forensics));
         return 0;
     }
     case MVX_M_FOLLOWER_STOPPED:
@@ -1272,6 +1273,7 @@ static void put_message(struct wr *w, const struct mvx_msg *m)
         put_str(w, &d->leader);
         put_str(w, &d->follower);
         put_str(w, &d->detail);
+        put_str(w, &d->forensics);
         return;
     }
     case MVX_M_FOLLOWER_STOPPED:

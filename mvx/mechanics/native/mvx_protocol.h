@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MVX_PROTOCOL_VERSION 3
+#define MVX_PROTOCOL_VERSION 4
 #define MVX_MAX_FRAME 16777216u /* bytes of one frame's body */
 #define MVX_MAX_DEPTH 32        /* nesting of values */
 
@@ -141,6 +141,7 @@ struct mvx_divergence_report {
     struct mvx_str kind;
     uint64_t seq;
     struct mvx_str leader, follower, detail;
+    struct mvx_str forensics; /* JSON: where the follower's variant was (mvx.mechanics.forensics); "" if unknown */
 };
 
 struct mvx_follower_ended {
