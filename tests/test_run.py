@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -494,3 +495,32 @@ def _child_of_monitor(role: str, program: str, timeout: float = 20) -> int:
                 return traced[0]
         time.sleep(0.02)
     pytest.fail(f"no {program} under an mvx {role} monitor")
+
+
+def test_stats_prints_a_line_per_monitor_at_its_interval():
+    """--stats 0.2: each monitor says, at each interval, its synced calls/s and in all, what waits
+    between it and its peers, its CPU and RSS; the totals grow with the clients served."""
+    port, count = free_port(), 40
+    proc = start_mvx("run", "--stats", "0.2", "--leader", variant_bin("x86_64", "epoll_server"), "--follower",
+                     variant_bin("i386", "epoll_server"), "--", str(port), str(count))
+    try:
+        for i in range(count):  # over about two seconds: several lines
+            assert talk(port, b"hello %d\n" % i)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = err.decode(errors="replace")
+    assert proc.returncode == 0, err
+    number = r"(\d+) synced calls/s \((\d+) in all\)"
+    leader = re.findall(rf"^mvx: stats leader: {number}, records in flight: follower 0 (\d+), no write-behind, "
+                        r"divergences 0; monitor CPU \d+%, RSS (\d+) MB$", err, re.MULTILINE)
+    follower = re.findall(rf"^mvx: stats follower: {number}, the leader's oldest waiting record [\d.]+ ms old; "
+                          r"monitor CPU \d+%, RSS (\d+) MB$", err, re.MULTILINE)
+    assert len(leader) >= 3 and len(follower) >= 3, err
+    totals = [int(t) for _, t, _, _ in leader]
+    assert totals == sorted(totals) and totals[-1] > count, err  # several calls per client
+    assert any(int(rate) > 0 for rate, *_ in leader), err
+    assert all(10 < int(rss) < 500 for *_, rss in leader + follower), err

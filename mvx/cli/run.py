@@ -48,6 +48,9 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
     p.add_argument("--window", type=_positive_int, default=256, metavar="N",
                    help="how many synced calls the leader may run ahead of the slowest follower (default 256)")
     p.add_argument("--log", metavar="FILE", help="append divergences and session events to FILE as JSON lines")
+    p.add_argument("--stats", type=_positive, nargs="?", const=5.0, metavar="SECONDS",
+                   help="print a line every SECONDS (default 5) per monitor: synced calls/s, records in flight, "
+                   "bytes held for checks, divergences so far, the monitor's CPU and RSS")
     p.add_argument("--cpu", type=int, metavar="N", help="pin the monitor and its variant to CPU N")
     p.add_argument("--no-pin", action="store_true", help="do not pin monitors and variants to CPUs")
     if hidden_fd:
@@ -129,7 +132,7 @@ def _options(args: argparse.Namespace, argv: list[str], **kw):
     arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
     return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
                    write_behind=args.write_behind, on_divergence=args.on_divergence, timeout=args.timeout,
-                   cpu=_cpu(args), log=args.log,
+                   cpu=_cpu(args), log=args.log, stats=args.stats,
                    window=args.window, arch=arch.name, **kw)
 
 
@@ -243,7 +246,8 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
     allowed = sorted(os.sched_getaffinity(0))
     common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
               *(["--write-behind"] if args.write_behind else []),
-              "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window)]
+              "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window),
+              *(["--stats", str(args.stats)] if args.stats else [])]
     pairs = [socket.socketpair() for _ in followers]
     me = [sys.executable, "-m", "mvx"]
 

@@ -177,6 +177,11 @@ class Monitor:
         if self.fds:
             self.fds.close()
 
+    def synced_so_far(self) -> int:
+        """Synced calls so far, the C loop's included (any thread: a glimpse, for --stats)."""
+        fast = self.fast
+        return max(self.sync.seq, fast.seq() if fast is not None else 0)
+
     def snapshot(self) -> Forensics | None:
         """Where the variant is now (any thread; read before it is killed), for a divergence report."""
         if self.variant.pid <= 0 or not self.variant.alive:

@@ -44,6 +44,11 @@ class Outbox:
         self._thread.start()
 
     @property
+    def held(self) -> int:
+        """Bytes held now, waiting for the followers' checks (a glimpse: --stats)."""
+        return lib.mvx_outbox_held(self.native)
+
+    @property
     def sent(self) -> int:
         """Bytes that left (tests, reports)."""
         return lib.mvx_outbox_sent(self.native)

@@ -36,6 +36,7 @@ from mvx.core.sync import Divergence
 from mvx.mechanics.engine import Mode
 from mvx.mechanics.forensics import Forensics
 from mvx.mechanics.native import lib
+from mvx.runtime import stats
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
 from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.link import Inbox, LeaderLink, Stopped
@@ -63,6 +64,7 @@ class Options:
     stdio: tuple = (None, None, None)  # the variant's stdin/stdout/stderr (None: the monitor's own)
     followers_share_stderr: bool = False  # mvx run: a follower's report is already on our terminal
     isolate_net: bool = False
+    stats: float | None = None  # --stats: seconds between the monitor's lines
     passed_fds: tuple[int, ...] = ()  # the leader's: fds its program gets at 3, 4, ... (socket activation)
     placeholder_fds: int = 0  # a follower's: how many the leader's program was passed (inert sockets there)
 
@@ -196,6 +198,9 @@ class LeaderSession:
                     for i, pipe in enumerate(self.pipes):
                         nursery.start_soon(trio.to_thread.run_sync, self._read_loop, i, pipe)
                     nursery.start_soon(self._signals)
+                    if opts.stats:
+                        nursery.start_soon(stats.report, opts.stats, "leader", self.monitor.synced_so_far,
+                                           self._stats)
                     outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
                     code = await self._finish(outcome)
                 finally:
@@ -207,6 +212,12 @@ class LeaderSession:
                 pipe.close()
             self.reporter.close()
         return code
+
+    def _stats(self) -> str:
+        seq = self.monitor.synced_so_far()
+        flight = ", ".join(f"follower {i} {max(seq - self.link.acked(i), 0)}" for i in range(len(self.pipes)))
+        return (f"records in flight: {flight or 'none'}, {stats.held(self.monitor.outbox)}, "
+                f"divergences {len(self.divergences)}")
 
     def _send(self, i: int, message) -> None:
         """Any thread: one message to follower i; a failed pipe is that follower lost."""
@@ -405,6 +416,9 @@ class FollowerSession:
                         nursery.start_soon(trio.to_thread.run_sync, self._read_loop)
                     nursery.start_soon(self._watchdog)
                     nursery.start_soon(self._signals)
+                    if self.opts.stats:
+                        nursery.start_soon(stats.report, self.opts.stats, "follower", self.monitor.synced_so_far,
+                                           lambda: f"the leader's oldest waiting record {1000 * self.inbox.oldest_wait():.1f} ms old")
                     outcome = await trio.to_thread.run_sync(_guarded, self.monitor, self.reporter)
                     code = await self._finish(outcome)
                 finally:

@@ -864,6 +864,8 @@ void mvx_outbox_drop(struct mvx_outbox *o) {
 }
 
 unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return __atomic_load_n(&o->sent, __ATOMIC_RELAXED); }
+/* Bytes held now (mvx run --stats: read without the lock, a glimpse). */
+unsigned long long mvx_outbox_held(struct mvx_outbox *o) { return __atomic_load_n(&o->bytes, __ATOMIC_RELAXED); }
 
 /* link_drain_only, then (write-behind) what the checks released leaves at once. */
 static int link_drain_release(struct mvx_link *l, struct mvx_outbox *o) {

@@ -168,6 +168,7 @@ int mvx_outbox_drain(struct mvx_outbox *o, int timeout_ms);
 void mvx_outbox_close(struct mvx_outbox *o);
 void mvx_outbox_drop(struct mvx_outbox *o);
 unsigned long long mvx_outbox_sent(struct mvx_outbox *o);
+unsigned long long mvx_outbox_held(struct mvx_outbox *o);
 
 struct mvx_inbox *mvx_inbox_new(void);
 void mvx_inbox_free(struct mvx_inbox *q);
