@@ -133,9 +133,13 @@ def find(pids: list[int], conf: Path) -> dict[str, int]:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens there: a server may bind it again (as servers do, with SO_REUSEADDR: the
+    connections the run closed may wait in TIME_WAIT)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen(1)
             return True
         except OSError:
             return False

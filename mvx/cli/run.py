@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from mvx import MvxError
 from mvx.core import policy as policymod
@@ -279,12 +280,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
         # its status unsaid (or its followers' ends unwaited)
         _forward_signals(procs)
         code = _status(_wait(leader_proc))
-        for p in procs[1:]:
-            try:
-                p.wait(timeout=args.timeout + 5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _wait_followers(procs[1:], args.timeout + 5)
         from mvx.runtime.session import DIVERGENCE_EXIT
 
         if any(p.returncode == DIVERGENCE_EXIT for p in procs[1:]):
@@ -305,6 +301,27 @@ def _wait(proc: subprocess.Popen) -> int:
             return proc.wait()
         except KeyboardInterrupt:
             continue  # the monitors got the same SIGINT from the terminal and stop by themselves
+
+
+def _wait_followers(procs: list[subprocess.Popen], limit: float) -> None:
+    """The followers' ends, after the leader's (it told them to stop): at most `limit` s each, and
+    none for one that is stopped (SIGSTOP, a debugger): it would never read that it must end."""
+    deadline = time.monotonic() + limit
+    for p in procs:
+        while p.poll() is None:
+            if time.monotonic() > deadline or _stopped(p.pid):
+                p.kill()
+                p.wait()
+                break
+            time.sleep(0.02)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def _status(returncode: int) -> int:

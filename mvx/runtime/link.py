@@ -12,6 +12,10 @@ from mvx.core.protocol import CheckRequest, End
 from mvx.core.sync import Divergence, render_view
 from mvx.mechanics.native import ffi, lib
 
+# seconds past --timeout before the leader calls a follower late: the follower's own watchdog, at
+# --timeout, says why first when it can (a frozen follower cannot)
+CHECK_GRACE = 2.0
+
 
 class Stopped(Exception):
     """The session is ending from outside this monitor; `reason` says why."""
@@ -65,7 +69,7 @@ class LeaderLink:
     def wait_checked(self, seq: int, view=None) -> None:
         """Block until every live follower has checked `seq`; a follower later than the timeout
         (its own watchdog fires first) is a divergence."""
-        r = lib.mvx_link_checked_wait(self.native, seq, int((self.timeout + 5.0) * 1000))
+        r = lib.mvx_link_checked_wait(self.native, seq, int((self.timeout + CHECK_GRACE) * 1000))
         if r < 0:
             raise self.failure or Stopped("stopped")
         if r > 0:

@@ -54,7 +54,7 @@ from mvx.mechanics.replay import Recorded, ReplayError, inject
 from mvx.runtime.fastpath import FOLLOWER, LEADER, FastPath, accept_fault_signal
 from mvx.runtime.fastpath import wanted as fast_wanted
 from mvx.runtime.fdshadow import FdShadow
-from mvx.runtime.link import Inbox, LeaderLink, Stopped
+from mvx.runtime.link import CHECK_GRACE, Inbox, LeaderLink, Stopped
 from mvx.runtime.outbox import Held, Outbox
 from mvx.runtime.sigrelay import SignalRelay
 
@@ -494,7 +494,7 @@ class LeaderMonitor(Monitor):
         pid = super().start()
         if fast_wanted() and self.sync.lockstep == "sensitive" and lib.mvx_link_all_chans(self.link.native):
             self.fast = FastPath(self.variant, LEADER, self.policy, link=self.link, outbox=self.outbox,
-                                 check_timeout=self.link.timeout + 5.0)
+                                 check_timeout=self.link.timeout + CHECK_GRACE)
         self.link.started(Started(pid))  # followers start theirs with this pid
         return pid
 
