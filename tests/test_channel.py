@@ -221,6 +221,60 @@ async def test_garbage_is_rejected_and_the_leader_still_accepts_a_real_follower(
     assert len(err.strip().splitlines()) == 1
 
 
+async def test_a_recorded_follower_session_replayed_is_refused(keys, capfd):
+    """What a real follower sent on the wire (its handshake and hello), recorded by a man in the
+    middle and replayed into a new connection, is refused: TLS 1.3 makes each handshake fresh (the
+    leader's own random), so the recording's Finished does not verify; the leader says so in one
+    line and goes on waiting."""
+    recorded = bytearray()
+
+    async def pump(src, dst, keep=None):
+        try:
+            while data := await src.receive_some(65536):
+                if keep is not None:
+                    keep += data
+                await dst.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"))
+
+            async def middle(client):
+                upstream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with trio.open_nursery() as pumps:
+                    pumps.start_soon(pump, client, upstream, recorded)
+                    pumps.start_soon(pump, upstream, client)
+
+            listeners = await nursery.start(trio.serve_tcp, middle, 0)
+            mitm_port = listeners[0].socket.getsockname()[1]
+            follower = await follow(mitm_port, tls=tls_files(keys, "follower"))
+            [channel] = await leader.channels()
+            await follower.aclose()
+            await channel.aclose()
+            nursery.cancel_scope.cancel()
+    assert len(recorded) > 1000  # a ClientHello, a certificate, a Finished, the hello
+    capfd.readouterr()
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=3.0)
+            replay = await trio.open_tcp_stream("127.0.0.1", port)
+            await replay.send_all(bytes(recorded))
+            with trio.move_on_after(3):
+                while await replay.receive_some(65536):  # the leader's handshake, then its close
+                    pass
+            await replay.aclose()
+            with pytest.raises(ChannelError, match="no follower connected within 3s"):
+                await leader.channels()
+    err = capfd.readouterr().err
+    assert "mvx: rejected a connection from 127.0.0.1:" in err and "TLS handshake failed" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 async def test_a_truncated_frame_is_an_error():
     a, b = socket.socketpair()
     channel = channel_from_socket(a, "peer")
