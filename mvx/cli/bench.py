@@ -96,7 +96,8 @@ def register(sub) -> None:
                    help="configurations besides native (always run: ratios need it), comma- or space-separated: "
                    "ptrace seccomp hybrid hybrid-write-behind (hybrid with --write-behind) hybrid-relaxed (hybrid with "
                    "--policy relaxed) hybrid-python ptrace-python "
-                   "(the C fast path off: MVX_FAST=0) strace strace-seccomp "
+                   "(the C fast path off: MVX_FAST=0) two-node-tls two-node-tcp (`mvx leader` and `mvx follower` "
+                   "as two processes over TCP on loopback, with mutual TLS or --insecure) strace strace-seccomp "
                    "(default: all)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="load per workload point and round (default 1; wrk rounds it to whole seconds)")
