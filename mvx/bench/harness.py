@@ -41,6 +41,7 @@ DEFAULT_MODE = "hybrid"
 # target values (issue 6, revised by issue 15: the data plane in C)
 TARGET_THROUGHPUT = 1 / 3  # lighttpd under mvx, default mode, against native
 TARGET_SPEEDUP = 3.0  # default mode against --mode ptrace, same workload
+TARGET_TWO_NODE = 1 / 4  # lighttpd, `mvx leader` + `mvx follower` over TLS, against native
 TARGET_INTERCEPT = 1.5  # Python monitor against a C loop of the same mechanism, per intercepted syscall
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -420,6 +421,13 @@ def targets(result: dict) -> list[dict]:
         detail = f"{len(ratios)} workload points, range {min(ratios):.3g}-{max(ratios):.3g}" if ratios else ""
         out.append(_target(f"lighttpd throughput under mvx ({DEFAULT_MODE}, 2 variants) / native, geometric mean",
                            geo.get("rps") if ratios else None, TARGET_THROUGHPUT, True, "x", why, detail))
+        if "two-node-tls" in cells:
+            geo2 = lt["summary"]["geomean_ratio"].get("two-node-tls", {})
+            r2 = [c["ratio"]["rps"] for c in cells["two-node-tls"].values() if "ratio" in c]
+            out.append(_target("lighttpd throughput, two nodes over TLS (`mvx leader` + `mvx follower`) / native, "
+                               "geometric mean", geo2.get("rps") if r2 else None, TARGET_TWO_NODE, True, "x",
+                               "" if r2 else _why_missing(cells, "two-node-tls"),
+                               f"{len(r2)} workload points, range {min(r2):.3g}-{max(r2):.3g}" if r2 else ""))
     for name, srv in result["servers"].items():
         cells = srv["summary"]["cells"]
         if DEFAULT_MODE not in cells or "ptrace" not in cells:
