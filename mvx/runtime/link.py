@@ -5,8 +5,6 @@ the channel."""
 
 from __future__ import annotations
 
-import os
-
 from mvx.core import protocol
 from mvx.core.protocol import CheckRequest, End
 from mvx.core.sync import Divergence, render_view
@@ -37,7 +35,7 @@ class LeaderLink:
         self.timeout = timeout
         self.native = ffi.gc(lib.mvx_link_new(followers, window), lib.mvx_link_free)
         self.failure: BaseException | None = None
-        self.on_lost = on_lost  # on_lost(index, why): a send from C failed (the session decides)
+        self.on_lost = on_lost  # on_lost(index, r): a send from C failed with -errno r (the session decides)
 
     @property
     def live(self) -> set[int]:
@@ -103,7 +101,7 @@ class LeaderLink:
         for i in range(self.followers):
             r = lib.mvx_link_take_lost(self.native, i)
             if r and self.on_lost is not None:
-                self.on_lost(i, os.strerror(-r))
+                self.on_lost(i, r)
 
 
 class Inbox:
@@ -144,6 +142,7 @@ class Inbox:
                 on_end(message, None)
                 return
             self.put(message)
+        lib.mvx_inbox_take_buffered(self.native)  # then what the channel holds already (TLS opened it)
 
     def ended(self) -> None:
         """The own channel ended (StopSession, the leader's close, a broken or malformed frame):

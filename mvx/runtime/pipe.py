@@ -75,7 +75,7 @@ class Pipe(Frames):
         if r == -errno.ETIMEDOUT:
             return self.error(f"the peer stopped reading for {self._send_timeout:g}s")
         if r == -errno.EPROTO:
-            return self.error(ffi.string(lib.mvx_chan_error(self.chan)).decode(errors="replace"))
+            return self.error(ffi.string(lib.mvx_chan_send_error(self.chan)).decode(errors="replace"))
         return self.error(os.strerror(-r))
 
     # ---- receiving (one reader thread) --------------------------------------------------------------

@@ -179,7 +179,7 @@ class LeaderSession:
             self.pipes.append(await ch.detach())
         self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
         self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout,
-                               on_lost=lambda i, why: _soon(self.token, self._lost_send, i, why))
+                               on_lost=lambda i, r: _soon(self.token, self._lost_send, i, r))
         for i, pipe in enumerate(self.pipes):
             if pipe.chan is not None:  # the C fast path sends there itself
                 lib.mvx_link_set_chan(self.link.native, i, pipe.chan)
@@ -229,11 +229,11 @@ class LeaderSession:
             self.lost.add(i)
             _soon(self.token, self._peer_lost, i, str(exc))
 
-    def _lost_send(self, i: int, why: str) -> None:
-        """A send from the C fast path to follower i failed."""
+    def _lost_send(self, i: int, r: int) -> None:
+        """A send from the C fast path to follower i failed (-errno r)."""
         if i not in self.lost:
             self.lost.add(i)
-            self._peer_lost(i, self.pipes[i].error(why).args[0])
+            self._peer_lost(i, self.pipes[i].send_error(r).args[0])
 
     def _read_loop(self, i: int, pipe: Pipe) -> None:
         """A reader thread: acks and checks go straight to the link (the monitor thread waits on

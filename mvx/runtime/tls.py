@@ -83,9 +83,14 @@ class TlsStream(trio.abc.Stream):
             await self._feed()
 
     def peer_common_name(self) -> str | None:
+        """The peer certificate's common name; None when it has none, or one no role can have (a NUL
+        inside, or longer than any: cut, it could look like a role's)."""
         out = ffi.new("char[]", 256)
         n = lib.mvx_tls_peer_cn(self.native, out, 256)
-        return None if n < 0 else ffi.string(out).decode(errors="replace")
+        if n < 0 or n >= 255:
+            return None
+        name = ffi.buffer(out, n)[:]
+        return None if b"\0" in name else name.decode(errors="replace")
 
     async def send_all(self, data) -> None:
         data = bytes(data)

@@ -78,6 +78,9 @@ struct mvx_chan {
     struct mvx_tls *tls; /* the two-node form: frames sealed and opened by this TLS connection */
     uint8_t *raw;        /* its received bytes before they are opened */
     int tls_end;         /* it saw the peer's end (close_notify, or the byte stream's end) */
+    int tls_err;         /* -EPROTO/-ENOMEM its opening failed with: every later read fails alike
+                          * (the bytes are gone from the socket: a read would wait for more) */
+    char send_err[240];  /* why a send failed (-EPROTO), apart from err: readers write that one */
     char err[240];
 };
 
@@ -134,9 +137,7 @@ static int chan_send_locked(struct mvx_chan *c, const uint8_t *p, size_t len) {
         return chan_send_raw(c, p, len);
     uint8_t *sealed;
     size_t n;
-    int r = tls_seal(c->tls, p, len, &sealed, &n);
-    if (r == -EPROTO)
-        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(c->tls));
+    int r = tls_seal(c->tls, p, len, &sealed, &n, c->send_err, sizeof c->send_err);
     if (!r && n)
         r = chan_send_raw(c, sealed, n);
     free(sealed);
@@ -181,11 +182,9 @@ static ssize_t chan_recv_tls(struct mvx_chan *c) {
     if (got < 0)
         return -1;
     int end;
-    ssize_t n = tls_open(c->tls, c->raw, (size_t)got, &c->rbuf, &c->rlen, &c->rcap, &end);
-    if (n == -EPROTO)
-        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(c->tls));
+    ssize_t n = tls_open(c->tls, c->raw, (size_t)got, &c->rbuf, &c->rlen, &c->rcap, &end, c->err, sizeof c->err);
     if (n < 0)
-        return n;
+        return c->tls_err = (int)n;
     if (n == 0 && !end) {
         errno = EAGAIN;
         return -1;
@@ -234,6 +233,8 @@ static int chan_frame_within(struct mvx_chan *c, const uint8_t **body, uint32_t 
         }
         if (c->closed)
             return 0;
+        if (c->tls_err) /* (c->err still says why) */
+            return c->tls_err;
         if (c->tls_end) /* TLS saw the peer's end: no more bytes will come */
             goto ended;
         struct pollfd pfd = {c->fd, POLLIN, 0};
@@ -312,17 +313,23 @@ int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t) {
     pthread_mutex_lock(&c->read_lock);
     c->tls = t;
     int end;
-    ssize_t n = tls_open(t, NULL, 0, &c->rbuf, &c->rlen, &c->rcap, &end);
-    pthread_mutex_unlock(&c->read_lock);
-    if (n == -EPROTO)
-        snprintf(c->err, sizeof c->err, "TLS: %s", mvx_tls_error(t));
+    ssize_t n = tls_open(t, NULL, 0, &c->rbuf, &c->rlen, &c->rcap, &end, c->err, sizeof c->err);
+    if (n == -ENOMEM)
+        snprintf(c->err, sizeof c->err, "out of memory opening what TLS received");
+    if (n < 0)
+        c->tls_err = (int)n;
     c->tls_end = end;
+    pthread_mutex_unlock(&c->read_lock);
     return n < 0 ? (int)n : 0;
 }
 
 uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len) {
     *len = c->special_len;
     return c->special;
+}
+
+const char *mvx_chan_send_error(struct mvx_chan *c) {
+    return c->send_err;
 }
 
 const char *mvx_chan_error(struct mvx_chan *c) {
@@ -951,6 +958,15 @@ double mvx_inbox_oldest_wait(struct mvx_inbox *q) {
 static int check_frame(struct mvx_chan *c, const uint8_t *body, uint32_t n);
 
 void mvx_inbox_own(struct mvx_inbox *q, struct mvx_chan *c) { q->own = c; }
+
+static int inbox_fill(struct mvx_inbox *q, int wait_ms);
+
+/* Whole frames already in the own channel's buffer (what TLS opened when it was handed over) go
+ * to the queue now, not when the socket next has bytes. */
+void mvx_inbox_take_buffered(struct mvx_inbox *q) {
+    if (q->own)
+        inbox_fill(q, 0);
+}
 
 /* How an own channel ended: 0 (it did not), MVX_INBOX_END_STOP (a StopSession: mvx_chan_special),
  * MVX_INBOX_END_EOF (closed by the leader), MVX_INBOX_END_ERROR (*err: -errno; -EPROTO: c->err). */

@@ -121,6 +121,7 @@ void mvx_chan_shutdown(struct mvx_chan *c);
 int mvx_chan_seed(struct mvx_chan *c, const void *data, size_t len);
 uint8_t *mvx_chan_special(struct mvx_chan *c, size_t *len);
 const char *mvx_chan_error(struct mvx_chan *c);
+const char *mvx_chan_send_error(struct mvx_chan *c);
 int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t);
 
 /* mutual TLS 1.3 (mvx_tls.c) */
@@ -181,6 +182,7 @@ int mvx_inbox_pump(struct mvx_inbox *q, struct mvx_chan *c);
 #define MVX_INBOX_END_EOF 2
 #define MVX_INBOX_END_ERROR 3
 void mvx_inbox_own(struct mvx_inbox *q, struct mvx_chan *c);
+void mvx_inbox_take_buffered(struct mvx_inbox *q);
 int mvx_inbox_end(struct mvx_inbox *q, int *err);
 
 #define MVX_ROLE_LEADER 1

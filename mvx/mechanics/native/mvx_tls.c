@@ -365,11 +365,19 @@ int mvx_tls_peer_cn(struct mvx_tls *t, char *out, size_t cap) {
 
 /* ---- for the channel (mvx_fast.c) ---- */
 
-/* Seal `len` bytes and take all that is to go out: a malloc'd buffer (*out, *outlen). 0, -EPROTO,
- * -ENOMEM. */
-static int tls_seal(struct mvx_tls *t, const void *data, size_t len, uint8_t **out, size_t *outlen) {
+/* "TLS: why" into err, under the lock (another thread may be writing t->err). */
+static void tls_why_locked(struct mvx_tls *t, char *err, size_t errlen) {
+    snprintf(err, errlen, "TLS: %s", t->err);
+}
+
+/* Seal `len` bytes and take all that is to go out: a malloc'd buffer (*out, *outlen). 0, -EPROTO
+ * (why in err), -ENOMEM. */
+static int tls_seal(struct mvx_tls *t, const void *data, size_t len, uint8_t **out, size_t *outlen, char *err,
+                    size_t errlen) {
     pthread_mutex_lock(&t->lock);
     int r = len ? tls_write_locked(t, data, len) : 0;
+    if (r == -EPROTO)
+        tls_why_locked(t, err, errlen);
     long n = r ? 0 : ossl.BIO_ctrl(t->out, TLS_BIO_CTRL_PENDING, 0, NULL);
     *out = NULL;
     *outlen = 0;
@@ -385,10 +393,10 @@ static int tls_seal(struct mvx_tls *t, const void *data, size_t len, uint8_t **o
 }
 
 /* Feed `len` received bytes (0: the end; data NULL: none) and open all that is whole into buf (grown with realloc):
- * the bytes appended (>= 0), 0 with *end set at the peer's end, -EPROTO, -ENOMEM. Nothing opened
+ * the bytes appended (>= 0), 0 with *end set at the peer's end, -EPROTO (why in err), -ENOMEM. Nothing opened
  * is left in the object, so a poll of the socket is the only wait. */
 static ssize_t tls_open(struct mvx_tls *t, const void *data, size_t len, uint8_t **buf, size_t *blen,
-                        size_t *bcap, int *end) {
+                        size_t *bcap, int *end, char *err, size_t errlen) {
     pthread_mutex_lock(&t->lock);
     ssize_t total = data ? tls_feed_locked(t, data, len) : 0;
     *end = 0;
@@ -417,6 +425,8 @@ static ssize_t tls_open(struct mvx_tls *t, const void *data, size_t len, uint8_t
         *blen += (size_t)r;
         total += r;
     }
+    if (total == -EPROTO)
+        tls_why_locked(t, err, errlen);
     pthread_mutex_unlock(&t->lock);
     return total;
 }
