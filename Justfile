@@ -42,6 +42,11 @@ demo: setup variants
 bench *args: setup variants
     {{python}} -m mvx bench --out docs/benchmarks "$@"
 
+# Fuzz the decoders of what a peer or a variant sends (tests/test_fuzz.py) with many more examples
+# than the test suite's 300 (`just fuzz 100000`).
+fuzz examples="20000": setup
+    MVX_FUZZ_EXAMPLES={{examples}} {{python}} -m pytest -q tests/test_fuzz.py
+
 # Measure the cost of each syscall-interception mechanism.
 bench-intercept *args: setup
     {{python}} -m mvx.bench.intercept "$@"

@@ -41,7 +41,7 @@ pep668=()
 $PY -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
   pep668=(--break-system-packages)
-if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi, matplotlib, xxhash' 2>/dev/null || ! $PY -m pip show -q py-spy >/dev/null 2>&1; then
+if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi, matplotlib, xxhash, hypothesis' 2>/dev/null || ! $PY -m pip show -q py-spy >/dev/null 2>&1; then
   retry $PY -m pip install -q "${pep668[@]}" -e '.[dev]'
 fi
 # `just`: pip's rust-just installs one standalone binary into this Python's scripts dir (or the
