@@ -42,8 +42,7 @@ demo: setup variants
 bench *args: setup variants
     {{python}} -m mvx bench --out docs/benchmarks "$@"
 
-# Fuzz the decoders of what a peer or a variant sends (tests/test_fuzz.py) with many more examples
-# than the test suite's 300 (`just fuzz 100000`).
+# Fuzz the decoders of what peers and variants send (tests/test_fuzz.py; the suite runs 300 examples each).
 fuzz examples="20000": setup
     MVX_FUZZ_EXAMPLES={{examples}} {{python}} -m pytest -q tests/test_fuzz.py
 
