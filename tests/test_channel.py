@@ -318,6 +318,35 @@ async def test_keys_of_another_ca_are_rejected_on_both_sides(keys, other_keys, c
     assert "mvx: rejected a connection from 127.0.0.1:" in capfd.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def expired_keys(keys, tmp_path_factory) -> Path:
+    """The same CA, a follower certificate whose validity ended yesterday."""
+    d = tmp_path_factory.mktemp("expired")
+    for name in ("ca.pem", "leader.pem", "leader.key"):
+        (d / name).write_bytes((keys / name).read_bytes())
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(d / "follower.key"), "-subj", "/CN=mvx-follower", "-out", str(d / "f.csr")],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(d / "f.csr"), "-CA", str(keys / "ca.pem"), "-CAkey",
+                    str(keys / "ca.key"), "-days", "-1", "-out", str(d / "follower.pem")], check=True, capture_output=True)
+    return d
+
+
+async def test_an_expired_follower_certificate_is_refused(keys, expired_keys, capfd):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=0.5)
+            # (TLS 1.3: the follower's handshake is over before the leader checks its certificate, so
+            # the follower learns of the refusal from the leader's alert, at its first read)
+            with pytest.raises(ChannelError, match=rf"^leader 127.0.0.1:{port}: TLS: .*certificate expired$"):
+                await follow(port, tls=tls_files(expired_keys, "follower"))
+            with pytest.raises(ChannelError, match="no follower connected"):
+                await leader.channels()
+    err = capfd.readouterr().err
+    assert "TLS handshake failed: peer certificate not trusted (certificate has expired)" in err, err
+
+
 async def test_a_follower_certificate_is_not_a_leader_certificate(keys, capfd):
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
