@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from mvx import MvxError
-from mvx.cli.keygen import make_keys
+from mvx.cli.keygen import make_keys, revoke
 from mvx.core import protocol as wire
 from mvx.core.protocol import Ack, CallRecord, Checked, StopSession
 from mvx.runtime.channel import (
@@ -345,6 +345,31 @@ async def test_an_expired_follower_certificate_is_refused(keys, expired_keys, ca
                 await leader.channels()
     err = capfd.readouterr().err
     assert "TLS handshake failed: peer certificate not trusted (certificate has expired)" in err, err
+
+
+async def test_a_revoked_follower_certificate_is_refused_and_its_renewal_accepted(tmp_path, capfd):
+    """`mvx keygen --revoke follower`: a leader whose keys hold the new crl.pem refuses the old
+    certificate (say, copied off a compromised node) and takes the renewed one."""
+    d, stolen = tmp_path / "k", tmp_path / "stolen"
+    make_keys(d)
+    stolen.mkdir()
+    for name in ("ca.pem", "follower.pem", "follower.key"):
+        (stolen / name).write_bytes((d / name).read_bytes())
+    serial, _ = revoke(d, "follower")
+    assert tls_files(d, "leader").crl == d / "crl.pem"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            leader = Leader()
+            port = await leader.start(nursery, tls=tls_files(d, "leader"), timeout=5)
+            with pytest.raises(ChannelError, match=rf"^leader 127.0.0.1:{port}: TLS: .*certificate revoked$"):
+                await follow(port, tls=tls_files(stolen, "follower"))
+            follower = await follow(port, tls=tls_files(d, "follower"))
+            [channel] = await leader.channels()
+            await follower.aclose()
+            await channel.aclose()
+    err = capfd.readouterr().err
+    assert "TLS handshake failed: peer certificate not trusted (certificate revoked)" in err, err
+    assert (d / "revoked.txt").read_text().startswith(serial)
 
 
 async def test_a_follower_certificate_is_not_a_leader_certificate(keys, capfd):

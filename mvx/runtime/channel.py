@@ -176,6 +176,7 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+    crl: Path | None = None  # the CA's revocation list, when DIR has one (`mvx keygen --revoke`)
 
 
 def tls_files(keys_dir: str | Path, role: str) -> TlsFiles:
@@ -188,13 +189,19 @@ def tls_files(keys_dir: str | Path, role: str) -> TlsFiles:
     if bad:
         raise MvxError(f"{d}: missing or unreadable {', '.join(bad)} (a {role} node needs ca.pem, {role}.pem "
                        f"and {role}.key made by `mvx keygen DIR`)")
+    crl = d / "crl.pem"
+    if crl.exists():
+        if not os.access(crl, os.R_OK):
+            raise MvxError(f"{d}: crl.pem is unreadable")
+        files = TlsFiles(files.ca, files.cert, files.key, crl)
     return files
 
 
 def _tls_context(tls: TlsFiles, server_side: bool) -> TlsContext:
     """Mutual TLS 1.3 against the mvx CA only; the peer's role is its certificate's CN, not a hostname."""
     try:
-        return TlsContext(str(tls.ca), str(tls.cert), str(tls.key), server_side=server_side)
+        return TlsContext(str(tls.ca), str(tls.cert), str(tls.key), server_side=server_side,
+                          crl=str(tls.crl) if tls.crl else None)
     except TlsError as exc:
         raise ChannelError(f"cannot load TLS keys {tls.cert} / {tls.key}: {exc.why}") from None
 

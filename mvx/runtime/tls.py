@@ -27,11 +27,13 @@ class TlsError(Exception):
 
 class TlsContext:
     """A node's CA certificate, certificate and key: every connection of the node is made from it.
-    Peers must show a certificate of the same CA (TLS 1.3 only, no resumption)."""
+    Peers must show a certificate of the same CA (TLS 1.3 only, no resumption), not on the CA's
+    revocation list when the node has one (`crl`, `mvx keygen --revoke`)."""
 
-    def __init__(self, ca: str, cert: str, key: str, *, server_side: bool) -> None:
+    def __init__(self, ca: str, cert: str, key: str, *, server_side: bool, crl: str | None = None) -> None:
         err = ffi.new("char[]", 256)
-        ctx = lib.mvx_tls_ctx_new(ca.encode(), cert.encode(), key.encode(), int(server_side), err, 256)
+        ctx = lib.mvx_tls_ctx_new(ca.encode(), cert.encode(), key.encode(), crl.encode() if crl else ffi.NULL,
+                                  int(server_side), err, 256)
         if ctx == ffi.NULL:
             raise TlsError(ffi.string(err).decode(errors="replace"))
         self.native = ffi.gc(ctx, lib.mvx_tls_ctx_free)

@@ -127,8 +127,8 @@ int mvx_chan_set_tls(struct mvx_chan *c, struct mvx_tls *t);
 /* mutual TLS 1.3 (mvx_tls.c) */
 struct mvx_tls_ctx;
 int mvx_tls_available(char *err, size_t errlen);
-struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, int server, char *err,
-                                    size_t errlen);
+struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, const char *crl,
+                                    int server, char *err, size_t errlen);
 void mvx_tls_ctx_free(struct mvx_tls_ctx *c);
 struct mvx_tls *mvx_tls_new(struct mvx_tls_ctx *c);
 void mvx_tls_free(struct mvx_tls *t);

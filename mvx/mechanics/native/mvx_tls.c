@@ -18,6 +18,7 @@ typedef struct bio_st BIO;
 typedef struct bio_method_st BIO_METHOD;
 typedef struct x509_st X509;
 typedef struct X509_name_st X509_NAME;
+typedef struct x509_store_st X509_STORE;
 
 #define TLS_CTRL_SET_MIN_PROTO_VERSION 123
 #define TLS_1_3_VERSION 0x0304
@@ -32,6 +33,7 @@ typedef struct X509_name_st X509_NAME;
 #define TLS_BIO_CTRL_PENDING 10
 #define TLS_BIO_SET_MEM_EOF_RETURN 130
 #define TLS_NID_COMMON_NAME 13
+#define TLS_V_FLAG_CRL_CHECK 0x4
 
 static struct {
     const SSL_METHOD *(*TLS_method)(void);
@@ -68,6 +70,9 @@ static struct {
     int (*X509_NAME_get_text_by_NID)(X509_NAME *, int, char *, int);
     void (*X509_free)(X509 *);
     const char *(*X509_verify_cert_error_string)(long);
+    X509_STORE *(*SSL_CTX_get_cert_store)(const SSL_CTX *);
+    int (*X509_STORE_load_file)(X509_STORE *, const char *);
+    int (*X509_STORE_set_flags)(X509_STORE *, unsigned long);
 } ossl;
 static int ossl_ok = -1; /* -1: not looked up yet; 0: missing (ossl_missing says what) */
 static char ossl_missing[96];
@@ -106,6 +111,7 @@ static void ossl_load(void) {
     SYM(crypto, BIO_ctrl) SYM(crypto, ERR_get_error) SYM(crypto, ERR_clear_error)
     SYM(crypto, ERR_reason_error_string) SYM(crypto, X509_get_subject_name)
     SYM(crypto, X509_NAME_get_text_by_NID) SYM(crypto, X509_free) SYM(crypto, X509_verify_cert_error_string)
+    SYM(ssl, SSL_CTX_get_cert_store) SYM(crypto, X509_STORE_load_file) SYM(crypto, X509_STORE_set_flags)
 #undef SYM
     ossl_ok = 1;
 }
@@ -137,8 +143,8 @@ struct mvx_tls_ctx {
     int server;
 };
 
-struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, int server, char *err,
-                                    size_t errlen) {
+struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char *key, const char *crl,
+                                    int server, char *err, size_t errlen) {
     if (!ossl_ready(err, errlen))
         return NULL;
     ossl.ERR_clear_error();
@@ -158,6 +164,11 @@ struct mvx_tls_ctx *mvx_tls_ctx_new(const char *ca, const char *cert, const char
         step = key;
     else if (ossl.SSL_CTX_check_private_key(ctx) != 1)
         step = key;
+    else if (crl && *crl) { /* revoked certificates: every peer's is checked against the CA's list */
+        X509_STORE *store = ossl.SSL_CTX_get_cert_store(ctx);
+        if (ossl.X509_STORE_load_file(store, crl) != 1 || ossl.X509_STORE_set_flags(store, TLS_V_FLAG_CRL_CHECK) != 1)
+            step = crl;
+    }
     if (step) {
         char why[120];
         ossl_reason(why, sizeof why, "cannot be loaded");
