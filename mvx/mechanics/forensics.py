@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 from mvx.isa import arch as archmod
+from mvx.mechanics.procinfo import mappings
 
 CODE_BEFORE, CODE_AFTER = 16, 16  # bytes of code shown around the program counter
 STACK_WORDS = 8
@@ -90,22 +91,16 @@ def _read(read, addr: int, n: int) -> bytes:
 
 def _where(pid: int, pc: int) -> tuple[str, str, int | None, int | None]:
     """(the mapping's text, the symbol, its start, its end) for `pc`."""
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            maps = f.read().splitlines()
-    except OSError:
+    maps = mappings(pid)
+    if maps is None:
         return "(maps unreadable)", "", None, None
-    for line in maps:
-        parts = line.split(maxsplit=5)
-        lo, hi = (int(x, 16) for x in parts[0].split("-"))
-        if lo <= pc < hi:
-            perms, offset = parts[1], int(parts[2], 16)
-            path = parts[5] if len(parts) > 5 else ""
-            if path.startswith("/"):
-                off = pc - lo + offset
-                return (f"{path}+{off:#x} ({perms})", _symbol(f"/proc/{pid}/map_files/{parts[0]}", off),
-                        lo, hi)
-            return f"{path or 'anonymous'} ({perms})", "", lo, hi
+    for m in maps:
+        if m.lo <= pc < m.hi:
+            if m.path.startswith("/"):
+                off = pc - m.lo + m.offset
+                return (f"{m.path}+{off:#x} ({m.perms})", _symbol(f"/proc/{pid}/map_files/{m.text}", off),
+                        m.lo, m.hi)
+            return f"{m.path or 'anonymous'} ({m.perms})", "", m.lo, m.hi
     return "(unmapped)", "", None, None
 
 

@@ -15,6 +15,35 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import NamedTuple
+
+
+class Mapping(NamedTuple):
+    """One line of /proc/PID/maps."""
+
+    lo: int
+    hi: int
+    perms: str
+    offset: int
+    path: str  # "" for an anonymous mapping; "[stack]", "[vdso]", ...
+    text: str  # the address range as written there ("lo-hi", hex): /proc/PID/map_files/<text>
+
+
+def mappings(pid: int) -> list[Mapping] | None:
+    """The process's mappings in address order; None when /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    out = []
+    for line in lines:
+        parts = line.split(None, 5)
+        lo, hi = parts[0].split("-")
+        out.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16),
+                           parts[5].strip() if len(parts) == 6 else "", parts[0]))
+    return out
+
 
 _LOADER = re.compile(r"/ld-linux[^/]*\.so[^/]*$|/ld-[0-9.]+\.so$|/ld-musl-[^/]*\.so[^/]*$")
 
@@ -41,17 +70,7 @@ class LoaderRange:
         self._seen.clear()
 
     def _load(self) -> list[tuple[int, int]]:
-        ranges = []
-        try:
-            with open(f"/proc/{self.pid}/maps") as f:
-                for line in f:
-                    parts = line.split(None, 5)
-                    if len(parts) == 6 and "x" in parts[1] and _LOADER.search(parts[5].strip()):
-                        lo, hi = parts[0].split("-")
-                        ranges.append((int(lo, 16), int(hi, 16)))
-        except OSError:
-            pass
-        return ranges
+        return [(m.lo, m.hi) for m in mappings(self.pid) or () if "x" in m.perms and _LOADER.search(m.path)]
 
     def contains(self, ip: int) -> bool:
         """Whether the call at `ip` is the loader's own."""
