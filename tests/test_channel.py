@@ -306,15 +306,21 @@ async def test_messages_before_a_malformed_frame_are_delivered_then_the_error():
     b.close()
 
 
-async def test_keys_of_another_ca_are_rejected_on_both_sides(keys, other_keys, capfd):
+async def refused_follower(leader_keys: Path, follower_keys: Path, follower_error: str) -> None:
+    """A leader with `leader_keys` refuses a follower with `follower_keys`, which fails with
+    `follower_error` (a regex; {port} is the leader's), and then gets no follower."""
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             leader = Leader()
-            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=0.5)
-            with pytest.raises(ChannelError, match=f"leader 127.0.0.1:{port}: TLS handshake failed"):
-                await follow(port, tls=tls_files(other_keys, "follower"))
+            port = await leader.start(nursery, tls=tls_files(leader_keys, "leader"), timeout=0.5)
+            with pytest.raises(ChannelError, match=follower_error.format(port=port)):
+                await follow(port, tls=tls_files(follower_keys, "follower"))
             with pytest.raises(ChannelError, match="no follower connected"):
                 await leader.channels()
+
+
+async def test_keys_of_another_ca_are_rejected_on_both_sides(keys, other_keys, capfd):
+    await refused_follower(keys, other_keys, "leader 127.0.0.1:{port}: TLS handshake failed")
     assert "mvx: rejected a connection from 127.0.0.1:" in capfd.readouterr().err
 
 
@@ -333,16 +339,9 @@ def expired_keys(keys, tmp_path_factory) -> Path:
 
 
 async def test_an_expired_follower_certificate_is_refused(keys, expired_keys, capfd):
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            leader = Leader()
-            port = await leader.start(nursery, tls=tls_files(keys, "leader"), timeout=0.5)
-            # (TLS 1.3: the follower's handshake is over before the leader checks its certificate, so
-            # the follower learns of the refusal from the leader's alert, at its first read)
-            with pytest.raises(ChannelError, match=rf"^leader 127.0.0.1:{port}: TLS: .*certificate expired$"):
-                await follow(port, tls=tls_files(expired_keys, "follower"))
-            with pytest.raises(ChannelError, match="no follower connected"):
-                await leader.channels()
+    # (TLS 1.3: the follower's handshake is over before the leader checks its certificate, so the
+    # follower learns of the refusal from the leader's alert, at its first read)
+    await refused_follower(keys, expired_keys, r"^leader 127.0.0.1:{port}: TLS: .*certificate expired$")
     err = capfd.readouterr().err
     assert "TLS handshake failed: peer certificate not trusted (certificate has expired)" in err, err
 

@@ -118,6 +118,14 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, int, lighttpd.Site]:
             time.sleep(0.05)
 
 
+def end_run(proc: subprocess.Popen, load: Load) -> str:
+    """Stop the clients, then the run if it still goes (its whole group); its stderr."""
+    load.stop()
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate(timeout=30)[1].decode(errors="replace")
+
+
 def find(pids: list[int], conf: Path) -> dict[str, int]:
     """The run's processes by role."""
     roles: dict[str, int] = {}
@@ -165,11 +173,7 @@ def test_a_process_killed_under_load_ends_the_whole_run(tmp_path, victim):
             time.sleep(0.05)
         left = alive(pids)
     finally:
-        load.stop()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    err = err.decode(errors="replace")
+        err = end_run(proc, load)
     assert served_before > 0, err
     assert not left, f"still running 5 s after the {victim} was killed: {left}\n{err}"
     assert load.served_after == 0, f"{load.served_after} requests served after the fault\n{err}"
@@ -199,11 +203,7 @@ def test_a_frozen_follower_monitor_is_a_timeout_divergence(tmp_path):
         took = time.monotonic() - stopped_at
         left = alive(pids)
     finally:
-        load.stop()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    err = err.decode(errors="replace")
+        err = end_run(proc, load)
     assert proc.returncode == 70, (proc.returncode, err)
     assert "DIVERGENCE (timeout)" in err, err
     assert took < 2 * TIMEOUT + 3, f"took {took:.1f}s\n{err}"
