@@ -41,7 +41,11 @@ pep668=()
 $PY -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
   pep668=(--break-system-packages)
-if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi, matplotlib, xxhash, hypothesis' 2>/dev/null || ! $PY -m pip show -q py-spy >/dev/null 2>&1; then
+# (the pytest plugin, mvx.testing, is registered by the install's entry points: an older install lacks it)
+plugin_installed() { $PY -c 'import sys; from importlib.metadata import entry_points
+sys.exit(not any(e.value == "mvx.testing" for e in entry_points(group="pytest11")))' 2>/dev/null; }
+if ! $PY -c 'import mvx, pyseccomp, trio, pytest_trio, cffi, matplotlib, xxhash, hypothesis' 2>/dev/null ||
+   ! $PY -m pip show -q py-spy >/dev/null 2>&1 || ! plugin_installed; then
   retry $PY -m pip install -q "${pep668[@]}" -e '.[dev]'
 fi
 # `just`: pip's rust-just installs one standalone binary into this Python's scripts dir (or the

@@ -8,20 +8,14 @@ pinned to its own CPU with its variant."""
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import shlex
 import signal
 import socket
-import subprocess
 import sys
-import time
 
 from mvx import MvxError
 from mvx.core import policy as policymod
 from mvx.mechanics.engine import Mode, check_runnable, host_arch, initial_environ, resolve_program
-
-PR_SET_PDEATHSIG = 1
 
 
 def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
@@ -153,7 +147,7 @@ def cmd_leader(args: argparse.Namespace) -> int:
     from mvx.runtime.session import run_leader
 
     argv = _program(args, "mvx leader --listen HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
-    passed = {"passed_fds": passed_fds(args)}
+    passed = {"passed_fds": passed_fds(args), "events_fd": args.events_fd}
     if args.channel_fd:
         if args.listen:
             raise MvxError("--listen and --channel-fd exclude each other")
@@ -213,11 +207,6 @@ def cmd_follower(args: argparse.Namespace) -> int:
     return run_follower(opts, open_channel)
 
 
-def _set_pdeathsig() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     prog_args = list(args.program)
     if prog_args and prog_args[0] == "--":
@@ -225,126 +214,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_variants(args, args.leader, args.follower, prog_args)
 
 
-def variant_argv(spec: str, option: str) -> list[str]:
-    """'BIN [ARGS]' (shell quoting) -> [BIN, ARGS...]."""
-    try:
-        argv = shlex.split(spec)
-    except ValueError as exc:
-        raise MvxError(f"{option} {spec!r}: {exc}") from None
-    if not argv:
-        raise MvxError(f"{option}: no program given")
-    return argv
-
-
 def run_variants(args: argparse.Namespace, leader: str, followers: list[str], prog_args: list[str]) -> int:
+    """`mvx run` is mvx.api.open_run, with the signals it gets handed on: the first SIGINT/SIGTERM to
+    the leader's monitor (the program, in every variant), a second to stop every variant at once;
+    once the leader's monitor has ended, to the followers it waits for."""
+    import trio
+
+    from mvx import api
+
     if not followers:
         raise MvxError("mvx run needs at least one --follower BIN")
-    leader_argv = variant_argv(leader, "--leader")
-    follower_argvs = [variant_argv(f, "--follower") for f in followers]
-    for argv in [leader_argv, *follower_argvs]:
-        check_runnable(resolve_program(argv[0]))
     passed = passed_fds(args)
-    allowed = sorted(os.sched_getaffinity(0))
-    common = ["--mode", args.mode, "--policy", args.policy, "--lockstep", args.lockstep,
-              *(["--write-behind"] if args.write_behind else []),
-              "--on-divergence", args.on_divergence, "--timeout", str(args.timeout), "--window", str(args.window),
-              *(["--stats", str(args.stats)] if args.stats else [])]
-    pairs = [socket.socketpair() for _ in followers]
-    me = [sys.executable, "-m", "mvx"]
 
-    def pin(i: int) -> list[str]:
-        return ["--no-pin"] if args.no_pin else ["--cpu", str(allowed[i % len(allowed)])]
+    async def main() -> int:
+        run = None
 
-    leader_cmd = [*me, "leader", *common, *pin(0), *(["--log", args.log] if args.log else []),
-                  *[a for fd in passed for a in ("--pass-fd", str(fd))]]
-    for a, _ in pairs:
-        leader_cmd += ["--channel-fd", str(a.fileno())]
-    leader_cmd += ["--", *leader_argv, *prog_args]
-    procs: list[subprocess.Popen] = []
-    env = initial_environ()  # the monitors pass it on to the programs as it came to us
-    try:
-        for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
-            cmd = [*me, "follower", *common, *pin(i + 1), "--channel-fd", str(b.fileno()),
-                   *(["--placeholder-fds", str(len(passed))] if passed else []),
-                   *([] if args.shared_net else ["--isolate-net"]), "--", *argv, *prog_args]
-            # own sessions: a terminal's ^C reaches `mvx run` alone, which hands it to the leader
-            procs.append(subprocess.Popen(cmd, pass_fds=[b.fileno()], preexec_fn=_set_pdeathsig, env=env,  # noqa: PLW1509 - no threads here
-                                          start_new_session=True))
-        leader_proc = subprocess.Popen(leader_cmd, pass_fds=[a.fileno() for a, _ in pairs] + list(passed), env=env,
-                                       preexec_fn=_set_pdeathsig, start_new_session=True)  # noqa: PLW1509
-        procs.insert(0, leader_proc)
-        for a, b in pairs:
-            a.close()
-            b.close()
-        # kept to the end: a signal after the leader's monitor ended must not kill this process with
-        # its status unsaid (or its followers' ends unwaited)
-        _forward_signals(procs)
-        code = _status(_wait(leader_proc))
-        _wait_followers(procs[1:], args.timeout + 5)
-        from mvx.runtime.session import DIVERGENCE_EXIT
+        async def hand_on(signals) -> None:
+            async for sig in signals:
+                if run is not None:
+                    run.send_signal(sig)
 
-        if any(p.returncode == DIVERGENCE_EXIT for p in procs[1:]):
-            code = DIVERGENCE_EXIT  # a follower saw one, though the leader was stopped before it heard
-        for sig in (signal.SIGTERM, signal.SIGINT):  # the status is said: nothing may kill us now,
-            signal.signal(sig, signal.SIG_IGN)  # Python's finalization (which resets handlers) included
-        return code
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hand_on, signals)
+                async with api.open_run(leader, followers, args=prog_args, mode=args.mode, policy=args.policy,
+                                        lockstep=args.lockstep, write_behind=args.write_behind,
+                                        on_divergence=args.on_divergence, timeout=args.timeout,
+                                        window=args.window, log=args.log, pin=not args.no_pin,
+                                        shared_net=args.shared_net, pass_fds=passed, stats=args.stats,
+                                        env=initial_environ()) as run:
+                    outcome = await run.wait()
+                nursery.cancel_scope.cancel()
+        return outcome.exit_code
 
-
-def _wait(proc: subprocess.Popen) -> int:
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue  # the monitors got the same SIGINT from the terminal and stop by themselves
-
-
-def _wait_followers(procs: list[subprocess.Popen], limit: float) -> None:
-    """The followers' ends, after the leader's (it told them to stop): at most `limit` s each, and
-    none for one that is stopped (SIGSTOP, a debugger): it would never read that it must end."""
-    deadline = time.monotonic() + limit
-    for p in procs:
-        while p.poll() is None:
-            if time.monotonic() > deadline or _stopped(p.pid):
-                p.kill()
-                p.wait()
-                break
-            time.sleep(0.02)
-
-
-def _stopped(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    except (OSError, IndexError):
-        return False
-
-
-def _status(returncode: int) -> int:
-    """The leader monitor's status as ours: 128+N if a signal N killed it (never a negative code,
-    which the shell would see as 256-N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _forward_signals(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM/SIGINT sent to `mvx run` go to the leader's monitor (procs[0]): the first is passed to
-    the program (replicated to every follower), a second stops every variant. Once the leader's
-    monitor has ended, they stop the followers it waits for (each reports its own end)."""
-
-    def forward(sig, _frame):
-        live = [p for p in procs if p.poll() is None]
-        for p in live[:1] if procs[0] in live else live:
-            try:
-                p.send_signal(sig)
-            except ProcessLookupError:
-                pass
-
+    # SIG_IGN is what the signal receiver puts back when it closes: from then on (the status is
+    # said) nothing may kill us, Python's finalization (which resets handlers) included. The
+    # receiver opens before any monitor starts, so the monitors never inherit SIG_IGN.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        return trio.run(main)
+    except api.VariantError as exc:
+        raise MvxError(str(exc)) from None
 
 
 def register(sub) -> None:
@@ -381,6 +292,7 @@ def register(sub) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", help="where followers connect")
     _add_pass_fd(p)
     p.add_argument("--followers", type=_positive_int, default=1, metavar="N", help="how many followers (default 1)")
+    p.add_argument("--events-fd", type=int, help=argparse.SUPPRESS)  # mvx.api: the --log lines on a pipe
     _add_node_args(p)
     _add_common(p, hidden_fd=True)
     p.set_defaults(handler=cmd_leader)

@@ -14,6 +14,7 @@ receiver is gone) is ignored: the ending goes on and its status stands."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,14 +68,19 @@ class Options:
     stats: float | None = None  # --stats: seconds between the monitor's lines
     passed_fds: tuple[int, ...] = ()  # the leader's: fds its program gets at 3, 4, ... (socket activation)
     placeholder_fds: int = 0  # a follower's: how many the leader's program was passed (inert sockets there)
+    events_fd: int | None = None  # the leader's: its session events as JSON lines here too (mvx.api)
 
 
 class Reporter:
     """Divergences and session events: a readable block on stderr, a JSON line in --log."""
 
-    def __init__(self, log: str | None, role: str) -> None:
+    def __init__(self, log: str | None, role: str, events_fd: int | None = None) -> None:
         self.role = role
         self._log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - closed by close()
+        self._events = None
+        if events_fd is not None:  # a pipe to mvx.api's Run, which reads every line as it comes
+            os.set_inheritable(events_fd, False)  # never the program's
+            self._events = open(events_fd, "w", buffering=1)  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
 
     def divergence(self, d: Divergence | dict, where: str, show: bool = True,
@@ -97,17 +103,24 @@ class Reporter:
         self.event(entry)
 
     def event(self, entry: dict) -> None:
-        if self._log:
-            entry = {"time": round(time.time(), 6), "role": self.role, **entry}
+        if self._log or self._events:
+            line = json.dumps({"time": round(time.time(), 6), "role": self.role, **entry}, default=str) + "\n"
             with self._lock:
-                self._log.write(json.dumps(entry, default=str) + "\n")
+                for sink in (self._log, self._events):
+                    if sink:
+                        try:
+                            sink.write(line)
+                        except OSError:  # a reader that went away: the session goes on
+                            pass
 
     def say(self, text: str) -> None:
         print(f"mvx: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self._log:
-            self._log.close()
+        for sink in (self._log, self._events):
+            if sink:
+                with contextlib.suppress(OSError):
+                    sink.close()
 
 
 def _peer_forensics(text: str) -> Forensics | None:
@@ -164,7 +177,7 @@ class LeaderSession:
     def __init__(self, opts: Options, channels: list[Channel]) -> None:
         self.opts = opts
         self.channels = channels
-        self.reporter = Reporter(opts.log, "leader")
+        self.reporter = Reporter(opts.log, "leader", opts.events_fd)
         self.divergences: list[dict] = []
         self.final: dict[int, object] = {}  # follower index -> its last word (ended/divergence/stopped)
         self.all_final = trio.Event()
