@@ -377,6 +377,16 @@ class Variant:
         self._check(r)
         return r == 1
 
+    def interrupted_by_signal(self, nr: int) -> bool:
+        """At the delivery stop of a signal sent where call `nr` was skipped: the call looks
+        interrupted by it (-ERESTARTSYS), so the kernel restarts it or returns EINTR per SA_RESTART.
+        False where this host cannot (aarch64)."""
+        r = lib.mvx_interrupted_by_signal(self._t, nr)
+        if r == -errno_mod.ENOSYS:
+            return False
+        self._check(r)
+        return True
+
     def send_signal(self, sig: int) -> None:
         """Queue `sig` for the variant's main thread (tgkill): a notified call it waits in is
         interrupted, as a real blocking call would be."""

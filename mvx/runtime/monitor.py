@@ -554,7 +554,7 @@ class LeaderMonitor(Monitor):
             # (or left pending where the program blocks them all now: handled at its unblock)
             blocked = self.signals.all_blocked(self.signals.deferred)
             if blocked or self.signals.can_interrupt(stop, call):
-                how = "pending" if blocked else "interrupt" if stop.kind is StopKind.NOTIFY else "rewind"
+                how = "pending" if blocked else self.signals.how_at(stop, call)
                 sigs = self.signals.take_deferred()
                 self.link.publish(self.sync.signal_batch(sigs, how))
                 if not self.signals.deliver(stop, sigs, how):

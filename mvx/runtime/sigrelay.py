@@ -7,15 +7,18 @@ is part of the program's own behaviour, which every variant repeats, so each tak
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
 
 from mvx.isa.arch import get as arch_of
 from mvx.isa.canonical import signal_number
-from mvx.mechanics.engine import Stop, StopKind
+from mvx.mechanics.engine import Stop, StopKind, host_arch
 from mvx.mechanics.procinfo import blocked_signals, pending_signals, signalfd_mask
 
+# a ptrace-stopped call can be made to look interrupted by a signal (mvx_interrupted_by_signal)
+INTERRUPTS_AT_PTRACE_STOPS = host_arch().name in ("x86_64", "i386")
 SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
                          signal.SIGSYS})
 # si_code of a signal sent by a process (kill, sigqueue, tgkill/tkill); the sender's pid follows
@@ -36,6 +39,7 @@ class SignalRelay:
         self.releasing: list[tuple[int, bytes]] = []  # sent to the variant, to deliver
         self.replicated: set[int] = set()  # replicated signals delivered
         self.restart_on_delivery = False  # the notified call our signal interrupts is to be made again
+        self.interrupt_nr: int | None = None  # the skipped ptrace-stopped call our signal interrupts
         self.deferred: list[tuple[int, bytes]] = []  # from outside, replicated at the next synced call
         self.own: set[int] = set()  # signals the variant sent itself, delivered where they came
         # (the leader's) the program sleeps in a call that waits for a signal (Traits.waits_for_signal):
@@ -77,6 +81,9 @@ class SignalRelay:
                 if self.restart_on_delivery:
                     self.restart_on_delivery = False
                     v.restart_interrupted()
+                if self.interrupt_nr is not None:  # once: a second signal's stop is in its handler
+                    nr, self.interrupt_nr = self.interrupt_nr, None
+                    v.interrupted_by_signal(nr)
                 v.resume()
                 return None
         if self.awaiting:  # it ends the sleep: taken here, and the followers' same call takes it too
@@ -88,6 +95,14 @@ class SignalRelay:
         v.deliver_signal(0)
         v.resume()
         return sig, info
+
+    def how_at(self, stop: Stop, call) -> str:
+        """How signals are delivered just before `call` at `stop` (a call that can take them):
+        "interrupt" a call that can block, as natively (a notified one, or a ptrace-stopped one
+        on x86, skipped and made to look interrupted at the delivery stop); else "rewind"."""
+        if call.spec.traits.blocks and (stop.kind is StopKind.NOTIFY or INTERRUPTS_AT_PTRACE_STOPS):
+            return "interrupt"
+        return "rewind"
 
     def can_interrupt(self, stop: Stop, call) -> bool:
         """Whether a signal may be delivered at this stop: a ptrace-stopped call is rewound (it is
@@ -186,11 +201,17 @@ class SignalRelay:
             for sig, _ in sigs:
                 self.variant.send_signal(sig)
             return True
+        if how == "interrupt" and stop.kind is not StopKind.NOTIFY and not INTERRUPTS_AT_PTRACE_STOPS:
+            how = "rewind"  # (the leader's host could; this one cannot: the nearest it has)
         self.restart_on_delivery = stop.kind is StopKind.NOTIFY and how == "rewind"
         for sig, _ in sigs:
             self.variant.send_signal(sig)
         if stop.kind is not StopKind.NOTIFY:
-            self.variant.rewind(stop)  # (a ptrace-stopped call cannot be interrupted; see DESIGN.md)
+            if how == "interrupt":  # skipped now; at the delivery stop it looks interrupted (on_signal)
+                self.interrupt_nr = stop.nr
+                self.variant.skip(stop, -errno.EINTR)
+            else:
+                self.variant.rewind(stop)  # made again after the handlers
         return False
 
 

@@ -1005,6 +1005,22 @@ int mvx_restart_interrupted(struct mvx_tracee *t) {
     return err < 0 ? err : 1;
 }
 
+/* At the signal-delivery stop of a signal sent at an entry or seccomp stop whose call was then
+ * skipped (mvx_skip): make call `nr` look interrupted by it, as a real blocking call is (its number
+ * back, -ERESTARTSYS in the return register), so the kernel restarts it or fails it with EINTR per
+ * the handler's SA_RESTART. x86 only (-ENOSYS where the number lives in a regset of its own). */
+int mvx_interrupted_by_signal(struct mvx_tracee *t, long long nr) {
+    if (MVX_HOST(NR_WRITE_REGSET))
+        return -ENOSYS;
+    mvx_regs_t r;
+    int e = regs_read(t->pid, r);
+    if (e < 0)
+        return e;
+    reg_set(r, MVX_HOST(REG_NR), (unsigned long long)nr);
+    reg_set(r, MVX_HOST(REG_RET), (unsigned long long)(long long)-MVX_HOST(ERESTARTSYS));
+    return regs_write(t->pid, r);
+}
+
 /* At a signal-delivery stop: the siginfo the handler will get (in the tracer's layout; the kernel
  * converts for a 32-bit tracee), read or replaced. */
 int mvx_siginfo(int pid, void *buf, int set) {

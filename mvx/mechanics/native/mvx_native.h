@@ -88,6 +88,7 @@ int mvx_set_return(struct mvx_tracee *t, unsigned int arch, long long retval);
 int mvx_rewind(struct mvx_tracee *t, int how);
 int mvx_siginfo(int pid, void *buf, int set);
 int mvx_restart_interrupted(struct mvx_tracee *t);
+int mvx_interrupted_by_signal(struct mvx_tracee *t, long long nr);
 int mvx_get_regs(int pid, unsigned int arch, void *buf, int len);
 int mvx_set_regs(int pid, unsigned int arch, const void *buf, int len);
 long mvx_read_mem(int pid, unsigned long long addr, void *buf, unsigned long len);
