@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "mvx.cli.keygen",
     "mvx.cli.trace",
     "mvx.cli.run",
+    "mvx.cli.record",
     "mvx.cli.bench",
     "mvx.cli.doctor",
 ]
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="mvx runs one program as variants of different ISAs (x86_64, i386, aarch64) kept in "
         "step on system calls, so that a difference between them shows an exploit. `run` runs a leader "
         "and followers on one machine; `leader` and `follower` are the two-node form (TLS keys from "
-        "`keygen`); `trace` traces one variant; `syscalls` shows the per-ISA tables; `doctor` checks what mvx "
+        "`keygen`); `record` writes a leader's stream to a file and `verify` checks a build of any ISA against it, offline; `trace` traces one variant; `syscalls` shows the per-ISA tables; `doctor` checks what mvx "
         "needs of this machine. aarch64 variants "
         "are traced only on an aarch64 kernel.",
     )
