@@ -10,11 +10,10 @@ import textwrap
 
 import pytest
 import trio
+from _variants import ROOT, free_port, variant_bin
 
 import mvx
 from mvx.testing import assert_no_divergence
-
-from _variants import ROOT, free_port, variant_bin
 
 DIVERGENCE_EXIT = 70
 

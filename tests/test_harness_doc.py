@@ -16,7 +16,7 @@ DOC = ROOT / "docs" / "harness.md"
 
 def doc_files() -> dict[str, str]:
     return {m.group(1): m.group(2) for m in re.finditer(r"^```\w+ file=(\S+)\n(.*?)^```$", DOC.read_text(),
-                                                         re.M | re.S)}
+                                                         re.MULTILINE | re.DOTALL)}
 
 
 def test_the_harness_example_builds_and_passes_under_every_mode(tmp_path):

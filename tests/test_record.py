@@ -16,11 +16,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+from _variants import ROOT, free_port, variant_bin
 
 from mvx.demo import lighttpd
 from mvx.recording import MAGIC
-
-from _variants import ROOT, free_port, variant_bin
 
 DIVERGENCE_EXIT = 70
 
