@@ -71,6 +71,42 @@ class Options:
     events_fd: int | None = None  # the leader's: its session events as JSON lines here too (mvx.api)
 
 
+# The JSON lines of --log, one object per line (docs/LOG.md; tests/test_log.py checks real runs and
+# the document against this): every line has LOG_COMMON, then its event's fields; a field marked
+# optional may be absent. Types: JSON's, None for null.
+LOG_COMMON = {"time": (float,), "role": (str,), "event": (str,)}
+LOG_EVENTS: dict[str, dict[str, tuple]] = {
+    "start": {"argv": (list,), "mode": (str,), "policy": (str,), "followers": (int,), "cpu": (int, None)},
+    "divergence": {"kind": (str,), "seq": (int,), "leader": (str,), "follower": (str,), "detail": (str,),
+                   "where": (str,), "forensics": (dict, "optional")},
+    "end": {"status": (int, None), "signal": (int, None), "stopped": (str, None), "divergences": (int,),
+            "synced_calls": (int,)},
+    "internal-error": {"detail": (str,)},
+}
+
+
+def log_problems(entry: dict) -> list[str]:
+    """What in one --log line does not follow LOG_EVENTS (empty: it does)."""
+    fields = LOG_EVENTS.get(entry.get("event"))
+    if fields is None:
+        return [f"unknown event {entry.get('event')!r}"]
+    problems = []
+    for name, kinds in {**LOG_COMMON, **fields}.items():
+        if name not in entry:
+            if "optional" not in kinds:
+                problems.append(f"{entry['event']}: no {name}")
+            continue
+        value = entry[name]
+        ok = any(value is None if k is None else k != "optional" and isinstance(value, k)
+                 and not (k is int and isinstance(value, bool)) for k in kinds)
+        if not ok:
+            problems.append(f"{entry['event']}.{name}: {value!r} is not {kinds}")
+    extra = set(entry) - set(LOG_COMMON) - set(fields)
+    if extra:
+        problems.append(f"{entry['event']}: fields not in the schema: {sorted(extra)}")
+    return problems
+
+
 class Reporter:
     """Divergences and session events: a readable block on stderr, a JSON line in --log."""
 
