@@ -8,7 +8,7 @@ class MvxError(Exception):
 
 
 # The library (mvx.api), imported when first used so that the command starts fast.
-_API = ("open_run", "Run", "Outcome", "Divergence", "Event", "VariantError", "PortTimeout", "RunFailed")
+_API = ("open_run", "open_leader", "open_follower", "Run", "Outcome", "Divergence", "Event", "VariantError", "PortTimeout", "RunFailed")
 
 
 def __getattr__(name: str):

@@ -420,16 +420,6 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
     program's (Popen's values, or bytes for stdin; default: this process's); a follower's program
     never talks to the world. Raises VariantError for a variant that cannot run; leaving the block
     stops every variant and reaps every process, also on an exception or a cancellation."""
-    if mode not in MODES:
-        raise MvxError(f"mode {mode!r}: one of {', '.join(MODES)}")
-    if on_divergence not in ("kill", "alert"):
-        raise MvxError(f"on_divergence {on_divergence!r}: kill or alert")
-    if lockstep not in ("sensitive", "all", "none"):
-        raise MvxError(f"lockstep {lockstep!r}: sensitive, all or none")
-    from mvx.core import policy as policymod
-
-    if policy not in policymod.available():
-        raise MvxError(f"policy {policy!r}: one of {', '.join(policymod.available())}")
     leader_argv = variant_argv(leader, "leader")
     follower_specs = [followers] if isinstance(followers, str) else list(followers)
     if not follower_specs:
@@ -442,39 +432,49 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
                        " (followers is a list of variants: one follower's argv is [[BIN, ARG, ...]])" if flat and i else "")
     args = [os.fspath(a) for a in args]
     allowed = sorted(os.sched_getaffinity(0))
-    common = ["--mode", mode, "--policy", policy, "--lockstep", lockstep,
-              *(["--write-behind"] if write_behind else []), "--on-divergence", on_divergence,
-              "--timeout", str(timeout), "--window", str(window), *(["--stats", str(stats)] if stats else [])]
+    common = [*_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
+              *(["--stats", str(stats)] if stats else [])]
     me = [sys.executable, "-m", "mvx"]
 
     def pin_to(i: int) -> list[str]:
         return ["--cpu", str(allowed[i % len(allowed)])] if pin else ["--no-pin"]
 
-    run = Run(timeout)
-    with contextlib.ExitStack() as fds:
+    env = dict(os.environ if env is None else env)
+
+    def spawn(run: Run, events_w: int, fds: contextlib.ExitStack) -> None:
         pairs = [socket.socketpair() for _ in follower_argvs]
         for a, b in pairs:
             fds.callback(a.close)
             fds.callback(b.close)
+        followers = []
+        for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
+            cmd = [*me, "follower", *common, *pin_to(i + 1), "--channel-fd", str(b.fileno()),
+                   *(["--placeholder-fds", str(len(pass_fds))] if pass_fds else []),
+                   *([] if shared_net else ["--isolate-net"]), "--", *argv, *args]
+            followers.append(_Monitor(f"follower {i}", cmd, pass_fds=[b.fileno()], env=env, stdin=subprocess.DEVNULL))
+            run._monitors.append(followers[-1])
+        cmd = [*me, "leader", *common, *pin_to(0), *(["--log", os.fspath(log)] if log else []),
+               "--events-fd", str(events_w), *[a for fd in pass_fds for a in ("--pass-fd", str(fd))]]
+        for a, _ in pairs:
+            cmd += ["--channel-fd", str(a.fileno())]
+        cmd += ["--", *leader_argv, *args]
+        run._monitors.insert(0, _Monitor("leader", cmd, env=env, stdin=_stdin_fd(stdin, fds), stdout=stdout,
+                                         stderr=stderr, pass_fds=[a.fileno() for a, _ in pairs] + [events_w, *pass_fds]))
+
+    async with _running(Run(timeout), spawn) as run:
+        yield run
+
+
+@contextlib.asynccontextmanager
+async def _running(run: Run, spawn) -> AsyncIterator[Run]:
+    """`spawn(run, events_w, fds)` starts the monitors (run._monitors; the first gets --events-fd
+    events_w); the block owns them until every one has ended (mvx.api's module docstring)."""
+    with contextlib.ExitStack() as fds:
         run._events_fd, events_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         os.set_blocking(events_w, True)
         fds.callback(os.close, events_w)
         try:
-            env = dict(os.environ if env is None else env)
-            for i, (argv, (_, b)) in enumerate(zip(follower_argvs, pairs)):
-                cmd = [*me, "follower", *common, *pin_to(i + 1), "--channel-fd", str(b.fileno()),
-                       *(["--placeholder-fds", str(len(pass_fds))] if pass_fds else []),
-                       *([] if shared_net else ["--isolate-net"]), "--", *argv, *args]
-                run._monitors.append(_Monitor(f"follower {i}", cmd, pass_fds=[b.fileno()], env=env,
-                                              stdin=subprocess.DEVNULL))
-            cmd = [*me, "leader", *common, *pin_to(0), *(["--log", os.fspath(log)] if log else []),
-                   "--events-fd", str(events_w), *[a for fd in pass_fds for a in ("--pass-fd", str(fd))]]
-            for a, _ in pairs:
-                cmd += ["--channel-fd", str(a.fileno())]
-            cmd += ["--", *leader_argv, *args]
-            run._monitors.insert(0, _Monitor("leader", cmd, env=env, stdin=_stdin_fd(stdin, fds), stdout=stdout,
-                                             stderr=stderr,
-                                             pass_fds=[a.fileno() for a, _ in pairs] + [events_w, *pass_fds]))
+            spawn(run, events_w, fds)
         except BaseException as exc:
             run._close()
             if isinstance(exc, OSError):
@@ -496,5 +496,81 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
         run._close()
 
 
+def _node_options(keys: str | os.PathLike | None, insecure: bool, wait: float) -> list[str]:
+    if keys is None and not insecure:
+        raise MvxError("a node needs keys= (from `mvx keygen`) or insecure=True (loopback only)")
+    return [*(["--keys", os.fspath(keys)] if keys is not None else []), *(["--insecure"] if insecure else []),
+            "--wait", str(wait)]
+
+
+@contextlib.asynccontextmanager
+async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys: str | os.PathLike | None = None,
+                      insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
+                      lockstep: str = "sensitive", write_behind: bool = False, on_divergence: str = "kill",
+                      timeout: float = 10.0, window: int = 256, log: str | os.PathLike | None = None,
+                      pin: bool = True, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+                      env: dict[str, str] | None = None) -> AsyncIterator[Run]:
+    """The leader of a two-node run (`mvx leader`): `program` runs here and waits for `followers`
+    `open_follower`s (or `mvx follower`s) to connect to `listen` ('HOST:PORT'), over TLS with the
+    `keys` directory of `mvx keygen`, or plain TCP on loopback with insecure=True. The Run is
+    open_run's: wait_port, divergences (those of every follower), events, wait, stop."""
+    argv = variant_argv(program, "program")
+    _check_variant(argv, "the leader")
+    node = _node_options(keys, insecure, wait)
+    cmd = [sys.executable, "-m", "mvx", "leader", "--listen", listen, "--followers", str(followers), *node,
+           *_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
+           *([] if pin else ["--no-pin"]), *(["--log", os.fspath(log)] if log else [])]
+    env = dict(os.environ if env is None else env)
+
+    def spawn(run: Run, events_w: int, fds: contextlib.ExitStack) -> None:
+        run._monitors.append(_Monitor("leader", [*cmd, "--events-fd", str(events_w), "--", *argv], env=env,
+                                      stdin=_stdin_fd(stdin, fds), stdout=stdout, stderr=stderr, pass_fds=[events_w]))
+
+    async with _running(Run(timeout), spawn) as run:
+        yield run
+
+
+@contextlib.asynccontextmanager
+async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLike | None = None,
+                        insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
+                        timeout: float = 10.0, log: str | os.PathLike | None = None, pin: bool = True,
+                        isolate_net: bool = True, env: dict[str, str] | None = None) -> AsyncIterator[Run]:
+    """A follower of a two-node run (`mvx follower`): `program` runs here, fed by the leader at
+    `connect` ('HOST:PORT'). Its Run's divergences are those this follower found; its Outcome's
+    exit_code is the follower monitor's status (70 after a divergence)."""
+    argv = variant_argv(program, "program")
+    _check_variant(argv, "the follower")
+    node = _node_options(keys, insecure, wait)
+    cmd = [sys.executable, "-m", "mvx", "follower", "--connect", connect, *node,
+           *_session_options(mode, policy, "sensitive", False, "kill", timeout, 256),
+           *([] if pin else ["--no-pin"]), *(["--isolate-net"] if isolate_net else []),
+           *(["--log", os.fspath(log)] if log else [])]
+    env = dict(os.environ if env is None else env)
+
+    def spawn(run: Run, events_w: int, fds: contextlib.ExitStack) -> None:
+        run._monitors.append(_Monitor("follower", [*cmd, "--events-fd", str(events_w), "--", *argv], env=env,
+                                      stdin=subprocess.DEVNULL, pass_fds=[events_w]))
+
+    async with _running(Run(timeout), spawn) as run:
+        yield run
+
+
+def _session_options(mode: str, policy: str, lockstep: str, write_behind: bool, on_divergence: str,
+                     timeout: float, window: int) -> list[str]:
+    """The options every monitor of a session takes, checked here (one-line MvxErrors)."""
+    if mode not in MODES:
+        raise MvxError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if on_divergence not in ("kill", "alert"):
+        raise MvxError(f"on_divergence {on_divergence!r}: kill or alert")
+    if lockstep not in ("sensitive", "all", "none"):
+        raise MvxError(f"lockstep {lockstep!r}: sensitive, all or none")
+    from mvx.core import policy as policymod
+
+    if policy not in policymod.available():
+        raise MvxError(f"policy {policy!r}: one of {', '.join(policymod.available())}")
+    return ["--mode", mode, "--policy", policy, "--lockstep", lockstep, *(["--write-behind"] if write_behind else []),
+            "--on-divergence", on_divergence, "--timeout", str(timeout), "--window", str(window)]
+
+
 __all__ = ["Divergence", "Event", "MvxError", "Outcome", "PortTimeout", "Run", "RunFailed", "VariantError",
-           "open_run", "variant_argv"]
+           "open_follower", "open_leader", "open_run", "variant_argv"]

@@ -175,3 +175,32 @@ def test_a_bad_mvx_mode_is_a_usage_error(tmp_path):
     r = pytest_in(tmp_path, "def test_nothing(mvx_run):\n    pass\n", "--mvx-mode", "fast")
     assert r.returncode == 4  # pytest's usage error
     assert "--mvx-mode 'fast': modes are hybrid, seccomp, ptrace or all" in r.stderr
+
+
+async def test_the_two_node_form_over_loopback():
+    """open_leader + open_follower (mvx leader / mvx follower over TCP, insecure on loopback): a
+    clean run, then the follower's divergence seen by both sides."""
+    port, link = free_port(), free_port()
+    async with mvx.open_follower(server("i386", port), connect=f"127.0.0.1:{link}", insecure=True) as follower, \
+            mvx.open_leader(server("x86_64", port), listen=f"127.0.0.1:{link}", insecure=True) as leader:
+        await leader.wait_port(port)
+        assert await ask(port, b"x\n") == b"Hi, how are you.\n"
+        assert (await leader.stop()).exit_code == 0
+        assert (await follower.wait()).exit_code == 0
+    assert not leader.divergences and not follower.divergences
+
+    link = free_port()
+    async with mvx.open_follower([variant_bin("i386", "diverge"), "bytes"], connect=f"127.0.0.1:{link}",
+                                 insecure=True) as follower, \
+            mvx.open_leader([variant_bin("x86_64", "diverge"), "bytes"], listen=f"127.0.0.1:{link}", insecure=True,
+                            stdin=b"hi\n", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3) as leader:
+        assert (await leader.wait()).exit_code == DIVERGENCE_EXIT
+        assert (await follower.wait()).exit_code == DIVERGENCE_EXIT
+    assert leader.divergences[0].where == "follower 0" and follower.divergences[0].where == "follower"
+    assert leader.divergences[0].seq == follower.divergences[0].seq
+
+
+async def test_a_node_without_keys_or_insecure_is_refused():
+    with pytest.raises(mvx.MvxError, match=r"keys= \(from `mvx keygen`\) or insecure=True"):
+        async with mvx.open_leader(server("x86_64", 5000), listen="127.0.0.1:1"):
+            pass

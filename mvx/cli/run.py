@@ -183,7 +183,7 @@ def cmd_follower(args: argparse.Namespace) -> int:
     argv = _program(args, "mvx follower --connect HOST:PORT [OPTIONS] -- PROGRAM [ARGS...]")
     devnull = os.open(os.devnull, os.O_RDWR)
     kw = {"stdio": (devnull, devnull, devnull), "isolate_net": args.isolate_net,
-          "placeholder_fds": args.placeholder_fds}
+          "placeholder_fds": args.placeholder_fds, "events_fd": args.events_fd}
     if args.channel_fd:
         if args.connect or len(args.channel_fd) != 1:
             raise MvxError("a follower takes one --channel-fd, without --connect")
@@ -311,6 +311,7 @@ def register(sub) -> None:
                    "an inert socket at each of their numbers, 3, 4, ... (default 0)")
     p.add_argument("--isolate-net", action="store_true",
                    help="run the program in a network namespace of its own (needs root)")
+    p.add_argument("--events-fd", type=int, help=argparse.SUPPRESS)  # mvx.api: the --log lines on a pipe
     _add_node_args(p)
     _add_common(p, hidden_fd=True)
     p.set_defaults(handler=cmd_follower)

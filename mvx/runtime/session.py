@@ -440,7 +440,7 @@ class FollowerSession:
     def __init__(self, opts: Options, channel: Channel) -> None:
         self.opts = opts
         self.channel = channel
-        self.reporter = Reporter(opts.log, "follower")
+        self.reporter = Reporter(opts.log, "follower", opts.events_fd)
         self.exit_override: int | None = None
         self.leader_gone: str | None = None
 
