@@ -26,6 +26,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -222,6 +223,7 @@ class Run:
         self._monitors: list[_Monitor] = []
         self._done = trio.Event()
         self._events_fd = -1  # the read end of the leader's --events-fd pipe
+        self._tasks: list = []  # more tasks of the run's nursery (records=True: the stand-in's)
         self._partial = b""
 
     @property
@@ -411,7 +413,7 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
                    window: int = 256, log: str | os.PathLike | None = None, pin: bool = True,
                    shared_net: bool = False, pass_fds: Sequence[int] = (), stats: float | None = None,
                    stdin: Any = None, stdout: Any = None, stderr: Any = None,
-                   env: dict[str, str] | None = None) -> AsyncIterator[Run]:
+                   env: dict[str, str] | None = None, records: bool = False) -> AsyncIterator[Run]:
     """Run `leader` and `followers` in step, as `mvx run` does, for the duration of the block.
 
     Each variant is an argv list or a shell-quoted string ('BIN ARGS'); `followers` is one
@@ -419,7 +421,13 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
     keywords are `mvx run`'s options (`mvx run --help`). `stdin`, `stdout`, `stderr` are the leader's
     program's (Popen's values, or bytes for stdin; default: this process's); a follower's program
     never talks to the world. Raises VariantError for a variant that cannot run; leaving the block
-    stops every variant and reaps every process, also on an exception or a cancellation."""
+    stops every variant and reaps every process, also on an exception or a cancellation.
+
+    `records=True` adds "record" events (each synced call the leader made: seq, call rendered,
+    its class) and "signals" events to `Run.events()`: the leader gets one more peer, a stand-in
+    follower in this process that agrees with everything (mvx.recording.stand_in), so the session
+    counts one follower more and its events are decoded in Python: for tests that watch, not for
+    speed."""
     leader_argv = variant_argv(leader, "leader")
     follower_specs = [followers] if isinstance(followers, str) else list(followers)
     if not follower_specs:
@@ -455,11 +463,17 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
             run._monitors.append(followers[-1])
         cmd = [*me, "leader", *common, *pin_to(0), *(["--log", os.fspath(log)] if log else []),
                "--events-fd", str(events_w), *[a for fd in pass_fds for a in ("--pass-fd", str(fd))]]
-        for a, _ in pairs:
+        ends = [a for a, _ in pairs]
+        if records:
+            a, tap = socket.socketpair()
+            fds.callback(a.close)
+            ends.append(a)
+            run._tasks.append(partial(_tap, run, tap))
+        for a in ends:
             cmd += ["--channel-fd", str(a.fileno())]
         cmd += ["--", *leader_argv, *args]
         run._monitors.insert(0, _Monitor("leader", cmd, env=env, stdin=_stdin_fd(stdin, fds), stdout=stdout,
-                                         stderr=stderr, pass_fds=[a.fileno() for a, _ in pairs] + [events_w, *pass_fds]))
+                                         stderr=stderr, pass_fds=[a.fileno() for a in ends] + [events_w, *pass_fds]))
 
     async with _running(Run(timeout), spawn) as run:
         yield run
@@ -484,6 +498,8 @@ async def _running(run: Run, spawn) -> AsyncIterator[Run]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run._read_events)
             nursery.start_soon(run._supervise)
+            for task in run._tasks:
+                nursery.start_soon(task)
             try:
                 yield run
                 if not run._done.is_set():
@@ -494,6 +510,21 @@ async def _running(run: Run, spawn) -> AsyncIterator[Run]:
             nursery.cancel_scope.cancel()
     finally:
         run._close()
+
+
+async def _tap(run: Run, sock: socket.socket) -> None:
+    """records=True: the stand-in follower's messages as "record" and "signals" events."""
+    from mvx.core.protocol import CallRecord, SignalBatch
+    from mvx.core.sync import render_view
+    from mvx.recording import stand_in
+
+    def on_message(m) -> None:
+        if isinstance(m, CallRecord):
+            run._add({"event": "record", "seq": m.seq, "call": render_view(m.view, m.ret), "cls": m.cls})
+        elif isinstance(m, SignalBatch):
+            run._add({"event": "signals", "seq": m.seq, "how": m.how, "signals": [sig for sig, _ in m.sigs]})
+
+    await stand_in(sock, on_message=on_message)
 
 
 def _node_options(keys: str | os.PathLike | None, insecure: bool, wait: float) -> list[str]:

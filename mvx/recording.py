@@ -40,7 +40,6 @@ from mvx.core.protocol import (
     FollowerEnded,
     FollowerStopped,
     FrameDecoder,
-    StopSession,
 )
 
 MAGIC = b"MVXREC\x00\x01"
@@ -160,9 +159,11 @@ def header_for(argv: list[str], arch: str, policy: str, mode: str) -> dict:
             "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
-async def take_stream(sock: socket.socket, writer: Writer) -> int:
-    """The recorder's side of the channel: write what the leader sends, answer as a follower that
-    agrees. Returns how many calls were recorded."""
+async def stand_in(sock: socket.socket, on_data=None, on_message=None) -> int:
+    """A follower that agrees with everything, on the leader's end of a channel: it answers every
+    CheckRequest (Checked), acknowledges the records (Ack) and the program's end (FollowerEnded), so
+    the leader runs at its own pace. `on_data(bytes)` gets what the leader sent as it came (the
+    recorder's file), `on_message(message)` each message. Returns how many calls it saw."""
     tsock = trio.socket.from_stdlib_socket(sock)
     decoder = FrameDecoder()
     calls, acked = 0, 0
@@ -174,10 +175,13 @@ async def take_stream(sock: socket.socket, writer: Writer) -> int:
                 break
             if not data:
                 break
-            writer.write(data)
+            if on_data is not None:
+                on_data(data)
             replies = []
             last = acked
             for m in decoder.feed(data):
+                if on_message is not None:
+                    on_message(m)
                 if isinstance(m, CallRecord):
                     calls += 1
                     last = m.seq
@@ -185,14 +189,12 @@ async def take_stream(sock: socket.socket, writer: Writer) -> int:
                     replies.append(Checked(m.seq))
                 elif isinstance(m, End):
                     replies.append(FollowerEnded(m.status, m.signal))
-                elif isinstance(m, StopSession):
-                    pass  # the leader's session is ending: its EOF follows
             if last > acked:
                 replies.insert(0, Ack(last))
                 acked = last
             if replies:
                 try:
-                    await tsock.send(protocol.encode_batch(replies))
+                    await tsock.send(b"".join(protocol.encode(r) for r in replies))  # a frame each, as a follower's
                 except OSError:
                     break
     return calls

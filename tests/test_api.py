@@ -204,3 +204,18 @@ async def test_a_node_without_keys_or_insecure_is_refused():
     with pytest.raises(mvx.MvxError, match=r"keys= \(from `mvx keygen`\) or insecure=True"):
         async with mvx.open_leader(server("x86_64", 5000), listen="127.0.0.1:1"):
             pass
+
+
+async def test_records_true_shows_every_synced_call_as_an_event():
+    async with mvx.open_run(variant_bin("x86_64", "diverge") + " same", variant_bin("i386", "diverge") + " same",
+                            stdin=b"hi\n", stdout=subprocess.DEVNULL, records=True) as run:
+        outcome = await run.wait()
+    assert outcome.exit_code == 0 and not run.divergences
+    events = [e async for e in run.events()]
+    records = [e.data for e in events if e.kind == "record"]
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert any(r["call"].startswith('write(1, "got: hi\\n", 8)') for r in records), records
+    start = next(e.data for e in events if e.kind == "start")
+    assert start["followers"] == 2  # the follower, and the stand-in that watches
+    end = next(e.data for e in events if e.kind == "end")
+    assert end["synced_calls"] == len(records)

@@ -80,7 +80,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         a.close()
         try:
             async def body() -> int:
-                return await recording.take_stream(b, writer)
+                return await recording.stand_in(b, on_data=writer.write)
 
             calls = await _with_signals_to(leader, body)
             await leader.wait()
