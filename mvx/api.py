@@ -413,14 +413,16 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
                    window: int = 256, log: str | os.PathLike | None = None, pin: bool = True,
                    shared_net: bool = False, pass_fds: Sequence[int] = (), stats: float | None = None,
                    stdin: Any = None, stdout: Any = None, stderr: Any = None,
-                   env: dict[str, str] | None = None, records: bool = False) -> AsyncIterator[Run]:
+                   env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
+                   records: bool = False) -> AsyncIterator[Run]:
     """Run `leader` and `followers` in step, as `mvx run` does, for the duration of the block.
 
     Each variant is an argv list or a shell-quoted string ('BIN ARGS'); `followers` is one
     variant (a string) or a list of them; `args` are appended to every variant's own. The other
     keywords are `mvx run`'s options (`mvx run --help`). `stdin`, `stdout`, `stderr` are the leader's
     program's (Popen's values, or bytes for stdin; default: this process's); a follower's program
-    never talks to the world. Raises VariantError for a variant that cannot run; leaving the block
+    never talks to the world. `env` and `cwd` are every variant's (default: this process's; a
+    relative program is found from this process's cwd). Raises VariantError for a variant that cannot run; leaving the block
     stops every variant and reaps every process, also on an exception or a cancellation.
 
     `records=True` adds "record" events (each synced call the leader made: seq, call rendered,
@@ -441,7 +443,7 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
     args = [os.fspath(a) for a in args]
     allowed = sorted(os.sched_getaffinity(0))
     common = [*_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
-              *(["--stats", str(stats)] if stats else [])]
+              *(["--stats", str(stats)] if stats else []), *_cwd_option(cwd)]
     me = [sys.executable, "-m", "mvx"]
 
     def pin_to(i: int) -> list[str]:
@@ -527,6 +529,14 @@ async def _tap(run: Run, sock: socket.socket) -> None:
     await stand_in(sock, on_message=on_message)
 
 
+def _cwd_option(cwd: str | os.PathLike | None) -> list[str]:
+    if cwd is None:
+        return []
+    if not os.path.isdir(cwd):
+        raise MvxError(f"cwd {os.fspath(cwd)!r}: not a directory")
+    return ["--cwd", os.path.abspath(cwd)]
+
+
 def _node_options(keys: str | os.PathLike | None, insecure: bool, wait: float) -> list[str]:
     if keys is None and not insecure:
         raise MvxError("a node needs keys= (from `mvx keygen`) or insecure=True (loopback only)")
@@ -540,7 +550,7 @@ async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys
                       lockstep: str = "sensitive", write_behind: bool = False, on_divergence: str = "kill",
                       timeout: float = 10.0, window: int = 256, log: str | os.PathLike | None = None,
                       pin: bool = True, stdin: Any = None, stdout: Any = None, stderr: Any = None,
-                      env: dict[str, str] | None = None) -> AsyncIterator[Run]:
+                      env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None) -> AsyncIterator[Run]:
     """The leader of a two-node run (`mvx leader`): `program` runs here and waits for `followers`
     `open_follower`s (or `mvx follower`s) to connect to `listen` ('HOST:PORT'), over TLS with the
     `keys` directory of `mvx keygen`, or plain TCP on loopback with insecure=True. The Run is
@@ -550,7 +560,7 @@ async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys
     node = _node_options(keys, insecure, wait)
     cmd = [sys.executable, "-m", "mvx", "leader", "--listen", listen, "--followers", str(followers), *node,
            *_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
-           *([] if pin else ["--no-pin"]), *(["--log", os.fspath(log)] if log else [])]
+           *([] if pin else ["--no-pin"]), *(["--log", os.fspath(log)] if log else []), *_cwd_option(cwd)]
     env = dict(os.environ if env is None else env)
 
     def spawn(run: Run, events_w: int, fds: contextlib.ExitStack) -> None:
@@ -565,7 +575,8 @@ async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys
 async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLike | None = None,
                         insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
                         timeout: float = 10.0, log: str | os.PathLike | None = None, pin: bool = True,
-                        isolate_net: bool = True, env: dict[str, str] | None = None) -> AsyncIterator[Run]:
+                        isolate_net: bool = True, env: dict[str, str] | None = None,
+                        cwd: str | os.PathLike | None = None) -> AsyncIterator[Run]:
     """A follower of a two-node run (`mvx follower`): `program` runs here, fed by the leader at
     `connect` ('HOST:PORT'). Its Run's divergences are those this follower found; its Outcome's
     exit_code is the follower monitor's status (70 after a divergence)."""
@@ -575,7 +586,7 @@ async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLi
     cmd = [sys.executable, "-m", "mvx", "follower", "--connect", connect, *node,
            *_session_options(mode, policy, "sensitive", False, "kill", timeout, 256),
            *([] if pin else ["--no-pin"]), *(["--isolate-net"] if isolate_net else []),
-           *(["--log", os.fspath(log)] if log else [])]
+           *(["--log", os.fspath(log)] if log else []), *_cwd_option(cwd)]
     env = dict(os.environ if env is None else env)
 
     def spawn(run: Run, events_w: int, fds: contextlib.ExitStack) -> None:

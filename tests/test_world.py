@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
+import mvx
 from tests._variants import variant_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,23 +32,36 @@ def run_in(cwd: Path, *args: str, stdin: bytes = b"", timeout: float = 60) -> su
                           cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
 
 
+async def run_here(cwd: Path, leader: str, follower: str, program: str, mode: str) -> tuple[mvx.Outcome, bytes]:
+    """The program under mvx.open_run in `cwd`: its Outcome and what the leader's program wrote to
+    stdout (a memfd: nothing is added to `cwd`)."""
+    out = os.memfd_create("stdout")
+    try:
+        async with mvx.open_run(variant_bin(leader, program), variant_bin(follower, program), mode=mode, cwd=cwd,
+                                stdout=out) as run:
+            outcome = await run.wait()
+        os.lseek(out, 0, os.SEEK_SET)
+        return outcome, os.read(out, 1 << 20)
+    finally:
+        os.close(out)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_a_program_behaves_in_its_own_world_as_natively(leader, follower, mode, tmp_path):
-    native = subprocess.run([variant_bin(leader, "own_world")], capture_output=True, cwd=tmp_path, check=False)
+async def test_a_program_behaves_in_its_own_world_as_natively(leader, follower, mode, tmp_path):
+    native = await trio.run_process([variant_bin(leader, "own_world")], capture_stdout=True, cwd=tmp_path, check=False)
     assert native.returncode == 0, native.stdout.decode()
     assert sorted(os.listdir(tmp_path)) == []
-    r = run_in(tmp_path, "run", "--mode", mode, "--leader", variant_bin(leader, "own_world"),
-               "--follower", variant_bin(follower, "own_world"))
-    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
-    assert r.stdout == native.stdout  # every check "ok", in the same order
-    assert b"DIVERGENCE" not in r.stderr
+    outcome, stdout = await run_here(tmp_path, leader, follower, "own_world", mode)
+    assert outcome.exit_code == 0, (outcome, stdout.decode())
+    assert stdout == native.stdout  # every check "ok", in the same order
+    assert outcome.divergence is None
     assert sorted(os.listdir(tmp_path)) == []  # what the leader made and deleted is gone; nothing of the follower's
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_an_fd_passed_to_itself_is_of_the_world_the_sent_one_was(leader, follower, mode, tmp_path):
+async def test_an_fd_passed_to_itself_is_of_the_world_the_sent_one_was(leader, follower, mode, tmp_path):
     """variants/src/scm_world.c passes fds to itself over its own socketpair (SCM_RIGHTS): a pipe end
     closed before the receive, one received twice (MSG_PEEK), an end of another socketpair are of
     its own world (written in every variant: each reads them back, then EOF); its stdout, sent with a
@@ -55,13 +70,12 @@ def test_an_fd_passed_to_itself_is_of_the_world_the_sent_one_was(leader, followe
     shadow missed fds whose buffer was reused before the monitor read it (it read the running
     variant's memory), took kinds for world (the received stdout: a pipe in the leader, /dev/null in
     the follower) and never a socketpair end."""
-    native = subprocess.run([variant_bin(leader, "scm_world")], capture_output=True, cwd=tmp_path, check=False)
+    native = await trio.run_process([variant_bin(leader, "scm_world")], capture_stdout=True, cwd=tmp_path, check=False)
     assert native.returncode == 0, native.stdout.decode()
-    r = run_in(tmp_path, "run", "--mode", mode, "--timeout", "10", "--leader", variant_bin(leader, "scm_world"),
-               "--follower", variant_bin(follower, "scm_world"))
-    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
-    assert r.stdout == native.stdout  # the line through the received stdout once, every check "ok"
-    assert b"DIVERGENCE" not in r.stderr
+    outcome, stdout = await run_here(tmp_path, leader, follower, "scm_world", mode)
+    assert outcome.exit_code == 0, (outcome, stdout.decode())
+    assert stdout == native.stdout  # the line through the received stdout once, every check "ok"
+    assert outcome.divergence is None
 
 
 @pytest.mark.parametrize("mode", MODES)

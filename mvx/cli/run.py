@@ -46,6 +46,8 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
     p.add_argument("--stats", type=_positive, nargs="?", const=5.0, metavar="SECONDS",
                    help="print a line every SECONDS (default 5) per monitor: synced calls/s, records in flight, "
                    "bytes held for checks, divergences so far, the monitor's CPU and RSS")
+    p.add_argument("--cwd", metavar="DIR", help="run the program in DIR (default: mvx's working directory, "
+                   "where a relative PROGRAM is found too)")
     p.add_argument("--cpu", type=int, metavar="N", help="pin the monitor and its variant to CPU N")
     p.add_argument("--no-pin", action="store_true", help="do not pin monitors and variants to CPUs")
     if hidden_fd:
@@ -127,8 +129,14 @@ def _options(args: argparse.Namespace, argv: list[str], **kw):
     arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
     return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
                    write_behind=args.write_behind, on_divergence=args.on_divergence, timeout=args.timeout,
-                   cpu=_cpu(args), log=args.log, stats=args.stats,
+                   cpu=_cpu(args), log=args.log, stats=args.stats, cwd=_cwd(args.cwd),
                    window=args.window, arch=arch.name, **kw)
+
+
+def _cwd(path: str | None) -> str | None:
+    if path is not None and not os.path.isdir(path):
+        raise MvxError(f"--cwd {path}: not a directory")
+    return path
 
 
 def _channel_from_fd(fd: int):
@@ -242,7 +250,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
                                         on_divergence=args.on_divergence, timeout=args.timeout,
                                         window=args.window, log=args.log, pin=not args.no_pin,
                                         shared_net=args.shared_net, pass_fds=passed, stats=args.stats,
-                                        env=initial_environ()) as run:
+                                        env=initial_environ(), cwd=_cwd(args.cwd)) as run:
                     outcome = await run.wait()
                 nursery.cancel_scope.cancel()
         return outcome.exit_code

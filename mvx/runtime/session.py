@@ -69,6 +69,7 @@ class Options:
     passed_fds: tuple[int, ...] = ()  # the leader's: fds its program gets at 3, 4, ... (socket activation)
     placeholder_fds: int = 0  # a follower's: how many the leader's program was passed (inert sockets there)
     events_fd: int | None = None  # the leader's: its session events as JSON lines here too (mvx.api)
+    cwd: str | None = None  # the program's working directory (None: the monitor's)
 
 
 # The JSON lines of --log, one object per line (docs/LOG.md; tests/test_log.py checks real runs and
@@ -234,7 +235,7 @@ class LeaderSession:
                 lib.mvx_link_set_chan(self.link.native, i, pipe.chan)
         self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep,
                                      write_behind=opts.write_behind, mode=opts.mode,
-                                     policy=opts.policy, cpu=opts.cpu, env=opts.env, stdio=opts.stdio,
+                                     policy=opts.policy, cpu=opts.cpu, env=opts.env, cwd=opts.cwd, stdio=opts.stdio,
                                      isolate_net=opts.isolate_net, passed=opts.passed_fds)
         self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
                              "policy": opts.policy.name, "followers": len(self.pipes), "cpu": opts.cpu})
@@ -450,7 +451,8 @@ class FollowerSession:
         self.inbox = Inbox()
         self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, reply_chan=self.pipe.chan,
                                        mode=opts.mode,
-                                       policy=opts.policy, cpu=opts.cpu, env=opts.env, end_timeout=opts.timeout,
+                                       policy=opts.policy, cpu=opts.cpu, env=opts.env, cwd=opts.cwd,
+                                       end_timeout=opts.timeout,
                                        stdio=opts.stdio, isolate_net=opts.isolate_net,
                                        placeholders=opts.placeholder_fds)
         # hybrid with the C fast path: the monitor thread reads its channel itself, polling it
