@@ -219,3 +219,37 @@ async def test_records_true_shows_every_synced_call_as_an_event():
     assert start["followers"] == 2  # the follower, and the stand-in that watches
     end = next(e.data for e in events if e.kind == "end")
     assert end["synced_calls"] == len(records)
+
+
+async def test_the_two_node_form_over_tls(tmp_path):
+    """open_leader/open_follower with the keys of `mvx keygen` (mutual TLS)."""
+    keys = tmp_path / "keys"
+    await trio.run_process([sys.executable, "-m", "mvx", "keygen", str(keys)], capture_stdout=True,
+                           capture_stderr=True, cwd=ROOT)
+    port, link = free_port(), free_port()
+    async with mvx.open_leader(server("x86_64", port), listen=f"127.0.0.1:{link}", keys=keys) as leader, \
+            mvx.open_follower(server("i386", port), connect=f"127.0.0.1:{link}", keys=keys) as follower:
+        await leader.wait_port(port)
+        assert await ask(port, b"x\n") == b"Hi, how are you.\n"
+        assert (await leader.stop()).exit_code == 0
+        assert (await follower.wait()).exit_code == 0
+
+
+def test_the_mvx_modes_marker_picks_a_tests_modes(tmp_path):
+    r = pytest_in(tmp_path, f"""
+        import pytest
+
+        @pytest.mark.mvx_modes("ptrace", "seccomp")
+        async def test_marked(mvx_run, mvx_mode):
+            run = await mvx_run("{variant_bin('x86_64', 'diverge')} same", "{variant_bin('i386', 'diverge')} same",
+                                stdin=b"hi\\n")
+            assert (await run.wait()).exit_code == 0
+            start = [e.data async for e in run.events() if e.kind == "start"][0]
+            assert start["mode"] == mvx_mode
+
+        def test_unmarked(mvx_mode):
+            assert mvx_mode == "hybrid"
+    """, "-vv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "test_marked[ptrace] PASSED" in r.stdout and "test_marked[seccomp] PASSED" in r.stdout
+    assert "test_unmarked[hybrid] PASSED" in r.stdout and "3 passed" in r.stdout
