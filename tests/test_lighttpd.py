@@ -446,3 +446,27 @@ def test_the_relaxed_policy_serves_like_native_and_traps_less(sites):
             status, err = server.stop()
         assert status == 0 and "DIVERGENCE" not in err, err
         assert got == expected, f"--policy {policy}: differs from native lighttpd"
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_an_accept_a_signal_took_away_keeps_the_address_length_the_program_gave(sites, fast):
+    """lighttpd's accept4 passes a buffer for the peer's address: the leader's monitor performs the
+    call and writes the address and its length (16) over the room the program gave (112). A signal
+    that takes the call away then (MVX_FAULT_ACCEPT_SIGNAL: SIGWINCH at every accept, ignored by
+    lighttpd) makes the program call again, with 16 in memory; the record of that call must carry
+    what the program gave, as the follower's call does. Before, every such connection diverged on
+    `argument addrlen: 16 != 112` (seen at a SIGTERM during an accept)."""
+    _, site = sites
+    env = {**lighttpd.env(), "MVX_FAST": fast, "MVX_FAULT_ACCEPT_SIGNAL": str(signal.SIGWINCH)}
+    server = Server([sys.executable, "-m", "mvx", "run", "--leader", lighttpd.variant_spec("x86_64", "-f", str(site.conf)),
+                     "--follower", lighttpd.variant_spec("i386", "-f", str(site.conf)), "--", "-D"], site.port, env=env)
+    replies = []
+    try:
+        for _ in range(5):
+            replies.append(exchange(site.port, get("/dir/a.txt")))
+        wait_idle(site)
+    finally:
+        code, err = server.stop()
+    assert "DIVERGENCE" not in err, err
+    assert all(r.endswith(b"\r\n\r\nfile a\n") for r in replies), (replies, err)
+    assert code == 0, err

@@ -37,6 +37,9 @@ class Performed:
     data: bytes = b""
     new_fd: int | None = None
     cloexec: bool = False
+    # accept4: the *addrlen the program gave, which the monitor's write of the peer's address
+    # replaced; a restarted call (Monitor.answer_again) reads the replaced one, its view must not
+    addrlen_in: int | None = None
 
 
 class Interrupted(Exception):
@@ -261,17 +264,18 @@ def _accept4(v: Variant, stop: Stop, call: Call, fds: FdCache) -> Performed | No
         return Performed(_errno_of(exc))
     finally:
         sock.close()
+    room = None
     try:
         if addr:  # the peer's address, as the kernel would have written it (same bytes on every ISA)
             raw = _raw_sockaddr(arch, family, peer)
-            room = int.from_bytes(v.read(addrlen, 4), "little")
-            v.write(addr, raw[:room])
+            room = int.from_bytes(v.read(addrlen, 4), "little", signed=True)
+            v.write(addr, raw[:max(room, 0)])
             v.write(addrlen, len(raw).to_bytes(4, "little"))
         os.set_blocking(newfd, not flags & arch.const("SOCK_NONBLOCK"))
     except BaseException:
         os.close(newfd)
         raise
-    return Performed(0, new_fd=newfd, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")))
+    return Performed(0, new_fd=newfd, cloexec=bool(flags & arch.const("SOCK_CLOEXEC")), addrlen_in=room)
 
 
 def _raw_sockaddr(arch, family: int, peer) -> bytes:

@@ -73,6 +73,7 @@ class FastPath:
         self._ret = ffi.new("long long *")
         self._new_fd = ffi.new("int *")
         self._cloexec = ffi.new("int *")
+        self._addrlen_in = ffi.new("int *")
         self._fdev = ffi.new("struct mvx_fdev[64]")
 
     @property
@@ -90,10 +91,12 @@ class FastPath:
         """A call the loop performed whose answer found it gone: ((pid, nr, args), its result); an
         accepted connection is then Python's to install in the restarted call."""
         if not lib.mvx_fast_take_pending(self.native, self._pid, self._nr, self._args, self._ret, self._new_fd,
-                                         self._cloexec):
+                                         self._cloexec, self._addrlen_in):
             return None
         fd = self._new_fd[0]
-        done = Performed(self._ret[0], new_fd=fd if fd >= 0 else None, cloexec=bool(self._cloexec[0]))
+        room = self._addrlen_in[0]
+        done = Performed(self._ret[0], new_fd=fd if fd >= 0 else None, cloexec=bool(self._cloexec[0]),
+                         addrlen_in=room if room >= 0 else None)
         return (self._pid[0], self._nr[0], tuple(self._args)), done
 
     def take_fd_events(self) -> list:

@@ -393,15 +393,18 @@ class Monitor:
         pending, self.unanswered = self.unanswered, None
         new_fd = pending.done.new_fd is not None
         if stop.kind is StopKind.NOTIFY and _call_key(stop) == pending.key:
+            if new_fd:  # read before the answer: then the program runs on and may reuse its buffers
+                call = self.call_of(stop)
+                outputs = decode_outputs(call, self.mem, 0).outputs  # (a success: the fd's number comes below)
             try:
                 ret = answer(self.variant, stop, pending.done, self.fds.dups if new_fd else None)
             except CallGone:
                 self.unanswered = pending
                 return True
             if new_fd:  # its number is known now: the record was held for it (the leader's only)
-                call = self.call_of(stop)
-                outputs = decode_outputs(call, self.mem, ret).outputs
                 self.track(call, ret)
+                if pending.done.addrlen_in is not None:  # the view has what the program gave, as the follower's
+                    call = replace(call, args=(*call.args[:2], pending.done.addrlen_in, *call.args[3:]))
                 self.publish_late(call, ret, outputs)
             return True
         if new_fd:

@@ -1250,6 +1250,7 @@ struct mvx_fast {
     long long pend_ret;
     int pend_fd;           /* >= 0: the result is this connection, installed in the restarted call */
     int pend_cloexec;
+    int pend_addrlen_in;   /* accept4: the *addrlen it gave, which the monitor's write replaced; -1 */
     int accept_fault_sig;  /* tests (MVX_FAULT_ACCEPT_SIGNAL): sent to the variant between its
                             * accept and the ADDFD, which then finds the call gone */
     unsigned long long handled; /* hot calls carried here */
@@ -1389,7 +1390,7 @@ unsigned long long mvx_fast_handled(struct mvx_fast *f) { return f->handled; }
 
 /* The pending result of a performed call whose answer found it gone, handed to Python (1), or 0. */
 int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
-                          long long *ret, int *fd, int *cloexec) {
+                          long long *ret, int *fd, int *cloexec, int *addrlen_in) {
     if (!f->pend)
         return 0;
     f->pend = 0;
@@ -1399,6 +1400,7 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
     *ret = f->pend_ret;
     *fd = f->pend_fd; /* now Python's */
     *cloexec = f->pend_cloexec;
+    *addrlen_in = f->pend_addrlen_in;
     f->pend_fd = -1;
     return 1;
 }
@@ -2354,6 +2356,7 @@ static void keep_pending(struct mvx_fast *f, const struct mvx_event *ev, long lo
     memcpy(f->pend_args, ev->args, sizeof f->pend_args);
     f->pend_ret = ret;
     f->pend_fd = -1;
+    f->pend_addrlen_in = -1;
 }
 
 /* The leader's call `c` returned `ret` (no out-data to record): its record goes to every follower.
@@ -2571,6 +2574,7 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
             keep_pending(f, ev, 0);
             f->pend_fd = newfd;
             f->pend_cloexec = !!(c->flags & ACCEPT_CLOEXEC);
+            f->pend_addrlen_in = c->a[1] ? c->room : -1;
             return FAST_DONE;
         }
         if (r < 0) {

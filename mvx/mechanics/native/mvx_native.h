@@ -245,7 +245,7 @@ unsigned long long mvx_fast_handled(struct mvx_fast *f);
 void mvx_fast_set_own_link(struct mvx_fast *f, int own, int spin_us);
 void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig);
 int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned long long args[6],
-                          long long *ret, int *fd, int *cloexec);
+                          long long *ret, int *fd, int *cloexec, int *addrlen_in);
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev);
 const char *mvx_fast_error(struct mvx_fast *f);
 long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
