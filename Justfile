@@ -62,6 +62,11 @@ regen *args:
     {{python}} scripts/gen_ctables.py "$@"
     {{python}} scripts/gen_golden.py "$@"
 
+# The soak: 1,000,000 mixed lighttpd requests through an x86_64 leader and an i386 follower, each monitor's
+# RSS sampled between rounds -> docs/soak.{md,json} (`just soak --requests 100000` for a shorter one).
+soak *args: setup variants
+    {{python}} -m mvx.bench.soak --out docs/soak "$@"
+
 # The lighttpd tests with a mixed load of 100,000 requests per mode and ISA order (the suite uses 20,000).
 soak-lighttpd *args: setup variants
     MVX_LIGHTTPD_REQUESTS=100000 {{python}} -m pytest -q tests/test_lighttpd.py "$@"
