@@ -28,6 +28,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """`mvx --version`: the C part is loaded (or built) only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mvx.mechanics.native import build_info
+
+        print(f"mvx {__version__} ({build_info()})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mvx",
@@ -38,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "needs of this machine. aarch64 variants "
         "are traced only on an aarch64 kernel.",
     )
-    parser.add_argument("--version", action="version", version=f"mvx {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="the version, and which build of the C part runs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in SUBCOMMAND_MODULES:
         try:

@@ -1,36 +1,22 @@
-"""The compiled hot path. The C source beside this file is built with cffi on first use and cached
-by its hash (in mvx/mechanics/native/_build, or ~/.cache/mvx when the package is read-only), so a fresh
-checkout needs only a C compiler, never a separate build step."""
+"""The compiled hot path. An installed mvx (a wheel, `pip install .`) has it built at install
+(mvx/mechanics/native/ffibuild.py, setup.py), so it needs no compiler. A source checkout builds it
+with cffi on first use and caches it by the sources' digest (in mvx/mechanics/native/_build, or
+~/.cache/mvx when the package is read-only). Either build is used only if it was made from the
+sources beside this file: an edited source rebuilds, a stale build is never loaded."""
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import os
-import re
-import sys
 import tempfile
 from pathlib import Path
 
 from mvx import MvxError
+from mvx.mechanics.native import ffibuild
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("mvx_native.h", "mvx_tables.h", "mvx_native.c", "mvx_fast.c", "mvx_protocol.c", "mvx_protocol.h", "mvx_tls.c")  # all hashed: a change rebuilds
-
-
-def _cdef() -> str:
-    """The header with #define lines turned into cffi constants."""
-    text = (_HERE / "mvx_native.h").read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
-    out = []
-    for line in text.splitlines():
-        m = re.match(r"#define\s+(\w+)\s+(\d+)\s*$", line)
-        if m:
-            out.append(f"#define {m.group(1)} {m.group(2)}")
-        elif not line.startswith("#"):
-            out.append(line)
-    return "\n".join(out)
 
 
 def _build_dirs() -> list[Path]:
@@ -38,40 +24,33 @@ def _build_dirs() -> list[Path]:
 
 
 def _load():
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        digest.update((_HERE / name).read_bytes())
-    digest.update(sys.version.encode())
-    modname = "_mvx_native_" + digest.hexdigest()[:16]
+    digest = ffibuild.source_digest()
+    try:
+        installed = importlib.import_module(ffibuild.INSTALLED)
+    except ImportError:
+        installed = None
+    if installed is not None and installed.ffi.string(installed.lib.mvx_source_digest()).decode() == digest:
+        return installed, "installed"
+    modname = ffibuild.cache_name()
     # Only a build for this interpreter and machine: an x86_64 and an aarch64 build of the same
     # source may sit side by side (the repo is shared with the arm64 test node).
     for base in _build_dirs():
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             found = base / (modname + suffix)
             if found.is_file():
-                return _import(modname, found)
+                return _import(modname, found), f"built on first use in {base}"
     last_error: Exception | None = None
     for base in _build_dirs():
         try:
             base.mkdir(parents=True, exist_ok=True)
-            return _compile(modname, base)
+            return _compile(modname, base), f"built on first use in {base}"
         except OSError as exc:
             last_error = exc
     raise MvxError(f"cannot build the native module: {last_error}")
 
 
 def _compile(modname: str, base: Path):
-    import cffi  # only needed when building
-
-    ffi = cffi.FFI()
-    ffi.cdef(_cdef())
-    ffi.set_source(
-        modname,
-        (_HERE / "mvx_native.c").read_text(),
-        include_dirs=[str(_HERE)],
-        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
-        define_macros=[("_GNU_SOURCE", "1")],
-    )
+    ffi = ffibuild.make_ffi(modname)
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         try:
             so = ffi.compile(tmpdir=tmp, verbose=False)
@@ -90,6 +69,11 @@ def _import(modname: str, path: Path):
     return module
 
 
-_native = _load()
+_native, _how = _load()
 ffi = _native.ffi
 lib = _native.lib
+
+
+def build_info() -> str:
+    """Which build of the C part this process runs (`mvx --version`)."""
+    return f"C part {ffi.string(lib.mvx_source_digest()).decode()[:12]}, {_how}"
