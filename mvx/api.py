@@ -159,8 +159,11 @@ def _listening(port: int) -> bool:
     return False
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child of a fork must not dlopen
+
+
 def _pdeathsig() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class _Monitor:
@@ -170,7 +173,12 @@ class _Monitor:
     def __init__(self, role: str, cmd: list[str], **popen: Any) -> None:
         self.role = role
         self.proc = subprocess.Popen(cmd, preexec_fn=_pdeathsig, start_new_session=True, **popen)  # noqa: PLW1509
-        self.pidfd = os.pidfd_open(self.proc.pid)  # closed by close(), after every task that waits on it
+        try:
+            self.pidfd = os.pidfd_open(self.proc.pid)  # closed by close(), after every task that waits on it
+        except OSError:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     @property
     def returncode(self) -> int | None:
@@ -224,6 +232,7 @@ class Run:
         self._done = trio.Event()
         self._events_fd = -1  # the read end of the leader's --events-fd pipe
         self._tasks: list = []  # more tasks of the run's nursery (records=True: the stand-in's)
+        self._owned: list = []  # sockets of the run's own tasks, closed at the end whatever ran
         self._partial = b""
 
     @property
@@ -390,6 +399,8 @@ class Run:
     def _close(self) -> None:
         for m in self._monitors:
             m.close()
+        for sock in self._owned:
+            sock.close()
         if self._events_fd >= 0:
             os.close(self._events_fd)
             self._events_fd = -1
@@ -469,6 +480,7 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
         if records:
             a, tap = socket.socketpair()
             fds.callback(a.close)
+            run._owned.append(tap)
             ends.append(a)
             run._tasks.append(partial(_tap, run, tap))
         for a in ends:
@@ -497,21 +509,34 @@ async def _running(run: Run, spawn) -> AsyncIterator[Run]:
                 raise RunFailed(f"could not start the monitors: {exc.strerror or exc}") from None
             raise
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run._read_events)
-            nursery.start_soon(run._supervise)
-            for task in run._tasks:
-                nursery.start_soon(task)
-            try:
-                yield run
-                if not run._done.is_set():
-                    await run.stop()
-            except BaseException:
-                await run._end_at_once()
-                raise
-            nursery.cancel_scope.cancel()
+        with single_exceptions():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run._read_events)
+                nursery.start_soon(run._supervise)
+                for task in run._tasks:
+                    nursery.start_soon(task)
+                try:
+                    yield run
+                    if not run._done.is_set():
+                        await run.stop()
+                except BaseException:
+                    await run._end_at_once()
+                    raise
+                nursery.cancel_scope.cancel()
     finally:
         run._close()
+
+
+@contextlib.contextmanager
+def single_exceptions():
+    """The caller's own exception, not a group of one: trio >= 0.25 wraps whatever leaves a
+    nursery, and the block the caller wrote runs inside the run's."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _tap(run: Run, sock: socket.socket) -> None:

@@ -91,9 +91,10 @@ def read_header(path: str | os.PathLike) -> tuple[dict, int]:
         raise RecordingError(f"{path}: damaged header")
     try:
         header = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         header = None
-    if not isinstance(header, dict) or not all(isinstance(header.get(k), str) for k in ("arch", "policy", "mode")):
+    if not isinstance(header, dict) or not all(isinstance(header.get(k), str) for k in ("arch", "policy", "mode")) \
+            or header["mode"] not in ("ptrace", "seccomp", "hybrid"):
         raise RecordingError(f"{path}: damaged header")
     if header.get("protocol") != protocol.VERSION:
         raise RecordingError(f"{path}: recorded with protocol version {header.get('protocol')!r} (mvx "
@@ -194,10 +195,17 @@ async def stand_in(sock: socket.socket, on_data=None, on_message=None) -> int:
                 acked = last
             if replies:
                 try:
-                    await tsock.send(b"".join(protocol.encode(r) for r in replies))  # a frame each, as a follower's
+                    await send_all(tsock, b"".join(protocol.encode(r) for r in replies))  # a frame each, as a follower's
                 except OSError:
                     break
     return calls
+
+
+async def send_all(tsock, data: bytes) -> None:
+    """A trio socket's send may take part of the bytes: the rest follows (a frame is never cut)."""
+    view = memoryview(data)
+    while view:
+        view = view[await tsock.send(view):]
 
 
 # ---- verifying ------------------------------------------------------------------------------------
@@ -229,7 +237,7 @@ async def feed(tsock, path, offset: int, verdict: Verdict, window: int = WINDOW)
             await verdict.moved.wait()
         if verdict.final is not None:
             return
-        await tsock.send(frame)
+        await send_all(tsock, frame)
 
 
 async def hear(tsock, verdict: Verdict) -> None:

@@ -33,15 +33,19 @@ def _pin(args: argparse.Namespace, i: int) -> list[str]:
 
 
 async def _with_signals_to(monitor, body):
-    """Run `body()` with SIGINT/SIGTERM handed to `monitor` (the first goes to the program, a
-    second stops it at once, as for `mvx run`)."""
+    """Run `body()` with SIGINT/SIGTERM handed to `monitor()` (the monitor, once started: the first
+    goes to the program, a second stops it at once, as for `mvx run`). `body` starts the monitor
+    inside, so that it never inherits the SIG_IGN in force outside."""
     import trio
 
     async def hand_on(signals) -> None:
         async for sig in signals:
-            monitor.signal(sig)
+            if (m := monitor()) is not None:
+                m.signal(sig)
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    from mvx.api import single_exceptions
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, single_exceptions():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(hand_on, signals)
             result = await body()
@@ -75,18 +79,21 @@ def cmd_record(args: argparse.Namespace) -> int:
            "--lockstep", "none", "--timeout", str(args.timeout), *_pin(args, 0),
            *(["--log", args.log] if args.log else []), "--channel-fd", str(a.fileno()), "--", *argv]
 
-    async def main() -> tuple[int, int]:
-        leader = api._Monitor("leader", cmd, pass_fds=[a.fileno()], env=initial_environ())
-        a.close()
-        try:
-            async def body() -> int:
-                return await recording.stand_in(b, on_data=writer.write)
+    started: list = []
 
-            calls = await _with_signals_to(leader, body)
-            await leader.wait()
-            return leader.returncode, calls
+    async def main() -> tuple[int, int]:
+        async def body() -> tuple[int, int]:
+            started.append(api._Monitor("leader", cmd, pass_fds=[a.fileno()], env=initial_environ()))
+            a.close()
+            calls = await recording.stand_in(b, on_data=writer.write)
+            await started[0].wait()
+            return started[0].returncode, calls
+
+        try:
+            return await _with_signals_to(lambda: started[0] if started else None, body)
         finally:
-            leader.close()
+            for m in started:
+                m.close()
 
     _ignore_late_signals()
     try:
@@ -122,24 +129,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "--", *argv]
     verdict = recording.Verdict()
 
+    started: list = []
+
     async def main() -> int:
-        follower = api._Monitor("follower", cmd, pass_fds=[b.fileno()], env=initial_environ(),
-                                stdin=subprocess.DEVNULL)
-        b.close()
-        try:
+        async def body() -> int:
+            started.append(api._Monitor("follower", cmd, pass_fds=[b.fileno()], env=initial_environ(),
+                                        stdin=subprocess.DEVNULL))
+            b.close()
             tsock = trio.socket.from_stdlib_socket(a)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(recording.feed, tsock, path, offset, verdict)
+                await recording.hear(tsock, verdict)
+                nursery.cancel_scope.cancel()
+            await started[0].wait()
+            return started[0].returncode
 
-            async def body() -> None:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(recording.feed, tsock, path, offset, verdict)
-                    await recording.hear(tsock, verdict)
-                    nursery.cancel_scope.cancel()
-
-            await _with_signals_to(follower, body)
-            await follower.wait()
-            return follower.returncode
+        try:
+            return await _with_signals_to(lambda: started[0] if started else None, body)
         finally:
-            follower.close()
+            for m in started:
+                m.close()
             a.close()
 
     recording.say(f"verifying {argv[0]} against {recording.describe(header, path)}")

@@ -242,7 +242,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
                 if run is not None:
                     run.send_signal(sig)
 
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, api.single_exceptions():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(hand_on, signals)
                 async with api.open_run(leader, followers, args=prog_args, mode=args.mode, policy=args.policy,
