@@ -12,17 +12,9 @@ import sys
 from pathlib import Path
 
 from mvx import MvxError
+from mvx.cli.run import _program
 
 DIVERGENCE_EXIT = 70
-
-
-def _program(args: argparse.Namespace, usage: str) -> list[str]:
-    program = list(args.program)
-    if program and program[0] == "--":
-        program = program[1:]
-    if not program:
-        raise MvxError(f"no program given: {usage}")
-    return program
 
 
 def _pin(args: argparse.Namespace, i: int) -> list[str]:
