@@ -62,6 +62,11 @@ regen *args:
     {{python}} scripts/gen_ctables.py "$@"
     {{python}} scripts/gen_golden.py "$@"
 
+# The exploit suite (tests/exploits/): each exploit natively, then under mvx in every mode with each ISA
+# leading; prints the table (`just exploits --short`: hybrid only; `--out docs/security.md` rewrites its table).
+exploits *args: setup variants
+    {{python}} -m tests.exploits "$@"
+
 # The soak: 1,000,000 mixed lighttpd requests through an x86_64 leader and an i386 follower, each monitor's
 # RSS sampled between rounds -> docs/soak.{md,json} (`just soak --requests 100000` for a shorter one).
 soak *args: setup variants

@@ -24,7 +24,7 @@ force=0
 PROGS=()
 for f in "$SRC"/*.c; do PROGS+=("$(basename "$f" .c)"); done
 COMMON_CFLAGS=(-O2 -g -Wall -Wextra -D_FILE_OFFSET_BITS=64)
-# vuln_server must really overflow and keep fixed addresses (see variants/README.md).
+# vuln_server and vulnlab must really overflow and keep fixed addresses (see variants/README.md).
 VULN_CFLAGS=(-O0 -g -Wall -Wno-stringop-overflow -fno-stack-protector -no-pie -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=0)
 
 host=$(uname -m)
@@ -92,9 +92,11 @@ for arch in x86_64 i386 aarch64; do
     if [ "$force" = 0 ] && [ -x "$bin" ] && [ ! "$src" -nt "$bin" ] && [ ! "$SCRIPT" -nt "$bin" ]; then
       continue
     fi
-    if [ "$prog" = vuln_server ]; then
+    if [ "$prog" = vuln_server ] || [ "$prog" = vulnlab ]; then
       read -r -a vf <<<"$(vuln_flags_for "$arch")"
       flags=("${VULN_CFLAGS[@]}" "${vf[@]}")
+      # vulnlab is static: a ROP chain's gadgets come from its own copy of libc
+      [ "$prog" = vulnlab ] && flags+=(-static)
     else
       flags=("${COMMON_CFLAGS[@]}")
     fi
