@@ -76,6 +76,11 @@ soak *args: setup variants
 soak-lighttpd *args: setup variants
     MVX_LIGHTTPD_REQUESTS=100000 {{python}} -m pytest -q tests/test_lighttpd.py "$@"
 
+# The README's two commands on a fresh Debian 12 root made with mmdebstrap (needs root and a Debian
+# mirror), timed, appended to docs/fresh.md; `--skew`: a native library ahead of the foreign indexes first.
+fresh *args:
+    bash scripts/fresh.sh "$@"
+
 # Build the arm64 test node (Debian arm64 guest for qemu-system-aarch64, cached in build/arm64-node/).
 arm64-node:
     bash scripts/arm64_node.sh build

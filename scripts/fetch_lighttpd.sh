@@ -6,11 +6,13 @@
 #   build/variants/lighttpd/<debarch>/usr/lib/lighttpd/mod_*.so  (mod_deflate.so included)
 #   build/variants/lighttpd/{x86_64,aarch64} -> amd64, arm64     (mvx ISA names; i386 is both)
 # The three packages cannot be co-installed (same paths), so they are downloaded with
-# `apt-get download` and unpacked with `dpkg -x`. lighttpd's own shared libraries (libc6 libcrypt1
-# libnettle8 libpcre2-8-0 libxxhash0 for :i386 and :arm64) come from scripts/setup.sh; those of
-# mod_deflate (libbrotli1 libdeflate0 libzstd1 zlib1g) are unpacked into the i386 and arm64 trees
-# (<tree>/lib/<triplet>, <tree>/usr/lib/<triplet>; scripts/deb_tree.sh says why not installed),
-# found through LD_LIBRARY_PATH (mvx.demo.lighttpd.env()); amd64 uses the system's.
+# `apt-get download` and unpacked with `dpkg -x`. Its shared libraries other than libc (libcrypt1
+# libnettle8 libpcre2-8-0 libxxhash0, and mod_deflate's libbrotli1 libdeflate0 libzstd1 zlib1g) are
+# unpacked into the i386 and arm64 trees (<tree>/lib/<triplet>, <tree>/usr/lib/<triplet>), never
+# installed (scripts/deb_tree.sh says why), and found through LD_LIBRARY_PATH (mvx.demo.lighttpd.env());
+# amd64 uses the system's. libc: i386 takes libc6-i386's (/lib32, scripts/setup.sh), arm64 runs in
+# the arm64 node (its own Debian) or, for the check below, under qemu-aarch64 with the cross libc
+# (libc6-arm64-cross, /usr/aarch64-linux-gnu).
 # Each variant must load its own ISA's modules: lighttpd -m build/variants/lighttpd/<arch>/usr/lib/lighttpd
 # Idempotent: a present .deb is not downloaded again, an unpacked one is not unpacked again.
 set -euo pipefail
@@ -18,8 +20,8 @@ cd "$(dirname "$0")/.."
 DEBS=build/debs
 OUT=build/variants/lighttpd
 ARCHS=(amd64 i386 arm64)
-# mod_deflate's libraries, unpacked into the trees of the ISAs other than the host's
-DEFLATE_LIBS=(libbrotli1 libdeflate0 libzstd1 zlib1g)
+# lighttpd's and mod_deflate's libraries, unpacked into the trees of the ISAs other than the host's
+LIBS=(libcrypt1 libnettle8 libpcre2-8-0 libxxhash0 libbrotli1 libdeflate0 libzstd1 zlib1g)
 
 log() { echo "fetch_lighttpd: $*" >&2; }
 # shellcheck source=scripts/deb_tree.sh
@@ -62,7 +64,7 @@ for a in "${ARCHS[@]}"; do
     basename "$deb" >"$stamp"
   fi
   extra=(lighttpd-mod-deflate)
-  [ "$a" = amd64 ] || extra+=("${DEFLATE_LIBS[@]}")
+  [ "$a" = amd64 ] || extra+=("${LIBS[@]}")
   for pkg in "${extra[@]}"; do
     deb=$(deb_fetch "$pkg" "$a")
     deb_add "$deb" "$dest"
@@ -83,7 +85,7 @@ check() {
   local a=$1; shift
   local out libs
   libs=$(deb_libdirs "$PWD/$OUT/$a" "$a")
-  if out=$("$@" "$OUT/$a/usr/sbin/lighttpd" -v 2>&1) \
+  if out=$(LD_LIBRARY_PATH=$libs "$@" "$OUT/$a/usr/sbin/lighttpd" -v 2>&1) \
       && out=$(LD_LIBRARY_PATH=$libs "$@" "$OUT/$a/usr/sbin/lighttpd" -m "$OUT/$a/usr/lib/lighttpd" -tt -f "$conf/deflate.conf" 2>&1 && echo "$out"); then
     echo "fetch_lighttpd: $a: $(echo "$out" | head -1), mod_deflate loads"
   else
@@ -94,9 +96,9 @@ check() {
 check amd64
 check i386
 if command -v qemu-aarch64 >/dev/null; then
-  check arm64 qemu-aarch64
+  check arm64 qemu-aarch64 -L /usr/aarch64-linux-gnu
 else
   echo "fetch_lighttpd: warning: qemu-aarch64 missing (Debian package qemu-user); arm64 build not checked" >&2
 fi
-[ "$status" = 0 ] || echo "fetch_lighttpd: some builds do not run; their :i386/:arm64 libraries come from scripts/setup.sh" >&2
+[ "$status" = 0 ] || echo "fetch_lighttpd: some builds do not run; their libraries are unpacked here, their libc comes from scripts/setup.sh (libc6-i386, libc6-arm64-cross)" >&2
 echo "fetch_lighttpd: ok ($OUT)"

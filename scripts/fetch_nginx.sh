@@ -63,7 +63,7 @@ check() {
 check amd64
 check i386
 if command -v qemu-aarch64 >/dev/null; then
-  check arm64 qemu-aarch64
+  check arm64 qemu-aarch64 -L /usr/aarch64-linux-gnu
 else
   log "warning: qemu-aarch64 missing (Debian package qemu-user); arm64 build not checked"
 fi

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# `just fresh`: the README's two commands on a fresh Debian 12 (bookworm) amd64 system, as a new user
+# runs them: a minimal root made with mmdebstrap, this repository cloned into it (its HEAD), then
+#   bash scripts/setup.sh && just demo
+#   bash scripts/setup.sh && just test
+# run there as root, each timed, with the results appended to docs/fresh.md.
+#
+#   bash scripts/fresh.sh [--skew] [--demo-only] [--keep]
+#
+# --skew: before the README's commands, make a native library the variants need newer than the
+#         i386/arm64 indexes carry (libpcre2-8-0, rebuilt with a higher version and installed), as a
+#         security update or a mirror mid-sync does: with foreign libraries installed into the
+#         system (apt-get install libpcre2-8-0:i386) set-up cannot succeed there.
+# --demo-only: only the first command (set-up and the demo).
+# --keep: leave the root in build/fresh/ (default: removed at the end).
+# Needs root (mmdebstrap, chroot, mounts) and the network to a Debian mirror (the host's sources).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+log() { echo "fresh: $*" >&2; }
+die() { echo "fresh: error: $*" >&2; exit 1; }
+
+skew=0 demo_only=0 keep=0
+for a in "$@"; do
+  case $a in
+    --skew) skew=1 ;;
+    --demo-only) demo_only=1 ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $a (--skew, --demo-only, --keep)" ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap, chroot and mounts)"
+command -v mmdebstrap >/dev/null || {
+  log "installing mmdebstrap"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mmdebstrap >/dev/null ||
+    die "cannot install mmdebstrap (apt-get install mmdebstrap)"
+}
+
+name=$(date -u +%Y%m%dT%H%M%S)$([ $skew = 1 ] && echo -skew || true)
+base=$REPO/build/fresh/$name
+root=$base/root
+logs=$REPO/build/fresh/logs-$name  # kept
+mkdir -p "$base" "$logs"
+mounted=()
+cleanup() {
+  local i
+  for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+  # anything mounted below the root by the run itself (the arm64 node's build, network namespaces)
+  grep -o " $root[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  if [ $keep = 0 ] && ! grep -q " $root" /proc/mounts; then rm -rf "$base"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$SECONDS
+log "making a minimal bookworm root with mmdebstrap in $root (a few minutes)"
+mmdebstrap --variant=apt --include=git,ca-certificates --components=main \
+  bookworm "$root" "deb http://deb.debian.org/debian bookworm main" \
+  "deb http://deb.debian.org/debian bookworm-updates main" \
+  "deb http://deb.debian.org/debian-security bookworm-security main" >"$logs/mmdebstrap.log" 2>&1 ||
+  die "mmdebstrap failed (log: $base/mmdebstrap.log)"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The host's own certificate authorities (a site's TLS proxy, say), which its network needs.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the root"
+fi
+git clone -q "$REPO" "$root/root/mvx"
+rev=$(git -C "$REPO" rev-parse --short HEAD)
+
+bind() { mkdir -p "$root$2"; mount "${@:3}" "$1" "$root$2"; mounted+=("$root$2"); }
+bind proc /proc -t proc
+bind sysfs /sys -t sysfs
+bind /dev /dev --rbind
+mount --make-rslave "$root/dev"
+bind tmpfs /run -t tmpfs
+bind tmpfs /tmp -t tmpfs
+in_root() { chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" CI="${CI:-}" \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -c "$1"; }
+
+if [ $skew = 1 ]; then
+  log "skew: libpcre2-8-0 rebuilt at a version the i386/arm64 indexes do not have, and installed"
+  in_root 'set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null
+    cd /tmp && apt-get download -q libpcre2-8-0 2>/dev/null; deb=$(ls libpcre2-8-0_*.deb)
+    dpkg-deb -R "$deb" x; v=$(sed -n "s/^Version: //p" x/DEBIAN/control)
+    sed -i "s/^Version: .*/Version: $v+mvxskew1/" x/DEBIAN/control
+    dpkg-deb -b x newer.deb >/dev/null; dpkg -i newer.deb >/dev/null
+    echo "fresh: native libpcre2-8-0 is now $(dpkg-query -W -f="\${Version}" libpcre2-8-0:amd64)" >&2' ||
+    die "could not make the skew"
+fi
+
+results=()
+step() {  # step NAME COMMAND
+  local s=$SECONDS rc=0
+  log "running in the fresh root: $2"
+  in_root "cd /root/mvx && $2" 2>&1 | tee "$logs/$1.log" | sed -u "s/^/  [$1] /" || rc=${PIPESTATUS[0]}
+  results+=("| $1 | \`$2\` | $([ $rc = 0 ] && echo passed || echo "FAILED ($rc)") | $((SECONDS - s)) s |")
+  log "$1: exit $rc after $((SECONDS - s)) s"
+  return $rc
+}
+status=0
+step demo "bash scripts/setup.sh && just demo" || status=$?
+if [ $status = 0 ] && [ $demo_only = 0 ]; then
+  step test "bash scripts/setup.sh && just test" || status=$?
+fi
+total=$((SECONDS - t0))
+tail_of_tests=$( [ -f "$logs/test.log" ] && grep -E "passed|failed" "$logs/test.log" | tail -1 || true)
+
+{
+  echo
+  echo "## $(date -u +%Y-%m-%d) $name (commit $rev)$([ $skew = 1 ] && echo ", with a native library ahead of the foreign indexes" || true)"
+  echo
+  echo "\`bash scripts/fresh.sh $*\`: a minimal bookworm root (mmdebstrap --variant=apt, git and"
+  echo "ca-certificates), the repository cloned into it, the README's commands run there as root."
+  echo
+  echo "| step | command | result | time |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${results[@]}"
+  echo
+  echo "Total, the root's making included: $total s.${tail_of_tests:+ pytest: \`$tail_of_tests\`.}"
+} >>docs/fresh.md
+log "$([ $status = 0 ] && echo passed || echo FAILED) in $total s; results added to docs/fresh.md (logs: $logs)"
+exit $status
