@@ -19,7 +19,7 @@ X86_64 = os.uname().machine == "x86_64"
 REQUIRED = {"native module", "Python packages", "ptrace", "seccomp filters", "seccomp user notification", "ADDFD",
             "pidfd_getfd", "process_vm_readv", "followers' namespaces"} | ({"IA32 emulation"} if X86_64 else set())
 OPTIONAL = {"SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP", "OpenSSL (two-node TLS)", "kcmp", "aarch64 route", "variants x86_64", "variants i386",
-            "variants aarch64", "wrk", "strace", "taskset", "py-spy"} | (set() if X86_64 else {"IA32 emulation"})
+            "variants aarch64", "wrk", "strace", "taskset", "py-spy", "python-ptrace"} | (set() if X86_64 else {"IA32 emulation"})
 
 # Runs the doctor as a child: under a seccomp filter first when asked (argv[1], JSON: the call, the errno
 # it fails with, an ioctl request it is limited to), and as a child subreaper, so that any process the
@@ -108,6 +108,16 @@ def test_bench_tools_off_path_are_missing_but_not_needed():
     got = lines(r)
     assert all(got[name][0] == "ok" for name in REQUIRED), r.stdout
     assert r.stdout.splitlines()[-1].startswith("mvx doctor: everything the default run needs is here; ")
+
+
+def test_without_python_ptrace_the_doctor_runs_and_says_what_it_disables(tmp_path):
+    shadow = tmp_path / "ptrace"  # first on the path: `import ptrace` fails as on a machine without it
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('no python-ptrace here')\n")
+    r = doctor(env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("missing  python-ptrace (optional): no python-ptrace here: divergence reports show no registers"
+            in r.stdout), r.stdout
 
 
 @pytest.mark.parametrize(("rule", "name", "detail", "needed"), [

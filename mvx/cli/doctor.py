@@ -266,9 +266,16 @@ def check_packages() -> list[Check]:
         except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
             missing.append(f"{name} ({exc})")
     if missing:
-        return [Check("Python packages", False, True, f"{', '.join(missing)}: monitors cannot run "
-                      "(pip install -e .; scripts/setup.sh)")]
-    return [Check("Python packages", True, True, "trio, xxhash, pyseccomp (libseccomp)")]
+        checks = [Check("Python packages", False, True, f"{', '.join(missing)}: monitors cannot run "
+                        "(pip install -e .; scripts/setup.sh)")]
+    else:
+        checks = [Check("Python packages", True, True, "trio, xxhash, pyseccomp (libseccomp)")]
+    try:  # (optional: mvx runs without it, and so does this doctor)
+        from ptrace.binding import ptrace_getregs  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the answer
+        return [*checks, Check("python-ptrace", False, False, f"{exc}: divergence reports show no registers "
+                               "(pip install python-ptrace; scripts/setup.sh)")]
+    return [*checks, Check("python-ptrace", True, False, "a diverged variant's registers in the report")]
 
 
 def _ptrace_scope() -> int | None:

@@ -78,6 +78,9 @@ class Arch:
     ip_reg: str
     sp_reg: str
     syscall_insn_len: int  # bytes of the syscall instruction (an ip rewind makes the call again)
+    # the general-purpose registers a report shows, in order: (this ISA's name, the `regset` field
+    # it is read from); an i386 register is the low half of its 64-bit field
+    gp_regs: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return f"<Arch {self.name}>"
@@ -194,17 +197,24 @@ class Arch:
 
 
 _X86_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+_X86_64_GP = tuple((r, r) for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10",
+                                    "r11", "r12", "r13", "r14", "r15", "rip", "eflags", "orig_rax"))
+_I386_GP = (("eax", "rax"), ("ebx", "rbx"), ("ecx", "rcx"), ("edx", "rdx"), ("esi", "rsi"), ("edi", "rdi"),
+            ("ebp", "rbp"), ("esp", "rsp"), ("eip", "rip"), ("eflags", "eflags"), ("orig_eax", "orig_rax"))
+_AARCH64_GP = tuple((f"x{i}", f"x{i}") for i in range(31)) + (("sp", "sp"), ("pc", "pc"), ("pstate", "pstate"))
 ARCHES: dict[str, Arch] = {
     "x86_64": Arch("x86_64", nr_reg="orig_rax", arg_regs=_X86_REGS, ret_reg="rax",
                    regset="x86_64", nr_write_regset=None, elf_machine=62, elf_class=2,
-                   ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),
+                   ip_reg="rip", sp_reg="rsp", syscall_insn_len=2, gp_regs=_X86_64_GP),
     # int 0x80 / sysenter convention, seen through the 64-bit user_regs_struct.
     "i386": Arch("i386", nr_reg="orig_rax", arg_regs=("rbx", "rcx", "rdx", "rsi", "rdi", "rbp"),
                  ret_reg="rax", regset="x86_64", nr_write_regset=None, elf_machine=3, elf_class=1,
-                 ip_reg="rip", sp_reg="rsp", syscall_insn_len=2),  # int $0x80, sysenter: 2 bytes
+                 ip_reg="rip", sp_reg="rsp", syscall_insn_len=2,  # int $0x80, sysenter: 2 bytes
+                 gp_regs=_I386_GP),
     "aarch64": Arch("aarch64", nr_reg="x8", arg_regs=("x0", "x1", "x2", "x3", "x4", "x5"),
                     ret_reg="x0", regset="aarch64", nr_write_regset="NT_ARM_SYSTEM_CALL",
-                    elf_machine=183, elf_class=2, ip_reg="pc", sp_reg="sp", syscall_insn_len=4),
+                    elf_machine=183, elf_class=2, ip_reg="pc", sp_reg="sp", syscall_insn_len=4,
+                    gp_regs=_AARCH64_GP),
 }
 
 ALIASES = {

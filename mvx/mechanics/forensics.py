@@ -1,15 +1,21 @@
 """Where a variant was when it diverged, for the report: the call it is in, its program counter
-and stack pointer, the mapping (file and offset) and the symbol the program counter falls in, the
-code bytes there and the top of its stack.
+and stack pointer, its general-purpose registers, the mapping (file and offset) and the symbol the
+program counter falls in, the code bytes there and the top of its stack.
 
-Everything is read from /proc and the variant's memory while it still exists (before it is
-killed), without a ptrace stop: a variant blocked in a notified call (hybrid mode) is in no ptrace
-stop, and a leader stopped from the trio thread is not traced by that thread. /proc/PID/syscall
-gives the call, its arguments, the stack pointer and the program counter of a blocked task."""
+Everything is read while the variant still exists (before it is killed). /proc/PID/syscall gives
+the call, the stack pointer and the program counter of a blocked task from any thread; the
+registers (`registers`, with python-ptrace) only its tracer thread can read, at a ptrace stop: one
+the variant is in, or one it is brought to with SIGSTOP (a notified call, hybrid mode, or a variant
+running its own code), waited for a bounded time. When they cannot be had, `regs_note` says why
+and the /proc fields stand alone."""
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import struct
+import time
 from dataclasses import dataclass, field
 
 from mvx.isa import arch as archmod
@@ -17,6 +23,8 @@ from mvx.mechanics.procinfo import mappings
 
 CODE_BEFORE, CODE_AFTER = 16, 16  # bytes of code shown around the program counter
 STACK_WORDS = 8
+STOP_WAIT = 0.5  # seconds a variant brought to a stop for its registers may take to get there
+REGS_PER_LINE = 10
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,15 @@ class Forensics:
     code: bytes = b""  # CODE_BEFORE bytes before the pc and CODE_AFTER from it (less at a mapping's edge)
     code_at: int = 0  # the address of code[0]
     stack: list[int] = field(default_factory=list)
+    # the general-purpose registers, in the ISA's own names and order (Arch.gp_regs); empty when
+    # they could not be read, and `regs_note` says why
+    regs: dict[str, int] = field(default_factory=dict)
+    regs_note: str = ""
 
     def lines(self, who: str) -> list[str]:
         """The report's block for this variant."""
         if self.pc is None:
-            return [f"  {who} (pid {self.pid}, {self.arch}): {self.call}"]
+            return [f"  {who} (pid {self.pid}, {self.arch}): {self.call}", *self._reg_lines()]
         where = f"{self.mapping}" + (f" <{self.symbol}>" if self.symbol else "")
         out = [f"  {who} (pid {self.pid}, {self.arch}) in {self.call}: pc {self.pc:#x} in {where}, sp {self.sp:#x}"]
         if self.code:
@@ -45,39 +57,105 @@ class Forensics:
                        f"    code {self.code_at:#x}: {before}")
         if self.stack:
             out.append(f"    stack {self.sp:#x}: " + " ".join(f"{w:#x}" for w in self.stack))
-        return out
+        return out + self._reg_lines()
+
+    def _reg_lines(self) -> list[str]:
+        if not self.regs:
+            return [f"    registers: {self.regs_note}"] if self.regs_note else []
+        items = [f"{name} {value:#x}" for name, value in self.regs.items()]
+        return ["    regs " + "  ".join(items[i:i + REGS_PER_LINE]) for i in range(0, len(items), REGS_PER_LINE)]
 
     def as_json(self) -> dict:
         return {"pid": self.pid, "arch": self.arch, "call": self.call, "pc": self.pc, "sp": self.sp,
                 "mapping": self.mapping, "symbol": self.symbol, "code": self.code.hex(), "code_at": self.code_at,
-                "stack": self.stack}
+                "stack": self.stack, "regs": self.regs, "regs_note": self.regs_note}
 
     @classmethod
     def from_json(cls, d: dict) -> Forensics:
+        regs = d.get("regs") or {}  # (a peer's: only names with whole numbers are kept)
+        regs = {str(k): v for k, v in regs.items() if type(v) is int} if isinstance(regs, dict) else {}
         return cls(pid=d["pid"], arch=d["arch"], call=d["call"], pc=d.get("pc"), sp=d.get("sp"),
                    mapping=d.get("mapping", ""), symbol=d.get("symbol", ""), code=bytes.fromhex(d.get("code", "")),
-                   code_at=d.get("code_at", 0), stack=list(d.get("stack", [])))
+                   code_at=d.get("code_at", 0), stack=list(d.get("stack", [])), regs=regs,
+                   regs_note=str(d.get("regs_note", "")))
 
 
-def capture(pid: int, arch: archmod.Arch, read) -> Forensics | None:
-    """The variant `pid` (of `arch`) now; `read(addr, n)` reads its memory. None when it is gone."""
+def registers(pid: int, arch: archmod.Arch, wait: float = STOP_WAIT) -> tuple[dict[str, int], str]:
+    """The general-purpose registers of the variant `pid` (of `arch`) in its ISA's names, or ({}, why
+    not). Only its tracer thread may call this. A variant in no ptrace stop (blocked in a notified
+    call, or running) is sent SIGSTOP, which no program can block or catch: the stop it comes to
+    (the signal's delivery, or a traced call on the way) is waited for `wait` seconds at most. A
+    stopped variant is not resumed: it is about to be killed."""
+    try:
+        from ptrace.binding import ptrace_getregs
+        from ptrace.error import PtraceError
+    except ImportError as exc:
+        return {}, f"not read: python-ptrace is not installed ({exc})"
+    if not arch.gp_regs:
+        return {}, f"not read: no register list for {arch.name}"
+    deadline, stopped = time.monotonic() + wait, False
+    while True:
+        try:
+            raw = bytes(ptrace_getregs(pid))
+            break
+        except PtraceError as exc:
+            if exc.errno != errno.ESRCH:
+                return {}, f"not read: ptrace: {os.strerror(exc.errno) if exc.errno else exc}"
+        state = _state(pid)  # ESRCH: in no ptrace stop (or no longer ours)
+        if state in ("", "Z", "X"):
+            return {}, "not read: the variant ended before it could be stopped"
+        if not stopped:
+            stopped = True
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError as exc:
+                return {}, f"not read: SIGSTOP: {exc.strerror}"
+        elif time.monotonic() > deadline:
+            return {}, f"not read: the variant did not come to a ptrace stop within {wait:g}s (state {state})"
+        time.sleep(0.002)
+    host = archmod.get(arch.regset)  # the regset's own layout: an i386 tracee is seen through x86_64's
+    offsets, width, mask = host.reg_offsets, host.word_size, (1 << (8 * arch.word_size)) - 1
+    return {name: int.from_bytes(raw[offsets[f]:offsets[f] + width], "little") & mask
+            for name, f in arch.gp_regs}, ""
+
+
+def _state(pid: int) -> str:
+    """The one-letter state of /proc/PID/stat ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def capture(pid: int, arch: archmod.Arch, read, regs: dict[str, int] | None = None,
+            regs_note: str = "") -> Forensics | None:
+    """The variant `pid` (of `arch`) now; `read(addr, n)` reads its memory; `regs` its registers
+    when its tracer read them (`registers`), else `regs_note` says why not. None when it is gone."""
+    regs = regs or {}
     try:
         with open(f"/proc/{pid}/syscall") as f:
             fields = f.read().split()
     except OSError:
         return None
     if not fields or fields[0] == "running":
-        return Forensics(pid, arch.name, "running (no call: its registers cannot be read without stopping it)")
+        if not regs:
+            return Forensics(pid, arch.name, "running (no call: its registers cannot be read without stopping it)",
+                             regs_note=regs_note)
+        fields = ["-1", "0", "0"]  # (stopped since: the registers say where)
     nr = int(fields[0])
     sp, pc = int(fields[-2], 16), int(fields[-1], 16)
-    call = f"{arch.name_of(nr) or 'syscall'} (nr {nr})" if nr >= 0 else "no call (stopped)"
+    if regs:  # the registers, read at a stop, are the truth /proc/PID/syscall's two fields repeat
+        names = {f: name for name, f in arch.gp_regs}
+        pc, sp = regs.get(names.get(arch.ip_reg, ""), pc), regs.get(names.get(arch.sp_reg, ""), sp)
+    call = f"{arch.names.get(nr, 'syscall')} (nr {nr})" if nr >= 0 else "no call (stopped)"
     mapping, symbol, start, end = _where(pid, pc)
     code_at = max(pc - CODE_BEFORE, start) if start is not None else pc
     code = _read(read, code_at, min(pc + CODE_AFTER, end) - code_at) if end is not None else b""
     raw = _read(read, sp, STACK_WORDS * arch.word_size)
     fmt = "<Q" if arch.word_size == 8 else "<I"
     stack = [struct.unpack_from(fmt, raw, i)[0] for i in range(0, len(raw) - arch.word_size + 1, arch.word_size)]
-    return Forensics(pid, arch.name, call, pc, sp, mapping, symbol, code, code_at, stack)
+    return Forensics(pid, arch.name, call, pc, sp, mapping, symbol, code, code_at, stack, regs, regs_note)
 
 
 def _read(read, addr: int, n: int) -> bytes:

@@ -14,12 +14,14 @@ variant diverged, a signal, the channel broke) reaches the thread as `link.Stopp
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import os
 import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import TextIO
@@ -59,6 +61,10 @@ from mvx.runtime.outbox import Held, Outbox
 from mvx.runtime.sigrelay import SignalRelay
 
 ENDINGS = (StopKind.EXITED, StopKind.KILLED)
+# How long a variant stopped from another thread for a divergence is left alive for its monitor
+# thread (its tracer, the only one that can read its registers) to take its forensics; then it is
+# killed whatever the monitor thread does, and whoever waits reads /proc alone.
+FORENSICS_WAIT = 2.0
 # The kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen
 # at a syscall-exit stop, they mean a signal interrupted the call and it is about to be made again
 # (no handler runs for a signal the monitor suppresses); never a result.
@@ -77,6 +83,17 @@ class Unanswered:
 class _Ended(Exception):
     def __init__(self, stop: Stop) -> None:
         self.stop = stop
+
+
+def _kill_late(pidfd: int) -> None:
+    """The deadline of a stop for forensics (a timer thread): the variant is killed by now, by its
+    monitor thread or here."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass  # gone already
+    finally:
+        os.close(pidfd)
 
 
 def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
@@ -157,6 +174,10 @@ class Monitor:
         self.unanswered: Unanswered | None = None
         self.fast: FastPath | None = None  # the C fast path (set up by the roles that have one)
         self.forensics: Forensics | None = None  # where the variant was when a divergence stopped it
+        self._tracer: int | None = None  # the monitor thread (the variant's tracer): threading.get_ident()
+        self._fx_lock = threading.Lock()
+        self._fx_taken = threading.Event()  # self.forensics is final
+        self._fx_wanted = False  # stopped from another thread for forensics (the monitor thread takes them)
         # MVX_FAST_STATS: the synced calls Python handled, by name (what the C loop did not carry)
         self.python_calls: collections.Counter | None = collections.Counter() if os.environ.get("MVX_FAST_STATS") else None
 
@@ -182,25 +203,78 @@ class Monitor:
         fast = self.fast
         return max(self.sync.seq, fast.seq() if fast is not None else 0)
 
-    def snapshot(self) -> Forensics | None:
-        """Where the variant is now (any thread; read before it is killed), for a divergence report."""
+    def snapshot(self, why_no_regs: str = "not read: the variant runs on (its monitor thread alone can "
+                 "stop it to read them)") -> Forensics | None:
+        """Where the variant is now (any thread; read before it is killed), for a divergence report:
+        with its registers on the monitor thread (its tracer), else /proc's fields, `why_no_regs`."""
         if self.variant.pid <= 0 or not self.variant.alive:
             return None
-        return forensics.capture(self.variant.pid, self.variant.elf_arch or host_arch(), self.variant.read)
+        pid, arch = self.variant.pid, self.variant.elf_arch or host_arch()
+        regs, note = {}, why_no_regs
+        if threading.get_ident() == self._tracer:
+            regs, note = forensics.registers(pid, arch)
+        return forensics.capture(pid, arch, self.variant.read, regs, note)
 
-    def stop(self, reason: str, divergence: Divergence | None = None) -> None:
+    def stop(self, reason: str, divergence: Divergence | None = None, forensics: bool = False) -> None:
         """From another thread: end this monitor's run now (the variant is killed; the run returns
-        an Outcome with `stopped`, and `divergence` when the stop is one)."""
-        if divergence is not None and self.forensics is None:
-            self.forensics = self.snapshot()
+        an Outcome with `stopped`, and `divergence` when the stop is one). With `divergence` or
+        `forensics`, where the variant was is taken first (`forensics_within`): it is sent SIGSTOP,
+        which wakes the monitor thread where it waits for it (the session's link and inbox wake it
+        elsewhere), and the monitor thread reads it as its tracer before it kills it; the variant is
+        killed FORENSICS_WAIT seconds later whatever happens."""
         if self.stopping is None:
             self.stopping, self.stop_divergence = reason, divergence
         pid = self.variant.pid
-        if pid > 0 and self.variant.alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if pid <= 0 or not self.variant.alive:
+            return
+        if threading.get_ident() == self._tracer:  # (the monitor thread itself: it kills it as it unwinds)
+            if (divergence is not None or forensics) and self.forensics is None:
+                self.forensics = self.snapshot()
+        elif (divergence is not None or forensics) and not self._fx_taken.is_set():
+            with self._fx_lock:
+                if not self._fx_wanted and self._tracer is not None:
+                    try:
+                        pidfd = os.pidfd_open(pid)  # the deadline's kill reaches this process, never a reuse
+                    except OSError:
+                        pidfd = None
+                    if pidfd is not None:
+                        self._fx_wanted = True  # (before the signal: the monitor thread checks it at the stop)
+                        deadline = threading.Timer(FORENSICS_WAIT, _kill_late, (pidfd,))
+                        deadline.daemon = True
+                        deadline.start()
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, signal.SIGSTOP)
+            if self._fx_wanted:
+                return
+        elif self._fx_wanted and not self._fx_taken.is_set():
+            return  # the forensics under way end with the kill (or the deadline's)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def forensics_within(self, timeout: float = FORENSICS_WAIT / 2) -> Forensics | None:
+        """Any thread, after `stop(..., forensics=True)`: where the variant was, as its monitor
+        thread read it; after `timeout` seconds without (before the deadline's kill), what /proc says."""
+        if self._fx_wanted and not self._fx_taken.wait(timeout):
+            late = self.snapshot(f"not read: its monitor thread did not get to it within {timeout:g}s")
+            with self._fx_lock:
+                if self.forensics is None:
+                    self.forensics = late
+                self._fx_taken.set()
+        return self.forensics
+
+    def _take_forensics(self) -> None:
+        """The monitor thread, unwinding after `stop(..., forensics=True)`: read the variant as its
+        tracer (registers included), before it is killed."""
+        try:
+            if self.forensics is None and not self._fx_taken.is_set():
+                found = self.snapshot()
+                with self._fx_lock:
+                    if self.forensics is None and not self._fx_taken.is_set():
+                        self.forensics = found
+        finally:
+            self._fx_taken.set()
 
     def stopped_outcome(self) -> Outcome:
         return Outcome(stopped=self.stopping, divergence=self.stop_divergence)
@@ -208,6 +282,7 @@ class Monitor:
     def run(self) -> Outcome:
         """Drive the variant until its program ends or the session stops; never leaves it running."""
         try:
+            self._tracer = threading.get_ident()
             self.start()
             while True:
                 self.in_wait = True
@@ -215,6 +290,8 @@ class Monitor:
                 self.in_wait = False
                 if stop.kind in ENDINGS:
                     return self.ended(stop)
+                if self._fx_wanted:  # stopped for forensics: the variant goes no further
+                    raise Stopped(self.stopping or "stopped")
                 if stop.kind is StopKind.SIGNAL:
                     foreign = self.signals.on_signal(stop.status)
                     if foreign is not None:
@@ -251,6 +328,8 @@ class Monitor:
             raise
         finally:
             self.in_wait = False
+            if self._fx_wanted:
+                self._take_forensics()
             self.kill()
             if self.fast is not None and os.environ.get("MVX_FAST_STATS"):
                 per_call = (_cpu_seconds() - self._cpu_at_start) / max(self.sync.seq, 1) * 1e6

@@ -358,17 +358,22 @@ class LeaderSession:
                 self._send(i, StopSession(reason))
 
     def _on_follower_divergence(self, i: int, entry: dict, theirs: Forensics | None = None) -> None:
-        # where the leader's program is, read before it is stopped; the follower's block (shared
-        # stderr) already said where its own was
-        ours = self.monitor.snapshot()
-        self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr,
-                     seen={"leader": ours, f"follower {i}": theirs}, shown=f"follower {i}")
-        if self.opts.on_divergence == "kill":  # failed before the follower is let go: nothing held leaves
-            self.link.fail(Stopped("divergence"))
+        # where the leader's program is, read before it is killed (by its monitor thread, which can
+        # read its registers: a bounded wait); the follower's block (shared stderr) already said
+        # where its own was
+        def record(ours: Forensics | None) -> None:
+            self._record(entry, f"follower {i}", show=not self.opts.followers_share_stderr,
+                         seen={"leader": ours, f"follower {i}": theirs}, shown=f"follower {i}")
+
+        if self.opts.on_divergence == "kill":
+            # (stopped before its link fails: a monitor thread woken by the failure takes its forensics)
+            self.monitor.stop(f"follower {i} diverged", forensics=True)
+            self.link.fail(Stopped("divergence"))  # failed before the follower is let go: nothing held leaves
             self._follower_done(i, entry)
-            self.monitor.stop(f"follower {i} diverged")
+            record(self.monitor.forensics_within())
             self._stop_followers(f"follower {i} diverged")
         else:
+            record(self.monitor.snapshot("not read: the leader runs on (--on-divergence alert)"))
             self._follower_done(i, entry)
             self.reporter.say(f"follower {i} diverged and was stopped; the leader keeps running (--on-divergence alert)")
 
