@@ -183,10 +183,15 @@ class Guest:
 
 
 @pytest.fixture(scope="module")
-def guest():
+def guest(pytestconfig):
     if _run_node("status", timeout=30).returncode == 0:
         pytest.fail("an arm64 guest is already running (its forwarded ports are not this test's): "
                     "bash scripts/arm64_node.sh stop")
+    if not (ROOT / "build" / "arm64-node" / "stamp").exists():  # a long silent step otherwise
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("\narm64 node: building it (first use: a Debian arm64 guest made with mmdebstrap under "
+                                "emulation, about 11 minutes on 2 cores; cached in build/arm64-node/)")
     built = _run_node("build", timeout=3600)
     if built.returncode != 0:
         pytest.fail(f"the arm64 node cannot be built: {_last_lines(built.stderr, 3)}")

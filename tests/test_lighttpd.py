@@ -293,8 +293,14 @@ def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, 
     follower_proc = subprocess.Popen(["unshare", "-m", "sh", "-c",
                                       f"mount --bind {changed} {original} && exec {follower_cmd}"],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    server = Server([*mvx, "leader", "--listen", channel, "--insecure", "--", *lighttpd.argv(leader), *program],
-                    site.port)
+    try:
+        server = Server([*mvx, "leader", "--listen", channel, "--insecure", "--", *lighttpd.argv(leader), *program],
+                        site.port)
+    except (Exception, pytest.fail.Exception):  # noqa: BLE001 - any failure to start: show the follower's words
+        follower_proc.kill()
+        _, ferr = follower_proc.communicate()
+        pytest.fail(f"the leader never served (it waits for its follower); the follower, under unshare -m, said: "
+                    f"{ferr.decode(errors='replace').strip()[-1000:] or '(nothing)'}")
     try:
         first = exchange(site.port, get("/dir/a.txt"))  # the same on both nodes: served
         assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"file a\n")
@@ -303,14 +309,15 @@ def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, 
         except OSError:
             response = b""
         status, err = server.stop(None, timeout=30)  # a divergence ends the session by itself
-        follower_proc.communicate(timeout=30)
+        follower_err = follower_proc.communicate(timeout=30)[1]
     finally:
         server.stop()
         if follower_proc.poll() is None:
             follower_proc.kill()
-            follower_proc.communicate()
-    assert status == DIVERGENCE_EXIT, err
-    assert "DIVERGENCE" in err and ("writev" in err or "sendfile" in err), err
+            follower_err = follower_proc.communicate()[1]
+    said = f"{err}\nthe follower said: {follower_err.decode(errors='replace')[-1000:]}"
+    assert status == DIVERGENCE_EXIT, said
+    assert "DIVERGENCE" in err and ("writev" in err or "sendfile" in err), said
     assert b"mvx docroot data" not in response, "the differing response must not leave the leader"
     assert variants_alive(site.conf) == 0
 
