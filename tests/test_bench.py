@@ -48,8 +48,14 @@ def assert_sane(cell: dict, what: str) -> None:
 def test_epoll_every_configuration(tmp_path):
     variant_bin("x86_64", "epoll_server")
     variant_bin("i386", "epoll_server")
-    result = bench.run(plan(tmp_path, "epoll", ALL, 0.3, [2]), progress=quiet)
+    said: list[str] = []
+    result = bench.run(plan(tmp_path, "epoll", ALL, 0.3, [2]), progress=said.append)
     srv = result["servers"]["epoll"]
+    # progress: a line per run (which, of how many, time left after the first) and one per point
+    runs_said = [m for m in said if " of " in m and "points" in m]
+    assert len(runs_said) == len(ALL) and runs_said[0].endswith(f"run 1 of {len(ALL)} (2 points)")
+    assert all(" left" in m for m in runs_said[1:]), runs_said
+    assert sum(" req/s" in m for m in said) == 2 * len(ALL)
     cells = srv["summary"]["cells"]
     assert set(cells) == set(ALL)
     assert [w["short"] for w in srv["workloads"]] == ["c2 ka", "c2 close"]

@@ -550,6 +550,17 @@ def run(plan: Plan, progress=None) -> dict:
     }
     if plan.intercept:
         result["intercept"] = run_intercept(plan, progress)
+    total_runs, done_runs, runs_started = len(plan.servers) * plan.rounds * len(plan.configs), 0, time.monotonic()
+
+    def announce(name: str, cname: str, rnd: int, points: int) -> None:
+        """Which run, which of how many, and (after the first) about how long the rest takes."""
+        left = ""
+        if done_runs:
+            secs = (time.monotonic() - runs_started) / done_runs * (total_runs - done_runs)
+            left = f", about {secs / 60:.0f} min left" if secs >= 90 else f", about {secs:.0f} s left"
+        progress(f"{name} {cname} round {rnd}/{plan.rounds}: run {done_runs + 1} of {total_runs} "
+                 f"({points} points){left}")
+
     with tempfile.TemporaryDirectory(prefix="mvx-bench-") as tmp:
         for name in plan.servers:
             server = servers.get(name)
@@ -563,8 +574,11 @@ def run(plan: Plan, progress=None) -> dict:
                 for cname in plan.configs:  # A B C ... in every round
                     if cname in given_up:
                         runs += [{**_failed(w, rnd, given_up[cname]), "config": cname} for w in workloads]
+                        total_runs -= 1
                         continue
+                    announce(name, cname, rnd, len(workloads))
                     rr, info = run_round(server, CONFIGS[cname], workloads, plan, rnd, workdir, progress)
+                    done_runs += 1
                     runs += [{**r, "config": cname} for r in rr]
                     starts.append(info)
                     if info.get("failed") and not any(r["ok"] for r in rr):

@@ -68,7 +68,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mvx.bench import harness as bench
 
     plan = plan_from_args(args)
-    result = bench.run(plan)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+
+    def progress(msg: str) -> None:
+        if show or "FAILED" in msg:  # a failure is always said
+            print(f"mvx bench: {msg}", file=sys.stderr, flush=True)
+
+    result = bench.run(plan, progress)
     out = plan.out
     print(f"mvx bench: wrote {out.with_suffix('.md')}, {out.with_suffix('.json')}"
           + (f", {out.with_suffix('.png')}" if result.get("plot") == "ok" else f" (no plot: {result.get('plot')})")
@@ -110,6 +116,9 @@ def register(sub) -> None:
                    help="skip the profile of lighttpd under mvx (py-spy on both monitors; about 10 s; --quick skips it)")
     p.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long a configuration may take to answer its first request (default 30)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a line per run (which configuration and round, time left) and per point (its figures); "
+                   "default: when stderr is a terminal (failures are always said)")
     p.add_argument("--out", default="docs/benchmarks", metavar="PREFIX",
                    help="write PREFIX.md, PREFIX.json and PREFIX.png (default docs/benchmarks)")
     p.set_defaults(handler=cmd_bench)
