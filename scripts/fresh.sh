@@ -70,6 +70,10 @@ git clone -q "$REPO" "$root/root/mvx"
 rev=$(git -C "$REPO" rev-parse --short HEAD)
 
 bind() { mkdir -p "$root$2"; mount "${@:3}" "$1" "$root$2"; mounted+=("$root$2"); }
+# The root a mount point of its own, as / is on a real machine (a follower's world makes the mounts
+# of its namespace private from /, which fails on a bare chroot directory).
+mount --bind "$root" "$root"
+mounted+=("$root")
 bind proc /proc -t proc
 bind sysfs /sys -t sysfs
 bind /dev /dev --rbind
