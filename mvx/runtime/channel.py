@@ -8,6 +8,7 @@ scanner or a misconfigured node cannot end the run."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -92,9 +93,10 @@ class Channel(Frames):
     async def aclose(self) -> None:
         await _close(self._stream)
 
-    async def detach(self):
+    async def detach(self, dead_after: float | None = None):
         """Hand the connection to threads (mvx.runtime.pipe.Pipe), with what was received and not yet
-        delivered; this channel is unusable afterwards."""
+        delivered; this channel is unusable afterwards. `dead_after`: a TCP peer that does not answer
+        for that many seconds fails the pipe (`watch_link`)."""
         from mvx.runtime.pipe import Pipe
 
         stream = self._stream
@@ -103,8 +105,25 @@ class Channel(Frames):
             tls = stream
             stream = stream.transport
         sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        if dead_after is not None:
+            watch_link(sock, dead_after)
         await stream.aclose()  # our duplicate keeps the connection open
         return Pipe(sock, self._label, tls=tls, ready=self._ready, decoder=self._decoder)
+
+
+def watch_link(sock: socket.socket, dead_after: float) -> None:
+    """A TCP connection whose peer's kernel answers nothing for `dead_after` s fails with ETIMEDOUT:
+    keepalive probes once a second while it is idle, and TCP_USER_TIMEOUT bounding both the
+    unanswered probes and unacknowledged data. Without it a cut link gives neither end an error for
+    many minutes (TCP retransmits into nothing), and a follower waiting for the leader's next record
+    would wait as long. The peer's kernel answers the probes: an idle session stays up."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return  # a socketpair (`mvx run`): nothing between the two ends to fail
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(dead_after)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(dead_after * 1000)))
 
 
 async def _close(stream: trio.abc.AsyncResource) -> None:

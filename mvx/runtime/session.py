@@ -40,7 +40,7 @@ from mvx.mechanics.native import lib
 from mvx.runtime import stats
 from mvx.runtime.channel import Channel, ChannelClosed, ChannelError
 from mvx.runtime.fastpath import wanted as fast_wanted
-from mvx.runtime.link import Inbox, LeaderLink, Stopped
+from mvx.runtime.link import CHECK_GRACE, Inbox, LeaderLink, Stopped
 from mvx.runtime.monitor import FollowerMonitor, LeaderMonitor, Outcome
 from mvx.runtime.pipe import Pipe
 
@@ -226,7 +226,7 @@ class LeaderSession:
         self.token = trio.lowlevel.current_trio_token()
         self.pipes: list[Pipe] = []
         for ch in self.channels:
-            self.pipes.append(await ch.detach())
+            self.pipes.append(await ch.detach(dead_after=opts.timeout + CHECK_GRACE))
         self.lost: set[int] = set()  # followers whose pipe failed (sends to them are dropped)
         self.link = LeaderLink(len(self.pipes), self._send, opts.window, opts.timeout,
                                on_lost=lambda i, r: _soon(self.token, self._lost_send, i, r))
@@ -452,7 +452,7 @@ class FollowerSession:
 
     async def run(self) -> int:
         opts = self.opts
-        self.pipe = await self.channel.detach()
+        self.pipe = await self.channel.detach(dead_after=opts.timeout + CHECK_GRACE)
         self.inbox = Inbox()
         self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, reply_chan=self.pipe.chan,
                                        mode=opts.mode,
