@@ -47,7 +47,7 @@ cleanup() {
   local i
   for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
   # anything mounted below the root by the run itself (the arm64 node's build, network namespaces)
-  grep -o " $root[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $root[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   if [ $keep = 0 ] && ! grep -q " $root" /proc/mounts; then rm -rf "$base"; fi
 }
 trap cleanup EXIT
@@ -55,10 +55,10 @@ trap 'exit 130' INT TERM
 
 t0=$SECONDS
 log "making a minimal bookworm root with mmdebstrap in $root (a few minutes)"
-mmdebstrap --variant=apt --include=git,ca-certificates --components=main \
-  bookworm "$root" "deb http://deb.debian.org/debian bookworm main" \
-  "deb http://deb.debian.org/debian bookworm-updates main" \
-  "deb http://deb.debian.org/debian-security bookworm-security main" >"$logs/mmdebstrap.log" 2>&1 ||
+# mmdebstrap's own default sources (the bookworm suite of deb.debian.org): a fresh Debian 12 at its
+# point release. (Whatever the suites, set-up must cope; a root with bookworm-security too can be
+# caught mid-sync, which set-up then reports: scripts/setup.sh.)
+mmdebstrap --variant=apt --include=git,ca-certificates bookworm "$root" >"$logs/mmdebstrap.log" 2>&1 ||
   die "mmdebstrap failed (log: $base/mmdebstrap.log)"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # The host's own certificate authorities (a site's TLS proxy, say), which its network needs.

@@ -49,13 +49,32 @@ if [ "$need_apt" = 1 ]; then
   log=$(mktemp)
   if ! retry $SUDO apt-get update -q >"$log" 2>&1; then
     say "apt-get update failed for some indexes (the install goes on with the others):"
-    grep -E "^(E|W|Err):" "$log" | sed 's/^/setup:   /' >&2 || tail -3 "$log" | sed 's/^/setup:   /' >&2
+    grep -E "^(E|W|Err):" "$log" | sort -u | sed 's/^/setup:   /' >&2 || tail -3 "$log" | sed 's/^/setup:   /' >&2
   fi
-  if ! retry $SUDO apt-get install -y -q --no-install-recommends "${APT_PKGS[@]}" >"$log" 2>&1; then
-    grep -E "^(E|W):|Depends:|Breaks:|Conflicts:" "$log" | sed 's/^/setup:   /' >&2 || tail -5 "$log" | sed 's/^/setup:   /' >&2
-    rm -f "$log"
-    die "apt-get install of mvx's Debian packages failed (above: apt's reasons); check the mirror in /etc/apt/sources.list*, then run this again"
-  fi
+  # A mirror mid-sync can also carry a library newer than the -dev package that wants it at one exact
+  # version ("libexpat1-dev : Depends: libexpat1 (= V) but W is to be installed"): then ask for that
+  # exact version (the index that has the -dev has it too) and try again, saying so.
+  want=("${APT_PKGS[@]}")
+  for attempt in 1 2 3 4; do
+    if retry $SUDO apt-get install -y -q --no-install-recommends "${want[@]}" >"$log" 2>&1; then
+      break
+    fi
+    pins=$(sed -n 's/.*Depends: \([^ ]*\) (= \([^)]*\)) but .* is to be installed.*/\1=\2/p' "$log" | sort -u)
+    new_pins=()
+    for pin in $pins; do
+      printf '%s\n' "${want[@]}" | grep -qxF "$pin" || new_pins+=("$pin")
+    done
+    if [ $attempt = 4 ] || [ ${#new_pins[@]} = 0 ]; then
+      grep -E "^(E|W):|Depends:|Breaks:|Conflicts:" "$log" | sort -u | sed 's/^/setup:   /' >&2 ||
+        tail -5 "$log" | sed 's/^/setup:   /' >&2
+      rm -f "$log"
+      [ ${#want[@]} -gt ${#APT_PKGS[@]} ] &&  # pinned already: only a downgrade of an installed library would do
+        die "the mirror is mid-sync (a -dev package wants an older ${want[*]:${#APT_PKGS[@]}} than is installed): wait for it to finish, then run this again"
+      die "apt-get install of mvx's Debian packages failed (above: apt's reasons); check the mirror in /etc/apt/sources.list*, then run this again"
+    fi
+    say "the mirror's indexes disagree (mid-sync?): installing ${new_pins[*]} to match what depends on it exactly (apt-get upgrade later brings it up to date)"
+    want+=("${new_pins[@]}")
+  done
   rm -f "$log"
 fi
 

@@ -142,8 +142,18 @@ class Monitored:
         return self.stdout_path.read_text(errors="replace")
 
     def last_error(self) -> str:
+        """What mvx said last: a divergence's whole report (its block up to the forensics), else
+        the last `mvx:` line, else the last line."""
         lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "(nothing on stderr)"
+        if not lines:
+            return "(nothing on stderr)"
+        starts = [i for i, line in enumerate(lines) if line.startswith("mvx: DIVERGENCE")]
+        if starts:
+            block = lines[starts[-1]:]
+            end = next((i for i, line in enumerate(block) if "where the variants were" in line), len(block))
+            return "\n".join(block[:end])
+        said = [line for line in lines if line.startswith("mvx:")]
+        return said[-1] if said else lines[-1]
 
     def wait_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
