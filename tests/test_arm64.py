@@ -171,7 +171,7 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("MVX_DEBUG", None)
-    return env
+    return lighttpd.env(base=env)  # the i386 build's own libraries (its tree) on LD_LIBRARY_PATH
 
 
 @dataclass

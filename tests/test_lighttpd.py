@@ -292,10 +292,10 @@ def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, 
                              *lighttpd.argv(follower), *program])
     follower_proc = subprocess.Popen(["unshare", "-m", "sh", "-c",
                                       f"mount --bind {changed} {original} && exec {follower_cmd}"],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=lighttpd.env())
     try:
         server = Server([*mvx, "leader", "--listen", channel, "--insecure", "--", *lighttpd.argv(leader), *program],
-                        site.port)
+                        site.port, env=lighttpd.env())
     except (Exception, pytest.fail.Exception):  # noqa: BLE001 - any failure to start: show the follower's words
         follower_proc.kill()
         _, ferr = follower_proc.communicate()

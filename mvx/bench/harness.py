@@ -33,6 +33,7 @@ from pathlib import Path
 from mvx import MvxError
 from mvx.bench import servers
 from mvx.bench.load import LoadResult, wrk_version
+from mvx.demo import lighttpd
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADER_ARCH, FOLLOWER_ARCH = "x86_64", "i386"
@@ -293,8 +294,9 @@ def run_round(server: servers.Server, cfg: Config, workloads: list[servers.Workl
     runs: list[dict] = []
     with open(errpath, "wb") as err:
         t0 = time.monotonic()
+        # lighttpd.env(): the i386/arm64 builds' own libraries (their trees) on LD_LIBRARY_PATH
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT,
-                                start_new_session=True)
+                                start_new_session=True, env=lighttpd.env())
     try:
         why = _wait_up(proc, server, port, plan.startup_timeout, errpath)
         info["startup_s"] = round(time.monotonic() - t0, 3)

@@ -241,7 +241,7 @@ def step_lighttpd(tmp: Path, running: list[Monitored]) -> None:
     site = lighttpd.make_site(tmp / "site", port)
     argv = mvx("run", "--leader", lighttpd.variant_spec("x86_64"), "--follower", lighttpd.variant_spec("i386"),
                "--", "-D", "-f", str(site.conf))
-    mon = Monitored(argv, tmp, "lighttpd")
+    mon = Monitored(argv, tmp, "lighttpd", env={"LD_LIBRARY_PATH": lighttpd.env().get("LD_LIBRARY_PATH", "")})
     running.append(mon)
     mon.start()
     deadline = time.monotonic() + START_TIMEOUT
