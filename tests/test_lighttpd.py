@@ -151,8 +151,9 @@ def responses(port: int) -> dict[str, bytes]:
     return {name: DATE.sub(b"Date: -\r\n", exchange(port, data, slow=slow)) for name, (data, slow) in CASES.items()}
 
 
-def wrk_mixed(port: int, total: int, connections: int = 8) -> dict[str, int]:
-    """Run the mixed workload until `total` checked responses; the summed counters."""
+def wrk_mixed(port: int, total: int, connections: int = 8, say=None) -> dict[str, int]:
+    """Run the mixed workload until `total` checked responses; the summed counters. `say(text)`, if
+    given, hears the count after each 10-second wrk run."""
     counts = {"total": 0, "bad": 0, "errors": 0}
     script = ROOT / "tests" / "data" / "mixed.lua"
     deadline = time.monotonic() + 3600
@@ -166,7 +167,18 @@ def wrk_mixed(port: int, total: int, connections: int = 8) -> dict[str, int]:
             break
         for key, value in zip(("total", "bad", "errors"), m.groups()):
             counts[key] += int(value)
+        if say is not None:
+            say(f"{min(counts['total'], total):,} of {total:,} requests ({counts['bad']} bad, {counts['errors']} errors)")
     return counts
+
+
+def progress_line(config, what: str):
+    """A `say` for a long load (`just soak-lighttpd`'s 100,000 requests): a line on the terminal for
+    each step instead of one dot for minutes; None (quiet) for the suite's shorter loads."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or REQUESTS <= 20000:
+        return None
+    return lambda text: reporter.write_line(f"  {what}: {text}")
 
 
 def variants_alive(conf: Path) -> int:
@@ -187,13 +199,13 @@ def variants_alive(conf: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_lighttpd_serves_like_native_under_load(sites, leader, follower, mode):
+def test_lighttpd_serves_like_native_under_load(sites, leader, follower, mode, pytestconfig):
     native_site, mvx_site = sites
     expected = native_responses(native_site)
     server = protected(mvx_site, leader, follower, mode)
     try:
         got = responses(mvx_site.port)
-        counts = wrk_mixed(mvx_site.port, REQUESTS)
+        counts = wrk_mixed(mvx_site.port, REQUESTS, say=progress_line(pytestconfig, f"{mode} {leader}+{follower}"))
         again = responses(mvx_site.port)
         alive = variants_alive(mvx_site.conf)
     finally:
