@@ -10,7 +10,7 @@
 # libnettle8 libpcre2-8-0 libxxhash0, and mod_deflate's libbrotli1 libdeflate0 libzstd1 zlib1g) are
 # unpacked into the i386 and arm64 trees (<tree>/lib/<triplet>, <tree>/usr/lib/<triplet>), never
 # installed (scripts/deb_tree.sh says why), and found through LD_LIBRARY_PATH (mvx.demo.lighttpd.env());
-# amd64 uses the system's. libc: i386 takes libc6-i386's (/lib32, scripts/setup.sh), arm64 runs in
+# amd64 uses the system's, and its own tree only for those a minimal system lacks. libc: i386 takes libc6-i386's (/lib32, scripts/setup.sh), arm64 runs in
 # the arm64 node (its own Debian) or, for the check below, under qemu-aarch64 with the cross libc
 # (libc6-arm64-cross, /usr/aarch64-linux-gnu).
 # Each variant must load its own ISA's modules: lighttpd -m build/variants/lighttpd/<arch>/usr/lib/lighttpd
@@ -64,7 +64,12 @@ for a in "${ARCHS[@]}"; do
     basename "$deb" >"$stamp"
   fi
   extra=(lighttpd-mod-deflate)
-  [ "$a" = amd64 ] || extra+=("${LIBS[@]}")
+  for lib in "${LIBS[@]}"; do
+    # amd64 takes the system's copy where there is one (a minimal system may lack mod_deflate's)
+    if [ "$a" != amd64 ] || ! dpkg-query -W -f='${Status}' "$lib:amd64" 2>/dev/null | grep -q "install ok installed"; then
+      extra+=("$lib")
+    fi
+  done
   for pkg in "${extra[@]}"; do
     deb=$(deb_fetch "$pkg" "$a")
     deb_add "$deb" "$dest"

@@ -33,8 +33,9 @@ retry() { local n=0; until "$@"; do n=$((n+1)); [ $n -ge 4 ] && return 1; say "r
 need_apt=0
 # The foreign architectures are enabled for `apt-get download` of the variants' packages (nothing of
 # theirs is installed).
+foreign=$(dpkg --print-foreign-architectures)  # (not piped into grep -q: under pipefail its SIGPIPE would fail)
 for a in i386 arm64; do
-  dpkg --print-foreign-architectures | grep -qx "$a" || { $SUDO dpkg --add-architecture "$a"; need_apt=1; }
+  grep -qx "$a" <<<"$foreign" || { $SUDO dpkg --add-architecture "$a"; need_apt=1; }
 done
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -126,7 +126,8 @@ TRIPLET = {"amd64": "x86_64-linux-gnu", "i386": "i386-linux-gnu", "arm64": "aarc
 def library_path(builds: Path = BUILDS) -> str:
     """LD_LIBRARY_PATH for every variant of `builds` (each ISA's tree under builds/<debarch>):
     the library directories scripts/fetch_*.sh unpacked there (not installed: see
-    scripts/deb_tree.sh), for every ISA but the host's (amd64 takes the system's).
+    scripts/deb_tree.sh), for every ISA (amd64's tree only has those its system lacks: a minimal
+    system has no libdeflate0, say).
 
     Why one LD_LIBRARY_PATH for all rather than one per variant: `mvx run` gives every variant
     the same environment, and a dynamic loader skips a library of another ISA (wrong ELF class or
@@ -135,7 +136,7 @@ def library_path(builds: Path = BUILDS) -> str:
     (`ld-linux.so.2 --library-path DIRS lighttpd ...`) would work under mvx too (its code is the
     loader's range), but the process would then be named ld-linux.so.2 (comm, /proc/PID/exe)."""
     dirs = []
-    for debarch in ("i386", "arm64"):
+    for debarch in ("amd64", "i386", "arm64"):  # (amd64's tree holds only what the system lacks)
         tree = builds / debarch
         for sub in ("lib", "usr/lib"):
             d = tree / sub / TRIPLET[debarch]
