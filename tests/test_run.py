@@ -526,3 +526,26 @@ def test_stats_prints_a_line_per_monitor_at_its_interval():
     assert totals == sorted(totals) and totals[-1] > count, err  # several calls per client
     assert any(int(rate) > 0 for rate, *_ in leader), err
     assert all(10 < int(rss) < 500 for *_, rss in leader + follower), err
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "seccomp", "ptrace"])
+@pytest.mark.parametrize("how", ["fork", "vfork", "thread"])
+def test_a_new_task_stops_the_run_before_it_is_made(tmp_path, mode, how):
+    """Tasks are not followed yet: a new process or thread would run its calls unchecked, so the run
+    stops, fail closed, at the call that would make it (clone, clone3, fork, vfork): the child's
+    one act (creating a file) never happens, the program goes no further, one line says why.
+    Natively the same program makes its task."""
+    native = tmp_path / "native"
+    r = subprocess.run([variant_bin("x86_64", "spawn"), how, str(native)], capture_output=True, timeout=30, check=False)
+    assert r.returncode == 0 and r.stdout == b"spawning\nspawned\n" and native.exists(), r
+    marker = tmp_path / "marker"
+    r = mvx("run", "--mode", mode, "--leader", f"{variant_bin('x86_64', 'spawn')} {how} {marker}",
+            "--follower", f"{variant_bin('i386', 'spawn')} {how} {marker}")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, err
+    assert r.stdout == b"spawning\n", (r.stdout, err)
+    assert not marker.exists(), "the new task ran"
+    # (the leader's monitor says it, or the follower's when its program got there first)
+    said = [line for line in err.splitlines() if line.startswith("mvx:") and "'s program made " in line]
+    assert said and "fail closed" in said[0], err
+    assert "Traceback" not in err

@@ -96,6 +96,14 @@ def _kill_late(pidfd: int) -> None:
         os.close(pidfd)
 
 
+# The calls that make a new task (fork and vfork are clone's forms), by their raw names on every ISA.
+# An MVX session does not follow tasks yet (docs/DESIGN.md, "Limits"): a new process or thread would
+# run its calls unchecked, so the leader's and followers' monitors trap these calls whatever the
+# policy and stop the session before one is made (fail closed). `mvx trace` lets them run.
+NEW_TASK_CALLS = ("clone", "clone3", "fork", "vfork")
+NEW_TASK_CANONICAL = ("clone", "clone3")
+
+
 def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
     """Which synced calls reach the monitor how. Hybrid: by user notification when the monitor can
     finish the call itself (the leader performs it, a follower answers it from the record, a call
@@ -105,11 +113,12 @@ def trap_set(mode: Mode, policy: Policy, role: str) -> TrapSet:
     signal mask, which only the variant can apply); a follower that answers the call from the
     record answers every form (the leader's traced call is then like ppoll's, traced there and
     notified here)."""
+    refused = NEW_TASK_CANONICAL if role in ("leader", "follower") else ()
     if mode is not Mode.HYBRID:
-        return TrapSet({n: Trap.TRACE for n in policy.synced()})
+        return TrapSet({n: Trap.TRACE for n in (*policy.synced(), *refused)})
     from mvx.isa.syscalls import spec_of
 
-    rules, when = {}, {}
+    rules, when = {n: Trap.NOTIFY for n in refused}, {}  # (seen before it runs, never performed)
     for name in policy.synced():
         traits = spec_of(name).traits
         cls = policy.class_of(name)
@@ -174,6 +183,7 @@ class Monitor:
         self.unanswered: Unanswered | None = None
         self.fast: FastPath | None = None  # the C fast path (set up by the roles that have one)
         self.forensics: Forensics | None = None  # where the variant was when a divergence stopped it
+        self.refused: str | None = None  # why this monitor stopped the run itself (a call it does not follow)
         self._tracer: int | None = None  # the monitor thread (the variant's tracer): threading.get_ident()
         self._fx_lock = threading.Lock()
         self._fx_taken = threading.Event()  # self.forensics is final
@@ -306,6 +316,12 @@ class Monitor:
                 if self.is_noise(stop):
                     self.let_run(stop)
                     continue
+                if self.role != "trace" and stop.name in NEW_TASK_CALLS:
+                    self.refused = (f"the {self.role}'s program made {stop.name}, which makes a new process or "
+                                    "thread: mvx does not follow tasks yet and would let its calls run unchecked, "
+                                    "so it stops the run before the call is made (fail closed; docs/DESIGN.md, "
+                                    "\"Limits\")")
+                    raise Stopped(self.refused)
                 if self.unanswered is not None and self.answer_again(stop):
                     continue
                 try:

@@ -334,6 +334,8 @@ class LeaderSession:
                                   "detail": f"follower {i} did not end within {opts.timeout:g}s"}, "leader")
             self._stop_followers("the session is over")
         else:
+            if self.monitor.refused:
+                self.reporter.say(f"stopped: {self.monitor.refused}")
             self._stop_followers(outcome.stopped)
         self.reporter.event({"event": "end", "status": outcome.status, "signal": outcome.signal,
                              "stopped": outcome.stopped, "divergences": len(self.divergences),
