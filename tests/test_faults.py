@@ -126,6 +126,14 @@ def end_run(proc: subprocess.Popen, load: Load) -> str:
     return proc.communicate(timeout=30)[1].decode(errors="replace")
 
 
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def find(pids: list[int], conf: Path) -> dict[str, int]:
     """The run's processes by role."""
     roles: dict[str, int] = {}
@@ -135,7 +143,7 @@ def find(pids: list[int], conf: Path) -> dict[str, int]:
             roles["leader monitor"] = p
         elif " -m mvx follower " in c:
             roles.setdefault("follower monitor", p)  # (the first: the world's makers are its children)
-        elif str(conf) in c and "mvx" not in c:
+        elif str(conf) in c and _comm(p) == "lighttpd":  # (not the cmdline: the checkout's path may say mvx)
             roles["leader program" if "/amd64/" in c else "follower program"] = p
     return roles
 

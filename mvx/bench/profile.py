@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mvx import MvxError
 from mvx.bench import servers
+from mvx.demo import lighttpd
 
 RATE_HZ = 250
 # (bucket, frames that put a sample in it); the innermost match in a stack wins
@@ -155,7 +156,7 @@ def profile_lighttpd(workdir: Path, port: int, seconds: float, client_cpu: int |
     small = servers.FILES["small"][0]
     err = open(workdir / "mvx.err", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True, env={**os.environ, "MVX_FAST_STATS": "1"})
+                            start_new_session=True, env={**lighttpd.env(), "MVX_FAST_STATS": "1"})
     try:
         up = _wait_for(lambda: _probe(port) or proc.poll() is not None, 30)
         if not up or proc.poll() is not None:

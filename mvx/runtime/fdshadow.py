@@ -31,6 +31,7 @@ class FdShadow:
         # eventfds it made, and what it passed itself of those (SCM_RIGHTS); never what it
         # inherited (its stdio is the leader's world) nor a socket()
         self.world: set[int] = set()
+        self._kernel_devs: set[int] | None = None  # the devices of its /proc and /sys (_kernel_devices)
         # what the variant sent with SCM_RIGHTS over a socket of its world: the file's identity
         # (st_dev, st_ino) -> whether the fd sent was of its world (None: fds of both kinds were
         # sent with that identity); an fd received so takes that (FdShadow._received)
@@ -120,12 +121,32 @@ class FdShadow:
 
     def _kernel_file(self, fd: int) -> bool:
         """A file of /proc or /sys: what the kernel says of the process and the machine is an
-        input (each ISA's /proc/self/stat differs), replicated from the leader, not the variant's own."""
+        input (each ISA's /proc/self/stat differs), replicated from the leader, not the variant's own.
+
+        Known by its file system (the device of the variant's own /proc and /sys mounts), or by its
+        path: a path alone can mislead, since the kernel writes the path of a mount the monitor's
+        namespace does not have (a follower's own /proc) from that namespace's root, which is not
+        `/` when mvx itself runs in a chroot."""
+        fdpath = f"/proc/{self.variant.pid}/fd/{fd}"
         try:
-            target = os.readlink(f"/proc/{self.variant.pid}/fd/{fd}")
+            target = os.readlink(fdpath)
+            if target.startswith(("/proc/", "/sys/")) or target in ("/proc", "/sys"):
+                return True
+            return os.stat(fdpath).st_dev in self._kernel_devices()
         except OSError:
             return False
-        return target.startswith(("/proc/", "/sys/")) or target in ("/proc", "/sys")
+
+    def _kernel_devices(self) -> set[int]:
+        """The devices of the variant's own /proc and /sys (its mount namespace's), once."""
+        if self._kernel_devs is None:
+            devs = set()
+            for where in ("proc", "sys"):
+                try:
+                    devs.add(os.stat(f"/proc/{self.variant.pid}/root/{where}").st_dev)
+                except OSError:
+                    pass
+            self._kernel_devs = devs
+        return self._kernel_devs
 
     def _identity(self, fd: int) -> tuple[int, int] | None:
         """The open file's (st_dev, st_ino): the same for every fd of it, in whichever process."""
