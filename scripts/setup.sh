@@ -26,7 +26,7 @@ APT_PKGS=(
   build-essential lib32gcc-12-dev libc6-dev-i386 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   linux-libc-dev linux-libc-dev-arm64-cross
   python3-dev python3-pip qemu-user libseccomp2 libseccomp-dev strace curl wrk iproute2 file ca-certificates openssl
-  procps mount  # pgrep and ps (the tests look for processes left behind), mount (the arm64 node, the tests)
+  procps mount python3-venv  # pgrep, ps (the tests look for processes left behind), mount (the arm64 node), venv (tests/test_package.py)
 )
 
 retry() { local n=0; until "$@"; do n=$((n+1)); [ $n -ge 4 ] && return 1; say "retrying ($n): $*"; sleep $((n*3)); done; }
