@@ -160,8 +160,11 @@ def test_profile_of_lighttpd_under_mvx(tmp_path):
         assert abs(sum(b["share"] for b in mon["buckets"]) - 1) < 1e-6, role
         assert mon["wall_us_per_call"] > 0
     for name in ("leader", "follower"):
-        assert prof["cpu"][name]["user_us_per_call"] > 0
-        assert prof["threads"][f"{name} monitor thread"]["user_us_per_call"] > 0
+        # (user and system time: /proc counts in 10 ms ticks, and a monitor's user time in a short
+        # window on a loaded machine can round to none)
+        cpu, thread = prof["cpu"][name], prof["threads"][f"{name} monitor thread"]
+        assert cpu["user_us_per_call"] + cpu["sys_us_per_call"] > 0
+        assert thread["user_us_per_call"] + thread["sys_us_per_call"] > 0
     carried, synced = prof["carried_in_c"]["leader"]  # MVX_FAST_STATS: the C loop carries the hot calls
     assert synced > 0 and carried / synced > 0.5
     assert "Where the time goes" in "\n".join(bp.markdown(prof))

@@ -94,7 +94,10 @@ def test_a_socket_activated_lighttpd_serves_through_the_passed_socket(tmp_path, 
     finally:
         status, err = stop(proc)
     assert "DIVERGENCE" not in err and "Traceback" not in err, err
-    assert status == native_status, err  # the program's own status: lighttpd's graceful end
+    # the program's own status: lighttpd's graceful end, 0, or 1 when a connection was still closing
+    # at the signal (natively too: which one depends on the moment, so not compared with native's)
+    assert native_status in (0, 1) and status in (0, 1), (native_status, status, err)
+    assert "stopped" not in err, err  # (not mvx's own 1: no peer was lost)
     assert not leftovers(site.conf)
 
 
