@@ -5,13 +5,15 @@
 #   bash scripts/setup.sh && just test
 # run there as root, each timed, with the results appended to docs/fresh.md.
 #
-#   bash scripts/fresh.sh [--skew] [--demo-only] [--keep]
+#   bash scripts/fresh.sh [--skew] [--demo-only] [--as-user] [--keep]
 #
 # --skew: before the README's commands, make a native library the variants need newer than the
 #         i386/arm64 indexes carry (libpcre2-8-0, rebuilt with a higher version and installed), as a
 #         security update or a mirror mid-sync does: with foreign libraries installed into the
 #         system (apt-get install libpcre2-8-0:i386) set-up cannot succeed there.
 # --demo-only: only the first command (set-up and the demo).
+# --as-user: the set-up as a user with sudo (mvxuser, sudo without a password), then `mvx --version`
+#         and `mvx doctor` as that user; not the demo or the tests (mvx traces as root).
 # --keep: leave the root in build/fresh/ (default: removed at the end).
 # Needs root (mmdebstrap, chroot, mounts) and the network to a Debian mirror (the host's sources).
 set -euo pipefail
@@ -20,14 +22,15 @@ REPO=$PWD
 log() { echo "fresh: $*" >&2; }
 die() { echo "fresh: error: $*" >&2; exit 1; }
 
-skew=0 demo_only=0 keep=0
+skew=0 demo_only=0 keep=0 as_user=0
 for a in "$@"; do
   case $a in
     --skew) skew=1 ;;
     --demo-only) demo_only=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $a (--skew, --demo-only, --keep)" ;;
+    --as-user) as_user=1 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $a (--skew, --demo-only, --as-user, --keep)" ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap, chroot and mounts)"
@@ -37,7 +40,7 @@ command -v mmdebstrap >/dev/null || {
     die "cannot install mmdebstrap (apt-get install mmdebstrap)"
 }
 
-name=$(date -u +%Y%m%dT%H%M%S)$([ $skew = 1 ] && echo -skew || true)
+name=$(date -u +%Y%m%dT%H%M%S)$([ $skew = 1 ] && echo -skew || true)$([ $as_user = 1 ] && echo -user || true)
 base=$REPO/build/fresh/$name
 root=$base/root
 logs=$REPO/build/fresh/logs-$name  # kept
@@ -58,7 +61,8 @@ log "making a minimal bookworm root with mmdebstrap in $root (a few minutes)"
 # mmdebstrap's own default sources (the bookworm suite of deb.debian.org): a fresh Debian 12 at its
 # point release. (Whatever the suites, set-up must cope; a root with bookworm-security too can be
 # caught mid-sync, which set-up then reports: scripts/setup.sh.)
-mmdebstrap --variant=apt --include=git,ca-certificates bookworm "$root" >"$logs/mmdebstrap.log" 2>&1 ||
+mmdebstrap --variant=apt --include=git,ca-certificates$([ $as_user = 1 ] && echo ,sudo || true) bookworm "$root" \
+  >"$logs/mmdebstrap.log" 2>&1 ||
   die "mmdebstrap failed (log: $base/mmdebstrap.log)"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # The host's own certificate authorities (a site's TLS proxy, say), which its network needs.
@@ -66,7 +70,14 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
   chroot "$root" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the root"
 fi
-git clone -q "$REPO" "$root/root/mvx"
+if [ $as_user = 1 ]; then
+  chroot "$root" useradd -m -s /bin/bash mvxuser
+  echo "mvxuser ALL=(ALL) NOPASSWD:ALL" >"$root/etc/sudoers.d/mvxuser"
+  git clone -q "$REPO" "$root/home/mvxuser/mvx"
+  chroot "$root" chown -R mvxuser:mvxuser /home/mvxuser/mvx
+else
+  git clone -q "$REPO" "$root/root/mvx"
+fi
 rev=$(git -C "$REPO" rev-parse --short HEAD)
 
 bind() { mkdir -p "$root$2"; mount "${@:3}" "$1" "$root$2"; mounted+=("$root$2"); }
@@ -97,15 +108,21 @@ fi
 results=()
 step() {  # step NAME COMMAND
   local s=$SECONDS rc=0
-  log "running in the fresh root: $2"
-  in_root "cd /root/mvx && $2" 2>&1 | tee "$logs/$1.log" | sed -u "s/^/  [$1] /" || rc=${PIPESTATUS[0]}
+  log "running in the fresh root$([ $as_user = 1 ] && echo " as mvxuser" || true): $2"
+  if [ $as_user = 1 ]; then
+    in_root "su - mvxuser -c $(printf %q "cd ~/mvx && $2")"
+  else
+    in_root "cd /root/mvx && $2"
+  fi 2>&1 | tee "$logs/$1.log" | sed -u "s/^/  [$1] /" || rc=${PIPESTATUS[0]}
   results+=("| $1 | \`$2\` | $([ $rc = 0 ] && echo passed || echo "FAILED ($rc)") | $((SECONDS - s)) s |")
   log "$1: exit $rc after $((SECONDS - s)) s"
   return $rc
 }
 status=0
-step demo "bash scripts/setup.sh && just demo" || status=$?
-if [ $status = 0 ] && [ $demo_only = 0 ]; then
+if [ $as_user = 1 ]; then
+  # (the doctor's status is not the set-up's: without root it names what a user's run lacks)
+  step setup "bash scripts/setup.sh && python3 -m mvx --version && { python3 -m mvx doctor || true; }" || status=$?
+elif step demo "bash scripts/setup.sh && just demo" || status=$?; [ $status = 0 ] && [ $demo_only = 0 ]; then
   step test "bash scripts/setup.sh && just test" || status=$?
 fi
 total=$((SECONDS - t0))
@@ -116,7 +133,11 @@ tail_of_tests=$( [ -f "$logs/test.log" ] && grep -E "passed|failed" "$logs/test.
   echo "## $(date -u +%Y-%m-%d) $name (commit $rev)$([ $skew = 1 ] && echo ", with a native library ahead of the foreign indexes" || true)"
   echo
   echo "\`bash scripts/fresh.sh $*\`: a minimal bookworm root (mmdebstrap --variant=apt, git and"
-  echo "ca-certificates), the repository cloned into it, the README's commands run there as root."
+  if [ $as_user = 1 ]; then
+    echo "ca-certificates, sudo), the repository cloned into it, set-up run there by a user with sudo."
+  else
+    echo "ca-certificates), the repository cloned into it, the README's commands run there as root."
+  fi
   echo
   echo "| step | command | result | time |"
   echo "|---|---|---|---|"

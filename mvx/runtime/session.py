@@ -388,7 +388,9 @@ class LeaderSession:
     def _peer_lost(self, i: int, why: str) -> None:
         if i in self.final:
             return
-        if self.stopped_by is not None:  # stopped at once by the operator: followers go as told, no divergence
+        # stopped at once by the operator, or by this monitor itself (a call it does not follow, which a
+        # follower meets too and stops at): followers go as told, no divergence
+        if self.stopped_by is not None or self.monitor.refused:
             self._follower_done(i, {"event": "stopped", "follower": i, "detail": why})
             return
         entry = {"event": "divergence", "kind": "channel", "seq": self.monitor.sync.seq + 1,
