@@ -238,6 +238,7 @@ class Divergence(Exception):
     leader: str
     follower: str
     detail: str = ""
+    late: tuple[int, ...] = ()  # a timeout's: the followers that did not answer in time
 
     def __str__(self) -> str:
         return f"divergence ({self.kind}) at synced call #{self.seq}: {self.detail}"

@@ -73,7 +73,7 @@ class LeaderLink:
         if r > 0:
             late = sorted(i for i in self.live if self.checked(i) < seq)
             raise Divergence("timeout", seq, render_view(view), "(not reached)",
-                             f"follower(s) {late} did not check the call within {self.timeout:g}s")
+                             f"follower(s) {late} did not check the call within {self.timeout:g}s", late=tuple(late))
 
     def end(self, message: End) -> None:
         """The leader's program ended: tell every follower (no window: nothing more follows)."""

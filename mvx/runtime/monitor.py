@@ -613,7 +613,7 @@ class LeaderMonitor(Monitor):
             seq = self.sync.seq + 1
             late = sorted(i for i in self.link.live if self.link.checked(i) < seq)
             raise Divergence("timeout", seq, render(call), "(not reached)",
-                             f"follower(s) {late} did not check the call within {self.link.timeout:g}s")
+                             f"follower(s) {late} did not check the call within {self.link.timeout:g}s", late=tuple(late))
         else:
             super().after_fast(stop)
 

@@ -219,6 +219,7 @@ class LeaderSession:
         self.final: dict[int, object] = {}  # follower index -> its last word (ended/divergence/stopped)
         self.all_final = trio.Event()
         self.stopped_by: str | None = None
+        self.leader_diverged = False  # the leader's monitor ended the run with a divergence of its own
         self.exit_override: int | None = None
 
     async def run(self) -> int:
@@ -320,7 +321,12 @@ class LeaderSession:
 
     async def _finish(self, outcome: Outcome) -> int:
         opts = self.opts
-        if outcome.divergence is not None and outcome.stopped is None:
+        if outcome.divergence is not None and outcome.stopped is None and self._already_told(outcome.divergence):
+            self.reporter.say(f"the leader's check timed out on follower(s) it had already lost: "
+                              f"{', '.join(str(i) for i in outcome.divergence.late)}")
+            self._stop_followers("the leader diverged")
+        elif outcome.divergence is not None and outcome.stopped is None:
+            self.leader_diverged = True
             self._record(outcome.divergence, "leader", show=True, seen={"leader": self.monitor.forensics})
             self._stop_followers("the leader diverged")
         elif outcome.stopped is None:
@@ -347,6 +353,11 @@ class LeaderSession:
         if outcome.stopped is not None:
             return PEER_LOST_EXIT
         return outcome.exit_code
+
+    def _already_told(self, d: Divergence) -> bool:
+        """A timeout on followers already lost or diverged (their own report came first, racing
+        the leader's check in another thread): the same event, reported once."""
+        return d.kind == "timeout" and bool(d.late) and all(i in self.final for i in d.late)
 
     def _record(self, d: Divergence | dict, where: str, show: bool = True,
                 seen: dict[str, Forensics | None] | None = None, shown: str = "") -> None:
@@ -390,7 +401,7 @@ class LeaderSession:
             return
         # stopped at once by the operator, or by this monitor itself (a call it does not follow, which a
         # follower meets too and stops at): followers go as told, no divergence
-        if self.stopped_by is not None or self.monitor.refused:
+        if self.stopped_by is not None or self.monitor.refused or self.leader_diverged:
             self._follower_done(i, {"event": "stopped", "follower": i, "detail": why})
             return
         entry = {"event": "divergence", "kind": "channel", "seq": self.monitor.sync.seq + 1,
