@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh && just test
 # run there as root, each timed, with the results appended to docs/fresh.md.
 #
-#   bash scripts/fresh.sh [--skew] [--demo-only] [--as-user] [--keep]
+#   bash scripts/fresh.sh [--skew] [--demo-only] [--as-user] [--security] [--keep]
 #
 # --skew: before the README's commands, make a native library the variants need newer than the
 #         i386/arm64 indexes carry (libpcre2-8-0, rebuilt with a higher version and installed), as a
@@ -14,6 +14,7 @@
 # --demo-only: only the first command (set-up and the demo).
 # --as-user: the set-up as a user with sudo (mvxuser, sudo without a password), then `mvx --version`
 #         and `mvx doctor` as that user; not the demo or the tests (mvx traces as root).
+# --security: the root's sources include bookworm-security (default: bookworm, bookworm-updates).
 # --keep: leave the root in build/fresh/ (default: removed at the end).
 # Needs root (mmdebstrap, chroot, mounts) and the network to a Debian mirror (the host's sources).
 set -euo pipefail
@@ -22,15 +23,16 @@ REPO=$PWD
 log() { echo "fresh: $*" >&2; }
 die() { echo "fresh: error: $*" >&2; exit 1; }
 
-skew=0 demo_only=0 keep=0 as_user=0
+skew=0 demo_only=0 keep=0 as_user=0 security=0
 for a in "$@"; do
   case $a in
     --skew) skew=1 ;;
     --demo-only) demo_only=1 ;;
     --keep) keep=1 ;;
     --as-user) as_user=1 ;;
+    --security) security=1 ;;
     -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $a (--skew, --demo-only, --as-user, --keep)" ;;
+    *) die "unknown option $a (--skew, --demo-only, --as-user, --security, --keep)" ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap, chroot and mounts)"
@@ -58,10 +60,14 @@ trap 'exit 130' INT TERM
 
 t0=$SECONDS
 log "making a minimal bookworm root with mmdebstrap in $root (a few minutes)"
-# mmdebstrap's own default sources (the bookworm suite of deb.debian.org): a fresh Debian 12 at its
-# point release. (Whatever the suites, set-up must cope; a root with bookworm-security too can be
-# caught mid-sync, which set-up then reports: scripts/setup.sh.)
+# bookworm and bookworm-updates of deb.debian.org: a fresh Debian 12 at its point release. With
+# --security, bookworm-security too (mmdebstrap's default), whose mirror can be caught mid-sync (a
+# library's security update indexed before its -dev package): set-up then stops and says so, as it
+# must (scripts/setup.sh), and the run proves nothing more.
+sources=("deb http://deb.debian.org/debian bookworm main" "deb http://deb.debian.org/debian bookworm-updates main")
+[ $security = 1 ] && sources+=("deb http://deb.debian.org/debian-security bookworm-security main")
 mmdebstrap --variant=apt --include=git,ca-certificates$([ $as_user = 1 ] && echo ,sudo || true) bookworm "$root" \
+  "${sources[@]}" \
   >"$logs/mmdebstrap.log" 2>&1 ||
   die "mmdebstrap failed (log: $base/mmdebstrap.log)"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
