@@ -126,9 +126,11 @@ if ! just_works; then
   command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
   if ! just_works; then
     jb=$(just_bin) || die "pip's rust-just is installed but no 'just' binary was found in $PY's scripts directory"
-    if [ -z "$SUDO" ]; then linkdir=/usr/local/bin; else linkdir=$HOME/.local/bin; fi
-    mkdir -p "$linkdir"
-    ln -sfn "$jb" "$linkdir/just"
+    # /usr/local/bin (with sudo for a user): on every PATH, so the README's `... && just demo` finds
+    # it in the same shell (a user's ~/.local/bin is on PATH only from the next login, if at all)
+    linkdir=/usr/local/bin
+    [ "$(readlink -f "$jb")" = "$(readlink -f "$linkdir/just" 2>/dev/null)" ] ||
+      $SUDO ln -sfn "$jb" "$linkdir/just" || die "cannot link $jb as $linkdir/just"
     case ":$PATH:" in
       *":$linkdir:"*) ;;
       *) echo "setup: 'just' is $linkdir/just; add $linkdir to PATH" >&2 ;;
