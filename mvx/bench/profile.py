@@ -138,10 +138,17 @@ def _wait_for(what, timeout: float, interval: float = 0.05):
 
 def py_spy() -> str:
     """py-spy's path: on PATH, or beside this Python (pip's scripts directory)."""
-    found = shutil.which("py-spy") or shutil.which("py-spy", path=sysconfig.get_path("scripts"))
+    found = find_py_spy()
     if not found:
         raise MvxError("py-spy is not installed (pip install py-spy; scripts/setup.sh installs it)")
     return found
+
+
+def find_py_spy() -> str | None:
+    """On PATH, in this Python's scripts directory, or in the user's (pip --user: ~/.local/bin, on
+    PATH only from the next login)."""
+    dirs = [sysconfig.get_path("scripts"), sysconfig.get_path("scripts", f"{os.name}_user")]
+    return shutil.which("py-spy") or next(filter(None, (shutil.which("py-spy", path=d) for d in dirs)), None)
 
 
 def profile_lighttpd(workdir: Path, port: int, seconds: float, client_cpu: int | None, progress) -> dict:

@@ -24,7 +24,6 @@ import socket
 import struct
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -699,6 +698,7 @@ def check_variants() -> list[Check]:
 
 
 def check_bench_tools() -> list[Check]:
+    from mvx.bench.profile import find_py_spy
     out = []
     for tool, disables, how in (
         ("wrk", "`mvx bench` cannot load lighttpd (its default --server all refuses; --server epoll runs)",
@@ -707,9 +707,7 @@ def check_bench_tools() -> list[Check]:
         ("taskset", "`mvx bench` refuses to run (it pins every process)", "apt-get install util-linux"),
         ("py-spy", "`mvx bench` makes no profile of the monitors", "pip install py-spy"),
     ):
-        found = shutil.which(tool)
-        if not found and tool == "py-spy":  # mvx.bench.profile also looks beside this Python
-            found = shutil.which(tool, path=sysconfig.get_path("scripts"))
+        found = find_py_spy() if tool == "py-spy" else shutil.which(tool)  # (where `mvx bench` looks)
         out.append(Check(tool, True, False, found) if found else
                    Check(tool, False, False, f"not on PATH: {disables} ({how}; scripts/setup.sh)"))
     return out
