@@ -634,6 +634,8 @@ struct mvx_held {
 
 struct mvx_outbox {
     struct mvx_link *link; /* its lock and condition guard the queue too */
+    pthread_cond_t cv;     /* the sending thread's, while `direct`: woken only for work of its own
+                            * (a stalled send, the end), not by every check the link's cv is for */
     struct mvx_held *head, *tail;
     size_t bytes, limit;
     int closed;
@@ -649,6 +651,7 @@ struct mvx_outbox *mvx_outbox_new(struct mvx_link *l, size_t limit) {
         return NULL;
     o->link = l;
     o->limit = limit;
+    cond_init_monotonic(&o->cv);
     return o;
 }
 
@@ -774,7 +777,7 @@ void mvx_outbox_run(struct mvx_outbox *o) {
         while (!outbox_stopped(o) && (o->busy || !outbox_releasable(o) || (o->direct && !o->stalled))) {
             struct timespec ts;
             deadline_in(&ts, 500);
-            pthread_cond_timedwait(&l->cv, &l->m, &ts);
+            pthread_cond_timedwait(o->direct ? &o->cv : &l->cv, &l->m, &ts);
         }
         if (outbox_stopped(o)) {
             pthread_mutex_unlock(&l->m);
@@ -834,6 +837,8 @@ static void outbox_release_now(struct mvx_outbox *o) {
         else
             o->stalled = 1;
         pthread_cond_broadcast(&l->cv);
+        if (!done)
+            pthread_cond_signal(&o->cv);
         pthread_mutex_unlock(&l->m);
         if (!done)
             return;
@@ -861,6 +866,7 @@ void mvx_outbox_close(struct mvx_outbox *o) {
     pthread_mutex_lock(&o->link->m);
     o->closed = 1;
     pthread_cond_broadcast(&o->link->cv);
+    pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->link->m);
 }
 
@@ -3010,6 +3016,7 @@ static void outbox_direct(struct mvx_outbox *o, int direct) {
     pthread_mutex_lock(&o->link->m);
     o->direct = direct;
     pthread_cond_broadcast(&o->link->cv);
+    pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->link->m);
 }
 
