@@ -420,7 +420,7 @@ def _stdin_fd(stdin: Any, stack: contextlib.ExitStack) -> Any:
 @contextlib.asynccontextmanager
 async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, args: Sequence[str] = (),
                    mode: str = "hybrid", policy: str = "default", lockstep: str = "sensitive",
-                   write_behind: bool = False, on_divergence: str = "kill", timeout: float = 10.0,
+                   write_behind: bool = True, on_divergence: str = "kill", timeout: float = 10.0,
                    window: int = 256, log: str | os.PathLike | None = None, pin: bool = True,
                    shared_net: bool = False, pass_fds: Sequence[int] = (), stats: float | None = None,
                    stdin: Any = None, stdout: Any = None, stderr: Any = None,
@@ -572,7 +572,7 @@ def _node_options(keys: str | os.PathLike | None, insecure: bool, wait: float) -
 @contextlib.asynccontextmanager
 async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys: str | os.PathLike | None = None,
                       insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
-                      lockstep: str = "sensitive", write_behind: bool = False, on_divergence: str = "kill",
+                      lockstep: str = "sensitive", write_behind: bool = True, on_divergence: str = "kill",
                       timeout: float = 10.0, window: int = 256, log: str | os.PathLike | None = None,
                       pin: bool = True, stdin: Any = None, stdout: Any = None, stderr: Any = None,
                       env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None) -> AsyncIterator[Run]:
@@ -635,7 +635,7 @@ def _session_options(mode: str, policy: str, lockstep: str, write_behind: bool, 
 
     if policy not in policymod.available():
         raise MvxError(f"policy {policy!r}: one of {', '.join(policymod.available())}")
-    return ["--mode", mode, "--policy", policy, "--lockstep", lockstep, *(["--write-behind"] if write_behind else []),
+    return ["--mode", mode, "--policy", policy, "--lockstep", lockstep, *([] if write_behind else ["--no-write-behind"]),
             "--on-divergence", on_divergence, "--timeout", str(timeout), "--window", str(window)]
 
 

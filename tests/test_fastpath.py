@@ -286,7 +286,7 @@ def serve_epoll(env: dict, mode: str, requests: int = 40, *extra: str) -> tuple[
 
 
 @pytest.mark.parametrize("mode, extra", [("hybrid", ()), ("seccomp", ()), ("ptrace", ()),
-                                         ("hybrid", ("--write-behind",))])
+                                         ("hybrid", ("--no-write-behind",))])
 def test_a_server_is_served_through_the_fast_path(mode, extra):
     """epoll_server, 40 requests on one connection: C carries its epoll waits, reads and writes in both
     monitors (MVX_FAST_STATS counts them: about three per request, so a loop that spins is caught too),
@@ -329,7 +329,7 @@ def serve_connections(env: dict, mode: str, conns: int, *extra: str) -> tuple[in
     return proc.returncode, replies, err.decode(errors="replace")
 
 
-@pytest.mark.parametrize("extra", [(), ("--write-behind",)])
+@pytest.mark.parametrize("extra", [(), ("--no-write-behind",)])
 def test_connections_are_accepted_and_closed_in_c(extra):
     """accept4 (the leader's monitor accepts; the follower gets a placeholder), epoll_ctl (both
     registries follow it) and close (the monitor's duplicate closed with the program's fd) are

@@ -414,7 +414,7 @@ def test_divergence_report_marks_the_differing_byte():
     assert lines[follower_line + 1].index("^") == lines[follower_line].index("O")
 
 
-@pytest.mark.parametrize("extra", [(), ("--write-behind",)], ids=["lockstep", "write-behind"])
+@pytest.mark.parametrize("extra", [("--no-write-behind",), ()], ids=["lockstep", "write-behind"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_a_storm_of_signals_loses_nothing_and_every_variant_takes_each_at_the_same_point(mode, leader, follower,
@@ -517,7 +517,7 @@ def test_stats_prints_a_line_per_monitor_at_its_interval():
     err = err.decode(errors="replace")
     assert proc.returncode == 0, err
     number = r"(\d+) synced calls/s \((\d+) in all\)"
-    leader = re.findall(rf"^mvx: stats leader: {number}, records in flight: follower 0 (\d+), no write-behind, "
+    leader = re.findall(rf"^mvx: stats leader: {number}, records in flight: follower 0 (\d+), held for checks [\d.]+ [KMG]?i?B, "
                         r"divergences 0; monitor CPU \d+%, RSS (\d+) MB$", err, re.MULTILINE)
     follower = re.findall(rf"^mvx: stats follower: {number}, the leader's oldest waiting record [\d.]+ ms old; "
                           r"monitor CPU \d+%, RSS (\d+) MB$", err, re.MULTILINE)

@@ -1,4 +1,4 @@
-"""Write-behind (`--write-behind`, mvx/runtime/outbox.py): under --lockstep sensitive the leader's
+"""Write-behind (the default; `--no-write-behind` turns it off; mvx/runtime/outbox.py): under --lockstep sensitive the leader's
 monitor answers an output at once and holds its bytes until every follower has checked the same call. These tests
 show what that must never change: no byte of a diverging response leaves, responses arrive whole
 and in order, a close right after a large response still delivers all of it and then the end of
@@ -43,7 +43,7 @@ def serve(tmp_path, files: dict[str, bytes], paths: list[str], *extra, tampered:
     """sendfile_http, x86_64 leader and i386 follower, on one docroot (`tampered`: the follower
     runs in a mount namespace where those files have other contents, at the same paths). The
     responses the client got for `paths` (one connection each), the exit status, the stderr."""
-    wb = ["--write-behind"] if write_behind else []
+    wb = [] if write_behind else ["--no-write-behind"]
     root = tmp_path / "www"
     root.mkdir()
     for rel, data in files.items():
@@ -126,7 +126,7 @@ def test_many_outputs_arrive_whole_and_in_order():
 
 
 def test_a_diverging_response_under_plain_lockstep_sends_no_body_byte_either(tmp_path):
-    """The same check without write-behind (the default): the program waits at its sendfile."""
+    """The same check without write-behind (--no-write-behind): the program waits at its sendfile."""
     tampered = bytearray(LARGE)
     tampered[1 << 20] ^= 1
     root = tmp_path / "plain"

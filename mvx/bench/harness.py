@@ -92,8 +92,8 @@ CONFIGS = {c.name: c for c in [
     Config("ptrace", "mvx ptrace", "mvx", "ptrace"),
     Config("seccomp", "mvx seccomp", "mvx", "seccomp"),
     Config("hybrid", "mvx hybrid", "mvx", "hybrid"),
-    # the same with write-behind: outputs held by the leader's monitor while the program runs on
-    Config("hybrid-write-behind", "mvx hybrid --write-behind", "mvx", "hybrid", ("--write-behind",)),
+    # the same without write-behind: the program stops at each output until every follower checked it
+    Config("hybrid-no-write-behind", "mvx hybrid --no-write-behind", "mvx", "hybrid", ("--no-write-behind",)),
     # the policy level that traps less: file metadata, positions and offset reads run untrapped
     Config("hybrid-relaxed", "mvx hybrid --policy relaxed", "mvx", "hybrid", ("--policy", "relaxed")),
     # the A/B of the data plane: every call the Python way (MVX_FAST=0), as before the C fast path

@@ -30,10 +30,11 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    help="when the leader waits for every follower before executing a call: sensitive (outputs, "
                    "execve, opens for writing, kill, mprotect, exit; default), all, or none (run ahead within "
                    "--window records)")
-    p.add_argument("--write-behind", action="store_true",
+    p.add_argument("--write-behind", action=argparse.BooleanOptionalAction, default=True,
                    help="under --lockstep sensitive, answer an output on a socket or pipe at once and hold its bytes "
-                   "in the leader's monitor until every follower checked it, instead of stopping the program there "
-                   "(either way no byte leaves before every follower agreed; docs/DESIGN.md, write-behind)")
+                   "in the leader's monitor until every follower checked it (default); --no-write-behind stops the "
+                   "program at each output until then (either way no byte leaves before every follower agreed; "
+                   "docs/DESIGN.md, write-behind)")
     p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
                    help="kill: stop every variant (default); alert: report, stop the diverged follower and "
                    "let the leader keep running")

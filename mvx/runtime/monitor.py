@@ -580,7 +580,7 @@ class Monitor:
 class LeaderMonitor(Monitor):
     role = "leader"
 
-    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", write_behind: bool = False,
+    def __init__(self, argv: list[str], *, link: LeaderLink, lockstep: str = "sensitive", write_behind: bool = True,
                  **kw) -> None:
         super().__init__(argv, **kw)
         self.link = link

@@ -54,7 +54,7 @@ class Options:
     mode: Mode
     policy: Policy
     lockstep: str = "sensitive"
-    write_behind: bool = False  # outputs held by the leader's monitor (mvx.runtime.outbox)
+    write_behind: bool = True  # outputs held by the leader's monitor (mvx.runtime.outbox)
     on_divergence: str = "kill"
     timeout: float = 10.0
     cpu: int | None = None

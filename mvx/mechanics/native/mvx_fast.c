@@ -1414,7 +1414,10 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
 void mvx_fast_set_accept_fault(struct mvx_fast *f, int sig) { f->accept_fault_sig = sig; }
 
 void mvx_fast_set_own_link(struct mvx_fast *f, int own, int spin_us) {
-    f->owns_link = own && f->link && f->role == MVX_ROLE_LEADER;
+    /* only where the loop polls (hybrid): at a ptrace stop it blocks in waitpid, and checks that
+     * came meanwhile would wait unread for the variant's next stop (write-behind's held bytes with
+     * them, while the program waits for an answer they are) */
+    f->owns_link = own && f->link && f->role == MVX_ROLE_LEADER && f->t->notify_fd >= 0;
     f->spin_us = spin_us;
 }
 
