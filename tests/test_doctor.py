@@ -19,7 +19,7 @@ X86_64 = os.uname().machine == "x86_64"
 REQUIRED = {"native module", "Python packages", "ptrace", "seccomp filters", "seccomp user notification", "ADDFD",
             "pidfd_getfd", "process_vm_readv", "followers' namespaces"} | ({"IA32 emulation"} if X86_64 else set())
 OPTIONAL = {"SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP", "OpenSSL (two-node TLS)", "kcmp", "aarch64 route", "variants x86_64", "variants i386",
-            "variants aarch64", "wrk", "strace", "taskset", "py-spy", "python-ptrace"} | (set() if X86_64 else {"IA32 emulation"})
+            "variants aarch64", "in-process agent", "wrk", "strace", "taskset", "py-spy", "python-ptrace"} | (set() if X86_64 else {"IA32 emulation"})
 
 # Runs the doctor as a child: under a seccomp filter first when asked (argv[1], JSON: the call, the errno
 # it fails with, an ioctl request it is limited to), and as a child subreaper, so that any process the

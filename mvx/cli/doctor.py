@@ -697,6 +697,17 @@ def check_variants() -> list[Check]:
     return out
 
 
+def check_agent() -> list[Check]:
+    from mvx.mechanics import agent
+    built = {isa: agent.build(isa) for isa in ("x86_64", "i386", "aarch64")}
+    missing = [isa for isa, d in built.items() if d is None]
+    if not missing:
+        return [Check("in-process agent", True, False, "built for x86_64, i386 and aarch64 (MVX_AGENT=1)")]
+    return [Check("in-process agent", False, False,
+                  f"no build for {', '.join(missing)} (no compiler for it): with MVX_AGENT=1 those variants run "
+                  "without it, every read of theirs a trap (scripts/setup.sh installs the compilers)")]
+
+
 def check_bench_tools() -> list[Check]:
     from mvx.bench.profile import find_py_spy
     out = []
@@ -714,7 +725,7 @@ def check_bench_tools() -> list[Check]:
 
 
 PROBES = (check_native, check_packages, check_tls, check_ptrace, check_notify, check_fds, check_memory, check_ia32,
-          check_world, check_arm64, check_variants, check_bench_tools)
+          check_world, check_arm64, check_variants, check_agent, check_bench_tools)
 
 
 def run_checks() -> list[Check]:

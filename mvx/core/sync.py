@@ -231,7 +231,8 @@ def _render_neutral(value: Any) -> str:
 
 @dataclass
 class Divergence(Exception):
-    """The variants parted ways. `kind`: syscall, arguments, exit, signal, fd, timeout."""
+    """The variants parted ways. `kind`: syscall, arguments, exit, signal, fd, timeout, channel, agent (a
+    follower's in-process agent claimed reads it was not given)."""
 
     kind: str
     seq: int

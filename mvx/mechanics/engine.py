@@ -53,6 +53,7 @@ class StopKind(enum.IntEnum):
     CHECK_LATE = lib.MVX_EV_CHECK_LATE  # a lockstep check timed out (a divergence)
     READABLE = lib.MVX_EV_READABLE  # (never returned: the C loop reads its channel itself)
     CHANNEL_END = lib.MVX_EV_CHANNEL_END  # a follower's own channel ended (Inbox.ended says how)
+    AGENT_LIED = lib.MVX_EV_AGENT_LIED  # a follower's in-process agent claimed reads it was not given
 
 
 class Stop:
@@ -203,6 +204,7 @@ class Variant:
         if len(passed) > lib.MVX_MAX_PASSED:
             raise MvxError(f"at most {lib.MVX_MAX_PASSED} fds can be passed to a program ({len(passed)} given)")
         self.passed = tuple(passed)  # fds of ours the program gets at 3, 4, ... (socket activation)
+        self.agent_fds: tuple[int, int] | None = None  # the in-process agent's memfds (mvx.mechanics.agent)
         self.report_signals = report_signals
         self.isolate_net = isolate_net
         # a world of its own (mvx_native.h, MVX_WORLD_*): a pid namespace where the variant has pid
@@ -240,6 +242,7 @@ class Variant:
         for i, fd in enumerate(self.passed):
             t.passed[i] = fd
         t.sync_wake_up = int(self.sync_wake_up)
+        t.agent_fds[0], t.agent_fds[1] = self.agent_fds if self.agent_fds else (-1, -1)
         arches = [archmod.get(a) for a in sorted(runnable_arches())]
         primary, secondary = arches[0], arches[1] if len(arches) > 1 else None
         t.arch_primary = primary.audit_arch

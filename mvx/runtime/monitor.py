@@ -45,11 +45,11 @@ from mvx.isa.arch import get as arch_of
 from mvx.isa.canonical import RawSyscall, decode_outputs, normalize
 from mvx.isa.render import render
 from mvx.isa.syscalls import Fd
-from mvx.mechanics import forensics
+from mvx.mechanics import agent, forensics
 from mvx.mechanics.engine import CallGone, Mode, Stop, StopKind, TraceeMemory, TrapSet, Variant, host_arch
 from mvx.mechanics.filters import Trap
 from mvx.mechanics.forensics import Forensics
-from mvx.mechanics.native import lib
+from mvx.mechanics.native import ffi, lib
 from mvx.mechanics.procinfo import LoaderRange, signalfd_mask
 from mvx.mechanics.proxy import Performed, answer, epoll_pwait_with_signalfds, perform
 from mvx.mechanics.replay import Recorded, ReplayError, inject
@@ -172,6 +172,10 @@ class Monitor:
                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], isolate_net=isolate_net,
                                own_pids=own_pids, own_files=own_files, hide_vdso=self.hide_vdso,
                                report_signals=self.report_signals, passed=passed)
+        self._agent_fds: tuple[int, int] | None = None
+        if agent.wanted() and (agent_env := agent.environment(self.variant.env, self.variant.elf_arch and self.variant.elf_arch.name)) is not None:
+            self.variant.env = agent_env
+            self.variant.agent_fds = self._agent_fds = agent.memfds()
         self.fds: FdShadow | None = None
         self.loader: LoaderRange | None = None
         self.mem: TraceeMemory | None = None
@@ -202,6 +206,19 @@ class Monitor:
         self._placeholder_pairs = []
         self.mem = TraceeMemory(self.variant)
         return pid
+
+    def attach_agent(self) -> None:
+        """After the variant's start (before it runs): a follower's C loop publishes reads for its
+        agent; the leader's keeps nothing (its program got zeroed pages: the agent stays off)."""
+        if self._agent_fds is None:
+            return
+        ring, status = self._agent_fds
+        self._agent_fds = None
+        if self.fast is not None and self.role == "follower":
+            agent.attach(self.fast.native, ring, status, publish=True)
+        else:
+            os.close(ring)
+            os.close(status)
 
     def kill(self) -> None:
         self.variant.kill()
@@ -350,7 +367,9 @@ class Monitor:
             if self.fast is not None and os.environ.get("MVX_FAST_STATS"):
                 per_call = (_cpu_seconds() - self._cpu_at_start) / max(self.sync.seq, 1) * 1e6
                 top = ", ".join(f"{name} {n}" for name, n in self.python_calls.most_common(6))
-                print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C, "
+                answered = lib.mvx_fast_agent_answered(self.fast.native)
+                print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C"
+                      f"{f' ({answered} of them reads answered by the in-process agent)' if answered else ''}, "
                       f"{self.sync.seq} synced calls in all, {per_call:.1f} us of monitor CPU per synced call; "
                       f"the Python path's stops: {top or 'none'}", file=sys.stderr)
 
@@ -593,6 +612,7 @@ class LeaderMonitor(Monitor):
         if fast_wanted() and self.sync.lockstep == "sensitive" and lib.mvx_link_all_chans(self.link.native):
             self.fast = FastPath(self.variant, LEADER, self.policy, link=self.link, outbox=self.outbox,
                                  check_timeout=self.link.timeout + CHECK_GRACE)
+        self.attach_agent()
         self.link.started(Started(pid))  # followers start theirs with this pid
         return pid
 
@@ -773,6 +793,7 @@ class FollowerMonitor(Monitor):
         pid = super().start()
         if fast_wanted() and self.reply_chan is not None:
             self.fast = FastPath(self.variant, FOLLOWER, self.policy, inbox=self.inbox, reply_chan=self.reply_chan)
+        self.attach_agent()
         return pid
 
     def fast_ready(self) -> bool:
@@ -781,6 +802,9 @@ class FollowerMonitor(Monitor):
     def after_fast(self, stop: Stop) -> None:
         if stop.kind is StopKind.CHANNEL_END:
             self.inbox.ended()  # the session stops this monitor (or not, for a clean end it awaits)
+        elif stop.kind is StopKind.AGENT_LIED:  # its program wrote the agent's status page: fail closed
+            why = ffi.string(lib.mvx_fast_error(self.fast.native)).decode(errors="replace")
+            raise Divergence("agent", self.fast.seq() + 1, "(the leader's records)", "(its in-process agent's claim)", why)
         else:
             super().after_fast(stop)
 

@@ -21,6 +21,9 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <sys/mman.h>
+
+#include "mvx_agent.h"
 #include "mvx_protocol.h"
 #include "mvx_protocol.c"
 
@@ -1276,6 +1279,14 @@ struct mvx_fast {
     int spin_us;   /* owning them: how long a wait for the followers polls before it sleeps */
     uint8_t *data;
     size_t data_cap;
+    /* a follower's in-process agent (mvx_agent.h): the ring this monitor writes, the status page
+     * the agent writes, and for each published slot the inbox frame and sequence number it is */
+    struct mvx_agent_ring *ring;
+    struct mvx_agent_status *agent;
+    struct mvx_frame *ring_frame[MVX_AGENT_SLOTS];
+    uint64_t ring_seq[MVX_AGENT_SLOTS];
+    uint32_t ring_n, ring_used;
+    unsigned long long agent_answered; /* reads the agent answered */
     char err[256];
 };
 
@@ -1306,6 +1317,10 @@ void mvx_fast_free(struct mvx_fast *f) {
     free(f->frame.p);
     free(f->batch.p);
     free(f->data);
+    if (f->ring)
+        munmap(f->ring, MVX_AGENT_RING_SIZE);
+    if (f->agent)
+        munmap((void *)f->agent, MVX_AGENT_STATUS_SIZE);
     free(f);
 }
 
@@ -2859,6 +2874,148 @@ static int follower_done(struct mvx_fast *f, uint64_t seq) {
     return FAST_DONE;
 }
 
+/* ---- a follower's in-process agent (mvx_agent.h, mvx_agent.c) ---------------------------------- */
+
+/* The memfds a follower's program gets at MVX_AGENT_FD_RING and MVX_AGENT_FD_STATUS, mapped here
+ * writable (the ring before it is sealed: this mapping is the only writable one there will be).
+ * publish: this monitor publishes the leader's reads there (a follower's); 0 leaves the ring
+ * without its magic, so an agent loaded there stays off (the leader's). 0, or -errno. */
+int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish) {
+    if (ftruncate(ring_fd, MVX_AGENT_RING_SIZE) < 0 || ftruncate(status_fd, MVX_AGENT_STATUS_SIZE) < 0)
+        return -errno;
+    void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+    if (r == MAP_FAILED)
+        return -errno;
+    void *st = mmap(NULL, MVX_AGENT_STATUS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, status_fd, 0);
+    if (st == MAP_FAILED) {
+        int e = errno;
+        munmap(r, MVX_AGENT_RING_SIZE);
+        return -e;
+    }
+    /* no writable mapping, write() or change of size after this one, by the variant or anyone */
+    if (fcntl(ring_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        int e = errno;
+        munmap(r, MVX_AGENT_RING_SIZE);
+        munmap(st, MVX_AGENT_STATUS_SIZE);
+        return -e;
+    }
+    if (!publish || f->role != MVX_ROLE_FOLLOWER) {
+        munmap(r, MVX_AGENT_RING_SIZE);
+        munmap(st, MVX_AGENT_STATUS_SIZE);
+        return 0;
+    }
+    f->ring = r;
+    f->agent = st;
+    f->ring->version = MVX_AGENT_VERSION;
+    __atomic_store_n(&f->ring->magic, MVX_AGENT_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+unsigned long long mvx_fast_agent_answered(struct mvx_fast *f) { return f->agent_answered; }
+unsigned long mvx_agent_size(int status) { return status ? MVX_AGENT_STATUS_SIZE : MVX_AGENT_RING_SIZE; }
+int mvx_fast_agent_present(struct mvx_fast *f) {
+    return f->agent && __atomic_load_n(&f->agent->magic, __ATOMIC_ACQUIRE) == MVX_AGENT_MAGIC;
+}
+
+/* At every stop of the variant (it runs no agent code then): the reads the agent answered since the
+ * last are followed as if this loop had answered them (their frames popped in order, acknowledged),
+ * and whatever it did not take is taken back. 0, or -1 (f->err: the agent claims what it was not
+ * given; fail closed). */
+static int agent_reconcile(struct mvx_fast *f) {
+    if (!f->ring)
+        return 0;
+    __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
+    uint32_t took = __atomic_load_n(&f->agent->consumed, __ATOMIC_ACQUIRE);
+    if (took > f->ring_n) {
+        snprintf(f->err, sizeof f->err, "the follower's agent claims %u reads of the %u it was given", took, f->ring_n);
+        return -1;
+    }
+    for (uint32_t i = 0; i < took; i++) {
+        struct mvx_frame *head = NULL;
+        pthread_mutex_lock(&f->inbox->m);
+        head = f->inbox->head;
+        pthread_mutex_unlock(&f->inbox->m);
+        if (head != f->ring_frame[i]) {
+            snprintf(f->err, sizeof f->err, "the follower's agent took a read out of the leader's order");
+            return -1;
+        }
+        follower_done(f, f->ring_seq[i]);
+        f->agent_answered++;
+    }
+    f->ring_n = f->ring_used = 0;
+    __atomic_store_n(&f->ring->published, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->agent->consumed, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Is this frame a read the agent may answer: the leader's read(fd, _, count) of a socket of its
+ * world (a placeholder here) that returned bytes or EAGAIN? Then its slot and bytes are filled. */
+static int agent_slot_for(struct mvx_fast *f, struct mvx_frame *fr, struct mvx_agent_slot *slot,
+                          const uint8_t **bytes, uint64_t *seq) {
+    struct mvx_msg msg;
+    if (!head_is(f, fr, MVX_M_CALL_RECORD, &msg))
+        return 0;
+    const struct mvx_call_record *rec = &msg.u.call_record;
+    const struct mvx_value *v = &rec->view;
+    if (rec->cls.n != 10 || memcmp(rec->cls.p, "replicated", 10) || rec->content.present || rec->has_clock ||
+        !rec->ret.present || v->tag != MVX_T_LIST || v->n != 2 || v->v.c.items[0].tag != MVX_T_STR ||
+        v->v.c.items[0].n != 4 || memcmp(v->v.c.items[0].v.raw, "read", 4))
+        return 0;
+    const struct mvx_value *a = &v->v.c.items[1];
+    if (a->tag != MVX_T_LIST || a->n != 3 || a->v.c.items[0].tag != MVX_T_I64 || a->v.c.items[1].tag != MVX_T_NONE ||
+        a->v.c.items[2].tag != MVX_T_I64)
+        return 0;
+    int64_t fd = a->v.c.items[0].v.i, count = a->v.c.items[2].v.i, ret = rec->ret.v;
+    if (fd < 0 || fd >= MVX_FAST_MAX_FD || !f->placeholder[fd] || f->fdok[fd] != MVX_FD_LEADERS || count < 0 ||
+        count > (int64_t)MVX_FAST_MAX_BUF)
+        return 0;
+    *bytes = NULL;
+    slot->len = 0;
+    if (ret >= 0) {
+        if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_BYTES ||
+            rec->outputs[0].value.n != (uint64_t)ret || ret > count)
+            return 0;
+        *bytes = rec->outputs[0].value.v.raw;
+        slot->len = (uint32_t)ret;
+    } else if (ret != -EAGAIN || rec->noutputs) {
+        return 0;
+    }
+    slot->fd = (int32_t)fd;
+    slot->ret = (int32_t)ret;
+    slot->count = (uint64_t)count;
+    *seq = rec->seq;
+    return 1;
+}
+
+/* Just before the variant is let go from a call whose record is `current`: the reads that follow
+ * it in the inbox, as far as they go uninterrupted, for the agent to answer in order. */
+static void agent_publish_after(struct mvx_fast *f, struct mvx_frame *current) {
+    if (!f->ring || !f->enabled || !mvx_fast_agent_present(f))
+        return;
+    for (struct mvx_frame *fr = current; f->ring_n < MVX_AGENT_SLOTS;) {
+        pthread_mutex_lock(&f->inbox->m);
+        fr = fr->next;
+        pthread_mutex_unlock(&f->inbox->m);
+        struct mvx_agent_slot slot;
+        const uint8_t *bytes;
+        uint64_t seq;
+        if (!fr || !agent_slot_for(f, fr, &slot, &bytes, &seq) || slot.len > MVX_AGENT_DATA - f->ring_used)
+            break;
+        slot.off = f->ring_used;
+        if (slot.len)
+            memcpy(f->ring->data + slot.off, bytes, slot.len);
+        f->ring_used += slot.len;
+        f->ring->slot[f->ring_n] = slot;
+        f->ring_frame[f->ring_n] = fr;
+        f->ring_seq[f->ring_n] = seq;
+        f->ring_n++;
+    }
+    if (f->ring_n) {
+        __atomic_store_n(&f->ring->published, f->ring_n, __ATOMIC_RELEASE);
+        __atomic_store_n(&f->ring->enabled, 1, __ATOMIC_RELEASE);
+    }
+}
+
 static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     struct mvx_frame *fr;
@@ -2987,10 +3144,14 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     }
     if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0 && !rec->noutputs)
         return FAST_PYTHON;
+    agent_publish_after(f, fr);
     if (ev->kind == MVX_EV_NOTIFY) {
         r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
-        if (r == -ENOENT)
-            return FAST_DONE; /* a signal took the call away: the record waits for the restarted one */
+        if (r == -ENOENT) { /* a signal took the call away: the record waits for the restarted one */
+            if (f->ring) /* and the reads after it wait with it (a handler's read traps) */
+                __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
+            return FAST_DONE;
+        }
         if (r < 0) {
             snprintf(f->err, sizeof f->err, "answer %s: %s", c->name, strerror(-r));
             return -1;
@@ -3075,6 +3236,10 @@ static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
                 return 0;
             }
             continue;
+        }
+        if (f->ring && agent_reconcile(f) < 0) { /* the variant is stopped: the agent's reads are followed */
+            ev->kind = MVX_EV_AGENT_LIED; /* (the stop's call as it was: a divergence, Python reports it) */
+            return 0;
         }
         if (!f->enabled || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
             return 0;

@@ -343,7 +343,7 @@ static void set_listen_pid(char **envp) {
 static void child_main(int errfd, const char *path, char *const argv[], char *const envp[],
                        const char *cwd, const void *bpf, int bpf_len, int want_listener, int cpu,
                        int fd0, int fd1, int fd2, pid_t parent, int isolate_net, int go, int world,
-                       int as_pid, const int *passed, int npassed) {
+                       int as_pid, const int *passed, int npassed, const int *agent) {
     char msg[256];
     sigset_t none;
     sigemptyset(&none);
@@ -388,14 +388,26 @@ static void child_main(int errfd, const char *path, char *const argv[], char *co
     }
     /* the variant starts with stdin/stdout/stderr and the fds it is passed (at 3, 4, ...) only:
      * every variant's fd table is the same, whatever the monitor process holds (channel sockets,
-     * log files). (In a world of its own no error pipe is left: a failure is exit status 126.) */
-    if (pass_fds(passed, npassed) < 0) {
+     * log files). (In a world of its own no error pipe is left: a failure is exit status 126.) With
+     * the in-process agent, its two memfds at 1022 and 1023 too (first copied above the passed
+     * fds' targets, which pass_fds overwrites). */
+    int agent_hi[2] = {-1, -1};
+    for (int i = 0; i < 2 && agent && agent[0] >= 0; i++)
+        if ((agent_hi[i] = fcntl(agent[i], F_DUPFD, 3 + npassed)) < 0 || agent_hi[i] >= 1022)
+            agent_hi[0] = -2;
+    if (agent_hi[0] == -2 || pass_fds(passed, npassed) < 0 ||
+        (agent_hi[0] >= 0 && (dup2(agent_hi[0], 1022) < 0 || dup2(agent_hi[1], 1023) < 0))) {
         snprintf(msg, sizeof msg, "cannot pass fd to the program: %s", strerror(errno));
         if (world)
             _exit(126);
         goto fail;
     }
-    syscall(SYS_close_range, 3 + npassed, ~0U, 0);
+    if (agent_hi[0] >= 0) {
+        syscall(SYS_close_range, 3 + npassed, 1021, 0);
+        syscall(SYS_close_range, 1024, ~0U, 0);
+    } else {
+        syscall(SYS_close_range, 3 + npassed, ~0U, 0);
+    }
     if (npassed > 0) /* (before the filter: getpid is a synced call) */
         set_listen_pid((char **)envp);
     if (!world)
@@ -509,7 +521,11 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
     memcpy(ts, t->traced_secondary, sizeof ts);
     int passed[MVX_MAX_PASSED], npassed = t->npassed < 0 ? 0 : t->npassed > MVX_MAX_PASSED ? MVX_MAX_PASSED : t->npassed;
     memcpy(passed, t->passed, sizeof passed);
+    int agent[2] = {t->agent_fds[0], t->agent_fds[1]};
+    int has_agent = agent[0] > 2 && agent[1] > 2; /* (a zeroed struct: none) */
     memset(t, 0, sizeof *t);
+    t->agent_fds[0] = agent[0];
+    t->agent_fds[1] = agent[1];
     t->mode = mode; t->report_signals = report; t->arch_primary = ap; t->arch_secondary = as;
     t->isolate_net = isolate;
     t->hide_vdso = hide;
@@ -551,7 +567,7 @@ int mvx_spawn(struct mvx_tracee *t, const char *path, char *const argv[], char *
         if (world)
             close(gofd[1]);
         child_main(pipefd[1], path, argv, envp, cwd, bpf, bpf_len, want_listener, cpu, fd0, fd1,
-                   fd2, parent, isolate, gofd[0], world, as_pid, passed, npassed);
+                   fd2, parent, isolate, gofd[0], world, as_pid, passed, npassed, has_agent ? agent : NULL);
     }
     close(pipefd[1]);
     int st;

@@ -21,6 +21,7 @@
 #define MVX_EV_CHECK_LATE 11  /* a lockstep check timed out: a divergence (the call is unanswered) */
 #define MVX_EV_READABLE 12    /* mvx_wait_fd: its extra fd is readable (used inside mvx_fast_wait) */
 #define MVX_EV_CHANNEL_END 13 /* a follower's own channel ended (mvx_inbox_end says how) */
+#define MVX_EV_AGENT_LIED 14  /* a follower's in-process agent claimed what it was not given (mvx_fast_error) */
 
 /* how to resume after an ENTRY/SECCOMP/EXIT/SIGNAL event */
 #define MVX_RESUME_RUN 0        /* let the call run, no exit stop */
@@ -68,6 +69,8 @@ struct mvx_tracee {
     int hide_vdso;              /* at exec: AT_SYSINFO_EHDR/AT_SYSINFO become AT_IGNORE */
     int passed[MVX_MAX_PASSED]; /* fds of the monitor the variant gets at 3, 4, ... (socket activation) */
     int npassed;
+    int agent_fds[2];           /* memfds of the monitor the variant gets at 1022 and 1023 (the in-process
+                                 * agent's ring and status page, mvx_agent.h); -1: none */
 };
 
 /* A follower's world: its own pid namespace, where it has the leader's pid (so getpid, gettid,
@@ -248,6 +251,10 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
                           long long *ret, int *fd, int *cloexec, int *addrlen_in);
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev);
 const char *mvx_fast_error(struct mvx_fast *f);
+int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish);
+unsigned long mvx_agent_size(int status); /* MVX_AGENT_RING_SIZE, or (1) MVX_AGENT_STATUS_SIZE */
+int mvx_fast_agent_present(struct mvx_fast *f);
+unsigned long long mvx_fast_agent_answered(struct mvx_fast *f);
 long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
                         const unsigned long long args[6], int check, uint64_t seq, long long ret,
                         const void *got, uint8_t *out, size_t cap);

@@ -1,0 +1,116 @@
+"""The in-process agent (mvx/mechanics/native/mvx_agent.c, docs/DESIGN.md "The in-process agent"):
+a follower's reads of the leader's sockets answered inside its own program, from records its
+monitor publishes in shared memory, with no trap. Loaded into every variant by LD_PRELOAD (the
+same environment for all; the loader takes the build of each program's ISA from LD_LIBRARY_PATH
+and skips the others), at two fixed fd numbers every variant gets (the same fd tables).
+
+Built on first use, per ISA, with the compilers scripts/setup.sh installs, and cached by the
+sources' digest like the native module. Off unless MVX_AGENT=1 (measured, not yet the default)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from mvx.mechanics.native import lib
+
+_NATIVE = Path(__file__).resolve().parent / "native"
+SOURCES = ("mvx_agent.c", "mvx_agent.h")
+LIBRARY = "libmvxagent.so"
+RING_FD, STATUS_FD = 1022, 1023
+MFD_CLOEXEC, MFD_ALLOW_SEALING = 0x1, 0x2
+
+
+def wanted() -> bool:
+    return os.environ.get("MVX_AGENT", "0") == "1"
+
+
+def _compilers() -> dict[str, list[str]]:
+    """ISA -> the command that builds for it here (as scripts/build_variants.sh picks them)."""
+    if platform.machine() == "x86_64":
+        shim = _NATIVE.parents[2] / "build" / "include32"  # (<asm/...> for -m32: build_variants.sh)
+        return {"x86_64": ["gcc", "-m64"], "i386": ["gcc", "-m32", *(["-I", str(shim)] if shim.is_dir() else [])],
+                "aarch64": ["aarch64-linux-gnu-gcc"]}
+    if platform.machine() == "aarch64":
+        return {"aarch64": ["gcc"], "x86_64": ["x86_64-linux-gnu-gcc"], "i386": ["i686-linux-gnu-gcc"]}
+    return {}
+
+
+def _digest() -> str:
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((_NATIVE / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_bases() -> list[Path]:
+    return [_NATIVE / "_build" / "agent", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mvx" / "agent"]
+
+
+def build(isa: str) -> Path | None:
+    """The directory holding this ISA's libmvxagent.so (built now if need be), or None when there
+    is no compiler for it here."""
+    cc = _compilers().get(isa)
+    if not cc or not shutil.which(cc[0]):
+        return None
+    digest = _digest()
+    for base in _cache_bases():
+        out = base / digest / isa
+        if (out / LIBRARY).is_file():
+            return out
+    for base in _cache_bases():
+        out = base / digest / isa
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=out, suffix=".so", delete=False) as tmp:
+                pass
+            r = subprocess.run([*cc, "-O2", "-fPIC", "-shared", "-o", tmp.name, str(_NATIVE / "mvx_agent.c")],
+                               check=False, capture_output=True, text=True)
+            if r.returncode != 0:
+                os.unlink(tmp.name)
+                return None
+            os.replace(tmp.name, out / LIBRARY)  # whole or not at all, for a concurrent run
+            return out
+        except OSError:
+            continue
+    return None
+
+
+def environment(env: dict[str, str], isa: str | None) -> dict[str, str] | None:
+    """`env` with the agent preloaded for a program of `isa` (None, a script: for every ISA its
+    interpreter may be); None when a build it may need is missing (a loader that cannot preload a
+    library says so on stderr)."""
+    dirs = [build(i) for i in ([isa] if isa else _compilers())]
+    if not dirs or any(d is None for d in dirs):
+        return None
+    out = dict(env)
+    out["LD_PRELOAD"] = ":".join(filter(None, [LIBRARY, env.get("LD_PRELOAD")]))
+    out["LD_LIBRARY_PATH"] = ":".join(filter(None, [*dict.fromkeys(str(d) for d in dirs), env.get("LD_LIBRARY_PATH")]))
+    return out
+
+
+def memfds() -> tuple[int, int]:
+    """The ring and the status page a variant gets (sized here: an agent reading past a file's end
+    would fault)."""
+    ring = os.memfd_create("mvx-agent-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+    status = os.memfd_create("mvx-agent-status", MFD_CLOEXEC)
+    os.ftruncate(ring, lib.mvx_agent_size(0))
+    os.ftruncate(status, lib.mvx_agent_size(1))
+    return ring, status
+
+
+def attach(fast, ring: int, status: int, publish: bool) -> None:
+    """Map the two into the monitor (a follower publishes there) and seal the ring, then close
+    them here (the variant has its own copies, the monitor its mappings)."""
+    try:
+        r = lib.mvx_fast_agent_attach(fast, ring, status, int(publish))
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+    finally:
+        os.close(ring)
+        os.close(status)

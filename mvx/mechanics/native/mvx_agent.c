@@ -1,0 +1,77 @@
+/* The in-process agent: a follower's reads answered inside its own program, without a trap.
+ * LD_PRELOADed into every variant (libmvxagent.so, one build per ISA, found by bare name through
+ * LD_LIBRARY_PATH). Only a follower's monitor publishes records (mvx_agent.h): in the leader, or
+ * without the memfds, it answers nothing and every read goes to libc's.
+ *
+ * read(fd, buf, count) is answered here when the ring's next record is the leader's read of the
+ * same fd and count: its bytes, or its EAGAIN. Anything else (another call's record next, none
+ * yet, a read nested in a signal handler) goes to libc's read, which traps to the monitor as
+ * before: the monitor decides what the agent does not. The constructor makes no synced call
+ * (only mmap): every variant's calls stay the same with it or without it. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mvx_agent.h"
+
+/* (no <errno.h> or <sys/syscall.h>: a -m32 build without gcc-multilib has no <asm/...> headers) */
+extern int *__errno_location(void);
+#if defined(__x86_64__)
+#define NR_READ 0
+#elif defined(__i386__)
+#define NR_READ 3
+#elif defined(__aarch64__)
+#define NR_READ 63
+#endif
+
+static const struct mvx_agent_ring *ring;
+static struct mvx_agent_status *status;
+static ssize_t (*libc_read)(int, void *, size_t);
+
+__attribute__((constructor)) static void agent_start(void) {
+    libc_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ, MAP_SHARED, MVX_AGENT_FD_RING, 0);
+    if (r == MAP_FAILED)
+        return;
+    void *s = mmap(NULL, MVX_AGENT_STATUS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, MVX_AGENT_FD_STATUS, 0);
+    const struct mvx_agent_ring *rr = r;
+    if (s == MAP_FAILED || rr->magic != MVX_AGENT_MAGIC || rr->version != MVX_AGENT_VERSION) {
+        munmap(r, MVX_AGENT_RING_SIZE); /* the leader's, or another build's: off */
+        if (s != MAP_FAILED)
+            munmap(s, MVX_AGENT_STATUS_SIZE);
+        return;
+    }
+    ring = rr;
+    status = s;
+    __atomic_store_n(&status->magic, MVX_AGENT_MAGIC, __ATOMIC_RELEASE);
+}
+
+ssize_t read(int fd, void *buf, size_t count) {
+    if (ring && __atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) && !status->busy) {
+        status->busy = 1;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        uint32_t c = status->consumed, p = __atomic_load_n(&ring->published, __ATOMIC_ACQUIRE);
+        if (c < p && c < MVX_AGENT_SLOTS) {
+            const struct mvx_agent_slot *s = &ring->slot[c];
+            int32_t ret = s->ret;
+            if (s->fd == fd && s->count == (uint64_t)count && s->len <= count &&
+                s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
+                if (ret > 0)
+                    memcpy(buf, ring->data + s->off, s->len);
+                __atomic_store_n(&status->consumed, c + 1, __ATOMIC_RELEASE);
+                __atomic_signal_fence(__ATOMIC_SEQ_CST);
+                status->busy = 0;
+                if (ret < 0) {
+                    *__errno_location() = -ret;
+                    return -1;
+                }
+                return ret;
+            }
+        }
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        status->busy = 0;
+    }
+    return libc_read ? libc_read(fd, buf, count) : syscall(NR_READ, fd, buf, count);
+}

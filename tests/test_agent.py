@@ -1,0 +1,132 @@
+"""The in-process agent (MVX_AGENT=1, mvx/mechanics/agent.py, docs/DESIGN.md "The in-process
+agent"): a follower's reads answered inside its program from the records its monitor published,
+with no trap. What it must not change: every reply as without it, every divergence caught, and a
+follower that lies through the agent's status page stopped (fail closed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from _variants import free_port, variant_bin
+
+from mvx.mechanics import agent
+
+REPLY = b"Hi, how are you.\n"
+DIVERGENCE_EXIT = 70
+PAIRS = [("x86_64", "i386"), ("i386", "x86_64")]
+
+pytestmark = pytest.mark.skipif(any(agent.build(isa) is None for isa in ("x86_64", "i386")),
+                                reason="no compiler for the agent's x86_64 and i386 builds")
+
+
+def run_env(on: bool) -> dict[str, str]:
+    return {**os.environ, "MVX_AGENT": "1" if on else "0", "MVX_FAST_STATS": "1"}
+
+
+def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int = 4, requests: int = 150):
+    """epoll_server under `mvx run`, `clients` connections at once, each sending one request at a
+    time: the leader serves the others while a follower replays, so the follower finds the next
+    reads published when it answers a call. (exit status, replies per client, stderr)"""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin(leader, "epoll_server"),
+         "--follower", variant_bin(follower, "epoll_server"), "--", str(port), str(clients)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env(on))
+    replies: list[list[bytes]] = [[] for _ in range(clients)]
+
+    def client(i: int) -> None:
+        for _ in range(200):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+                break
+            except OSError:
+                threading.Event().wait(0.05)
+        else:
+            return
+        with sock:
+            for k in range(requests):
+                sock.sendall(b"req %d %d\n" % (i, k))
+                got = b""
+                while len(got) < len(REPLY):
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        return
+                    got += chunk
+                replies[i].append(got)
+
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, replies, err.decode(errors="replace")
+
+
+def answered_by_agent(err: str) -> int:
+    m = re.search(r"^mvx: follower: \d+ hot calls carried in C \((\d+) of them reads answered by the in-process agent\)",
+                  err, re.MULTILINE)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "seccomp"])
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_the_agent_answers_reads_and_every_reply_is_as_without_it(mode, leader, follower):
+    code, replies, err = serve_clients(True, mode, leader, follower)
+    assert code == 0, err
+    assert all(r == [REPLY] * 150 for r in replies), err
+    assert "DIVERGENCE" not in err, err
+    answered = answered_by_agent(err)
+    print(f"{mode} {leader} leading: {answered} of the follower's reads answered by its agent")
+    assert answered > 0, err
+
+
+def test_without_the_agent_no_read_is_answered_by_it():
+    code, replies, err = serve_clients(False, "hybrid", "x86_64", "i386", clients=2, requests=50)
+    assert code == 0 and all(r == [REPLY] * 50 for r in replies), err
+    assert answered_by_agent(err) == 0 and "hot calls carried in C" in err, err
+
+
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_follower_that_lies_through_the_agent_is_a_divergence_and_nothing_leaves(leader, follower):
+    """variants/src/agent_liar.c claims 999 reads in its status page, then writes a line: the follower's
+    monitor stops the run at that write (a claim beyond what it published): a divergence, and the
+    leader's line, held for the follower's check, never leaves."""
+    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--leader", variant_bin(leader, "agent_liar"),
+                        "--follower", variant_bin(follower, "agent_liar")],
+                       check=False, capture_output=True, env=run_env(True), timeout=60)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == DIVERGENCE_EXIT, err
+    assert "mvx: DIVERGENCE (agent)" in err and "claims 999 reads of the 0 it was given" in err, err
+    assert r.stdout == b"", (r.stdout, err)
+    assert "Traceback" not in err, err
+    ok = subprocess.run([sys.executable, "-m", "mvx", "run", "--leader", variant_bin(leader, "agent_liar"),
+                         "--follower", variant_bin(follower, "agent_liar")],
+                        check=False, capture_output=True, env=run_env(False), timeout=60)
+    assert ok.returncode == 0 and ok.stdout == b"agent_liar: done\n", ok.stderr.decode(errors="replace")
+
+
+def test_a_diverging_response_is_still_caught_with_the_agent(tmp_path, monkeypatch):
+    """test_write_behind's tampered follower (one byte of a 5 MiB file differs in its world), with
+    the agent loaded in both variants: the divergence is reported and no body byte leaves."""
+    from test_write_behind import LARGE, serve
+
+    monkeypatch.setenv("MVX_AGENT", "1")
+    tampered = bytearray(LARGE)
+    tampered[3 << 20] ^= 1
+    got, code, err = serve(tmp_path, {"big.bin": LARGE}, ["/big.bin"], tampered={"big.bin": bytes(tampered)})
+    assert code == DIVERGENCE_EXIT, err
+    assert "file bytes it sends differ" in err
+    head, _, rest = got[0].partition(b"\r\n\r\n")
+    assert rest == b"" and (head == b"" or head.startswith(b"HTTP/1.0 200"))
