@@ -225,6 +225,10 @@ class Monitor:
         if self.fds:
             self.fds.close()
 
+    def refusing(self) -> None:
+        """This monitor is about to stop the run itself (a call it does not follow): what every
+        follower has checked may still leave (under plain lockstep it already had)."""
+
     def synced_so_far(self) -> int:
         """Synced calls so far, the C loop's included (any thread: a glimpse, for --stats)."""
         fast = self.fast
@@ -338,6 +342,7 @@ class Monitor:
                                     "thread: mvx does not follow tasks yet and would let its calls run unchecked, "
                                     "so it stops the run before the call is made (fail closed; docs/DESIGN.md, "
                                     "\"Limits\")")
+                    self.refusing()
                     raise Stopped(self.refused)
                 if self.unanswered is not None and self.answer_again(stop):
                     continue
@@ -641,6 +646,10 @@ class LeaderMonitor(Monitor):
         super().kill()
         if self.outbox is not None:
             self.outbox.close()
+
+    def refusing(self) -> None:
+        if self.outbox is not None:  # (each follower meets the same call after its checks: quick)
+            self.outbox.drain(self.link.timeout + CHECK_GRACE)
 
     def foreign_signal(self, sig: int, info: bytes) -> None:
         self.signals.deferred.append((sig, info))

@@ -59,6 +59,13 @@ class Outbox:
         if lib.mvx_outbox_hold(self.native, item.seq, item.fd, item.data, len(item.data), how) < 0:
             raise self.link.failure or Stopped("the outbox is closed")
 
+    def oldest_wait(self) -> tuple[float, int]:
+        """(seconds the oldest held item has waited for the followers' checks, its call's seq);
+        (0.0, 0) when nothing is held."""
+        seq = ffi.new("uint64_t *")
+        waited = lib.mvx_outbox_oldest_wait(self.native, seq)
+        return waited, seq[0]
+
     def drain(self, timeout: float) -> bool:
         """Wait until everything held has left (the program ended); False on timeout or failure."""
         return bool(lib.mvx_outbox_drain(self.native, int(timeout * 1000)))

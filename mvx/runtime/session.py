@@ -249,6 +249,8 @@ class LeaderSession:
                     for i, pipe in enumerate(self.pipes):
                         nursery.start_soon(trio.to_thread.run_sync, self._read_loop, i, pipe)
                     nursery.start_soon(self._signals)
+                    if self.monitor.outbox is not None:
+                        nursery.start_soon(self._watch_held)
                     if opts.stats:
                         nursery.start_soon(stats.report, opts.stats, "leader", self.monitor.synced_so_far,
                                            self._stats)
@@ -263,6 +265,30 @@ class LeaderSession:
                 pipe.close()
             self.reporter.close()
         return code
+
+    async def _watch_held(self) -> None:
+        """Write-behind: the leader's program does not wait at its outputs, so a follower that stops
+        checking them (its monitor frozen, its link silently dead) shows here: an output held longer
+        than --timeout and the grace a check gets is a `timeout` divergence, as a lockstep wait for
+        that check would have been. Nothing held leaves after it."""
+        limit = self.opts.timeout + CHECK_GRACE
+        while True:
+            await trio.sleep(min(0.25, limit / 4))
+            waited, seq = self.monitor.outbox.oldest_wait()
+            if waited <= limit or self.stopped_by is not None or self.divergences or self.link.failure:
+                continue
+            late = sorted(i for i in self.link.live if self.link.checked(i) < seq)
+            if not late:
+                continue  # checked: it leaves in a moment
+            self.link.fail(Stopped("timeout"))  # before anything else: what is held is dropped
+            self.leader_diverged = True
+            self._record({"event": "divergence", "kind": "timeout", "seq": seq,
+                          "leader": "(an output held for the followers' check)", "follower": "(not reached)",
+                          "detail": f"follower(s) {late} did not check the call within {self.opts.timeout:g}s"},
+                         "leader")
+            self.monitor.stop(f"follower(s) {late} did not check an output in time")
+            self._stop_followers(f"follower(s) {late} did not check an output in time")
+            return
 
     def _stats(self) -> str:
         seq = self.monitor.synced_so_far()

@@ -630,6 +630,7 @@ static int link_drain_only(struct mvx_link *l) {
 struct mvx_held {
     struct mvx_held *next;
     uint64_t seq;
+    double since; /* when it was held (the session's watchdog: a follower that never checks it) */
     int fd, how;
     size_t len, off; /* off: sent so far */
     uint8_t data[];
@@ -686,6 +687,7 @@ int mvx_outbox_hold(struct mvx_outbox *o, uint64_t seq, int fd, const void *data
     }
     h->next = NULL;
     h->seq = seq;
+    h->since = now_s();
     h->fd = fd;
     h->how = how;
     h->len = len;
@@ -880,6 +882,15 @@ void mvx_outbox_drop(struct mvx_outbox *o) {
 }
 
 unsigned long long mvx_outbox_sent(struct mvx_outbox *o) { return __atomic_load_n(&o->sent, __ATOMIC_RELAXED); }
+
+/* How long the oldest held item has waited for the followers' checks (0: none held), and its call. */
+double mvx_outbox_oldest_wait(struct mvx_outbox *o, uint64_t *seq) {
+    pthread_mutex_lock(&o->link->m);
+    double w = o->head ? now_s() - o->head->since : 0.0;
+    *seq = o->head ? o->head->seq : 0;
+    pthread_mutex_unlock(&o->link->m);
+    return w;
+}
 /* Bytes held now (mvx run --stats: read without the lock, a glimpse). */
 unsigned long long mvx_outbox_held(struct mvx_outbox *o) { return __atomic_load_n(&o->bytes, __ATOMIC_RELAXED); }
 

@@ -172,6 +172,7 @@ void mvx_outbox_run(struct mvx_outbox *o);
 int mvx_outbox_drain(struct mvx_outbox *o, int timeout_ms);
 void mvx_outbox_close(struct mvx_outbox *o);
 void mvx_outbox_drop(struct mvx_outbox *o);
+double mvx_outbox_oldest_wait(struct mvx_outbox *o, uint64_t *seq);
 unsigned long long mvx_outbox_sent(struct mvx_outbox *o);
 unsigned long long mvx_outbox_held(struct mvx_outbox *o);
 
