@@ -130,3 +130,42 @@ def test_a_diverging_response_is_still_caught_with_the_agent(tmp_path, monkeypat
     assert "file bytes it sends differ" in err
     head, _, rest = got[0].partition(b"\r\n\r\n")
     assert rest == b"" and (head == b"" or head.startswith(b"HTTP/1.0 200"))
+
+
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_lighttpd_with_the_agent_serves_like_native(leader, follower, tmp_path, monkeypatch):
+    """Debian's lighttpd under a short wrk load (the mixed workload of tests/test_lighttpd.py, 8
+    connections): every odd case answered as native lighttpd answers it, no bad response, and the
+    follower's agent answered reads (its socket reads and its preads of the files)."""
+    from test_lighttpd import (
+        CASES,
+        REQUESTS,
+        _binaries_present,
+        native_responses,
+        protected,
+        responses,
+        wrk_mixed,
+    )
+
+    from mvx.demo import lighttpd
+
+    _binaries_present()
+    native_site = lighttpd.make_site(tmp_path / "native", free_port())
+    mvx_site = lighttpd.make_site(tmp_path / "mvx", free_port(), docroot=native_site.docroot)
+    expected = native_responses(native_site)
+    monkeypatch.setenv("MVX_AGENT", "1")
+    monkeypatch.setenv("MVX_FAST_STATS", "1")
+    server = protected(mvx_site, leader, follower, "hybrid")
+    try:
+        got = responses(mvx_site.port)
+        counts = wrk_mixed(mvx_site.port, min(REQUESTS, 2000))
+        again = responses(mvx_site.port)
+    finally:
+        status, err = server.stop()
+    for name in CASES:
+        assert got[name] == expected[name] and again[name] == expected[name], f"{name}: differs from native"
+    assert counts["bad"] == 0 and counts["errors"] == 0, counts
+    assert status == 0 and "DIVERGENCE" not in err and "Traceback" not in err, err
+    answered = answered_by_agent(err)
+    print(f"{leader} leading: {answered} of the follower's reads answered by its agent")
+    assert answered > 1000, err

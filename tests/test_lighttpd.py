@@ -282,13 +282,18 @@ def _leader_program(site: lighttpd.Site) -> int:
     return int(children[0])
 
 
+@pytest.mark.parametrize("agent", ["0", "1"], ids=["", "agent"])
 @pytest.mark.parametrize("path", ["/1k.txt", "/1m.txt"])
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
-def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, tmp_path, leader, follower, path):
+def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, tmp_path, leader, follower, path,
+                                                                         agent, monkeypatch):
     """The follower's node has one byte changed in one file of the docroot (same path, same
     configuration, same size and mtime: the follower runs in a mount namespace with a tampered
     copy bound over the file). The first response with that file is a divergence (writev bytes for a small file,
-    the file bytes sendfile sends for a large one), and it never reaches the client."""
+    the file bytes sendfile sends for a large one), and it never reaches the client. With the
+    in-process agent too (MVX_AGENT=1): the follower's pread of the small file is then answered by
+    its agent from its monitor's read of its own (tampered) copy."""
+    monkeypatch.setenv("MVX_AGENT", agent)
     _, site = sites
     original = site.docroot / path.lstrip("/")
     changed = tmp_path / "tampered"

@@ -29,9 +29,13 @@ extern int *__errno_location(void);
 static const struct mvx_agent_ring *ring;
 static struct mvx_agent_status *status;
 static ssize_t (*libc_read)(int, void *, size_t);
+static ssize_t (*libc_pread64)(int, void *, size_t, int64_t);
+static ssize_t (*libc_pread)(int, void *, size_t, long);
 
 __attribute__((constructor)) static void agent_start(void) {
     libc_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    libc_pread64 = (ssize_t (*)(int, void *, size_t, int64_t))dlsym(RTLD_NEXT, "pread64");
+    libc_pread = (ssize_t (*)(int, void *, size_t, long))dlsym(RTLD_NEXT, "pread");
     void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ, MAP_SHARED, MVX_AGENT_FD_RING, 0);
     if (r == MAP_FAILED)
         return;
@@ -48,30 +52,62 @@ __attribute__((constructor)) static void agent_start(void) {
     __atomic_store_n(&status->magic, MVX_AGENT_MAGIC, __ATOMIC_RELEASE);
 }
 
-ssize_t read(int fd, void *buf, size_t count) {
-    if (ring && __atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) && !status->busy) {
-        status->busy = 1;
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        uint32_t c = status->consumed, p = __atomic_load_n(&ring->published, __ATOMIC_ACQUIRE);
-        if (c < p && c < MVX_AGENT_SLOTS) {
-            const struct mvx_agent_slot *s = &ring->slot[c];
-            int32_t ret = s->ret;
-            if (s->fd == fd && s->count == (uint64_t)count && s->len <= count &&
-                s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
-                if (ret > 0)
-                    memcpy(buf, ring->data + s->off, s->len);
-                __atomic_store_n(&status->consumed, c + 1, __ATOMIC_RELEASE);
-                __atomic_signal_fence(__ATOMIC_SEQ_CST);
-                status->busy = 0;
-                if (ret < 0) {
-                    *__errno_location() = -ret;
-                    return -1;
-                }
-                return ret;
+/* The next published slot, when it is this call's (kind, fd, count, offset): its result, with its
+ * bytes copied to buf; 1 answered (*ret set), 0 not (the caller calls libc's, which traps). */
+static int answer(uint32_t kind, int fd, void *buf, size_t count, int64_t offset, ssize_t *ret) {
+    if (!ring || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) || status->busy)
+        return 0;
+    status->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    int done = 0;
+    uint32_t c = status->consumed, p = __atomic_load_n(&ring->published, __ATOMIC_ACQUIRE);
+    if (c < p && c < MVX_AGENT_SLOTS) {
+        const struct mvx_agent_slot *s = &ring->slot[c];
+        if (s->kind == kind && s->fd == fd && s->count == (uint64_t)count && (kind != MVX_AGENT_PREAD || s->offset == offset) &&
+            s->len <= count && s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
+            if (s->ret > 0)
+                memcpy(buf, ring->data + s->off, s->len);
+            __atomic_store_n(&status->consumed, c + 1, __ATOMIC_RELEASE);
+            if (s->ret < 0) {
+                *__errno_location() = -s->ret;
+                *ret = -1;
+            } else {
+                *ret = s->ret;
             }
+            done = 1;
         }
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        status->busy = 0;
     }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    status->busy = 0;
+    return done;
+}
+
+ssize_t read(int fd, void *buf, size_t count) {
+    ssize_t ret;
+    if (answer(MVX_AGENT_READ, fd, buf, count, 0, &ret))
+        return ret;
     return libc_read ? libc_read(fd, buf, count) : syscall(NR_READ, fd, buf, count);
+}
+
+ssize_t pread64(int fd, void *buf, size_t count, int64_t offset) {
+    ssize_t ret;
+    if (answer(MVX_AGENT_PREAD, fd, buf, count, offset, &ret))
+        return ret;
+    if (!libc_pread64) {
+        *__errno_location() = 38; /* ENOSYS */
+        return -1;
+    }
+    return libc_pread64(fd, buf, count, offset);
+}
+
+/* (off_t: 32 bits on i386, 64 elsewhere; a program may import either name) */
+ssize_t pread(int fd, void *buf, size_t count, long offset) {
+    ssize_t ret;
+    if (answer(MVX_AGENT_PREAD, fd, buf, count, offset, &ret))
+        return ret;
+    if (!libc_pread) {
+        *__errno_location() = 38; /* ENOSYS */
+        return -1;
+    }
+    return libc_pread(fd, buf, count, offset);
 }

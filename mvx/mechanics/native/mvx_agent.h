@@ -16,17 +16,24 @@
 #define MVX_AGENT_FD_RING 1022
 #define MVX_AGENT_FD_STATUS 1023
 #define MVX_AGENT_MAGIC 0x4158564du /* "MVXA" */
-#define MVX_AGENT_VERSION 1
+#define MVX_AGENT_VERSION 2
 #define MVX_AGENT_SLOTS 64
 #define MVX_AGENT_DATA (256u << 10)
 
-/* One of the leader's reads, as the follower's read(fd, buf, count) would be answered: `ret`, and
- * (ret > 0) that many bytes at data[off]. */
+#define MVX_AGENT_READ 1  /* the leader's read(fd, _, count) of a socket of its world: its result and bytes */
+#define MVX_AGENT_PREAD 2 /* pread64(fd, _, count, offset) of the follower's own file: made by its monitor
+                           * on its duplicate of that file, the leader's result agreeing */
+
+/* One read, as the follower's call would be answered: `ret`, and (ret > 0) that many bytes at
+ * data[off]. */
 struct mvx_agent_slot {
+    uint32_t kind;
     int32_t fd;
     int32_t ret; /* >= 0, or -EAGAIN */
+    uint32_t off;
     uint64_t count;
-    uint32_t off, len;
+    int64_t offset; /* MVX_AGENT_PREAD's */
+    uint32_t len, pad;
 };
 
 struct mvx_agent_ring {

@@ -2959,41 +2959,64 @@ static int agent_reconcile(struct mvx_fast *f) {
     return 0;
 }
 
-/* Is this frame a read the agent may answer: the leader's read(fd, _, count) of a socket of its
- * world (a placeholder here) that returned bytes or EAGAIN? Then its slot and bytes are filled. */
-static int agent_slot_for(struct mvx_fast *f, struct mvx_frame *fr, struct mvx_agent_slot *slot,
-                          const uint8_t **bytes, uint64_t *seq) {
+/* Is this frame a read the agent may answer? The leader's read(fd, _, count) of a socket of its
+ * world (a placeholder here) that returned bytes or EAGAIN: its bytes are the record's. Or its
+ * pread64(fd, _, count, offset) of a file of its own world: made here now on this monitor's
+ * duplicate of the follower's own file (what the trapped call would do), its result agreeing with
+ * the leader's. The slot and its bytes (at f->ring->data + f->ring_used) are filled: 1, else 0. */
+static int agent_slot_for(struct mvx_fast *f, struct mvx_frame *fr, struct mvx_agent_slot *slot, uint64_t *seq) {
     struct mvx_msg msg;
     if (!head_is(f, fr, MVX_M_CALL_RECORD, &msg))
         return 0;
     const struct mvx_call_record *rec = &msg.u.call_record;
     const struct mvx_value *v = &rec->view;
-    if (rec->cls.n != 10 || memcmp(rec->cls.p, "replicated", 10) || rec->content.present || rec->has_clock ||
-        !rec->ret.present || v->tag != MVX_T_LIST || v->n != 2 || v->v.c.items[0].tag != MVX_T_STR ||
-        v->v.c.items[0].n != 4 || memcmp(v->v.c.items[0].v.raw, "read", 4))
+    if (rec->content.present || rec->has_clock || !rec->ret.present || v->tag != MVX_T_LIST || v->n != 2 ||
+        v->v.c.items[0].tag != MVX_T_STR)
         return 0;
-    const struct mvx_value *a = &v->v.c.items[1];
-    if (a->tag != MVX_T_LIST || a->n != 3 || a->v.c.items[0].tag != MVX_T_I64 || a->v.c.items[1].tag != MVX_T_NONE ||
-        a->v.c.items[2].tag != MVX_T_I64)
+    const struct mvx_value *name = &v->v.c.items[0], *a = &v->v.c.items[1];
+    int pread_ = name->n == 7 && !memcmp(name->v.raw, "pread64", 7);
+    if (!pread_ && (name->n != 4 || memcmp(name->v.raw, "read", 4)))
+        return 0;
+    if (rec->cls.n != (pread_ ? 5u : 10u) || memcmp(rec->cls.p, pread_ ? "local" : "replicated", rec->cls.n))
+        return 0;
+    if (a->tag != MVX_T_LIST || a->n != (pread_ ? 4u : 3u) || a->v.c.items[0].tag != MVX_T_I64 ||
+        a->v.c.items[1].tag != MVX_T_NONE || a->v.c.items[2].tag != MVX_T_I64 || (pread_ && a->v.c.items[3].tag != MVX_T_I64))
         return 0;
     int64_t fd = a->v.c.items[0].v.i, count = a->v.c.items[2].v.i, ret = rec->ret.v;
-    if (fd < 0 || fd >= MVX_FAST_MAX_FD || !f->placeholder[fd] || f->fdok[fd] != MVX_FD_LEADERS || count < 0 ||
-        count > (int64_t)MVX_FAST_MAX_BUF)
+    if (fd < 0 || fd >= MVX_FAST_MAX_FD || count < 0 || count > (int64_t)MVX_FAST_MAX_BUF || ret > count ||
+        (uint64_t)count > MVX_AGENT_DATA - f->ring_used)
         return 0;
-    *bytes = NULL;
-    slot->len = 0;
-    if (ret >= 0) {
-        if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_BYTES ||
-            rec->outputs[0].value.n != (uint64_t)ret || ret > count)
+    uint8_t *out = f->ring->data + f->ring_used;
+    if (pread_) {
+        int64_t offset = a->v.c.items[3].v.i;
+        int mine = f->dup[fd];
+        if (f->fdok[fd] != MVX_FD_OWN || mine < 0 || rec->noutputs || mvx_same_file(f->t->pid, (int)fd, mine) != 1)
             return 0;
-        *bytes = rec->outputs[0].value.v.raw;
-        slot->len = (uint32_t)ret;
-    } else if (ret != -EAGAIN || rec->noutputs) {
-        return 0;
+        ssize_t n = pread(mine, out, (size_t)count, offset);
+        if ((n < 0 ? -errno : n) != ret || ret < 0)
+            return 0; /* (the trapped call finds it out and says so) */
+        slot->kind = MVX_AGENT_PREAD;
+        slot->offset = offset;
+    } else {
+        if (!f->placeholder[fd] || f->fdok[fd] != MVX_FD_LEADERS)
+            return 0;
+        if (ret >= 0) {
+            if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_BYTES ||
+                rec->outputs[0].value.n != (uint64_t)ret)
+                return 0;
+            memcpy(out, rec->outputs[0].value.v.raw, (size_t)ret);
+        } else if (ret != -EAGAIN || rec->noutputs) {
+            return 0;
+        }
+        slot->kind = MVX_AGENT_READ;
+        slot->offset = 0;
     }
     slot->fd = (int32_t)fd;
     slot->ret = (int32_t)ret;
     slot->count = (uint64_t)count;
+    slot->off = f->ring_used;
+    slot->len = ret > 0 ? (uint32_t)ret : 0;
+    slot->pad = 0;
     *seq = rec->seq;
     return 1;
 }
@@ -3003,18 +3026,16 @@ static int agent_slot_for(struct mvx_fast *f, struct mvx_frame *fr, struct mvx_a
 static void agent_publish_after(struct mvx_fast *f, struct mvx_frame *current) {
     if (!f->ring || !f->enabled || !mvx_fast_agent_present(f))
         return;
+    if (f->inbox->own && !f->inbox->end)
+        inbox_fill(f->inbox, 0); /* what the leader sent meanwhile, not yet taken off the channel */
     for (struct mvx_frame *fr = current; f->ring_n < MVX_AGENT_SLOTS;) {
         pthread_mutex_lock(&f->inbox->m);
         fr = fr->next;
         pthread_mutex_unlock(&f->inbox->m);
         struct mvx_agent_slot slot;
-        const uint8_t *bytes;
         uint64_t seq;
-        if (!fr || !agent_slot_for(f, fr, &slot, &bytes, &seq) || slot.len > MVX_AGENT_DATA - f->ring_used)
+        if (!fr || !agent_slot_for(f, fr, &slot, &seq))
             break;
-        slot.off = f->ring_used;
-        if (slot.len)
-            memcpy(f->ring->data + slot.off, bytes, slot.len);
         f->ring_used += slot.len;
         f->ring->slot[f->ring_n] = slot;
         f->ring_frame[f->ring_n] = fr;
