@@ -420,7 +420,7 @@ def _stdin_fd(stdin: Any, stack: contextlib.ExitStack) -> Any:
 @contextlib.asynccontextmanager
 async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, args: Sequence[str] = (),
                    mode: str = "hybrid", policy: str = "default", lockstep: str = "sensitive",
-                   write_behind: bool = True, on_divergence: str = "kill", timeout: float = 10.0,
+                   write_behind: bool = True, agent: bool = True, on_divergence: str = "kill", timeout: float = 10.0,
                    window: int = 256, log: str | os.PathLike | None = None, pin: bool = True,
                    shared_net: bool = False, pass_fds: Sequence[int] = (), stats: float | None = None,
                    stdin: Any = None, stdout: Any = None, stderr: Any = None,
@@ -453,7 +453,7 @@ async def open_run(leader: Variant, followers: Variant | Sequence[Variant], *, a
                        " (followers is a list of variants: one follower's argv is [[BIN, ARG, ...]])" if flat and i else "")
     args = [os.fspath(a) for a in args]
     allowed = sorted(os.sched_getaffinity(0))
-    common = [*_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
+    common = [*_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window, agent),
               *(["--stats", str(stats)] if stats else []), *_cwd_option(cwd)]
     me = [sys.executable, "-m", "mvx"]
 
@@ -572,7 +572,8 @@ def _node_options(keys: str | os.PathLike | None, insecure: bool, wait: float) -
 @contextlib.asynccontextmanager
 async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys: str | os.PathLike | None = None,
                       insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
-                      lockstep: str = "sensitive", write_behind: bool = True, on_divergence: str = "kill",
+                      lockstep: str = "sensitive", write_behind: bool = True, agent: bool = True,
+                      on_divergence: str = "kill",
                       timeout: float = 10.0, window: int = 256, log: str | os.PathLike | None = None,
                       pin: bool = True, stdin: Any = None, stdout: Any = None, stderr: Any = None,
                       env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None) -> AsyncIterator[Run]:
@@ -584,7 +585,7 @@ async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys
     _check_variant(argv, "the leader")
     node = _node_options(keys, insecure, wait)
     cmd = [sys.executable, "-m", "mvx", "leader", "--listen", listen, "--followers", str(followers), *node,
-           *_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window),
+           *_session_options(mode, policy, lockstep, write_behind, on_divergence, timeout, window, agent),
            *([] if pin else ["--no-pin"]), *(["--log", os.fspath(log)] if log else []), *_cwd_option(cwd)]
     env = dict(os.environ if env is None else env)
 
@@ -600,7 +601,7 @@ async def open_leader(program: Variant, *, listen: str, followers: int = 1, keys
 async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLike | None = None,
                         insecure: bool = False, wait: float = 60.0, mode: str = "hybrid", policy: str = "default",
                         timeout: float = 10.0, log: str | os.PathLike | None = None, pin: bool = True,
-                        isolate_net: bool = True, env: dict[str, str] | None = None,
+                        isolate_net: bool = True, agent: bool = True, env: dict[str, str] | None = None,
                         cwd: str | os.PathLike | None = None) -> AsyncIterator[Run]:
     """A follower of a two-node run (`mvx follower`): `program` runs here, fed by the leader at
     `connect` ('HOST:PORT'). Its Run's divergences are those this follower found; its Outcome's
@@ -609,7 +610,7 @@ async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLi
     _check_variant(argv, "the follower")
     node = _node_options(keys, insecure, wait)
     cmd = [sys.executable, "-m", "mvx", "follower", "--connect", connect, *node,
-           *_session_options(mode, policy, "sensitive", False, "kill", timeout, 256),
+           *_session_options(mode, policy, "sensitive", False, "kill", timeout, 256, agent),
            *([] if pin else ["--no-pin"]), *(["--isolate-net"] if isolate_net else []),
            *(["--log", os.fspath(log)] if log else []), *_cwd_option(cwd)]
     env = dict(os.environ if env is None else env)
@@ -623,7 +624,7 @@ async def open_follower(program: Variant, *, connect: str, keys: str | os.PathLi
 
 
 def _session_options(mode: str, policy: str, lockstep: str, write_behind: bool, on_divergence: str,
-                     timeout: float, window: int) -> list[str]:
+                     timeout: float, window: int, agent: bool = True) -> list[str]:
     """The options every monitor of a session takes, checked here (one-line MvxErrors)."""
     if mode not in MODES:
         raise MvxError(f"mode {mode!r}: one of {', '.join(MODES)}")
@@ -636,6 +637,7 @@ def _session_options(mode: str, policy: str, lockstep: str, write_behind: bool, 
     if policy not in policymod.available():
         raise MvxError(f"policy {policy!r}: one of {', '.join(policymod.available())}")
     return ["--mode", mode, "--policy", policy, "--lockstep", lockstep, *([] if write_behind else ["--no-write-behind"]),
+            *([] if agent else ["--no-agent"]),
             "--on-divergence", on_divergence, "--timeout", str(timeout), "--window", str(window)]
 
 

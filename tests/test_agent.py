@@ -1,4 +1,4 @@
-"""The in-process agent (MVX_AGENT=1, mvx/mechanics/agent.py, docs/DESIGN.md "The in-process
+"""The in-process agent (on by default; --no-agent turns it off; mvx/mechanics/agent.py, docs/DESIGN.md "The in-process
 agent"): a follower's reads answered inside its program from the records its monitor published,
 with no trap. What it must not change: every reply as without it, every divergence caught, and a
 follower that lies through the agent's status page stopped (fail closed)."""
@@ -25,8 +25,12 @@ pytestmark = pytest.mark.skipif(any(agent.build(isa) is None for isa in ("x86_64
                                 reason="no compiler for the agent's x86_64 and i386 builds")
 
 
-def run_env(on: bool) -> dict[str, str]:
-    return {**os.environ, "MVX_AGENT": "1" if on else "0", "MVX_FAST_STATS": "1"}
+def run_env() -> dict[str, str]:
+    return {**os.environ, "MVX_FAST_STATS": "1"}
+
+
+def agent_option(on: bool) -> list[str]:
+    return [] if on else ["--no-agent"]
 
 
 def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int = 4, requests: int = 150):
@@ -35,9 +39,9 @@ def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int 
     reads published when it answers a call. (exit status, replies per client, stderr)"""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mvx", "run", "--mode", mode, "--leader", variant_bin(leader, "epoll_server"),
+        [sys.executable, "-m", "mvx", "run", "--mode", mode, *agent_option(on), "--leader", variant_bin(leader, "epoll_server"),
          "--follower", variant_bin(follower, "epoll_server"), "--", str(port), str(clients)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env(on))
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env())
     replies: list[list[bytes]] = [[] for _ in range(clients)]
 
     def client(i: int) -> None:
@@ -103,26 +107,26 @@ def test_a_follower_that_lies_through_the_agent_is_a_divergence_and_nothing_leav
     """variants/src/agent_liar.c claims 999 reads in its status page, then writes a line: the follower's
     monitor stops the run at that write (a claim beyond what it published): a divergence, and the
     leader's line, held for the follower's check, never leaves."""
-    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--leader", variant_bin(leader, "agent_liar"),
+    r = subprocess.run([sys.executable, "-m", "mvx", "run", "--agent", "--leader", variant_bin(leader, "agent_liar"),
                         "--follower", variant_bin(follower, "agent_liar")],
-                       check=False, capture_output=True, env=run_env(True), timeout=60)
+                       check=False, capture_output=True, env=run_env(), timeout=60)
     err = r.stderr.decode(errors="replace")
     assert r.returncode == DIVERGENCE_EXIT, err
     assert "mvx: DIVERGENCE (agent)" in err and "claims 999 reads of the 0 it was given" in err, err
     assert r.stdout == b"", (r.stdout, err)
     assert "Traceback" not in err, err
-    ok = subprocess.run([sys.executable, "-m", "mvx", "run", "--leader", variant_bin(leader, "agent_liar"),
+    ok = subprocess.run([sys.executable, "-m", "mvx", "run", "--no-agent", "--leader", variant_bin(leader, "agent_liar"),
                          "--follower", variant_bin(follower, "agent_liar")],
-                        check=False, capture_output=True, env=run_env(False), timeout=60)
+                        check=False, capture_output=True, env=run_env(), timeout=60)
     assert ok.returncode == 0 and ok.stdout == b"agent_liar: done\n", ok.stderr.decode(errors="replace")
 
 
-def test_a_diverging_response_is_still_caught_with_the_agent(tmp_path, monkeypatch):
+def test_a_diverging_response_is_still_caught_with_the_agent(tmp_path):
     """test_write_behind's tampered follower (one byte of a 5 MiB file differs in its world), with
-    the agent loaded in both variants: the divergence is reported and no body byte leaves."""
+    the agent loaded in both variants (the default): the divergence is reported and no body byte
+    leaves."""
     from test_write_behind import LARGE, serve
 
-    monkeypatch.setenv("MVX_AGENT", "1")
     tampered = bytearray(LARGE)
     tampered[3 << 20] ^= 1
     got, code, err = serve(tmp_path, {"big.bin": LARGE}, ["/big.bin"], tampered={"big.bin": bytes(tampered)})
@@ -153,7 +157,6 @@ def test_lighttpd_with_the_agent_serves_like_native(leader, follower, tmp_path, 
     native_site = lighttpd.make_site(tmp_path / "native", free_port())
     mvx_site = lighttpd.make_site(tmp_path / "mvx", free_port(), docroot=native_site.docroot)
     expected = native_responses(native_site)
-    monkeypatch.setenv("MVX_AGENT", "1")
     monkeypatch.setenv("MVX_FAST_STATS", "1")
     server = protected(mvx_site, leader, follower, "hybrid")
     try:

@@ -286,14 +286,14 @@ def _leader_program(site: lighttpd.Site) -> int:
 @pytest.mark.parametrize("path", ["/1k.txt", "/1m.txt"])
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, tmp_path, leader, follower, path,
-                                                                         agent, monkeypatch):
+                                                                         agent):
     """The follower's node has one byte changed in one file of the docroot (same path, same
     configuration, same size and mtime: the follower runs in a mount namespace with a tampered
     copy bound over the file). The first response with that file is a divergence (writev bytes for a small file,
     the file bytes sendfile sends for a large one), and it never reaches the client. With the
-    in-process agent too (MVX_AGENT=1): the follower's pread of the small file is then answered by
-    its agent from its monitor's read of its own (tampered) copy."""
-    monkeypatch.setenv("MVX_AGENT", agent)
+    in-process agent (the default) and without: with it the follower's pread of the small file is
+    answered by its agent from its monitor's read of its own (tampered) copy."""
+    no_agent = [] if agent == "1" else ["--no-agent"]
     _, site = sites
     original = site.docroot / path.lstrip("/")
     changed = tmp_path / "tampered"
@@ -305,13 +305,14 @@ def test_a_follower_serving_another_file_is_caught_on_its_first_response(sites, 
     channel = f"127.0.0.1:{free_port()}"
     mvx = [sys.executable, "-m", "mvx"]
     program = ["-f", str(site.conf), "-D"]
-    follower_cmd = " ".join([*mvx, "follower", "--connect", channel, "--insecure", "--",
+    follower_cmd = " ".join([*mvx, "follower", "--connect", channel, "--insecure", *no_agent, "--",
                              *lighttpd.argv(follower), *program])
     follower_proc = subprocess.Popen(["unshare", "-m", "sh", "-c",
                                       f"mount --bind {changed} {original} && exec {follower_cmd}"],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=lighttpd.env())
     try:
-        server = Server([*mvx, "leader", "--listen", channel, "--insecure", "--", *lighttpd.argv(leader), *program],
+        server = Server([*mvx, "leader", "--listen", channel, "--insecure", *no_agent, "--", *lighttpd.argv(leader),
+                         *program],
                         site.port, env=lighttpd.env())
     except (Exception, pytest.fail.Exception):  # noqa: BLE001 - any failure to start: show the follower's words
         follower_proc.kill()

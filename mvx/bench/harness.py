@@ -94,6 +94,8 @@ CONFIGS = {c.name: c for c in [
     Config("hybrid", "mvx hybrid", "mvx", "hybrid"),
     # the same without write-behind: the program stops at each output until every follower checked it
     Config("hybrid-no-write-behind", "mvx hybrid --no-write-behind", "mvx", "hybrid", ("--no-write-behind",)),
+    # the same without the in-process agent: every read of a follower traps to its monitor
+    Config("hybrid-no-agent", "mvx hybrid --no-agent", "mvx", "hybrid", ("--no-agent",)),
     # the policy level that traps less: file metadata, positions and offset reads run untrapped
     Config("hybrid-relaxed", "mvx hybrid --policy relaxed", "mvx", "hybrid", ("--policy", "relaxed")),
     # the A/B of the data plane: every call the Python way (MVX_FAST=0), as before the C fast path

@@ -100,7 +100,8 @@ def register(sub) -> None:
                    help="epoll, lighttpd or all (default all)")
     p.add_argument("--modes", nargs="+", metavar="CONFIG",
                    help="configurations besides native (always run: ratios need it), comma- or space-separated: "
-                   "ptrace seccomp hybrid hybrid-no-write-behind (hybrid with --no-write-behind) hybrid-relaxed (hybrid with "
+                   "ptrace seccomp hybrid hybrid-no-write-behind (hybrid with --no-write-behind) hybrid-no-agent (hybrid with "
+                   "--no-agent) hybrid-relaxed (hybrid with "
                    "--policy relaxed) hybrid-python ptrace-python "
                    "(the C fast path off: MVX_FAST=0) two-node-tls two-node-tcp (`mvx leader` and `mvx follower` "
                    "as two processes over TCP on loopback, with mutual TLS or --insecure) strace strace-seccomp "

@@ -35,6 +35,10 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    "in the leader's monitor until every follower checked it (default); --no-write-behind stops the "
                    "program at each output until then (either way no byte leaves before every follower agreed; "
                    "docs/DESIGN.md, write-behind)")
+    p.add_argument("--agent", action=argparse.BooleanOptionalAction, default=True,
+                   help="load the in-process agent into every variant, so that a follower's reads of the "
+                   "leader's sockets and of its own files are answered inside its program, without a trap "
+                   "(default; --no-agent: every such read traps; docs/DESIGN.md, the in-process agent)")
     p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
                    help="kill: stop every variant (default); alert: report, stop the diverged follower and "
                    "let the leader keep running")
@@ -129,7 +133,8 @@ def _options(args: argparse.Namespace, argv: list[str], **kw):
 
     arch = check_runnable(resolve_program(argv[0])) or host_arch()  # a script runs as the host's ISA
     return Options(argv=argv, mode=Mode(args.mode), policy=policymod.load(args.policy), lockstep=args.lockstep,
-                   write_behind=args.write_behind, on_divergence=args.on_divergence, timeout=args.timeout,
+                   write_behind=args.write_behind, agent=args.agent, on_divergence=args.on_divergence,
+                   timeout=args.timeout,
                    cpu=_cpu(args), log=args.log, stats=args.stats, cwd=_cwd(args.cwd),
                    window=args.window, arch=arch.name, **kw)
 
@@ -247,7 +252,7 @@ def run_variants(args: argparse.Namespace, leader: str, followers: list[str], pr
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(hand_on, signals)
                 async with api.open_run(leader, followers, args=prog_args, mode=args.mode, policy=args.policy,
-                                        lockstep=args.lockstep, write_behind=args.write_behind,
+                                        lockstep=args.lockstep, write_behind=args.write_behind, agent=args.agent,
                                         on_divergence=args.on_divergence, timeout=args.timeout,
                                         window=args.window, log=args.log, pin=not args.no_pin,
                                         shared_net=args.shared_net, pass_fds=passed, stats=args.stats,

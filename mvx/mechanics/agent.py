@@ -5,7 +5,8 @@ same environment for all; the loader takes the build of each program's ISA from 
 and skips the others), at two fixed fd numbers every variant gets (the same fd tables).
 
 Built on first use, per ISA, with the compilers scripts/setup.sh installs, and cached by the
-sources' digest like the native module. Off unless MVX_AGENT=1 (measured, not yet the default)."""
+sources' digest like the native module. On by default in `mvx run`, `mvx leader` and `mvx follower`
+(--no-agent turns it off); without a compiler for a variant's ISA, that variant runs without it."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ SOURCES = ("mvx_agent.c", "mvx_agent.h")
 LIBRARY = "libmvxagent.so"
 RING_FD, STATUS_FD = 1022, 1023
 MFD_CLOEXEC, MFD_ALLOW_SEALING = 0x1, 0x2
-
-
-def wanted() -> bool:
-    return os.environ.get("MVX_AGENT", "0") == "1"
 
 
 def _compilers() -> dict[str, list[str]]:

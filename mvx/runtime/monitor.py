@@ -161,7 +161,7 @@ class Monitor:
                  env: dict[str, str] | None = None, cwd: str | None = None,
                  stdio: tuple[int | None, int | None, int | None] = (None, None, None),
                  isolate_net: bool = False, own_pids: bool = False, own_files: bool = False,
-                 passed: tuple[int, ...] = (), placeholders: int = 0) -> None:
+                 passed: tuple[int, ...] = (), placeholders: int = 0, in_process_agent: bool = False) -> None:
         self.policy = policy
         self.mode = mode
         # a follower's program gets, at the numbers of the fds the leader's was passed, inert sockets
@@ -173,7 +173,8 @@ class Monitor:
                                own_pids=own_pids, own_files=own_files, hide_vdso=self.hide_vdso,
                                report_signals=self.report_signals, passed=passed)
         self._agent_fds: tuple[int, int] | None = None
-        if agent.wanted() and (agent_env := agent.environment(self.variant.env, self.variant.elf_arch and self.variant.elf_arch.name)) is not None:
+        arch = self.variant.elf_arch
+        if in_process_agent and (agent_env := agent.environment(self.variant.env, arch and arch.name)) is not None:
             self.variant.env = agent_env
             self.variant.agent_fds = self._agent_fds = agent.memfds()
         self.fds: FdShadow | None = None

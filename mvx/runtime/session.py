@@ -55,6 +55,7 @@ class Options:
     policy: Policy
     lockstep: str = "sensitive"
     write_behind: bool = True  # outputs held by the leader's monitor (mvx.runtime.outbox)
+    agent: bool = True  # the in-process agent in every variant (mvx.mechanics.agent)
     on_divergence: str = "kill"
     timeout: float = 10.0
     cpu: int | None = None
@@ -235,7 +236,7 @@ class LeaderSession:
             if pipe.chan is not None:  # the C fast path sends there itself
                 lib.mvx_link_set_chan(self.link.native, i, pipe.chan)
         self.monitor = LeaderMonitor(opts.argv, link=self.link, lockstep=opts.lockstep,
-                                     write_behind=opts.write_behind, mode=opts.mode,
+                                     write_behind=opts.write_behind, in_process_agent=opts.agent, mode=opts.mode,
                                      policy=opts.policy, cpu=opts.cpu, env=opts.env, cwd=opts.cwd, stdio=opts.stdio,
                                      isolate_net=opts.isolate_net, passed=opts.passed_fds)
         self.reporter.event({"event": "start", "argv": opts.argv, "mode": opts.mode.value,
@@ -496,7 +497,7 @@ class FollowerSession:
         self.pipe = await self.channel.detach(dead_after=opts.timeout + CHECK_GRACE)
         self.inbox = Inbox()
         self.monitor = FollowerMonitor(opts.argv, inbox=self.inbox, reply=self._reply, reply_chan=self.pipe.chan,
-                                       mode=opts.mode,
+                                       mode=opts.mode, in_process_agent=opts.agent,
                                        policy=opts.policy, cpu=opts.cpu, env=opts.env, cwd=opts.cwd,
                                        end_timeout=opts.timeout,
                                        stdio=opts.stdio, isolate_net=opts.isolate_net,
