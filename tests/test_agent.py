@@ -79,8 +79,8 @@ def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int 
 
 
 def answered_by_agent(err: str) -> int:
-    m = re.search(r"^mvx: follower: \d+ hot calls carried in C \((\d+) of them reads answered by the in-process agent\)",
-                  err, re.MULTILINE)
+    m = re.search(r"^mvx: follower: \d+ hot calls carried in C, .*; of those in C, (\d+) reads answered by the in-process "
+                  r"agent$", err, re.MULTILINE)
     return int(m.group(1)) if m else 0
 
 

@@ -366,26 +366,25 @@ def reading(prof: dict) -> list[str]:
          "rest trio's thread and, with write-behind, the outbox's. The target is 10 µs per call per monitor."),
         "",
         "What limits it, and what would move it:", "",
-        ("1. Lockstep costs throughput, not only latency: at every response the leader's program waits for the "
-         "follower's check, and the check's path crosses CPUs twice per request behind the follower's replay of "
-         "the request's reads (a ping-pong between two processes on the two CPUs over a socketpair: 16.5 µs per "
-         "round trip when each side sleeps, 5.9 µs when each polls). Write-behind (`hybrid-write-behind` above) "
-         "answers the output at once and holds its bytes in the monitor; it pays only once the follower keeps up, "
-         "since a response still leaves only after the follower's check."),
+        ("1. Write-behind (the default) answers a response's writev at once and holds its bytes until the "
+         "follower checked it, so the leader's program runs on and the two CPUs work in parallel; without it "
+         "(`hybrid-no-write-behind` above) the leader's program waits at every response for the follower's check, "
+         "a ping-pong between the CPUs per request that leaves both idle part of the time."),
         ("2. The leader's monitor thread reads its channels itself in the C loop (the reader thread's share above "
          "is what is left: Python's stretches), and under write-behind sends what the checks released; a poll "
          "before sleeping in the lockstep wait (`MVX_SPIN_US`) measured no better, nor did one in a follower's "
          "wait for records (its CPU is the load generator's)."),
         ("3. The C loop's own cost is nearly all system time (the tables above), and most of that is not the "
-         "system calls themselves (0.25-0.4 µs each here: a kcmp, an fcntl, a getpid and a waitpid less per call "
-         "measured within noise, so they stay) but the switches they cause: per call the variant's trap and its "
-         "answer are two switches between processes on one CPU, and a record wakes the peer's monitor on the "
-         "other (perf: finish_task_switch alone is 18% of CPU 0 (the leader and its monitor), the notification ioctls 13%, "
-         "the channel sends 6%, the responses' TCP sends 8%). What would move it: fewer switches per call, which "
-         "the notification design cannot give (one trap, one answer), so an in-process agent for the hot calls "
-         "(a SIGSYS handler or a rewritten libc entry, as ReMon's IP-MON: 2.2 µs against 4.4 µs per trap "
-         "measured here), and a shared-memory ring between the monitors polled before sleeping. The Python path "
-         "now sees only start-up and a few calls per thousand requests (MVX_FAST_STATS)."),
+         "system calls themselves (0.25-0.4 µs each here) but the switches they cause: per trapped call the "
+         "variant's trap and its answer are two switches between processes on one CPU. The follower's in-process "
+         "agent (the default; `hybrid-no-agent` above is without it) answers its socket reads and its file preads "
+         "in its program, from what its monitor published just before it let the variant go, so a follower that "
+         "lags behind traps about once per request (the response's writev; context switches per request at c8 "
+         "keep-alive: about 14 with it, 28 without). The leader still traps its read, pread64 and writev: CPU 0 "
+         "(the leader and its monitor) is now the one at 100%. What would move it: the leader's half of the agent "
+         "(docs/proposals/in-process-agent.md, stage 1: reads served from bytes the monitor peeked at the epoll "
+         "wait, file reads made by the agent and claimed), and for the close points the accept4/close/epoll_ctl "
+         "calls, which trap in both variants."),
         ("4. The 1 MiB points: each sendfile's bytes are read (copied) and digested with XXH3-128 in each monitor "
          "before the leader's call runs, and under lockstep the leader waits for the follower's digest at each of "
          "the four or five sendfile calls of a response."),

@@ -1,8 +1,9 @@
 """The in-process agent (mvx/mechanics/native/mvx_agent.c, docs/DESIGN.md "The in-process agent"):
 a follower's reads of the leader's sockets answered inside its own program, from records its
-monitor publishes in shared memory, with no trap. Loaded into every variant by LD_PRELOAD (the
-same environment for all; the loader takes the build of each program's ISA from LD_LIBRARY_PATH
-and skips the others), at two fixed fd numbers every variant gets (the same fd tables).
+monitor publishes in shared memory, with no trap. Loaded into every variant by LD_PRELOAD (its
+ISA's build, by path), from two memfds every variant gets at fixed fd numbers; its constructor maps
+them, closes both fds (the same two synced closes in every variant) and puts LD_PRELOAD back as it
+was, so the program sees the fds and the environment it would see natively.
 
 Built on first use, per ISA, with the compilers scripts/setup.sh installs, and cached by the
 sources' digest like the native module. On by default in `mvx run`, `mvx leader` and `mvx follower`
@@ -79,15 +80,14 @@ def build(isa: str) -> Path | None:
 
 
 def environment(env: dict[str, str], isa: str | None) -> dict[str, str] | None:
-    """`env` with the agent preloaded for a program of `isa` (None, a script: for every ISA its
-    interpreter may be); None when a build it may need is missing (a loader that cannot preload a
-    library says so on stderr)."""
-    dirs = [build(i) for i in ([isa] if isa else _compilers())]
-    if not dirs or any(d is None for d in dirs):
+    """`env` with the agent of `isa` preloaded (by its path, first, before any LD_PRELOAD of the
+    user's, which its constructor puts back as it was: the program sees the environment it would
+    see natively); None for a script (its interpreter's ISA is not known here) or without a build."""
+    built = build(isa) if isa else None
+    if built is None:
         return None
     out = dict(env)
-    out["LD_PRELOAD"] = ":".join(filter(None, [LIBRARY, env.get("LD_PRELOAD")]))
-    out["LD_LIBRARY_PATH"] = ":".join(filter(None, [*dict.fromkeys(str(d) for d in dirs), env.get("LD_LIBRARY_PATH")]))
+    out["LD_PRELOAD"] = ":".join(filter(None, [str(built / LIBRARY), env.get("LD_PRELOAD")]))
     return out
 
 

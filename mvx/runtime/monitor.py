@@ -374,10 +374,11 @@ class Monitor:
                 per_call = (_cpu_seconds() - self._cpu_at_start) / max(self.sync.seq, 1) * 1e6
                 top = ", ".join(f"{name} {n}" for name, n in self.python_calls.most_common(6))
                 answered = lib.mvx_fast_agent_answered(self.fast.native)
-                print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C"
-                      f"{f' ({answered} of them reads answered by the in-process agent)' if answered else ''}, "
+                print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C, "
                       f"{self.sync.seq} synced calls in all, {per_call:.1f} us of monitor CPU per synced call; "
-                      f"the Python path's stops: {top or 'none'}", file=sys.stderr)
+                      f"the Python path's stops: {top or 'none'}"
+                      f"{f'; of those in C, {answered} reads answered by the in-process agent' if answered else ''}",
+                      file=sys.stderr)
 
     def on_call(self, stop: Stop) -> None:
         raise NotImplementedError

@@ -10,6 +10,7 @@
  * (only mmap): every variant's calls stay the same with it or without it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -26,20 +27,49 @@ extern int *__errno_location(void);
 #define NR_READ 63
 #endif
 
-static const struct mvx_agent_ring *ring;
-static struct mvx_agent_status *status;
+/* (exported: the program may find them, as any code in it could find the mappings; the monitor
+ * trusts nothing the status page says beyond what it checks, tests/test_agent.py's liar included) */
+const struct mvx_agent_ring *mvx_agent_ring;
+struct mvx_agent_status *mvx_agent_status;
+#define ring mvx_agent_ring
+#define status mvx_agent_status
 static ssize_t (*libc_read)(int, void *, size_t);
 static ssize_t (*libc_pread64)(int, void *, size_t, int64_t);
 static ssize_t (*libc_pread)(int, void *, size_t, long);
 
+/* LD_PRELOAD as it was before mvx put this library first in it (unset when it had been unset):
+ * the program's environment is the one it would have natively. (No syscall: environ is memory.) */
+static void restore_preload(void) {
+    const char *v = getenv("LD_PRELOAD");
+    if (!v)
+        return;
+    const char *end = strchr(v, ':');
+    size_t first = end ? (size_t)(end - v) : strlen(v);
+    static const char me[] = "/libmvxagent.so";
+    if (first < sizeof me - 1 || memcmp(v + first - (sizeof me - 1), me, sizeof me - 1))
+        return;
+    if (end && end[1])
+        setenv("LD_PRELOAD", end + 1, 1);
+    else
+        unsetenv("LD_PRELOAD");
+}
+
 __attribute__((constructor)) static void agent_start(void) {
+    restore_preload();
     libc_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     libc_pread64 = (ssize_t (*)(int, void *, size_t, int64_t))dlsym(RTLD_NEXT, "pread64");
     libc_pread = (ssize_t (*)(int, void *, size_t, long))dlsym(RTLD_NEXT, "pread");
     void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ, MAP_SHARED, MVX_AGENT_FD_RING, 0);
-    if (r == MAP_FAILED)
-        return;
     void *s = mmap(NULL, MVX_AGENT_STATUS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, MVX_AGENT_FD_STATUS, 0);
+    /* the mappings stay; the fds go, in every variant alike (two synced closes, the same everywhere),
+     * so the program's fd table is the one it would have natively */
+    close(MVX_AGENT_FD_RING);
+    close(MVX_AGENT_FD_STATUS);
+    if (r == MAP_FAILED) {
+        if (s != MAP_FAILED)
+            munmap(s, MVX_AGENT_STATUS_SIZE);
+        return;
+    }
     const struct mvx_agent_ring *rr = r;
     if (s == MAP_FAILED || rr->magic != MVX_AGENT_MAGIC || rr->version != MVX_AGENT_VERSION) {
         munmap(r, MVX_AGENT_RING_SIZE); /* the leader's, or another build's: off */
