@@ -105,7 +105,9 @@ def test_a_follower_stopped_by_its_watchdog_says_where_it_was(tmp_path, mode):
 def test_a_running_variant_is_stopped_for_its_registers():
     """A variant in no ptrace stop, running its own code, is brought to one by SIGSTOP for its
     tracer to read: its pc is then in its code, not in a call."""
-    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    child = subprocess.Popen([sys.executable, "-c", "print('looping', flush=True)\nwhile True: pass"],
+                             stdout=subprocess.PIPE)
+    assert child.stdout.readline() == b"looping\n"  # past its start-up's calls (an mmap, caught once)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     got: list = []
