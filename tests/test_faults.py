@@ -5,6 +5,7 @@ left, the port is free again, and no connection is served by a leader left witho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -118,11 +119,15 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, int, lighttpd.Site]:
             time.sleep(0.05)
 
 
-def end_run(proc: subprocess.Popen, load: Load) -> str:
-    """Stop the clients, then the run if it still goes (its whole group); its stderr."""
+def end_run(proc: subprocess.Popen, load: Load, pids: list[int] = ()) -> str:
+    """Stop the clients, then the run if it still goes (its whole group, and what is left of `pids`,
+    its processes seen earlier: a test that failed leaves none behind); its stderr."""
     load.stop()
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     return proc.communicate(timeout=30)[1].decode(errors="replace")
 
 
@@ -181,7 +186,7 @@ def test_a_process_killed_under_load_ends_the_whole_run(tmp_path, victim):
             time.sleep(0.05)
         left = alive(pids)
     finally:
-        err = end_run(proc, load)
+        err = end_run(proc, load, pids)
     assert served_before > 0, err
     assert not left, f"still running 5 s after the {victim} was killed: {left}\n{err}"
     assert load.served_after == 0, f"{load.served_after} requests served after the fault\n{err}"
@@ -211,7 +216,7 @@ def test_a_frozen_follower_monitor_is_a_timeout_divergence(tmp_path):
         took = time.monotonic() - stopped_at
         left = alive(pids)
     finally:
-        err = end_run(proc, load)
+        err = end_run(proc, load, pids)
     assert proc.returncode == 70, (proc.returncode, err)
     assert "DIVERGENCE (timeout)" in err, err
     assert took < 2 * TIMEOUT + 3, f"took {took:.1f}s\n{err}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -134,8 +135,18 @@ def test_a_running_variant_is_stopped_for_its_registers():
         t.start()
         t.join(30)
     finally:
-        child.kill()
-        child.wait()
+        # (os.kill, not Popen.kill: Popen's poll may take a ptrace stop for the child's end, and then
+        # sends nothing; its parent is its tracer's process too, so a wait may report a stop first)
+        os.kill(child.pid, signal.SIGKILL)
+        while True:
+            try:
+                _, status = os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                break
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                break
+        child.returncode = -9
+        child.stdout.close()
     [f] = got
     assert isinstance(f, Forensics), f
     names, pc, sp, _ = REGS[f.arch]
