@@ -168,7 +168,9 @@ def test_lighttpd_with_the_agent_serves_like_native(leader, follower, tmp_path, 
     for name in CASES:
         assert got[name] == expected[name] and again[name] == expected[name], f"{name}: differs from native"
     assert counts["bad"] == 0 and counts["errors"] == 0, counts
-    assert status == 0 and "DIVERGENCE" not in err and "Traceback" not in err, err
+    # lighttpd's graceful end, 0, or 1 when a connection was still closing at the signal (natively too)
+    assert status in (0, 1) and "stopped" not in err, (status, err)
+    assert "DIVERGENCE" not in err and "Traceback" not in err, err
     answered = answered_by_agent(err)
     print(f"{leader} leading: {answered} of the follower's reads answered by its agent")
     assert answered > 1000, err

@@ -78,7 +78,9 @@ def recorded(tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+    # lighttpd's own status, which `mvx record` passes on: its graceful end, 0, or 1 when a connection
+    # was still closing at the signal (wrk's last ones may be)
+    assert proc.returncode in (0, 1) and "synced calls of" in err, (proc.returncode, err)
     calls = int(re.search(r"recorded (\d+) synced calls", err).group(1))
     assert calls > 1000, err
     return site, out, calls
