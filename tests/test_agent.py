@@ -121,21 +121,6 @@ def test_a_follower_that_lies_through_the_agent_is_a_divergence_and_nothing_leav
     assert ok.returncode == 0 and ok.stdout == b"agent_liar: done\n", ok.stderr.decode(errors="replace")
 
 
-def test_a_diverging_response_is_still_caught_with_the_agent(tmp_path):
-    """test_write_behind's tampered follower (one byte of a 5 MiB file differs in its world), with
-    the agent loaded in both variants (the default): the divergence is reported and no body byte
-    leaves."""
-    from test_write_behind import LARGE, serve
-
-    tampered = bytearray(LARGE)
-    tampered[3 << 20] ^= 1
-    got, code, err = serve(tmp_path, {"big.bin": LARGE}, ["/big.bin"], tampered={"big.bin": bytes(tampered)})
-    assert code == DIVERGENCE_EXIT, err
-    assert "file bytes it sends differ" in err
-    head, _, rest = got[0].partition(b"\r\n\r\n")
-    assert rest == b"" and (head == b"" or head.startswith(b"HTTP/1.0 200"))
-
-
 @pytest.mark.parametrize(("leader", "follower"), PAIRS)
 def test_lighttpd_with_the_agent_serves_like_native(leader, follower, tmp_path, monkeypatch):
     """Debian's lighttpd under a short wrk load (the mixed workload of tests/test_lighttpd.py, 8
