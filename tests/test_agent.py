@@ -79,7 +79,7 @@ def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int 
 
 
 def answered_by_agent(err: str) -> int:
-    m = re.search(r"^mvx: follower: \d+ hot calls carried in C, .*; of those in C, (\d+) reads answered by the in-process "
+    m = re.search(r"^mvx: follower: \d+ hot calls carried in C, .*; of those in C, (\d+) calls answered by the in-process "
                   r"agent$", err, re.MULTILINE)
     return int(m.group(1)) if m else 0
 
@@ -112,7 +112,7 @@ def test_a_follower_that_lies_through_the_agent_is_a_divergence_and_nothing_leav
                        check=False, capture_output=True, env=run_env(), timeout=60)
     err = r.stderr.decode(errors="replace")
     assert r.returncode == DIVERGENCE_EXIT, err
-    assert "mvx: DIVERGENCE (agent)" in err and "claims 999 reads of the 0 it was given" in err, err
+    assert "mvx: DIVERGENCE (agent)" in err and "claims 999 answers of the 0 it was given" in err, err
     assert r.stdout == b"", (r.stdout, err)
     assert "Traceback" not in err, err
     ok = subprocess.run([sys.executable, "-m", "mvx", "run", "--no-agent", "--leader", variant_bin(leader, "agent_liar"),

@@ -702,7 +702,7 @@ def check_agent() -> list[Check]:
     built = {isa: agent.build(isa) for isa in ("x86_64", "i386", "aarch64")}
     missing = [isa for isa, d in built.items() if d is None]
     if not missing:
-        return [Check("in-process agent", True, False, "built for x86_64, i386 and aarch64 (a follower's reads answered in its program)")]
+        return [Check("in-process agent", True, False, "built for x86_64, i386 and aarch64 (a follower's input calls answered in its program)")]
     return [Check("in-process agent", False, False,
                   f"no build for {', '.join(missing)} (no compiler for it): those variants run "
                   "without it, every read of theirs a trap (scripts/setup.sh installs the compilers)")]

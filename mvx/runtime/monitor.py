@@ -377,7 +377,7 @@ class Monitor:
                 print(f"mvx: {self.role}: {self.fast.handled} hot calls carried in C, "
                       f"{self.sync.seq} synced calls in all, {per_call:.1f} us of monitor CPU per synced call; "
                       f"the Python path's stops: {top or 'none'}"
-                      f"{f'; of those in C, {answered} reads answered by the in-process agent' if answered else ''}",
+                      f"{f'; of those in C, {answered} calls answered by the in-process agent' if answered else ''}",
                       file=sys.stderr)
 
     def on_call(self, stop: Stop) -> None:

@@ -1,13 +1,15 @@
-/* The in-process agent: a follower's reads answered inside its own program, without a trap.
+/* The in-process agent: a follower's input calls answered inside its own program, without a trap.
  * LD_PRELOADed into every variant (libmvxagent.so, one build per ISA, found by bare name through
- * LD_LIBRARY_PATH). Only a follower's monitor publishes records (mvx_agent.h): in the leader, or
- * without the memfds, it answers nothing and every read goes to libc's.
+ * LD_LIBRARY_PATH). Only a follower's monitor publishes answers (mvx_agent.h): in the leader, or
+ * without the memfds, it answers nothing and every call goes to libc's.
  *
- * read(fd, buf, count) is answered here when the ring's next record is the leader's read of the
- * same fd and count: its bytes, or its EAGAIN. Anything else (another call's record next, none
- * yet, a read nested in a signal handler) goes to libc's read, which traps to the monitor as
- * before: the monitor decides what the agent does not. The constructor makes no synced call
- * (only mmap): every variant's calls stay the same with it or without it. */
+ * read, pread64/pread, recv/recvfrom (no address), clock_gettime, accept4 that found nothing, and
+ * epoll_wait/epoll_pwait (no mask) are answered here when the ring's next slot is the answer to the
+ * same call (kind, fd, count, offset, flags): its bytes written where the kernel would write them, its
+ * result returned. Anything else (another call's answer next, none yet, a call nested in a signal
+ * handler) goes to libc's, which traps to the monitor as before: the monitor decides what the agent
+ * does not. The constructor makes no synced call (only mmap): every variant's calls stay the same with
+ * it or without it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -21,10 +23,13 @@
 extern int *__errno_location(void);
 #if defined(__x86_64__)
 #define NR_READ 0
+#define EPOLL_EVENT_SIZE 12 /* struct epoll_event is packed on x86 */
 #elif defined(__i386__)
 #define NR_READ 3
+#define EPOLL_EVENT_SIZE 12
 #elif defined(__aarch64__)
 #define NR_READ 63
+#define EPOLL_EVENT_SIZE 16
 #endif
 
 /* (exported: the program may find them, as any code in it could find the mappings; the monitor
@@ -36,6 +41,15 @@ struct mvx_agent_status *mvx_agent_status;
 static ssize_t (*libc_read)(int, void *, size_t);
 static ssize_t (*libc_pread64)(int, void *, size_t, int64_t);
 static ssize_t (*libc_pread)(int, void *, size_t, long);
+static ssize_t (*libc_recvfrom)(int, void *, size_t, int, void *, void *);
+static ssize_t (*libc_recv)(int, void *, size_t, int);
+static int (*libc_clock_gettime)(int, void *);
+static int (*libc_accept4)(int, void *, uint32_t *, int);
+static int (*libc_epoll_wait)(int, void *, int, int);
+static int (*libc_epoll_pwait)(int, void *, int, int, const void *);
+#if defined(__i386__)
+static int (*libc_clock_gettime64)(int, void *);
+#endif
 
 /* LD_PRELOAD as it was before mvx put this library first in it (unset when it had been unset):
  * the program's environment is the one it would have natively. (No syscall: environ is memory.) */
@@ -59,6 +73,15 @@ __attribute__((constructor)) static void agent_start(void) {
     libc_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     libc_pread64 = (ssize_t (*)(int, void *, size_t, int64_t))dlsym(RTLD_NEXT, "pread64");
     libc_pread = (ssize_t (*)(int, void *, size_t, long))dlsym(RTLD_NEXT, "pread");
+    *(void **)&libc_recvfrom = dlsym(RTLD_NEXT, "recvfrom");
+    *(void **)&libc_recv = dlsym(RTLD_NEXT, "recv");
+    *(void **)&libc_clock_gettime = dlsym(RTLD_NEXT, "clock_gettime");
+    *(void **)&libc_accept4 = dlsym(RTLD_NEXT, "accept4");
+    *(void **)&libc_epoll_wait = dlsym(RTLD_NEXT, "epoll_wait");
+    *(void **)&libc_epoll_pwait = dlsym(RTLD_NEXT, "epoll_pwait");
+#if defined(__i386__)
+    *(void **)&libc_clock_gettime64 = dlsym(RTLD_NEXT, "__clock_gettime64");
+#endif
     void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ, MAP_SHARED, MVX_AGENT_FD_RING, 0);
     void *s = mmap(NULL, MVX_AGENT_STATUS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, MVX_AGENT_FD_STATUS, 0);
     /* the mappings stay; the fds go, in every variant alike (two synced closes, the same everywhere),
@@ -82,9 +105,11 @@ __attribute__((constructor)) static void agent_start(void) {
     __atomic_store_n(&status->magic, MVX_AGENT_MAGIC, __ATOMIC_RELEASE);
 }
 
-/* The next published slot, when it is this call's (kind, fd, count, offset): its result, with its
- * bytes copied to buf; 1 answered (*ret set), 0 not (the caller calls libc's, which traps). */
-static int answer(uint32_t kind, int fd, void *buf, size_t count, int64_t offset, ssize_t *ret) {
+/* The next published slot, when it is this call's (kind, fd, count, offset, flags): its result, with
+ * its `len` bytes copied to buf (at most cap); 1 answered (*ret set; errno for a negative result), 0
+ * not (the caller calls libc's, which traps). */
+static int answer(uint32_t kind, int fd, uint64_t count, int64_t offset, uint32_t flags, void *buf, size_t cap,
+                  long *ret) {
     if (!ring || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) || status->busy)
         return 0;
     status->busy = 1;
@@ -93,9 +118,9 @@ static int answer(uint32_t kind, int fd, void *buf, size_t count, int64_t offset
     uint32_t c = status->consumed, p = __atomic_load_n(&ring->published, __ATOMIC_ACQUIRE);
     if (c < p && c < MVX_AGENT_SLOTS) {
         const struct mvx_agent_slot *s = &ring->slot[c];
-        if (s->kind == kind && s->fd == fd && s->count == (uint64_t)count && (kind != MVX_AGENT_PREAD || s->offset == offset) &&
-            s->len <= count && s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
-            if (s->ret > 0)
+        if (s->kind == kind && s->fd == fd && s->count == count && s->offset == offset && s->flags == flags &&
+            s->len <= cap && s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
+            if (s->len)
                 memcpy(buf, ring->data + s->off, s->len);
             __atomic_store_n(&status->consumed, c + 1, __ATOMIC_RELEASE);
             if (s->ret < 0) {
@@ -112,32 +137,98 @@ static int answer(uint32_t kind, int fd, void *buf, size_t count, int64_t offset
     return done;
 }
 
+static long enosys(void) {
+    *__errno_location() = 38; /* ENOSYS */
+    return -1;
+}
+
 ssize_t read(int fd, void *buf, size_t count) {
-    ssize_t ret;
-    if (answer(MVX_AGENT_READ, fd, buf, count, 0, &ret))
+    long ret;
+    if (answer(MVX_AGENT_READ, fd, count, 0, 0, buf, count, &ret))
         return ret;
     return libc_read ? libc_read(fd, buf, count) : syscall(NR_READ, fd, buf, count);
 }
 
 ssize_t pread64(int fd, void *buf, size_t count, int64_t offset) {
-    ssize_t ret;
-    if (answer(MVX_AGENT_PREAD, fd, buf, count, offset, &ret))
+    long ret;
+    if (answer(MVX_AGENT_PREAD, fd, count, offset, 0, buf, count, &ret))
         return ret;
-    if (!libc_pread64) {
-        *__errno_location() = 38; /* ENOSYS */
-        return -1;
-    }
-    return libc_pread64(fd, buf, count, offset);
+    return libc_pread64 ? libc_pread64(fd, buf, count, offset) : enosys();
 }
 
 /* (off_t: 32 bits on i386, 64 elsewhere; a program may import either name) */
 ssize_t pread(int fd, void *buf, size_t count, long offset) {
-    ssize_t ret;
-    if (answer(MVX_AGENT_PREAD, fd, buf, count, offset, &ret))
+    long ret;
+    if (answer(MVX_AGENT_PREAD, fd, count, offset, 0, buf, count, &ret))
         return ret;
-    if (!libc_pread) {
-        *__errno_location() = 38; /* ENOSYS */
-        return -1;
+    return libc_pread ? libc_pread(fd, buf, count, offset) : enosys();
+}
+
+ssize_t recvfrom(int fd, void *buf, size_t count, int flags, void *addr, void *addrlen) {
+    long ret;
+    if (!addr && !addrlen && answer(MVX_AGENT_RECV, fd, count, 0, (uint32_t)flags, buf, count, &ret))
+        return ret;
+    return libc_recvfrom ? libc_recvfrom(fd, buf, count, flags, addr, addrlen) : enosys();
+}
+
+ssize_t recv(int fd, void *buf, size_t count, int flags) {
+    long ret;
+    if (answer(MVX_AGENT_RECV, fd, count, 0, (uint32_t)flags, buf, count, &ret))
+        return ret;
+    return libc_recv ? libc_recv(fd, buf, count, flags) : enosys();
+}
+
+/* The leader's reading of the clock (`wide`: a 64-bit tv_sec, as the monitor writes it for
+ * clock_gettime64 and for 64-bit ISAs: {int64 sec, int64 nsec}). */
+static int clock_answer(int clock, void *tp, int wide) {
+    int64_t v[2];
+    long ret;
+    if (!tp || !answer(MVX_AGENT_CLOCK, clock, 0, 0, 0, v, sizeof v, &ret))
+        return 0;
+    if (ret == 0 && wide) {
+        memcpy(tp, v, sizeof v);
+    } else if (ret == 0) {
+        int32_t w[2] = {(int32_t)v[0], (int32_t)v[1]};
+        memcpy(tp, w, sizeof w);
     }
-    return libc_pread(fd, buf, count, offset);
+    return 1;
+}
+
+int clock_gettime(int clock, void *tp) {
+    if (clock_answer(clock, tp, sizeof(long) == 8))
+        return 0;
+    return libc_clock_gettime ? libc_clock_gettime(clock, tp) : (int)enosys();
+}
+
+#if defined(__i386__)
+int __clock_gettime64(int clock, void *tp) {
+    if (clock_answer(clock, tp, 1))
+        return 0;
+    return libc_clock_gettime64 ? libc_clock_gettime64(clock, tp) : (int)enosys();
+}
+#endif
+
+/* Only an accept4 that found no connection: a connection is a new fd, which only the monitor makes. */
+int accept4(int fd, void *addr, uint32_t *addrlen, int flags) {
+    long ret;
+    if (!(addr && !addrlen) &&
+        answer(MVX_AGENT_ACCEPT, fd, 0, addrlen ? (int64_t)(int32_t)*addrlen : -1, (uint32_t)flags, NULL, 0, &ret))
+        return (int)ret;
+    return libc_accept4 ? libc_accept4(fd, addr, addrlen, flags) : (int)enosys();
+}
+
+int epoll_wait(int epfd, void *events, int maxevents, int timeout) {
+    long ret;
+    if (maxevents > 0 && answer(MVX_AGENT_EPOLL, epfd, (uint64_t)maxevents, timeout, 0, events,
+                                (size_t)maxevents * EPOLL_EVENT_SIZE, &ret))
+        return (int)ret;
+    return libc_epoll_wait ? libc_epoll_wait(epfd, events, maxevents, timeout) : (int)enosys();
+}
+
+int epoll_pwait(int epfd, void *events, int maxevents, int timeout, const void *sigmask) {
+    long ret;
+    if (!sigmask && maxevents > 0 &&
+        answer(MVX_AGENT_EPOLL, epfd, (uint64_t)maxevents, timeout, 0, events, (size_t)maxevents * EPOLL_EVENT_SIZE, &ret))
+        return (int)ret;
+    return libc_epoll_pwait ? libc_epoll_pwait(epfd, events, maxevents, timeout, sigmask) : (int)enosys();
 }

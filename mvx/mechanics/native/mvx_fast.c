@@ -2938,7 +2938,7 @@ static int agent_reconcile(struct mvx_fast *f) {
     __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
     uint32_t took = __atomic_load_n(&f->agent->consumed, __ATOMIC_ACQUIRE);
     if (took > f->ring_n) {
-        snprintf(f->err, sizeof f->err, "the follower's agent claims %u reads of the %u it was given", took, f->ring_n);
+        snprintf(f->err, sizeof f->err, "the follower's agent claims %u answers of the %u it was given", took, f->ring_n);
         return -1;
     }
     for (uint32_t i = 0; i < took; i++) {
@@ -2947,7 +2947,7 @@ static int agent_reconcile(struct mvx_fast *f) {
         head = f->inbox->head;
         pthread_mutex_unlock(&f->inbox->m);
         if (head != f->ring_frame[i]) {
-            snprintf(f->err, sizeof f->err, "the follower's agent took a read out of the leader's order");
+            snprintf(f->err, sizeof f->err, "the follower's agent took an answer out of the leader's order");
             return -1;
         }
         follower_done(f, f->ring_seq[i]);
@@ -2959,71 +2959,197 @@ static int agent_reconcile(struct mvx_fast *f) {
     return 0;
 }
 
-/* Is this frame a read the agent may answer? The leader's read(fd, _, count) of a socket of its
- * world (a placeholder here) that returned bytes or EAGAIN: its bytes are the record's. Or its
- * pread64(fd, _, count, offset) of a file of its own world: made here now on this monitor's
- * duplicate of the follower's own file (what the trapped call would do), its result agreeing with
- * the leader's. The slot and its bytes (at f->ring->data + f->ring_used) are filled: 1, else 0. */
-static int agent_slot_for(struct mvx_fast *f, struct mvx_frame *fr, struct mvx_agent_slot *slot, uint64_t *seq) {
+static long epoll_events_out(struct mvx_fast *f, int isa, int epfd, const struct mvx_call_record *rec, long long ret,
+                             uint8_t *out);
+
+/* The hot call of this follower's ISA whose view is the record's, among the flag combinations
+ * `nflags` of `bits` (each tried: the view is matched byte for byte, as at a trap). 1 (c->flags set),
+ * or 0. */
+static int agent_view_flags(struct mvx_fast *f, struct hot_call *c, const struct mvx_value *view,
+                            const uint32_t *bits, int nflags) {
+    for (uint32_t m = 0; m < (1u << nflags); m++) {
+        c->flags = 0;
+        for (int i = 0; i < nflags; i++)
+            if (m & (1u << i))
+                c->flags |= bits[i];
+        if (same_view(f, c, view))
+            return 1;
+    }
+    return 0;
+}
+
+/* Is this frame's record a call the agent may answer, as this loop would answer the follower's same
+ * call at a trap? Its answer in `slot` (bytes at f->ring->data + f->ring_used): 1, else 0.
+ *   - the leader's read(fd, _, count) or recvfrom(fd, _, count, flags, NULL, NULL) of a socket of its
+ *     world (a placeholder here): its result and bytes;
+ *   - pread64(fd, _, count, offset) of a file of its own world: made here now on this monitor's
+ *     duplicate of the follower's own file (what the trapped call would do), its result agreeing;
+ *   - clock_gettime(clock): the leader's reading;
+ *   - accept4(fd, _, addrlen, flags) of a socket of its world that found no connection (no fd made);
+ *   - epoll_wait(epfd, _, maxevents, timeout): the leader's events through this follower's
+ *     registrations, in its layout (every epoll_ctl traps: they stay what they are now until the
+ *     agent answers). */
+static int agent_slot_for(struct mvx_fast *f, int isa, struct mvx_frame *fr, struct mvx_agent_slot *slot,
+                          uint64_t *seq) {
     struct mvx_msg msg;
     if (!head_is(f, fr, MVX_M_CALL_RECORD, &msg))
         return 0;
     const struct mvx_call_record *rec = &msg.u.call_record;
     const struct mvx_value *v = &rec->view;
-    if (rec->content.present || rec->has_clock || !rec->ret.present || v->tag != MVX_T_LIST || v->n != 2 ||
-        v->v.c.items[0].tag != MVX_T_STR)
+    if (rec->content.present || !rec->ret.present || v->tag != MVX_T_LIST || v->n != 2 ||
+        v->v.c.items[0].tag != MVX_T_STR || v->v.c.items[1].tag != MVX_T_LIST || rec->ret.v < -4095 ||
+        rec->ret.v > INT32_MAX)
         return 0;
     const struct mvx_value *name = &v->v.c.items[0], *a = &v->v.c.items[1];
-    int pread_ = name->n == 7 && !memcmp(name->v.raw, "pread64", 7);
-    if (!pread_ && (name->n != 4 || memcmp(name->v.raw, "read", 4)))
+    int64_t ret = rec->ret.v;
+    struct hot_call c;
+    memset(&c, 0, sizeof c);
+    c.isa = isa;
+    c.word = isa == MVX_ISA_I386 ? 4 : 8;
+    for (int h = 1; h < (int)(sizeof HOT_NAMES / sizeof HOT_NAMES[0]); h++)
+        if (HOT_NAMES[h] && strlen(HOT_NAMES[h]) == name->n && !memcmp(HOT_NAMES[h], name->v.raw, name->n)) {
+            c.hot = h;
+            break;
+        }
+    if (is_epoll(c.hot)) /* (one name, one view, for either call: the answer is the same) */
+        c.hot = MVX_HOT_EPOLL_PWAIT;
+    else if (is_clock(c.hot))
+        c.hot = MVX_HOT_CLOCK;
+    c.name = HOT_NAMES[c.hot];
+    if (!c.hot || a->n < 1 || (c.hot != MVX_HOT_CLOCK && a->v.c.items[0].tag != MVX_T_I64))
         return 0;
-    if (rec->cls.n != (pread_ ? 5u : 10u) || memcmp(rec->cls.p, pread_ ? "local" : "replicated", rec->cls.n))
+    int64_t fd = c.hot == MVX_HOT_CLOCK ? -1 : a->v.c.items[0].v.i;
+    if (c.hot != MVX_HOT_CLOCK && (fd < 0 || fd >= MVX_FAST_MAX_FD))
         return 0;
-    if (a->tag != MVX_T_LIST || a->n != (pread_ ? 4u : 3u) || a->v.c.items[0].tag != MVX_T_I64 ||
-        a->v.c.items[1].tag != MVX_T_NONE || a->v.c.items[2].tag != MVX_T_I64 || (pread_ && a->v.c.items[3].tag != MVX_T_I64))
-        return 0;
-    int64_t fd = a->v.c.items[0].v.i, count = a->v.c.items[2].v.i, ret = rec->ret.v;
-    if (fd < 0 || fd >= MVX_FAST_MAX_FD || count < 0 || count > (int64_t)MVX_FAST_MAX_BUF || ret > count ||
-        (uint64_t)count > MVX_AGENT_DATA - f->ring_used)
+    c.fd = (int)fd;
+    const char *cls = class_of(c.hot);
+    if (rec->cls.n != strlen(cls) || memcmp(rec->cls.p, cls, rec->cls.n))
         return 0;
     uint8_t *out = f->ring->data + f->ring_used;
-    if (pread_) {
-        int64_t offset = a->v.c.items[3].v.i;
+    size_t room = MVX_AGENT_DATA - f->ring_used, len = 0;
+    memset(slot, 0, sizeof *slot);
+    switch (c.hot) {
+    case MVX_HOT_READ:
+    case MVX_HOT_RECVFROM: {
+        if (a->n < 3 || a->v.c.items[2].tag != MVX_T_I64 || a->v.c.items[2].v.i < 0 || rec->has_clock)
+            return 0;
+        c.count = (uint64_t)a->v.c.items[2].v.i;
+        static const uint32_t recv_bits[] = {MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC};
+        if (c.hot == MVX_HOT_READ ? !same_view(f, &c, v) : !agent_view_flags(f, &c, v, recv_bits, 3))
+            return 0;
+        if (!f->placeholder[fd] || f->fdok[fd] != MVX_FD_LEADERS || c.count > MVX_FAST_MAX_BUF || ret > (int64_t)c.count)
+            return 0;
+        if (ret >= 0) { /* its bytes, as a trap would write them */
+            const struct mvx_value *bytes = NULL;
+            for (uint32_t i = 0; i < rec->noutputs; i++) {
+                const struct mvx_output *o = &rec->outputs[i];
+                if (o->value.tag == MVX_T_NONE)
+                    continue;
+                if (o->index != 1 || o->value.tag != MVX_T_BYTES || bytes)
+                    return 0;
+                bytes = &o->value;
+            }
+            if (!bytes || bytes->n != read_bytes(&c, ret) || bytes->n > room)
+                return 0;
+            len = bytes->n;
+            memcpy(out, bytes->v.raw, len);
+        } else if (ret != -EAGAIN || rec->noutputs) {
+            return 0;
+        }
+        slot->kind = c.hot == MVX_HOT_READ ? MVX_AGENT_READ : MVX_AGENT_RECV;
+        slot->count = c.count;
+        slot->flags = c.flags;
+        break;
+    }
+    case MVX_HOT_PREAD: {
+        if (a->n != 4 || a->v.c.items[2].tag != MVX_T_I64 || a->v.c.items[3].tag != MVX_T_I64 || rec->noutputs ||
+            rec->has_clock)
+            return 0;
+        int64_t count = a->v.c.items[2].v.i, offset = a->v.c.items[3].v.i;
         int mine = f->dup[fd];
-        if (f->fdok[fd] != MVX_FD_OWN || mine < 0 || rec->noutputs || mvx_same_file(f->t->pid, (int)fd, mine) != 1)
+        if (count < 0 || count > (int64_t)MVX_FAST_MAX_BUF || (uint64_t)count > room || ret > count ||
+            a->v.c.items[1].tag != MVX_T_NONE || f->fdok[fd] != MVX_FD_OWN || mine < 0 ||
+            mvx_same_file(f->t->pid, (int)fd, mine) != 1)
             return 0;
         ssize_t n = pread(mine, out, (size_t)count, offset);
         if ((n < 0 ? -errno : n) != ret || ret < 0)
             return 0; /* (the trapped call finds it out and says so) */
+        len = (size_t)n;
         slot->kind = MVX_AGENT_PREAD;
+        slot->count = (uint64_t)count;
         slot->offset = offset;
-    } else {
-        if (!f->placeholder[fd] || f->fdok[fd] != MVX_FD_LEADERS)
+        break;
+    }
+    case MVX_HOT_CLOCK: { /* [clock name] */
+        if (a->n != 1 || a->v.c.items[0].tag != MVX_T_STR || ret != 0 || !rec->has_clock || rec->noutputs || room < 16)
             return 0;
-        if (ret >= 0) {
-            if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_BYTES ||
-                rec->outputs[0].value.n != (uint64_t)ret)
+        for (c.clock = 0; c.clock < (int)(sizeof CLOCK_NAMES / sizeof CLOCK_NAMES[0]); c.clock++)
+            if (CLOCK_NAMES[c.clock] && same_view(f, &c, v))
+                break;
+        if (c.clock >= (int)(sizeof CLOCK_NAMES / sizeof CLOCK_NAMES[0]))
+            return 0;
+        int64_t ts[2] = {rec->clock_sec, rec->clock_nsec};
+        memcpy(out, ts, sizeof ts);
+        len = sizeof ts;
+        slot->kind = MVX_AGENT_CLOCK;
+        fd = c.clock;
+        break;
+    }
+    case MVX_HOT_ACCEPT4: { /* [fd, None, *addrlen or None, flags]: only one that found nothing */
+        if (a->n != 4 || ret >= 0 || rec->noutputs || rec->has_clock || f->fdok[fd] != MVX_FD_LEADERS)
+            return 0;
+        const struct mvx_value *alen = &a->v.c.items[2];
+        if (alen->tag == MVX_T_I64) {
+            if (alen->v.i < 0 || alen->v.i > INT32_MAX)
                 return 0;
-            memcpy(out, rec->outputs[0].value.v.raw, (size_t)ret);
-        } else if (ret != -EAGAIN || rec->noutputs) {
+            c.a[2] = 1; /* (put_view: an addrlen given) */
+            c.room = (int)alen->v.i;
+        } else if (alen->tag != MVX_T_NONE) {
             return 0;
         }
-        slot->kind = MVX_AGENT_READ;
-        slot->offset = 0;
+        static const uint32_t accept_bits[] = {ACCEPT_CLOEXEC, ACCEPT_NONBLOCK};
+        if (!agent_view_flags(f, &c, v, accept_bits, 2))
+            return 0;
+        slot->kind = MVX_AGENT_ACCEPT;
+        slot->offset = c.a[2] ? c.room : -1;
+        slot->flags = c.flags;
+        break;
+    }
+    case MVX_HOT_EPOLL_PWAIT: { /* [epfd, None, maxevents, timeout, None, None] */
+        if (a->n != 6 || a->v.c.items[2].tag != MVX_T_I64 || a->v.c.items[3].tag != MVX_T_I64 || ret < 0 ||
+            rec->has_clock || f->fdok[fd] != MVX_FD_EPOLL || f->ep_size[isa] <= 0)
+            return 0;
+        int64_t maxevents = a->v.c.items[2].v.i, timeout = a->v.c.items[3].v.i;
+        if (maxevents <= 0 || maxevents > MVX_MAX_EVENTS || timeout < INT32_MIN || timeout > INT32_MAX || ret > maxevents ||
+            (uint64_t)ret * (uint64_t)f->ep_size[isa] > room)
+            return 0;
+        c.maxevents = (int)maxevents;
+        c.timeout = (int)timeout;
+        if (!same_view(f, &c, v))
+            return 0;
+        long n = epoll_events_out(f, isa, c.fd, rec, ret, out);
+        if (n < 0)
+            return 0;
+        len = (size_t)n;
+        slot->kind = MVX_AGENT_EPOLL;
+        slot->count = (uint64_t)maxevents;
+        slot->offset = timeout;
+        break;
+    }
+    default:
+        return 0;
     }
     slot->fd = (int32_t)fd;
     slot->ret = (int32_t)ret;
-    slot->count = (uint64_t)count;
     slot->off = f->ring_used;
-    slot->len = ret > 0 ? (uint32_t)ret : 0;
-    slot->pad = 0;
+    slot->len = (uint32_t)len;
     *seq = rec->seq;
     return 1;
 }
 
 /* Just before the variant is let go from a call whose record is `current`: the reads that follow
  * it in the inbox, as far as they go uninterrupted, for the agent to answer in order. */
-static void agent_publish_after(struct mvx_fast *f, struct mvx_frame *current) {
+static void agent_publish_after(struct mvx_fast *f, int isa, struct mvx_frame *current) {
     if (!f->ring || !f->enabled || !mvx_fast_agent_present(f))
         return;
     if (f->inbox->own && !f->inbox->end)
@@ -3034,7 +3160,7 @@ static void agent_publish_after(struct mvx_fast *f, struct mvx_frame *current) {
         pthread_mutex_unlock(&f->inbox->m);
         struct mvx_agent_slot slot;
         uint64_t seq;
-        if (!fr || !agent_slot_for(f, fr, &slot, &seq))
+        if (!fr || !agent_slot_for(f, isa, fr, &slot, &seq))
             break;
         f->ring_used += slot.len;
         f->ring->slot[f->ring_n] = slot;
@@ -3046,6 +3172,48 @@ static void agent_publish_after(struct mvx_fast *f, struct mvx_frame *current) {
         __atomic_store_n(&f->ring->published, f->ring_n, __ATOMIC_RELEASE);
         __atomic_store_n(&f->ring->enabled, 1, __ATOMIC_RELEASE);
     }
+}
+
+/* The leader's `ret` epoll events (its record's output), as this variant's epoll_wait would get them
+ * in its ISA's layout with its own data words (its registrations on epfd): their bytes at out (room for
+ * ret events of this ISA), or -1 (a case Python decides: an fd never registered here, say). */
+static long epoll_events_out(struct mvx_fast *f, int isa, int epfd, const struct mvx_call_record *rec, long long ret,
+                             uint8_t *out) {
+    if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_LIST ||
+        rec->outputs[0].value.n != (uint64_t)ret)
+        return -1;
+    int size = f->ep_size[isa], off = f->ep_data_off[isa];
+    if (size <= 0)
+        return -1;
+    memset(out, 0, (size_t)ret * size);
+    for (long long i = 0; i < ret; i++) {
+        const struct mvx_value *item = &rec->outputs[0].value.v.c.items[i];
+        if (item->tag != MVX_T_LIST || item->n != 2)
+            return -1;
+        const struct mvx_value *ev_ = &item->v.c.items[0], *fdv = &item->v.c.items[1];
+        if (ev_->tag != MVX_T_FLAGS || fdv->tag != MVX_T_I64 || !ev_->v.c.extra || ev_->v.c.extra->tag != MVX_T_I64)
+            return -1;
+        uint64_t bits = (uint64_t)ev_->v.c.extra->v.i;
+        for (uint32_t k = 0; k < ev_->n; k++) {
+            const struct mvx_value *nm = &ev_->v.c.items[k];
+            int b;
+            for (b = 0; b < 32; b++)
+                if (f->epname[isa][b] && strlen(f->epname[isa][b]) == nm->n && !memcmp(f->epname[isa][b], nm->v.raw, nm->n))
+                    break;
+            if (b == 32)
+                return -1;
+            bits |= 1ull << b;
+        }
+        if (bits > 0xffffffffull || fdv->v.i < 0 || fdv->v.i >= MVX_FAST_MAX_FD)
+            return -1;
+        struct epreg *r = ep_find_fd(f, epfd, (int)fdv->v.i);
+        if (!r)
+            return -1; /* Python reports the fd this variant never registered */
+        uint32_t events = (uint32_t)bits;
+        memcpy(out + i * size, &events, 4);
+        memcpy(out + i * size + off, &r->data, 8);
+    }
+    return (long)(ret * size);
 }
 
 static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
@@ -3107,45 +3275,10 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
             return FAST_PYTHON;
     }
     if (is_epoll(c->hot) && ret >= 0) { /* the leader's events, through this variant's registrations */
-        if (rec->noutputs != 1 || rec->outputs[0].index != 1 || rec->outputs[0].value.tag != MVX_T_LIST ||
-            rec->outputs[0].value.n != (uint64_t)ret || ret > c->maxevents)
+        if (ret > c->maxevents || data_room(f, (size_t)ret * f->ep_size[c->isa]) < 0)
             return FAST_PYTHON;
-        int size = f->ep_size[c->isa], off = f->ep_data_off[c->isa];
-        if (data_room(f, (size_t)ret * size) < 0)
-            return FAST_PYTHON;
-        memset(f->data, 0, (size_t)ret * size);
-        for (long long i = 0; i < ret; i++) {
-            const struct mvx_value *item = &rec->outputs[0].value.v.c.items[i];
-            if (item->tag != MVX_T_LIST || item->n != 2)
-                return FAST_PYTHON;
-            const struct mvx_value *ev_ = &item->v.c.items[0], *fdv = &item->v.c.items[1];
-            if (ev_->tag != MVX_T_FLAGS || fdv->tag != MVX_T_I64 || !ev_->v.c.extra || ev_->v.c.extra->tag != MVX_T_I64)
-                return FAST_PYTHON;
-            uint64_t bits = (uint64_t)ev_->v.c.extra->v.i;
-            for (uint32_t k = 0; k < ev_->n; k++) {
-                const struct mvx_value *nm = &ev_->v.c.items[k];
-                int b;
-                for (b = 0; b < 32; b++)
-                    if (f->epname[c->isa][b] && strlen(f->epname[c->isa][b]) == nm->n &&
-                        !memcmp(f->epname[c->isa][b], nm->v.raw, nm->n))
-                        break;
-                if (b == 32)
-                    return FAST_PYTHON;
-                bits |= 1ull << b;
-            }
-            if (bits > 0xffffffffull)
-                return FAST_PYTHON;
-            if (fdv->v.i < 0 || fdv->v.i >= MVX_FAST_MAX_FD)
-                return FAST_PYTHON;
-            struct epreg *r = ep_find_fd(f, c->fd, (int)fdv->v.i);
-            if (!r)
-                return FAST_PYTHON; /* Python reports the fd this variant never registered */
-            uint32_t events = (uint32_t)bits;
-            memcpy(f->data + i * size, &events, 4);
-            memcpy(f->data + i * size + off, &r->data, 8);
-        }
-        size_t n = (size_t)ret * size;
-        if (n && mvx_write_mem(t->pid, c->a[1], f->data, n) != (long)n)
+        long n = epoll_events_out(f, c->isa, c->fd, rec, ret, f->data);
+        if (n < 0 || (n && mvx_write_mem(t->pid, c->a[1], f->data, (size_t)n) != n))
             return FAST_PYTHON;
     } else if (is_clock(c->hot)) { /* the leader's reading, in this variant's timespec */
         if (rec->has_clock) {
@@ -3176,7 +3309,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     }
     if (is_read(c->hot) && c->hot != MVX_HOT_PREAD && ret >= 0 && !rec->noutputs)
         return FAST_PYTHON;
-    agent_publish_after(f, fr);
+    agent_publish_after(f, c->isa, fr);
     if (ev->kind == MVX_EV_NOTIFY) {
         r = mvx_notif_respond(t->notify_fd, ev->notif_id, ret < 0 ? 0 : ret, ret < 0 ? (int)ret : 0, 0);
         if (r == -ENOENT) { /* a signal took the call away: the record waits for the restarted one */
