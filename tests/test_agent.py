@@ -1,7 +1,8 @@
 """The in-process agent (on by default; --no-agent turns it off; mvx/mechanics/agent.py, docs/DESIGN.md "The in-process
-agent"): a follower's reads answered inside its program from the records its monitor published,
-with no trap. What it must not change: every reply as without it, every divergence caught, and a
-follower that lies through the agent's status page stopped (fail closed)."""
+agent"): a follower's input calls answered inside its program from the records its monitor published,
+with no trap; the leader's preads of its own files made through its gate and claimed. What it must
+not change: every reply as without it, every divergence caught, a variant that lies through the
+agent's status page stopped (fail closed), and nothing but pread64 let through the gate."""
 
 from __future__ import annotations
 
@@ -78,8 +79,8 @@ def serve_clients(on: bool, mode: str, leader: str, follower: str, clients: int 
     return proc.returncode, replies, err.decode(errors="replace")
 
 
-def answered_by_agent(err: str) -> int:
-    m = re.search(r"^mvx: follower: \d+ hot calls carried in C, .*; of those in C, (\d+) calls answered by the in-process "
+def answered_by_agent(err: str, role: str = "follower") -> int:
+    m = re.search(rf"^mvx: {role}: \d+ hot calls carried in C, .*; of those in C, (\d+) calls answered by the in-process "
                   r"agent$", err, re.MULTILINE)
     return int(m.group(1)) if m else 0
 
@@ -156,6 +157,52 @@ def test_lighttpd_with_the_agent_serves_like_native(leader, follower, tmp_path, 
     # lighttpd's graceful end, 0, or 1 when a connection was still closing at the signal (natively too)
     assert status in (0, 1) and "stopped" not in err, (status, err)
     assert "DIVERGENCE" not in err and "Traceback" not in err, err
-    answered = answered_by_agent(err)
-    print(f"{leader} leading: {answered} of the follower's reads answered by its agent")
-    assert answered > 1000, err
+    answered, made = answered_by_agent(err), answered_by_agent(err, "leader")
+    print(f"{leader} leading: {answered} of the follower's calls answered by its agent, {made} of the leader's preads "
+          "made by its agent")
+    assert answered > 1000 and made > 500, err
+
+
+def run_gate(leader: str, follower: str, how: str = "", *options: str) -> tuple[int, bytes, str]:
+    r = subprocess.run([sys.executable, "-m", "mvx", "run", *options, "--leader", f"{variant_bin(leader, 'agent_gate')} {how}",
+                        "--follower", f"{variant_bin(follower, 'agent_gate')} {how}"],
+                       check=False, capture_output=True, env=run_env(), timeout=60)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_the_leaders_agent_makes_its_preads_through_the_gate(leader, follower):
+    """variants/src/agent_gate.c preads a file 100 times: in the leader its agent makes them through
+    the gate (untrapped) and its monitor records its claims; the follower's agent answers its own."""
+    code, out, err = run_gate(leader, follower, "", "--mode", "hybrid")
+    assert code == 0 and out == b"agent_gate: 100 preads\n", err
+    assert "DIVERGENCE" not in err, err
+    assert answered_by_agent(err, "leader") >= 90 and answered_by_agent(err) > 0, err
+
+
+def test_in_ptrace_mode_the_leader_has_no_gate():
+    """ptrace mode stops the leader at every call: no gate is given, every pread traps."""
+    code, out, err = run_gate("x86_64", "i386", "", "--mode", "ptrace")
+    assert code == 0 and out == b"agent_gate: 100 preads\n", err
+    assert answered_by_agent(err, "leader") == 0 and "hot calls carried in C" in err, err
+
+
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_write_made_through_the_gate_is_trapped_and_checked(leader, follower):
+    """A compromised leader that finds the gate and makes a write through its syscall instruction: the
+    filter lets only pread64 run from there, so the write traps like any other; the follower does not
+    make it: a divergence, and the write's bytes never leave."""
+    code, out, err = run_gate(leader, follower, "abuse")
+    assert code == DIVERGENCE_EXIT, err
+    assert "mvx: DIVERGENCE (syscall)" in err and 'write(1, "agent_gate: written through the ' in err, err
+    assert out == b"", (out, err)
+
+
+@pytest.mark.parametrize(("leader", "follower"), PAIRS)
+def test_a_leader_that_lies_through_its_agent_is_a_divergence_and_nothing_leaves(leader, follower):
+    """A leader's program that writes a claim into its agent's status page (a pread64 of its stdout, not
+    a file of its own world): its monitor stops the run at the next stop; nothing leaves."""
+    code, out, err = run_gate(leader, follower, "lie")
+    assert code == DIVERGENCE_EXIT, err
+    assert "mvx: DIVERGENCE (agent)" in err and "which it was not allowed to make" in err, err
+    assert out == b"" and "Traceback" not in err, (out, err)

@@ -231,8 +231,8 @@ def _render_neutral(value: Any) -> str:
 
 @dataclass
 class Divergence(Exception):
-    """The variants parted ways. `kind`: syscall, arguments, exit, signal, fd, timeout, channel, agent (a
-    follower's in-process agent claimed reads it was not given)."""
+    """The variants parted ways. `kind`: syscall, arguments, exit, signal, fd, timeout, channel, agent (an
+    in-process agent claimed what it was not given or allowed)."""
 
     kind: str
     seq: int

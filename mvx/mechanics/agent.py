@@ -1,6 +1,7 @@
 """The in-process agent (mvx/mechanics/native/mvx_agent.c, docs/DESIGN.md "The in-process agent"):
-a follower's reads of the leader's sockets answered inside its own program, from records its
-monitor publishes in shared memory, with no trap. Loaded into every variant by LD_PRELOAD (its
+a follower's input calls answered inside its own program, from records its monitor publishes in
+shared memory, with no trap; in the leader, its pread64 of its own files made through a gate page
+its filter lets run, and claimed for its monitor to record. Loaded into every variant by LD_PRELOAD (its
 ISA's build, by path), from two memfds every variant gets at fixed fd numbers; its constructor maps
 them, closes both fds (the same two synced closes in every variant) and puts LD_PRELOAD back as it
 was, so the program sees the fds and the environment it would see natively.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +28,10 @@ SOURCES = ("mvx_agent.c", "mvx_agent.h")
 LIBRARY = "libmvxagent.so"
 RING_FD, STATUS_FD = 1022, 1023
 MFD_CLOEXEC, MFD_ALLOW_SEALING = 0x1, 0x2
+PAGE = 4096
+# the leader's gate: below 4 GiB for an i386 program, above where a non-PIE i386 program and its heap
+# start (0x08048000) and below where PIE programs load (0x56555000 for i386, 0x55... for x86_64)
+GATE_LOW, GATE_HIGH = 0x2000_0000, 0x5000_0000
 
 
 def _compilers() -> dict[str, list[str]]:
@@ -101,11 +107,19 @@ def memfds() -> tuple[int, int]:
     return ring, status
 
 
-def attach(fast, ring: int, status: int, publish: bool) -> None:
-    """Map the two into the monitor (a follower publishes there) and seal the ring, then close
-    them here (the variant has its own copies, the monitor its mappings)."""
+def gate_address() -> int:
+    """Where a leader's agent maps its gate page this run (mvx_agent.h): a random page below 4 GiB
+    (an i386 program's too), away from where programs and libraries load; the leader's filter lets
+    pread64 made from there run untrapped (mvx.mechanics.filters.gate_prefix)."""
+    return GATE_LOW + secrets.randbelow((GATE_HIGH - GATE_LOW) // PAGE) * PAGE
+
+
+def attach(fast, ring: int, status: int, publish: bool, gate: int = 0) -> None:
+    """Map the two into the monitor (a follower publishes there, a leader follows its agent's
+    claims through `gate`) and seal the ring, then close them here (the variant has its own copies,
+    the monitor its mappings)."""
     try:
-        r = lib.mvx_fast_agent_attach(fast, ring, status, int(publish))
+        r = lib.mvx_fast_agent_attach(fast, ring, status, int(publish), gate)
         if r < 0:
             raise OSError(-r, os.strerror(-r))
     finally:

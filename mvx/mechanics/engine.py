@@ -16,7 +16,7 @@ from typing import Self
 
 from mvx import MvxError
 from mvx.isa import arch as archmod
-from mvx.mechanics.filters import Trap, build_bpf, traced_numbers
+from mvx.mechanics.filters import Trap, build_bpf, gate_prefix, traced_numbers
 from mvx.mechanics.native import ffi, lib
 
 # The hybrid loop learns of ptrace stops from a SIGCHLD signalfd, which sees SIGCHLD only if no
@@ -205,6 +205,7 @@ class Variant:
             raise MvxError(f"at most {lib.MVX_MAX_PASSED} fds can be passed to a program ({len(passed)} given)")
         self.passed = tuple(passed)  # fds of ours the program gets at 3, 4, ... (socket activation)
         self.agent_fds: tuple[int, int] | None = None  # the in-process agent's memfds (mvx.mechanics.agent)
+        self.agent_gate: int | None = None  # a leader's agent's gate page (filters.gate_prefix)
         self.report_signals = report_signals
         self.isolate_net = isolate_net
         # a world of its own (mvx_native.h, MVX_WORLD_*): a pid namespace where the variant has pid
@@ -260,6 +261,8 @@ class Variant:
             if self.mode is Mode.SECCOMP:
                 rules = {name: Trap.TRACE for name in rules}
             bpf = build_bpf(arches, rules, self.traps.trace_when_set)
+            if self.agent_gate and "pread64" in rules:
+                bpf = gate_prefix(arches, self.agent_gate) + bpf
             want_listener = any(a is Trap.NOTIFY for a in rules.values())
         c_argv = [ffi.new("char[]", os.fsencode(a)) for a in self.argv]
         c_env = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in self.env.items()]

@@ -177,6 +177,8 @@ class Monitor:
         if in_process_agent and (agent_env := agent.environment(self.variant.env, arch and arch.name)) is not None:
             self.variant.env = agent_env
             self.variant.agent_fds = self._agent_fds = agent.memfds()
+            if self.role == "leader" and mode is not Mode.PTRACE:  # (ptrace stops every call: no gate)
+                self.variant.agent_gate = agent.gate_address()
         self.fds: FdShadow | None = None
         self.loader: LoaderRange | None = None
         self.mem: TraceeMemory | None = None
@@ -209,14 +211,15 @@ class Monitor:
         return pid
 
     def attach_agent(self) -> None:
-        """After the variant's start (before it runs): a follower's C loop publishes reads for its
-        agent; the leader's keeps nothing (its program got zeroed pages: the agent stays off)."""
+        """After the variant's start (before it runs): a follower's C loop publishes answers for its
+        agent; a leader's gives its agent the gate (where its filter lets pread64 run) and follows
+        its claims; without the C loop the agent stays off (its program got zeroed pages)."""
         if self._agent_fds is None:
             return
         ring, status = self._agent_fds
         self._agent_fds = None
-        if self.fast is not None and self.role == "follower":
-            agent.attach(self.fast.native, ring, status, publish=True)
+        if self.fast is not None and self.role in ("leader", "follower"):
+            agent.attach(self.fast.native, ring, status, publish=True, gate=self.variant.agent_gate or 0)
         else:
             os.close(ring)
             os.close(status)
@@ -641,6 +644,9 @@ class LeaderMonitor(Monitor):
             late = sorted(i for i in self.link.live if self.link.checked(i) < seq)
             raise Divergence("timeout", seq, render(call), "(not reached)",
                              f"follower(s) {late} did not check the call within {self.link.timeout:g}s", late=tuple(late))
+        elif stop.kind is StopKind.AGENT_LIED:  # its program wrote the agent's status page: fail closed
+            why = ffi.string(lib.mvx_fast_error(self.fast.native)).decode(errors="replace")
+            raise Divergence("agent", self.fast.seq() + 1, "(its in-process agent's claim)", "(not reached)", why)
         else:
             super().after_fast(stop)
 

@@ -14,12 +14,14 @@ filter can read (a multiplexer's sub-call, in memory) is traced in every form.""
 from __future__ import annotations
 
 import enum
+import struct
 import tempfile
 from typing import TYPE_CHECKING
 
 import pyseccomp
 
 from mvx import MvxError
+from mvx.isa.arch import UnknownSyscall
 from mvx.isa.syscalls import Lit, raw_arg_of, raw_selectors
 
 if TYPE_CHECKING:
@@ -110,6 +112,43 @@ def build_bpf(arches: list[Arch], rules: dict[str, Trap],
     """The BPF program (struct sock_filter array) trapping `rules` on every arch in `arches` (a
     notified call RET_TRACE'd where one of its `trace_when_set` arguments is not 0)."""
     return _export(_merged_filter(arches, rules, trace_when_set), "export_bpf")
+
+
+_LD_ABS_W, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_GATE_CALLS = ("pread64",)  # harmless from anyone: it changes nothing outside the caller's memory
+
+
+def gate_prefix(arches: list[Arch], gate: int) -> bytes:
+    """BPF put before the filter: the calls of _GATE_CALLS made from the page at `gate` (the leader's
+    in-process agent's gate, mvx_agent.h) run untrapped; everything else goes on to the filter. (The
+    agent claims each; its monitor records them. Classic BPF jumps only forward, so the filter after
+    it is unchanged.)"""
+    if gate <= 0 or gate % 4096 or gate + 4096 > 1 << 32:
+        raise ValueError(f"gate page {gate:#x}: page-aligned, below 4 GiB")
+    out = []
+
+    def ins(code: int, jt: int, jf: int, k: int) -> None:
+        out.append(struct.pack("<HBBI", code, jt, jf, k))
+
+    for arch in arches:
+        for name in _GATE_CALLS:
+            try:
+                nr = arch.nr(name)
+            except UnknownSyscall:
+                continue
+            # seccomp_data: nr at 0, arch at 4, instruction_pointer at 8 (low word) and 12
+            ins(_LD_ABS_W, 0, 0, 4)
+            ins(_JEQ_K, 0, 8, arch.audit_arch)
+            ins(_LD_ABS_W, 0, 0, 0)
+            ins(_JEQ_K, 0, 6, nr)
+            ins(_LD_ABS_W, 0, 0, 12)
+            ins(_JEQ_K, 0, 4, 0)
+            ins(_LD_ABS_W, 0, 0, 8)
+            ins(_JGE_K, 0, 2, gate)
+            ins(_JGE_K, 1, 0, gate + 4096)
+            ins(_RET_K, 0, 0, _SECCOMP_RET_ALLOW)
+    return b"".join(out)
 
 
 def describe(arches: list[Arch], rules: dict[str, Trap], trace_when_set: dict[str, tuple[str, ...]] | None = None) -> str:

@@ -1,7 +1,12 @@
 /* The in-process agent: a follower's input calls answered inside its own program, without a trap.
  * LD_PRELOADed into every variant (libmvxagent.so, one build per ISA, found by bare name through
- * LD_LIBRARY_PATH). Only a follower's monitor publishes answers (mvx_agent.h): in the leader, or
- * without the memfds, it answers nothing and every call goes to libc's.
+ * LD_LIBRARY_PATH). A follower's monitor publishes answers (mvx_agent.h); without the memfds the agent
+ * answers nothing and every call goes to libc's.
+ *
+ * In the leader (x86_64 and i386), the agent makes the program's pread64 of its own files itself,
+ * through the gate page its monitor wrote (the one place the leader's filter lets pread64 run
+ * untrapped), and claims each: its monitor turns the claims into the leader's records at the next
+ * stop. Which fds are its own files the monitor says (ring->own), before every stretch it lets run.
  *
  * read, pread64/pread, recv/recvfrom (no address), clock_gettime, accept4 that found nothing, and
  * epoll_wait/epoll_pwait (no mask) are answered here when the ring's next slot is the answer to the
@@ -31,6 +36,9 @@ extern int *__errno_location(void);
 #define NR_READ 63
 #define EPOLL_EVENT_SIZE 16
 #endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 /* (exported: the program may find them, as any code in it could find the mappings; the monitor
  * trusts nothing the status page says beyond what it checks, tests/test_agent.py's liar included) */
@@ -38,6 +46,7 @@ const struct mvx_agent_ring *mvx_agent_ring;
 struct mvx_agent_status *mvx_agent_status;
 #define ring mvx_agent_ring
 #define status mvx_agent_status
+static uintptr_t gate; /* the leader's gate's `syscall; ret` for this ISA, mapped; 0: none */
 static ssize_t (*libc_read)(int, void *, size_t);
 static ssize_t (*libc_pread64)(int, void *, size_t, int64_t);
 static ssize_t (*libc_pread)(int, void *, size_t, long);
@@ -84,18 +93,30 @@ __attribute__((constructor)) static void agent_start(void) {
 #endif
     void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ, MAP_SHARED, MVX_AGENT_FD_RING, 0);
     void *s = mmap(NULL, MVX_AGENT_STATUS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, MVX_AGENT_FD_STATUS, 0);
+    const struct mvx_agent_ring *rr = r == MAP_FAILED ? NULL : r;
+    int ours = rr && s != MAP_FAILED && rr->magic == MVX_AGENT_MAGIC && rr->version == MVX_AGENT_VERSION;
+#if defined(__x86_64__) || defined(__i386__)
+    if (ours && rr->role == MVX_AGENT_LEADER && rr->gate && rr->gate == (uintptr_t)rr->gate) {
+        /* the gate, read-only and executable, where the leader's filter expects it */
+        void *g = mmap((void *)(uintptr_t)rr->gate, 4096, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                       MVX_AGENT_FD_RING, rr->gate_off);
+        if (g == (void *)(uintptr_t)rr->gate)
+#if defined(__x86_64__)
+            gate = (uintptr_t)g + MVX_AGENT_GATE_X86_64;
+#else
+            gate = (uintptr_t)g + MVX_AGENT_GATE_I386;
+#endif
+        else if (g != MAP_FAILED)
+            munmap(g, 4096); /* (a kernel without MAP_FIXED_NOREPLACE put it elsewhere: no gate) */
+    }
+#endif
     /* the mappings stay; the fds go, in every variant alike (two synced closes, the same everywhere),
      * so the program's fd table is the one it would have natively */
     close(MVX_AGENT_FD_RING);
     close(MVX_AGENT_FD_STATUS);
-    if (r == MAP_FAILED) {
-        if (s != MAP_FAILED)
-            munmap(s, MVX_AGENT_STATUS_SIZE);
-        return;
-    }
-    const struct mvx_agent_ring *rr = r;
-    if (s == MAP_FAILED || rr->magic != MVX_AGENT_MAGIC || rr->version != MVX_AGENT_VERSION) {
-        munmap(r, MVX_AGENT_RING_SIZE); /* the leader's, or another build's: off */
+    if (!ours) { /* no memfds, or another build's: off */
+        if (rr)
+            munmap(r, MVX_AGENT_RING_SIZE);
         if (s != MAP_FAILED)
             munmap(s, MVX_AGENT_STATUS_SIZE);
         return;
@@ -110,7 +131,8 @@ __attribute__((constructor)) static void agent_start(void) {
  * not (the caller calls libc's, which traps). */
 static int answer(uint32_t kind, int fd, uint64_t count, int64_t offset, uint32_t flags, void *buf, size_t cap,
                   long *ret) {
-    if (!ring || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) || status->busy)
+    if (!ring || ring->role != MVX_AGENT_FOLLOWER || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) ||
+        status->busy)
         return 0;
     status->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -137,6 +159,61 @@ static int answer(uint32_t kind, int fd, uint64_t count, int64_t offset, uint32_
     return done;
 }
 
+/* pread64 through the gate (the syscall instruction on the gate page): the kernel's result, -errno. */
+static long gate_pread(int fd, void *buf, size_t count, int64_t offset) {
+    long ret;
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = offset;
+    /* (below the red zone: the call pushes its return address) */
+    __asm__ volatile("sub $128, %%rsp\n\tcall *%[g]\n\tadd $128, %%rsp"
+                     : "=a"(ret)
+                     : "0"(17L), "D"((long)fd), "S"(buf), "d"(count), "r"(r10), [g] "r"(gate)
+                     : "rcx", "r11", "memory", "cc");
+#elif defined(__i386__)
+    volatile uintptr_t g = gate;
+    __asm__ volatile("call *%[g]"
+                     : "=a"(ret)
+                     : "0"(180L), "b"(fd), "c"(buf), "d"(count), "S"((uint32_t)offset),
+                       "D"((uint32_t)((uint64_t)offset >> 32)), [g] "m"(g)
+                     : "memory", "cc");
+#else
+    (void)fd, (void)buf, (void)count, (void)offset;
+    ret = -38;
+#endif
+    return ret;
+}
+
+/* The leader's pread64 of a file of its own world, made here and claimed: 1 (*ret set), or 0 (not
+ * one this agent makes: the caller calls libc's, which traps). */
+static int leader_pread(int fd, void *buf, size_t count, int64_t offset, long *ret) {
+    if (!gate || ring->role != MVX_AGENT_LEADER || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) || status->busy ||
+        fd < 0 || fd >= MVX_AGENT_MAX_FD || !(ring->own[fd / 8] & (1u << (fd % 8))) || count > 0x7fffffffu)
+        return 0;
+    status->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    uint32_t n = status->claimed;
+    int done = 0;
+    if (n < MVX_AGENT_CLAIMS) {
+        long r = gate_pread(fd, buf, count, offset);
+        struct mvx_agent_claim *c = &status->claim[n];
+        c->fd = fd;
+        c->ret = (int32_t)r;
+        c->count = count;
+        c->offset = offset;
+        __atomic_store_n(&status->claimed, n + 1, __ATOMIC_RELEASE);
+        if (r < 0) {
+            *__errno_location() = (int)-r;
+            *ret = -1;
+        } else {
+            *ret = r;
+        }
+        done = 1;
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    status->busy = 0;
+    return done;
+}
+
 static long enosys(void) {
     *__errno_location() = 38; /* ENOSYS */
     return -1;
@@ -151,6 +228,8 @@ ssize_t read(int fd, void *buf, size_t count) {
 
 ssize_t pread64(int fd, void *buf, size_t count, int64_t offset) {
     long ret;
+    if (ring && leader_pread(fd, buf, count, offset, &ret))
+        return ret;
     if (answer(MVX_AGENT_PREAD, fd, count, offset, 0, buf, count, &ret))
         return ret;
     return libc_pread64 ? libc_pread64(fd, buf, count, offset) : enosys();
@@ -159,6 +238,8 @@ ssize_t pread64(int fd, void *buf, size_t count, int64_t offset) {
 /* (off_t: 32 bits on i386, 64 elsewhere; a program may import either name) */
 ssize_t pread(int fd, void *buf, size_t count, long offset) {
     long ret;
+    if (ring && leader_pread(fd, buf, count, offset, &ret))
+        return ret;
     if (answer(MVX_AGENT_PREAD, fd, count, offset, 0, buf, count, &ret))
         return ret;
     return libc_pread ? libc_pread(fd, buf, count, offset) : enosys();

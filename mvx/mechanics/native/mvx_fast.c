@@ -1290,10 +1290,12 @@ struct mvx_fast {
     int spin_us;   /* owning them: how long a wait for the followers polls before it sleeps */
     uint8_t *data;
     size_t data_cap;
-    /* a follower's in-process agent (mvx_agent.h): the ring this monitor writes, the status page
-     * the agent writes, and for each published slot the inbox frame and sequence number it is */
+    /* the in-process agent (mvx_agent.h): the ring this monitor writes, the status page the agent
+     * writes; a follower's: for each published slot the inbox frame and sequence number it is; a
+     * leader's: the own-file fds its agent was last allowed to pread through the gate */
     struct mvx_agent_ring *ring;
     struct mvx_agent_status *agent;
+    uint8_t own_given[MVX_AGENT_MAX_FD / 8];
     struct mvx_frame *ring_frame[MVX_AGENT_SLOTS];
     uint64_t ring_seq[MVX_AGENT_SLOTS];
     uint32_t ring_n, ring_used;
@@ -2891,7 +2893,7 @@ static int follower_done(struct mvx_fast *f, uint64_t seq) {
  * writable (the ring before it is sealed: this mapping is the only writable one there will be).
  * publish: this monitor publishes the leader's reads there (a follower's); 0 leaves the ring
  * without its magic, so an agent loaded there stays off (the leader's). 0, or -errno. */
-int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish) {
+int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish, unsigned long long gate) {
     if (ftruncate(ring_fd, MVX_AGENT_RING_SIZE) < 0 || ftruncate(status_fd, MVX_AGENT_STATUS_SIZE) < 0)
         return -errno;
     void *r = mmap(NULL, MVX_AGENT_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
@@ -2903,6 +2905,19 @@ int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int pu
         munmap(r, MVX_AGENT_RING_SIZE);
         return -e;
     }
+    int role = !publish ? 0 : f->role == MVX_ROLE_FOLLOWER ? MVX_AGENT_FOLLOWER
+                            : f->role == MVX_ROLE_LEADER && gate && gate < 0xfffff000ull && !(gate & 4095) ? MVX_AGENT_LEADER
+                                                                                                            : 0;
+    struct mvx_agent_ring *ring = r;
+    if (role == MVX_AGENT_LEADER) { /* the gate page: `syscall; ret` per ISA, nothing else */
+        static const uint8_t x86_64[] = {0x0f, 0x05, 0xc3}, i386[] = {0xcd, 0x80, 0xc3};
+        uint8_t *page = (uint8_t *)r + MVX_AGENT_GATE_OFF;
+        memset(page, 0xcc, 4096); /* int3 */
+        memcpy(page + MVX_AGENT_GATE_X86_64, x86_64, sizeof x86_64);
+        memcpy(page + MVX_AGENT_GATE_I386, i386, sizeof i386);
+        ring->gate = gate;
+        ring->gate_off = (uint32_t)MVX_AGENT_GATE_OFF;
+    }
     /* no writable mapping, write() or change of size after this one, by the variant or anyone */
     if (fcntl(ring_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         int e = errno;
@@ -2910,13 +2925,14 @@ int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int pu
         munmap(st, MVX_AGENT_STATUS_SIZE);
         return -e;
     }
-    if (!publish || f->role != MVX_ROLE_FOLLOWER) {
+    if (!role) { /* zeroed pages without the magic: the agent stays off */
         munmap(r, MVX_AGENT_RING_SIZE);
         munmap(st, MVX_AGENT_STATUS_SIZE);
         return 0;
     }
-    f->ring = r;
+    f->ring = ring;
     f->agent = st;
+    f->ring->role = (uint32_t)role;
     f->ring->version = MVX_AGENT_VERSION;
     __atomic_store_n(&f->ring->magic, MVX_AGENT_MAGIC, __ATOMIC_RELEASE);
     return 0;
@@ -2961,6 +2977,66 @@ static int agent_reconcile(struct mvx_fast *f) {
 
 static long epoll_events_out(struct mvx_fast *f, int isa, int epfd, const struct mvx_call_record *rec, long long ret,
                              uint8_t *out);
+
+/* Hot calls that leave the leader's fd table as it is: after a stop at one of them the agent may
+ * pread the fds this monitor knows as own files (ring->own); after any other, not until the next. */
+static int keeps_fds(int hot) {
+    return hot && hot != MVX_HOT_CLOSE && hot != MVX_HOT_ACCEPT4 && hot != MVX_HOT_SOCKETCALL;
+}
+
+/* At every stop of the leader (it runs no agent code then): the pread64 calls its agent made through
+ * the gate since the last stop become the leader's records, in order, before the stop's own call;
+ * then the fds it may pread until the next stop (none after a call that may change the fd table, or
+ * one Python handles). 0, or -1 (f->err: a claim it was not allowed to make, or out of range; fail
+ * closed). */
+static int leader_claims(struct mvx_fast *f, const struct mvx_event *ev) {
+    __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
+    uint32_t n = __atomic_load_n(&f->agent->claimed, __ATOMIC_ACQUIRE);
+    if (n > MVX_AGENT_CLAIMS) {
+        snprintf(f->err, sizeof f->err, "the leader's agent claims %u calls (at most %u)", n, MVX_AGENT_CLAIMS);
+        return -1;
+    }
+    int isa = isa_of(f, ev->arch);
+    for (uint32_t i = 0; i < n; i++) {
+        struct mvx_agent_claim cl;
+        memcpy(&cl, (const void *)&f->agent->claim[i], sizeof cl); /* (hostile input: read once) */
+        if (cl.fd < 0 || cl.fd >= MVX_AGENT_MAX_FD || !(f->own_given[cl.fd / 8] & (1u << (cl.fd % 8))) ||
+            cl.count > 0x7fffffffu || cl.ret < -4095 || (cl.ret > 0 && (uint64_t)cl.ret > cl.count) || isa < 0) {
+            snprintf(f->err, sizeof f->err, "the leader's agent claims pread64(%d, _, %llu, %lld) = %d, which it was not "
+                     "allowed to make", cl.fd, (unsigned long long)cl.count, (long long)cl.offset, cl.ret);
+            return -1;
+        }
+        struct hot_call c;
+        memset(&c, 0, sizeof c);
+        c.hot = MVX_HOT_PREAD;
+        c.name = HOT_NAMES[c.hot];
+        c.isa = isa;
+        c.word = isa == MVX_ISA_I386 ? 4 : 8;
+        c.fd = cl.fd;
+        c.count = cl.count;
+        c.offset = cl.offset;
+        f->seq++;
+        make_record(f, &c, f->seq, cl.ret, NULL);
+        if (publish(f, f->seq) < 0) {
+            snprintf(f->err, sizeof f->err, "the session failed");
+            return -1;
+        }
+        f->handled++;
+        f->agent_answered++;
+    }
+    if (n)
+        __atomic_store_n(&f->agent->claimed, 0, __ATOMIC_RELEASE);
+    int hot = isa >= 0 && ev->nr >= 0 && ev->nr < MVX_MAX_NR ? f->hot[isa][ev->nr] : 0;
+    if (!f->enabled || !keeps_fds(hot) || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
+        return 0;
+    memset(f->own_given, 0, sizeof f->own_given);
+    for (int fd = 0; fd < MVX_AGENT_MAX_FD && fd < MVX_FAST_MAX_FD; fd++)
+        if (f->fdok[fd] == MVX_FD_OWN && f->dup[fd] >= 0)
+            f->own_given[fd / 8] |= (uint8_t)(1u << (fd % 8));
+    memcpy(f->ring->own, f->own_given, sizeof f->own_given);
+    __atomic_store_n(&f->ring->enabled, 1, __ATOMIC_RELEASE);
+    return 0;
+}
 
 /* The hot call of this follower's ISA whose view is the record's, among the flag combinations
  * `nflags` of `bits` (each tried: the view is matched byte for byte, as at a trap). 1 (c->flags set),
@@ -3402,7 +3478,8 @@ static int fast_wait(struct mvx_fast *f, struct mvx_event *ev) {
             }
             continue;
         }
-        if (f->ring && agent_reconcile(f) < 0) { /* the variant is stopped: the agent's reads are followed */
+        if (f->ring && (f->ring->role == MVX_AGENT_LEADER ? leader_claims(f, ev) : agent_reconcile(f)) < 0) {
+            /* the variant is stopped: what its agent did since the last stop is followed */
             ev->kind = MVX_EV_AGENT_LIED; /* (the stop's call as it was: a divergence, Python reports it) */
             return 0;
         }

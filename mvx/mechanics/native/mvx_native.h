@@ -21,7 +21,7 @@
 #define MVX_EV_CHECK_LATE 11  /* a lockstep check timed out: a divergence (the call is unanswered) */
 #define MVX_EV_READABLE 12    /* mvx_wait_fd: its extra fd is readable (used inside mvx_fast_wait) */
 #define MVX_EV_CHANNEL_END 13 /* a follower's own channel ended (mvx_inbox_end says how) */
-#define MVX_EV_AGENT_LIED 14  /* a follower's in-process agent claimed what it was not given (mvx_fast_error) */
+#define MVX_EV_AGENT_LIED 14  /* an in-process agent claimed what it was not given or allowed (mvx_fast_error) */
 
 /* how to resume after an ENTRY/SECCOMP/EXIT/SIGNAL event */
 #define MVX_RESUME_RUN 0        /* let the call run, no exit stop */
@@ -252,7 +252,7 @@ int mvx_fast_take_pending(struct mvx_fast *f, int *pid, long long *nr, unsigned 
                           long long *ret, int *fd, int *cloexec, int *addrlen_in);
 int mvx_fast_wait(struct mvx_fast *f, struct mvx_event *ev);
 const char *mvx_fast_error(struct mvx_fast *f);
-int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish);
+int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int publish, unsigned long long gate);
 unsigned long mvx_agent_size(int status); /* MVX_AGENT_RING_SIZE, or (1) MVX_AGENT_STATUS_SIZE */
 int mvx_fast_agent_present(struct mvx_fast *f);
 unsigned long long mvx_fast_agent_answered(struct mvx_fast *f);
