@@ -36,9 +36,10 @@ def _add_common(p: argparse.ArgumentParser, *, hidden_fd: bool) -> None:
                    "program at each output until then (either way no byte leaves before every follower agreed; "
                    "docs/DESIGN.md, write-behind)")
     p.add_argument("--agent", action=argparse.BooleanOptionalAction, default=True,
-                   help="load the in-process agent into every variant, so that a follower's reads of the "
-                   "leader's sockets and of its own files are answered inside its program, without a trap "
-                   "(default; --no-agent: every such read traps; docs/DESIGN.md, the in-process agent)")
+                   help="load the in-process agent into every variant, so that a follower's input calls (reads "
+                   "of the leader's sockets and of its own files, clock reads, epoll waits) are answered inside "
+                   "its program, and the leader's reads of its own files made there, without a trap (default; "
+                   "--no-agent: every such call traps; docs/DESIGN.md, the in-process agent)")
     p.add_argument("--on-divergence", choices=("kill", "alert"), default="kill",
                    help="kill: stop every variant (default); alert: report, stop the diverged follower and "
                    "let the leader keep running")
