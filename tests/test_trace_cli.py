@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,3 +113,63 @@ def test_forked_children_do_not_crash_the_monitor(tmp_path):
     text = out.read_text()
     assert 'write(1, "one\\n", 4) = 4' in text
     assert "<child process, not followed>" in text
+
+
+def _trace_epoll_server(arch: str, mode: str, fast: bool, out: Path) -> tuple[set[str], str]:
+    """epoll_server under `mvx trace`, two clients one after the other, 20 requests each: the trace's
+    lines with what differs from run to run (addresses, ports, pids, random bytes) made equal."""
+    import socket
+
+    from _variants import free_port
+
+    port = free_port()
+    env = {**os.environ, "MVX_FAST": "1" if fast else "0", "MVX_FAST_STATS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "trace", "--mode", mode, "-o", str(out), "--",
+                             variant_bin(arch, "epoll_server"), str(port), "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        for _ in range(2):
+            for _ in range(200):
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            with sock:
+                for i in range(20):
+                    sock.sendall(b"req %d\n" % i)
+                    got = b""
+                    while not got.endswith(b"\n"):
+                        chunk = sock.recv(64)
+                        assert chunk, "the server closed"
+                        got += chunk
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    norm = set()
+    for line in out.read_text().splitlines():
+        line = re.sub(r"0x[0-9a-f]+", "0xA", line)
+        line = re.sub(r"htons\(\d+\)", "htons(P)", line)
+        if line.startswith(("getpid(", "getrandom(", "getppid(")):
+            line = line.split("(")[0]
+        if line.startswith("epoll_pwait(") and "[" in line:  # how many events one wait gets is timing
+            events = line[line.index("[") + 1:line.rindex("]")]
+            norm.update("event " + e for e in re.findall(r"\{[^}]*\}", events))
+            line = re.sub(r"\[.*\]", "[E]", line)
+            line = re.sub(r"= \d+$", "= N", line)
+        norm.add(line)
+    return norm, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+@pytest.mark.parametrize("mode", ["seccomp", "hybrid"])
+def test_the_c_loop_renders_each_call_as_python_does(arch, mode, tmp_path):
+    """`mvx trace` carries the hot calls in C (mvx_trace.c) and renders them there: the same lines as
+    the Python path (MVX_FAST=0) renders for the same run of the same program."""
+    c_lines, err = _trace_epoll_server(arch, mode, True, tmp_path / "c.txt")
+    m = re.search(r"^mvx: trace: (\d+) hot calls carried in C", err, re.MULTILINE)
+    assert m and int(m.group(1)) >= 40, err
+    py_lines, err = _trace_epoll_server(arch, mode, False, tmp_path / "py.txt")
+    assert c_lines == py_lines, (sorted(c_lines - py_lines), sorted(py_lines - c_lines))

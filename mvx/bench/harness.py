@@ -44,6 +44,7 @@ TARGET_THROUGHPUT = 1 / 3  # lighttpd under mvx, default mode, against native
 TARGET_SPEEDUP = 3.0  # default mode against --mode ptrace, same workload
 TARGET_TWO_NODE = 1 / 4  # lighttpd, `mvx leader` + `mvx follower` over TLS, against native
 TARGET_INTERCEPT = 1.5  # Python monitor against a C loop of the same mechanism, per intercepted syscall
+TARGET_TRACE = 1.0  # one variant under `mvx trace` against `strace -f --seccomp-bpf` on the same set
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,7 +55,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class Config:
     name: str  # a key of CONFIGS
     label: str
-    kind: str  # native | mvx | two-node | strace
+    kind: str  # native | mvx | two-node | strace | trace
     mode: str | None = None
     extra: tuple[str, ...] = ()  # more `mvx run` options
     env: tuple[str, ...] = ()  # NAME=VALUE for `mvx run` (through env(1): the same process)
@@ -66,6 +67,9 @@ class Config:
         if self.kind == "strace":
             extra = ["--seccomp-bpf", "-e", "trace=" + ",".join(plan.strace_set)] if self.mode == "seccomp" else []
             return ["taskset", "-c", str(plan.server_cpu), "strace", "-f", *extra, "-o", "/dev/null", "--", *leader]
+        if self.kind == "trace":  # (it pins itself and the program to its one allowed CPU)
+            return ["taskset", "-c", str(plan.server_cpu), sys.executable, "-m", "mvx", "trace", "--mode", self.mode,
+                    "-o", "/dev/null", "--", *leader]
         follower = server.argv(FOLLOWER_ARCH, port, workdir)
         if self.kind == "two-node":
             return _two_node_argv(self, leader, follower, workdir, plan)
@@ -79,6 +83,8 @@ class Config:
             return f"server on CPU {plan.server_cpu}"
         if self.kind == "strace":
             return f"strace and server on CPU {plan.server_cpu}"
+        if self.kind == "trace":
+            return f"`mvx trace` (its monitor) and server on CPU {plan.server_cpu}"
         if self.kind == "two-node":
             return (f"`mvx leader` (monitor + x86_64 variant) on CPU {plan.cpus[0]}, `mvx follower` (monitor + "
                     f"i386 variant) on CPU {plan.follower_cpu}, with taskset")
@@ -108,6 +114,9 @@ CONFIGS = {c.name: c for c in [
     Config("two-node-tcp", "mvx leader + follower, plain TCP (--insecure)", "two-node", "hybrid", ("--insecure",)),
     Config("strace", "strace -f", "strace", None),
     Config("strace-seccomp", "strace --seccomp-bpf", "strace", "seccomp"),
+    # one variant under `mvx trace` (the synced set, hybrid, rendered strace-like to /dev/null), against
+    # strace --seccomp-bpf on the same set
+    Config("trace", "mvx trace (one variant)", "trace", "hybrid"),
 ]}
 
 
@@ -442,6 +451,17 @@ def targets(result: dict) -> list[dict]:
         why = "" if pairs else (_why_missing(cells, DEFAULT_MODE) or _why_missing(cells, "ptrace"))
         out.append(_target(f"{name}: throughput of --mode {DEFAULT_MODE} / --mode ptrace, geometric mean",
                            speed, TARGET_SPEEDUP, True, "x", why, f"{len(pairs)} workload points" if pairs else ""))
+    for name, srv in result["servers"].items():
+        cells = srv["summary"]["cells"]
+        if "trace" not in cells or "strace-seccomp" not in cells:
+            continue
+        pairs = [(cells["trace"][w]["rps"], cells["strace-seccomp"][w]["rps"]) for w in cells["trace"]
+                 if "rps" in cells["trace"][w] and "rps" in cells["strace-seccomp"].get(w, {})]
+        out.append(_target(f"{name}: throughput under `mvx trace` / `strace -f --seccomp-bpf` (one variant, the same "
+                           "synced set), geometric mean", _geomean([a / b for a, b in pairs]) if pairs else None,
+                           TARGET_TRACE, True, "x",
+                           "" if pairs else (_why_missing(cells, "trace") or _why_missing(cells, "strace-seccomp")),
+                           f"{len(pairs)} workload points" if pairs else ""))
     for row in result.get("intercept", {}).get("rows", []):
         if row.get("c_us"):
             out.append(_target(f"interception, {row['mode']} {row['action']}: Python monitor / C loop per syscall",

@@ -105,7 +105,7 @@ def register(sub) -> None:
                    "--policy relaxed) hybrid-python ptrace-python "
                    "(the C fast path off: MVX_FAST=0) two-node-tls two-node-tcp (`mvx leader` and `mvx follower` "
                    "as two processes over TCP on loopback, with mutual TLS or --insecure) strace strace-seccomp "
-                   "(default: all)")
+                   "trace (one variant under `mvx trace -o /dev/null`) (default: all)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="load per workload point and round (default 1; wrk rounds it to whole seconds)")
     p.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds; medians are over them (default 3)")

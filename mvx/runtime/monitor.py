@@ -948,7 +948,8 @@ class FollowerMonitor(Monitor):
 class TraceMonitor(Monitor):
     """`mvx trace`: one variant on the monitors' loop, each synced call printed strace-style with
     its result. The vDSO stays and signals are the program's own: a trace shows the program as it
-    runs without mvx."""
+    runs without mvx. The hot calls are carried and rendered by the C loop (mvx_trace.c: as
+    mvx.isa.render renders them), the rest here; MVX_FAST=0 renders every call here."""
 
     role = "trace"
     hide_vdso = False
@@ -957,8 +958,26 @@ class TraceMonitor(Monitor):
     def __init__(self, argv: list[str], *, out: TextIO, **kw) -> None:
         super().__init__(argv, **kw)
         self.out = out
+        self.sync = _TraceSeq()
+
+    def start(self) -> int:
+        pid = super().start()
+        if fast_wanted():
+            self.fast = FastPath(self.variant, LEADER, self.policy)
+            self.out.flush()
+            lib.mvx_fast_set_trace(self.fast.native, self.out.fileno())
+        return pid
+
+    def run(self) -> Outcome:
+        try:
+            return super().run()
+        finally:
+            if self.fast is not None:
+                lib.mvx_fast_trace_flush(self.fast.native)
 
     def emit(self, line: str) -> None:
+        if self.fast is not None:  # the C loop's lines first: they came before
+            lib.mvx_fast_trace_flush(self.fast.native)
         self.out.write(line + "\n")
         self.out.flush()
 
@@ -984,6 +1003,8 @@ class TraceMonitor(Monitor):
         except _Ended:
             self.emit(render(call))
             raise
+        if self.fast is not None:  # the C loop's view of the fds follows (which it may carry)
+            self.track(call, ret, outputs)
         if stop.kind is StopKind.NOTIFY and ret is None:
             self.emit(render(call) + " <ran in the variant>")
             return
@@ -995,6 +1016,13 @@ class TraceMonitor(Monitor):
             return Outcome(status=stop.status)
         self.emit(f"+++ killed by {signal.Signals(stop.status).name} +++")
         return Outcome(signal=stop.status)
+
+
+@dataclass
+class _TraceSeq:
+    """A trace has no records to number; the C loop's counter is kept here as the roles keep theirs."""
+
+    seq: int = 0
 
 
 def _cpu_seconds() -> float:

@@ -15,7 +15,7 @@ import cffi
 HERE = Path(__file__).resolve().parent
 # every file the build reads: a change to any makes another build (its digest)
 SOURCES = ("mvx_native.h", "mvx_tables.h", "mvx_native.c", "mvx_fast.c", "mvx_protocol.c", "mvx_protocol.h",
-           "mvx_tls.c", "mvx_agent.h")
+           "mvx_tls.c", "mvx_agent.h", "mvx_trace.c")
 INSTALLED = "mvx.mechanics.native._mvx_native"  # the module a package install builds
 
 

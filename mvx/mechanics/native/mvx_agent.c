@@ -131,14 +131,14 @@ __attribute__((constructor)) static void agent_start(void) {
  * not (the caller calls libc's, which traps). */
 static int answer(uint32_t kind, int fd, uint64_t count, int64_t offset, uint32_t flags, void *buf, size_t cap,
                   long *ret) {
-    if (!ring || ring->role != MVX_AGENT_FOLLOWER || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) ||
-        status->busy)
+    if (!ring || ring->role != MVX_AGENT_FOLLOWER || status->busy)
         return 0;
+    /* busy first: a stop from here on (a signal) finds it set and changes nothing this call relies on */
     status->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     int done = 0;
     uint32_t c = status->consumed, p = __atomic_load_n(&ring->published, __ATOMIC_ACQUIRE);
-    if (c < p && c < MVX_AGENT_SLOTS) {
+    if (__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) && c < p && c < MVX_AGENT_SLOTS) {
         const struct mvx_agent_slot *s = &ring->slot[c];
         if (s->kind == kind && s->fd == fd && s->count == count && s->offset == offset && s->flags == flags &&
             s->len <= cap && s->off <= MVX_AGENT_DATA && s->len <= MVX_AGENT_DATA - s->off) {
@@ -186,21 +186,25 @@ static long gate_pread(int fd, void *buf, size_t count, int64_t offset) {
 /* The leader's pread64 of a file of its own world, made here and claimed: 1 (*ret set), or 0 (not
  * one this agent makes: the caller calls libc's, which traps). */
 static int leader_pread(int fd, void *buf, size_t count, int64_t offset, long *ret) {
-    if (!gate || ring->role != MVX_AGENT_LEADER || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) || status->busy ||
-        fd < 0 || fd >= MVX_AGENT_MAX_FD || !(ring->own[fd / 8] & (1u << (fd % 8))) || count > 0x7fffffffu)
+    if (!gate || ring->role != MVX_AGENT_LEADER || status->busy)
         return 0;
-    status->busy = 1;
+    status->busy = 1; /* (a signal handler's pread traps) */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    uint32_t n = status->claimed;
     int done = 0;
-    if (n < MVX_AGENT_CLAIMS) {
+    uint32_t head = status->claimed, tail = __atomic_load_n(&ring->claims_tail, __ATOMIC_ACQUIRE);
+    uint32_t gen = __atomic_load_n(&ring->own_gen, __ATOMIC_ACQUIRE);
+    int allowed = !(gen & 1) && __atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE) && fd >= 0 && fd < MVX_AGENT_MAX_FD &&
+                  (ring->own[fd / 8] & (1u << (fd % 8))) && count <= 0x7fffffffu && head - tail < MVX_AGENT_CLAIMS;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (allowed && __atomic_load_n(&ring->own_gen, __ATOMIC_RELAXED) == gen) { /* (own[] was not being rewritten) */
         long r = gate_pread(fd, buf, count, offset);
-        struct mvx_agent_claim *c = &status->claim[n];
+        struct mvx_agent_claim *c = &status->claim[head % MVX_AGENT_CLAIMS];
         c->fd = fd;
         c->ret = (int32_t)r;
         c->count = count;
         c->offset = offset;
-        __atomic_store_n(&status->claimed, n + 1, __ATOMIC_RELEASE);
+        c->gen = gen;
+        __atomic_store_n(&status->claimed, head + 1, __ATOMIC_RELEASE);
         if (r < 0) {
             *__errno_location() = (int)-r;
             *ret = -1;

@@ -59,6 +59,8 @@ struct mvx_agent_ring {
     uint32_t gate_off;  /* the leader's: the gate page's offset in this file (MVX_AGENT_GATE_OFF) */
     uint64_t gate;      /* the leader's: where the agent maps it (its filter lets pread64 from there run) */
     uint8_t own[MVX_AGENT_MAX_FD / 8]; /* the leader's: fds that are files of its own world (bit fd) */
+    uint32_t own_gen;     /* the leader's: own[]'s generation, a seqlock (odd while the monitor writes it) */
+    uint32_t claims_tail; /* the leader's: claims its monitor took, ever (status->claimed is the head) */
     struct mvx_agent_slot slot[MVX_AGENT_SLOTS];
     uint8_t data[MVX_AGENT_DATA];
 };
@@ -71,20 +73,23 @@ struct mvx_agent_ring {
 #define MVX_AGENT_GATE_X86_64 0  /* 0f 05 c3: syscall; ret */
 #define MVX_AGENT_GATE_I386 16   /* cd 80 c3: int $0x80; ret */
 
-/* One pread64 the leader's agent made: its arguments and result (-errno). */
+/* One pread64 the leader's agent made: its arguments, its result (-errno) and the generation of the
+ * own[] it found its fd in (its monitor may publish another while the leader runs: a signal can end a
+ * notified call's wait, so the monitor's view of a stop can be one the program already left). */
 struct mvx_agent_claim {
     int32_t fd;
     int32_t ret;
     uint64_t count;
     int64_t offset;
+    uint32_t gen, pad;
 };
-#define MVX_AGENT_CLAIMS 128
+#define MVX_AGENT_CLAIMS 96
 
 struct mvx_agent_status {
     uint32_t magic;    /* the agent's constructor wrote MVX_AGENT_MAGIC: it is there */
     uint32_t consumed; /* a follower's: slots the agent answered calls from, in order */
     uint32_t busy;     /* the agent is answering one now (a signal handler's call traps instead) */
-    uint32_t claimed;  /* a leader's: claims [0, claimed) made since its monitor last took them */
+    uint32_t claimed;  /* a leader's: claims made, ever; claim[i % MVX_AGENT_CLAIMS] for i in [tail, claimed) */
     struct mvx_agent_claim claim[MVX_AGENT_CLAIMS];
 };
 

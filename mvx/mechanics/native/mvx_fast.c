@@ -1295,11 +1295,19 @@ struct mvx_fast {
      * leader's: the own-file fds its agent was last allowed to pread through the gate */
     struct mvx_agent_ring *ring;
     struct mvx_agent_status *agent;
-    uint8_t own_given[MVX_AGENT_MAX_FD / 8];
+    uint8_t own_given[8][MVX_AGENT_MAX_FD / 8]; /* by generation / 2 % 8: the last ones published */
+    uint32_t own_gen, claims_tail;
+    int claims_isa;
     struct mvx_frame *ring_frame[MVX_AGENT_SLOTS];
     uint64_t ring_seq[MVX_AGENT_SLOTS];
     uint32_t ring_n, ring_used;
-    unsigned long long agent_answered; /* reads the agent answered */
+    unsigned long long agent_answered; /* calls the agent answered or made */
+    /* mvx trace (mvx_trace.c): its lines, and the file they go to (-1: not a trace); the iovec
+     * lengths of the writev decoded last */
+    struct wbuf trace;
+    int trace_fd;
+    int iovn;
+    size_t iov_len[1024];
     char err[256];
 };
 
@@ -1312,6 +1320,8 @@ struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
     f->check_timeout_ms = 15000;
     f->ack_every = 16;
     f->pend_fd = -1;
+    f->trace_fd = -1;
+    f->claims_isa = -1;
     for (int i = 0; i < MVX_FAST_MAX_FD; i++)
         f->dup[i] = -1;
     return f;
@@ -1329,6 +1339,7 @@ void mvx_fast_free(struct mvx_fast *f) {
     free(f->view.p);
     free(f->frame.p);
     free(f->batch.p);
+    free(f->trace.p);
     free(f->data);
     if (f->ring)
         munmap(f->ring, MVX_AGENT_RING_SIZE);
@@ -1810,7 +1821,9 @@ static int decode_hot(struct mvx_fast *f, const struct mvx_event *ev, struct hot
             if (n && mvx_read_mem(f->t->pid, iov[2 * i], f->data + at, n) != (long)n)
                 return 0;
             at += n;
+            f->iov_len[i] = n;
         }
+        f->iovn = cnt;
         c->out = f->data;
         c->outlen = total;
         return 1;
@@ -2118,11 +2131,17 @@ static void make_check(struct mvx_fast *f, const struct hot_call *c, uint64_t se
 }
 
 /* A CallRecord frame in f->frame: the leader's call returned `ret` (reads: `got` the bytes). */
+static void trace_line(struct mvx_fast *f, const struct hot_call *c, long long ret, const uint8_t *got);
+
 static void make_record(struct mvx_fast *f, const struct hot_call *c, uint64_t seq, long long ret,
                         const uint8_t *got) {
     struct wbuf *w = &f->frame;
     w->n = 0;
     w->oom = 0;
+    if (f->trace_fd >= 0) { /* mvx trace: a line, not a record */
+        trace_line(f, c, ret, got);
+        return;
+    }
     wb_u32(w, 0);
     wb_u8(w, MVX_M_CALL_RECORD);
     wb_u64(w, seq);
@@ -2326,6 +2345,8 @@ static int publish(struct mvx_fast *f, uint64_t seq) {
     struct mvx_link *l = f->link;
     if (f->frame.oom)
         return -1;
+    if (!l)
+        return 0; /* mvx trace: no followers */
     if (!window_open(l, seq)) {
         flush(f);
         if ((f->owns_link ? link_wait(f, UNTIL_WINDOW, seq, -1) : mvx_link_window_wait(l, seq)) < 0)
@@ -2357,7 +2378,7 @@ static int stop_ready(struct mvx_tracee *t) {
 #define FAST_RETURN 2   /* return `ev` (filled here) to Python */
 
 static int lost_any(struct mvx_link *l) {
-    for (int i = 0; i < l->n; i++)
+    for (int i = 0; l && i < l->n; i++)
         if (l->lost[i])
             return 1;
     return 0;
@@ -2630,9 +2651,15 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     return leader_recorded(f, ev, c, ret);
 }
 
+#include "mvx_trace.c"
+
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     struct mvx_tracee *t = f->t;
     int notified = ev->kind == MVX_EV_NOTIFY;
+    if (f->trace_fd >= 0 && !trace_renders(c->hot))
+        return FAST_PYTHON; /* mvx trace: Python renders it */
+    if (f->trace_fd >= 0 && (c->hot == MVX_HOT_CLOSE || c->hot == MVX_HOT_EPOLL_CTL))
+        return trace_local(f, ev, c);
     if (c->hot == MVX_HOT_CLOSE || c->hot == MVX_HOT_EPOLL_CTL)
         return leader_local(f, ev, c);
     if (notified && (is_sendfile(c->hot) || c->hot == MVX_HOT_SETSOCKOPT || is_clock(c->hot)))
@@ -2656,7 +2683,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     }
     if (is_output(c->hot) && f->outbox) /* write-behind: answered at once, the bytes held */
         return leader_hold(f, ev, c);
-    if (is_output(c->hot)) { /* checked output: every follower checks it first (lockstep) */
+    if (is_output(c->hot) && f->trace_fd < 0) { /* checked output: every follower checks it first (lockstep) */
         make_check(f, c, f->seq + 1);
         if (publish(f, f->seq + 1) < 0)
             return FAST_PYTHON;
@@ -2952,6 +2979,9 @@ static int agent_reconcile(struct mvx_fast *f) {
     if (!f->ring)
         return 0;
     __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&f->agent->busy, __ATOMIC_ACQUIRE))
+        return 0; /* stopped inside the agent (a signal of its own): the answer in flight finishes first;
+                   * followed at the next stop that finds it done */
     uint32_t took = __atomic_load_n(&f->agent->consumed, __ATOMIC_ACQUIRE);
     if (took > f->ring_n) {
         snprintf(f->err, sizeof f->err, "the follower's agent claims %u answers of the %u it was given", took, f->ring_n);
@@ -2984,24 +3014,33 @@ static int keeps_fds(int hot) {
     return hot && hot != MVX_HOT_CLOSE && hot != MVX_HOT_ACCEPT4 && hot != MVX_HOT_SOCKETCALL;
 }
 
-/* At every stop of the leader (it runs no agent code then): the pread64 calls its agent made through
- * the gate since the last stop become the leader's records, in order, before the stop's own call;
- * then the fds it may pread until the next stop (none after a call that may change the fd table, or
- * one Python handles). 0, or -1 (f->err: a claim it was not allowed to make, or out of range; fail
- * closed). */
+/* At every stop of the leader: the pread64 calls its agent made through the gate since the last
+ * become the leader's records, in order, before the stop's own call; then the fds it may pread until
+ * the next stop (none after a call that may change the fd table, or one Python handles). A notified
+ * call's stop may be one the program already left (a signal ended its wait), so the agent may run
+ * meanwhile: the claims are a ring with counters that only grow, and each claim names the generation
+ * of the fds it was allowed (own[] is a seqlock; the last 8 generations are kept). 0, or -1 (f->err:
+ * a claim it was not allowed to make, or out of range; fail closed). */
 static int leader_claims(struct mvx_fast *f, const struct mvx_event *ev) {
     __atomic_store_n(&f->ring->enabled, 0, __ATOMIC_RELEASE);
-    uint32_t n = __atomic_load_n(&f->agent->claimed, __ATOMIC_ACQUIRE);
-    if (n > MVX_AGENT_CLAIMS) {
-        snprintf(f->err, sizeof f->err, "the leader's agent claims %u calls (at most %u)", n, MVX_AGENT_CLAIMS);
+    uint32_t head = __atomic_load_n(&f->agent->claimed, __ATOMIC_ACQUIRE);
+    if (head - f->claims_tail > MVX_AGENT_CLAIMS) {
+        snprintf(f->err, sizeof f->err, "the leader's agent claims %u calls (at most %u)", head - f->claims_tail,
+                 MVX_AGENT_CLAIMS);
         return -1;
     }
     int isa = isa_of(f, ev->arch);
-    for (uint32_t i = 0; i < n; i++) {
+    if (isa >= 0)
+        f->claims_isa = isa;
+    else /* (a signal's stop names no ISA: the claims were made by the program of the last that did) */
+        isa = f->claims_isa;
+    for (uint32_t i = f->claims_tail; i != head; i++) {
         struct mvx_agent_claim cl;
-        memcpy(&cl, (const void *)&f->agent->claim[i], sizeof cl); /* (hostile input: read once) */
-        if (cl.fd < 0 || cl.fd >= MVX_AGENT_MAX_FD || !(f->own_given[cl.fd / 8] & (1u << (cl.fd % 8))) ||
-            cl.count > 0x7fffffffu || cl.ret < -4095 || (cl.ret > 0 && (uint64_t)cl.ret > cl.count) || isa < 0) {
+        memcpy(&cl, (const void *)&f->agent->claim[i % MVX_AGENT_CLAIMS], sizeof cl); /* (hostile input: read once) */
+        const uint8_t *own = f->own_given[(cl.gen / 2) % 8];
+        if (cl.fd < 0 || cl.fd >= MVX_AGENT_MAX_FD || (cl.gen & 1) || f->own_gen - cl.gen >= 16 ||
+            !(own[cl.fd / 8] & (1u << (cl.fd % 8))) || cl.count > 0x7fffffffu || cl.ret < -4095 ||
+            (cl.ret > 0 && (uint64_t)cl.ret > cl.count) || isa < 0) {
             snprintf(f->err, sizeof f->err, "the leader's agent claims pread64(%d, _, %llu, %lld) = %d, which it was not "
                      "allowed to make", cl.fd, (unsigned long long)cl.count, (long long)cl.offset, cl.ret);
             return -1;
@@ -3024,16 +3063,25 @@ static int leader_claims(struct mvx_fast *f, const struct mvx_event *ev) {
         f->handled++;
         f->agent_answered++;
     }
-    if (n)
-        __atomic_store_n(&f->agent->claimed, 0, __ATOMIC_RELEASE);
+    f->claims_tail = head;
+    __atomic_store_n(&f->ring->claims_tail, head, __ATOMIC_RELEASE);
+    isa = isa_of(f, ev->arch);
     int hot = isa >= 0 && ev->nr >= 0 && ev->nr < MVX_MAX_NR ? f->hot[isa][ev->nr] : 0;
     if (!f->enabled || !keeps_fds(hot) || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
         return 0;
-    memset(f->own_given, 0, sizeof f->own_given);
+    uint8_t now[MVX_AGENT_MAX_FD / 8] = {0};
     for (int fd = 0; fd < MVX_AGENT_MAX_FD && fd < MVX_FAST_MAX_FD; fd++)
         if (f->fdok[fd] == MVX_FD_OWN && f->dup[fd] >= 0)
-            f->own_given[fd / 8] |= (uint8_t)(1u << (fd % 8));
-    memcpy(f->ring->own, f->own_given, sizeof f->own_given);
+            now[fd / 8] |= (uint8_t)(1u << (fd % 8));
+    if (memcmp(now, f->own_given[(f->own_gen / 2) % 8], sizeof now)) { /* a new generation (seqlock) */
+        uint32_t next = f->own_gen + 2;
+        memcpy(f->own_given[(next / 2) % 8], now, sizeof now);
+        __atomic_store_n(&f->ring->own_gen, f->own_gen + 1, __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        memcpy(f->ring->own, now, sizeof now);
+        __atomic_store_n(&f->ring->own_gen, next, __ATOMIC_RELEASE);
+        f->own_gen = next;
+    }
     __atomic_store_n(&f->ring->enabled, 1, __ATOMIC_RELEASE);
     return 0;
 }
@@ -3226,7 +3274,7 @@ static int agent_slot_for(struct mvx_fast *f, int isa, struct mvx_frame *fr, str
 /* Just before the variant is let go from a call whose record is `current`: the reads that follow
  * it in the inbox, as far as they go uninterrupted, for the agent to answer in order. */
 static void agent_publish_after(struct mvx_fast *f, int isa, struct mvx_frame *current) {
-    if (!f->ring || !f->enabled || !mvx_fast_agent_present(f))
+    if (!f->ring || !f->enabled || !mvx_fast_agent_present(f) || __atomic_load_n(&f->agent->busy, __ATOMIC_ACQUIRE))
         return;
     if (f->inbox->own && !f->inbox->end)
         inbox_fill(f->inbox, 0); /* what the leader sent meanwhile, not yet taken off the channel */

@@ -256,6 +256,8 @@ int mvx_fast_agent_attach(struct mvx_fast *f, int ring_fd, int status_fd, int pu
 unsigned long mvx_agent_size(int status); /* MVX_AGENT_RING_SIZE, or (1) MVX_AGENT_STATUS_SIZE */
 int mvx_fast_agent_present(struct mvx_fast *f);
 unsigned long long mvx_fast_agent_answered(struct mvx_fast *f);
+void mvx_fast_set_trace(struct mvx_fast *f, int fd);
+void mvx_fast_trace_flush(struct mvx_fast *f);
 long mvx_fast_frame_for(struct mvx_fast *f, int pid, unsigned int audit, long long nr,
                         const unsigned long long args[6], int check, uint64_t seq, long long ret,
                         const void *got, uint8_t *out, size_t cap);
