@@ -173,3 +173,79 @@ def test_the_c_loop_renders_each_call_as_python_does(arch, mode, tmp_path):
     assert m and int(m.group(1)) >= 40, err
     py_lines, err = _trace_epoll_server(arch, mode, False, tmp_path / "py.txt")
     assert c_lines == py_lines, (sorted(c_lines - py_lines), sorted(py_lines - c_lines))
+
+
+C_RENDERED = ("read(", "recvfrom(", "write(", "writev(", "pread64(", "shutdown(", "close(", "accept4(", "epoll_ctl(",
+              "epoll_pwait(", "sendfile(", "setsockopt(")
+
+
+def _shapes(path: Path) -> set[str]:
+    """A lighttpd trace's lines of the calls the C loop renders, with their numbers and addresses made
+    equal, the lines a full socket buffer makes (EAGAIN, which a run gets or not) and its log's writes
+    left out, epoll waits without their events and epoll_ctl without its op and events (which ones a
+    run gets is timing; the epoll_server test compares them)."""
+    out = set()
+    for line in path.read_text().splitlines():
+        if "EAGAIN" in line or not line.startswith(C_RENDERED) or line.startswith("write(4,"):
+            continue
+        line = re.sub(r"0x[0-9a-f]+", "0xA", line)
+        if line.startswith("epoll_pwait(") and "[" in line:
+            line = re.sub(r"\[.*\]", "[E]", line)
+        if line.startswith("epoll_ctl("):  # which changes lighttpd makes, and to which events, is timing too
+            line = re.sub(r"EPOLL_CTL_(ADD|MOD)", "EPOLL_CTL_OP", re.sub(r"events=[A-Z|]+", "events=F", line))
+        out.add(re.sub(r"\d+", "N", line))
+    return out
+
+
+def _trace_lighttpd(arch: str, fast: bool, out: Path, site_root: Path) -> str:
+    import urllib.request
+
+    from _variants import free_port
+
+    from mvx.bench import servers
+    from mvx.demo import lighttpd
+
+    srv = servers.get("lighttpd")
+    port = free_port()
+    srv.setup(site_root, port)
+    env = {**os.environ, **lighttpd.env(), "MVX_FAST": "1" if fast else "0", "MVX_FAST_STATS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mvx", "trace", "-o", str(out), "--", *srv.argv(arch, port, site_root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/small.bin", timeout=5) as r:
+                    r.read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        for name in ["small.bin"] * 5 + ["large.bin"] * 3 + ["missing"]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{name}", timeout=10) as r:
+                    r.read()
+            except OSError:
+                pass
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            os.kill(int(child), signal.SIGTERM)  # lighttpd's graceful end; the trace then ends with it
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("arch", NATIVE_ARCHES)
+def test_the_c_loop_renders_lighttpd_as_python_does(arch, tmp_path):
+    """Debian's lighttpd serving small and large files (writev, pread64, sendfile, setsockopt's TCP_CORK,
+    shutdown, recv, accept4, epoll): each kind of line the C loop renders is one the Python path renders."""
+    from mvx.demo import lighttpd
+
+    if not lighttpd.binary(arch).is_file():
+        pytest.skip("Debian's lighttpd is not fetched (just variants)")
+    err = _trace_lighttpd(arch, True, tmp_path / "c.txt", tmp_path / "site")
+    assert re.search(r"^mvx: trace: \d{2,} hot calls carried in C", err, re.MULTILINE), err
+    _trace_lighttpd(arch, False, tmp_path / "py.txt", tmp_path / "site")
+    c_shapes, py_shapes = _shapes(tmp_path / "c.txt"), _shapes(tmp_path / "py.txt")
+    assert any(s.startswith("sendfile(") for s in c_shapes), sorted(c_shapes)
+    assert c_shapes == py_shapes, (sorted(c_shapes - py_shapes), sorted(py_shapes - c_shapes))

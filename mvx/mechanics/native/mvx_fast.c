@@ -1645,6 +1645,8 @@ static int decode_sendfile(struct mvx_fast *f, struct hot_call *c) {
     if (mvx_read_mem(f->t->pid, c->off_ptr, &raw, (size_t)c->off_size) != c->off_size)
         return 0;
     c->offset = c->off_size == 4 ? (int64_t)(int32_t)raw : (int64_t)raw;
+    if (f->trace_fd >= 0)
+        return 1; /* mvx trace: nothing compared, so no bytes read */
     int mine = c->offset < 0 ? -1 : dup_of(f, c->in_fd);
     if (mine < 0 || data_room(f, c->count) < 0)
         return 0;
@@ -2651,6 +2653,28 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     return leader_recorded(f, ev, c, ret);
 }
 
+/* A ptrace or filter stop's call made in the variant, to its exit stop (ev: that stop, its result in
+ * ev->ret): 1, FAST_RETURN (the variant ended), or -1 (f->err). */
+static int run_to_exit(struct mvx_fast *f, struct mvx_event *ev, const struct hot_call *c) {
+    int r = mvx_resume(f->t, MVX_RESUME_TO_EXIT);
+    if (r < 0) {
+        snprintf(f->err, sizeof f->err, "resume %s: %s", c->name, strerror(-r));
+        return -1;
+    }
+    r = mvx_wait(f->t, ev);
+    if (r < 0) {
+        snprintf(f->err, sizeof f->err, "lost the variant %d: %s", f->t->pid, strerror(-r));
+        return -1;
+    }
+    if (ev->kind == MVX_EV_EXITED || ev->kind == MVX_EV_KILLED)
+        return FAST_RETURN;
+    if (ev->kind != MVX_EV_EXIT) {
+        snprintf(f->err, sizeof f->err, "unexpected stop %d at the exit of %s", ev->kind, c->name);
+        return -1;
+    }
+    return 1;
+}
+
 #include "mvx_trace.c"
 
 static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
@@ -2723,22 +2747,9 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
         }
     } else { /* a ptrace stop: the call runs in the variant; its result at the exit stop */
         flush(f); /* the call may block as long as the program's call does */
-        int r = mvx_resume(t, MVX_RESUME_TO_EXIT);
-        if (r < 0) {
-            snprintf(f->err, sizeof f->err, "resume %s: %s", c->name, strerror(-r));
-            return -1;
-        }
-        r = mvx_wait(t, ev);
-        if (r < 0) {
-            snprintf(f->err, sizeof f->err, "lost the variant %d: %s", t->pid, strerror(-r));
-            return -1;
-        }
-        if (ev->kind == MVX_EV_EXITED || ev->kind == MVX_EV_KILLED)
-            return FAST_RETURN;
-        if (ev->kind != MVX_EV_EXIT) {
-            snprintf(f->err, sizeof f->err, "unexpected stop %d at the exit of %s", ev->kind, c->name);
-            return -1;
-        }
+        int r = run_to_exit(f, ev, c);
+        if (r != 1)
+            return r;
         ret = ev->ret;
         size_t got = ret <= 0 ? 0 : is_epoll(c->hot) ? (size_t)ret * f->ep_size[c->isa] : read_bytes(c, ret);
         if ((is_read(c->hot) || is_epoll(c->hot)) && got &&

@@ -105,7 +105,8 @@ static void tr_event(struct wbuf *w, struct mvx_fast *f, int isa, uint32_t event
 static int trace_renders(int hot) {
     return hot == MVX_HOT_READ || hot == MVX_HOT_RECVFROM || hot == MVX_HOT_WRITE || hot == MVX_HOT_WRITEV ||
            hot == MVX_HOT_PREAD || hot == MVX_HOT_SHUTDOWN || hot == MVX_HOT_EPOLL_WAIT || hot == MVX_HOT_EPOLL_PWAIT ||
-           hot == MVX_HOT_ACCEPT4 || hot == MVX_HOT_CLOSE || hot == MVX_HOT_EPOLL_CTL;
+           hot == MVX_HOT_ACCEPT4 || hot == MVX_HOT_CLOSE || hot == MVX_HOT_EPOLL_CTL || hot == MVX_HOT_SENDFILE ||
+           hot == MVX_HOT_SENDFILE64 || hot == MVX_HOT_SETSOCKOPT;
 }
 
 static void trace_flush(struct mvx_fast *f) {
@@ -171,6 +172,22 @@ static void trace_line(struct mvx_fast *f, const struct hot_call *c, long long r
     case MVX_HOT_SHUTDOWN:
         tr_fmt(w, "%d, %s", c->fd, SHUT_NAMES[c->how]);
         break;
+    case MVX_HOT_SENDFILE: /* (out_fd, in_fd, [offset => the offset it left], count) */
+    case MVX_HOT_SENDFILE64:
+        if (ret >= 0 && c->off_after != c->offset)
+            tr_fmt(w, "%d, %d, [%lld => %lld], %llu", c->fd, c->in_fd, (long long)c->offset, (long long)c->off_after,
+                   (unsigned long long)c->count);
+        else
+            tr_fmt(w, "%d, %d, [%lld], %llu", c->fd, c->in_fd, (long long)c->offset, (unsigned long long)c->count);
+        break;
+    case MVX_HOT_SETSOCKOPT:
+        tr_fmt(w, "%d, %s, %s, ", c->fd, SOCKOPTS[c->sockopt].level_name, SOCKOPTS[c->sockopt].name);
+        if (c->out)
+            tr_escape(w, c->out, c->outlen);
+        else
+            tr_put(w, "NULL");
+        tr_fmt(w, ", %llu", (unsigned long long)c->count);
+        break;
     case MVX_HOT_CLOSE:
         tr_fmt(w, "%d", c->fd);
         break;
@@ -232,17 +249,9 @@ static void trace_line(struct mvx_fast *f, const struct hot_call *c, long long r
 static int trace_local(struct mvx_fast *f, struct mvx_event *ev, struct hot_call *c) {
     if (ev->kind == MVX_EV_NOTIFY || (c->hot == MVX_HOT_CLOSE && !close_ok(f, c)))
         return FAST_PYTHON;
-    int r = mvx_resume(f->t, MVX_RESUME_TO_EXIT);
-    if (r < 0 || (r = mvx_wait(f->t, ev)) < 0) {
-        snprintf(f->err, sizeof f->err, "trace %s: %s", c->name, strerror(-r));
-        return -1;
-    }
-    if (ev->kind == MVX_EV_EXITED || ev->kind == MVX_EV_KILLED)
-        return FAST_RETURN;
-    if (ev->kind != MVX_EV_EXIT) {
-        snprintf(f->err, sizeof f->err, "unexpected stop %d at the exit of %s", ev->kind, c->name);
-        return -1;
-    }
+    int r = run_to_exit(f, ev, c);
+    if (r != 1)
+        return r;
     long long ret = ev->ret;
     if (ret == -512 || ret == -513 || ret == -514 || ret == -516)
         return mvx_resume(f->t, MVX_RESUME_RUN) < 0 ? -1 : FAST_DONE; /* made again */
