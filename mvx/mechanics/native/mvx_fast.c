@@ -1616,12 +1616,24 @@ static int content_digest(char out[48], const void *data, size_t n) {
 
 int mvx_fast_digest(const void *data, size_t n, char *out) { return content_digest(out, data, n); }
 
+/* The duplicate held for the variant's `fd` is of another file now (the fd was reused behind this
+ * loop's back): forgotten here, number and all, so this loop never closes it (Python's FdCache holds
+ * the same number and closes it when it finds it stale; it takes a fresh one). */
+static void stale_dup(struct mvx_fast *f, int fd) {
+    f->fdok[fd] = 0;
+    f->dup[fd] = -1;
+}
+
 /* The monitor's duplicate of the variant's `fd`, taken now if Python had none (Python adopts it:
  * mvx_fast_take_fd_events); checked with kcmp. -1: none to be had. */
 static int dup_of(struct mvx_fast *f, int fd) {
     int mine = f->dup[fd];
-    if (mine >= 0)
-        return mvx_same_file(f->t->pid, fd, mine) == 1 ? mine : -1;
+    if (mine >= 0) {
+        if (mvx_same_file(f->t->pid, fd, mine) == 1)
+            return mine;
+        stale_dup(f, fd);
+        return -1;
+    }
     if (f->nfdev >= MVX_FAST_FDEVS || (mine = mvx_pidfd_getfd(f->t->pid, fd)) < 0)
         return -1;
     f->dup[fd] = mine;
@@ -2443,7 +2455,7 @@ static int leader_hold(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     struct mvx_tracee *t = f->t;
     int mine = f->dup[c->fd];
     if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1) {
-        f->fdok[c->fd] = 0;
+        stale_dup(f, c->fd);
         return FAST_PYTHON;
     }
     int held = fcntl(mine, F_DUPFD_CLOEXEC, 0);
@@ -2694,7 +2706,7 @@ static int leader_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_call
     if (notified) {
         mine = f->dup[c->fd];
         if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1) {
-            f->fdok[c->fd] = 0; /* Python takes a fresh duplicate */
+            stale_dup(f, c->fd); /* Python takes a fresh duplicate */
             return FAST_PYTHON;
         }
         if (is_epoll(c->hot) && f->ep_size[c->isa] != (int)sizeof(struct epoll_event))
@@ -3400,7 +3412,7 @@ static int follower_call(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
     if (c->hot == MVX_HOT_PREAD) { /* run here, on this variant's own copy: the results must agree */
         int mine = f->dup[c->fd];
         if (mine < 0 || mvx_same_file(t->pid, c->fd, mine) != 1 || data_room(f, c->count) < 0) {
-            f->fdok[c->fd] = 0;
+            stale_dup(f, c->fd);
             return FAST_PYTHON;
         }
         ssize_t n = pread(mine, f->data, c->count, c->offset);
