@@ -1298,6 +1298,7 @@ struct mvx_fast {
     uint8_t own_given[8][MVX_AGENT_MAX_FD / 8]; /* by generation / 2 % 8: the last ones published */
     uint32_t own_gen, claims_tail;
     int claims_isa;
+    int fds_changed; /* fdok[] or dup[] written since the leader's own-file set was last derived */
     struct mvx_frame *ring_frame[MVX_AGENT_SLOTS];
     uint64_t ring_seq[MVX_AGENT_SLOTS];
     uint32_t ring_n, ring_used;
@@ -1322,6 +1323,7 @@ struct mvx_fast *mvx_fast_new(struct mvx_tracee *t, int role) {
     f->pend_fd = -1;
     f->trace_fd = -1;
     f->claims_isa = -1;
+    f->fds_changed = 1;
     for (int i = 0; i < MVX_FAST_MAX_FD; i++)
         f->dup[i] = -1;
     return f;
@@ -1476,6 +1478,7 @@ void mvx_fast_set_fd(struct mvx_fast *f, int fd, int ok, int dup) {
     if (fd >= 0 && fd < MVX_FAST_MAX_FD) {
         f->fdok[fd] = (uint8_t)ok;
         f->dup[fd] = dup;
+        f->fds_changed = 1;
         if (!ok)
             f->placeholder[fd] = 0;
     }
@@ -1487,8 +1490,10 @@ void mvx_fast_set_placeholder(struct mvx_fast *f, int fd, int on) {
 }
 
 void mvx_fast_set_dup(struct mvx_fast *f, int fd, int dup) {
-    if (fd >= 0 && fd < MVX_FAST_MAX_FD)
+    if (fd >= 0 && fd < MVX_FAST_MAX_FD) {
         f->dup[fd] = dup;
+        f->fds_changed = 1;
+    }
 }
 
 
@@ -1511,6 +1516,7 @@ int mvx_fast_take_fd_events(struct mvx_fast *f, struct mvx_fdev *out, int cap) {
 
 void mvx_fast_forget_fds(struct mvx_fast *f) {
     memset(f->fdok, 0, sizeof f->fdok);
+    f->fds_changed = 1;
     memset(f->placeholder, 0, sizeof f->placeholder);
     for (int i = 0; i < MVX_FAST_MAX_FD; i++)
         f->dup[i] = -1;
@@ -1622,6 +1628,7 @@ int mvx_fast_digest(const void *data, size_t n, char *out) { return content_dige
 static void stale_dup(struct mvx_fast *f, int fd) {
     f->fdok[fd] = 0;
     f->dup[fd] = -1;
+    f->fds_changed = 1;
 }
 
 /* The monitor's duplicate of the variant's `fd`, taken now if Python had none (Python adopts it:
@@ -1637,6 +1644,7 @@ static int dup_of(struct mvx_fast *f, int fd) {
     if (f->nfdev >= MVX_FAST_FDEVS || (mine = mvx_pidfd_getfd(f->t->pid, fd)) < 0)
         return -1;
     f->dup[fd] = mine;
+    f->fds_changed = 1;
     fd_event(f, MVX_FDEV_GRABBED, fd, mine);
     return mine;
 }
@@ -2571,6 +2579,7 @@ static void forget_closed(struct mvx_fast *f, int fd) {
         close(mine);
     f->fdok[fd] = 0;
     f->dup[fd] = -1;
+    f->fds_changed = 1;
     f->placeholder[fd] = 0;
     mvx_fast_epoll_close(f, fd);
     fd_event(f, MVX_FDEV_CLOSED, fd, mine);
@@ -2658,6 +2667,7 @@ static int leader_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_ca
         if (r < MVX_FAST_MAX_FD) { /* a socket of the leader's world, with its duplicate here */
             f->fdok[r] = MVX_FD_LEADERS;
             f->dup[r] = newfd;
+            f->fds_changed = 1;
             f->placeholder[r] = 0;
         }
         fd_event(f, MVX_FDEV_NEW, r, newfd);
@@ -2922,6 +2932,7 @@ static int follower_accept(struct mvx_fast *f, struct mvx_event *ev, struct hot_
     }
     f->fdok[ret] = MVX_FD_LEADERS;
     f->dup[ret] = -1;
+    f->fds_changed = 1;
     f->placeholder[ret] = 1;
     fd_event(f, MVX_FDEV_PLACEHOLDER, (int)ret, pair[1]);
     return follower_done(f, rec->seq);
@@ -3052,11 +3063,10 @@ static int leader_claims(struct mvx_fast *f, const struct mvx_event *ev) {
                  MVX_AGENT_CLAIMS);
         return -1;
     }
-    int isa = isa_of(f, ev->arch);
-    if (isa >= 0)
-        f->claims_isa = isa;
-    else /* (a signal's stop names no ISA: the claims were made by the program of the last that did) */
-        isa = f->claims_isa;
+    int stop_isa = isa_of(f, ev->arch);
+    if (stop_isa >= 0) /* (a signal's stop names no ISA: the claims were made by the program of the last that did) */
+        f->claims_isa = stop_isa;
+    int isa = f->claims_isa;
     for (uint32_t i = f->claims_tail; i != head; i++) {
         struct mvx_agent_claim cl;
         memcpy(&cl, (const void *)&f->agent->claim[i % MVX_AGENT_CLAIMS], sizeof cl); /* (hostile input: read once) */
@@ -3088,10 +3098,14 @@ static int leader_claims(struct mvx_fast *f, const struct mvx_event *ev) {
     }
     f->claims_tail = head;
     __atomic_store_n(&f->ring->claims_tail, head, __ATOMIC_RELEASE);
-    isa = isa_of(f, ev->arch);
-    int hot = isa >= 0 && ev->nr >= 0 && ev->nr < MVX_MAX_NR ? f->hot[isa][ev->nr] : 0;
+    int hot = stop_isa >= 0 && ev->nr >= 0 && ev->nr < MVX_MAX_NR ? f->hot[stop_isa][ev->nr] : 0;
     if (!f->enabled || !keeps_fds(hot) || (ev->kind != MVX_EV_NOTIFY && ev->kind != MVX_EV_SECCOMP && ev->kind != MVX_EV_ENTRY))
         return 0;
+    if (!f->fds_changed) { /* the own-file set published last still holds */
+        __atomic_store_n(&f->ring->enabled, 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    f->fds_changed = 0;
     uint8_t now[MVX_AGENT_MAX_FD / 8] = {0};
     for (int fd = 0; fd < MVX_AGENT_MAX_FD && fd < MVX_FAST_MAX_FD; fd++)
         if (f->fdok[fd] == MVX_FD_OWN && f->dup[fd] >= 0)
